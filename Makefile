@@ -1,0 +1,48 @@
+# Two set-up commands, both working on a fresh machine:
+#   make run    installs alpha and runs the daemon in demo mode (offline, synthetic market)
+#   make test   installs alpha, its test counterparts (anvil, Aave v3, Prometheus) and runs the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CHAIN  := deploy/chain
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup system-deps node-deps lint typecheck bench clean
+
+setup: $(VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+system-deps:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
+
+node-deps: $(CHAIN)/node_modules/.stamp
+
+$(CHAIN)/node_modules/.stamp: $(CHAIN)/package.json $(wildcard $(CHAIN)/package-lock.json)
+	cd $(CHAIN) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: setup
+	$(BIN)/alpha run --config config/demo.yaml
+
+test: setup system-deps node-deps
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check alpha fuses tests
+	$(BIN)/ruff format --check alpha fuses tests
+
+typecheck: setup
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python -m alpha.bench
+
+clean:
+	rm -rf $(VENV) $(CHAIN)/node_modules var reports

@@ -1,0 +1,5 @@
+import sys
+
+from alpha.cli import main
+
+sys.exit(main())

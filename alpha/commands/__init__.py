@@ -1,0 +1,1 @@
+"""One module per ``alpha`` subcommand (see ``alpha.cli``)."""

@@ -1,0 +1,312 @@
+"""The strategy file's schema. Validated once, at load; unknown keys are errors."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from alpha.config.types import Duration, Exact, NonNegative, Positive, Share
+
+
+class Model(BaseModel):
+    """Base for every config section: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SecretRef(Model):
+    """Where a secret lives: an environment variable or a file. Never the secret itself."""
+
+    env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_inline(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            raise ValueError(
+                "secrets are never written inline: give {env: VARIABLE_NAME} or {file: /path/to/secret}"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.env is None) == (self.file is None):
+            raise ValueError("give exactly one of 'env' or 'file'")
+        return self
+
+    def describe(self) -> str:
+        """Say where the secret comes from, without revealing it."""
+        return f"env:{self.env}" if self.env else f"file:{self.file}"
+
+
+class Credentials(Model):
+    """Secret references for one fuse. Which ones are needed depends on the fuse kind."""
+
+    api_key: SecretRef | None = None
+    secret: SecretRef | None = None
+    password: SecretRef | None = None
+    wallet_key: SecretRef | None = None  # Hyperliquid agent/wallet key, or an EVM account key
+    wallet_address: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class FuseKind(StrEnum):
+    SIM = "sim"  # in-process simulated venue (demo, paper, backtest)
+    CEX = "cex"  # centralised exchange through ccxt
+    PERP_DEX = "perp_dex"  # perp DEX through ccxt (Hyperliquid)
+    LENDING = "lending"  # on-chain lending market through web3 (Aave v3)
+
+
+class SimVenue(Model):
+    """How a simulated venue behaves: fees, book depth, funding interval and margin tiers."""
+
+    funding_interval: Duration = timedelta(hours=8)
+    maker_fee: NonNegative = Decimal("0.0002")
+    taker_fee: NonNegative = Decimal("0.0005")
+    spread_bps: NonNegative = Decimal("1")
+    depth_notional: Positive = Decimal("2000000")  # quote notional per side within ``depth_bps`` of mid
+    depth_bps: Positive = Decimal("50")
+    levels: int = Field(default=20, ge=1, le=500)
+    basis_bps: Exact = Decimal("0")  # mean perp premium over the index
+    funding_bias_bps: Exact = Decimal("0")  # venue-specific funding offset (thin books fund higher)
+
+
+class FuseConfig(Model):
+    """One connector of the vault to a venue or market, with its caps."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: FuseKind
+    venue: str
+    enabled: bool = True
+    markets: tuple[str, ...] = ()  # allowed markets (perps and spot), unified ccxt symbols
+    assets: tuple[str, ...] = ()  # allowed assets (lending fuses)
+    max_share: Share  # maximum share of NAV this fuse may hold
+    max_leverage: Positive = Decimal("3")
+    rebalance_every: Duration = timedelta(hours=8)
+    credentials: Credentials | None = None
+    api_url: str | None = None  # override for testnets, proxies and local emulators
+    rate_limit_share: Share = Decimal("1")
+    sim: SimVenue | None = None  # for kind: sim
+    # lending (web3) fuses
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    pool_addresses_provider: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    max_fee_gwei: Positive | None = None
+    gas_budget_native_per_day: NonNegative | None = None
+    options: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("max_leverage")
+    @classmethod
+    def _leverage_sane(cls, v: Decimal) -> Decimal:
+        if v > 100:
+            raise ValueError(f"max_leverage {v} is absurd (more than 100x)")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> FuseConfig:
+        if self.kind is FuseKind.LENDING:
+            if not self.assets:
+                raise ValueError("a lending fuse needs 'assets' (the reserves it may use)")
+            if self.venue != "sim" and (self.rpc_url is None or self.pool_addresses_provider is None):
+                raise ValueError("an on-chain lending fuse needs 'rpc_url' and 'pool_addresses_provider'")
+            if self.venue != "sim" and (self.credentials is None or self.credentials.wallet_key is None):
+                raise ValueError("an on-chain lending fuse needs credentials.wallet_key ({env: ...} or {file: ...})")
+        elif not self.markets:
+            raise ValueError("a trading fuse needs 'markets' (the markets it may trade)")
+        if self.kind in (FuseKind.CEX, FuseKind.PERP_DEX):
+            creds = self.credentials
+            if creds is None:
+                raise ValueError(
+                    "a live venue fuse needs 'credentials' (api_key/secret or wallet_key as {env: ...} or {file: ...})"
+                )
+            if self.kind is FuseKind.CEX and (creds.api_key is None or creds.secret is None):
+                raise ValueError("a CEX fuse needs credentials.api_key and credentials.secret")
+            if self.kind is FuseKind.PERP_DEX and creds.wallet_key is None:
+                raise ValueError("a perp-DEX fuse needs credentials.wallet_key")
+        return self
+
+
+class Vault(Model):
+    name: str = "vault"
+    base_asset: str = "USDC"
+    nav: Positive  # starting capital in demo/backtest; live NAV is read from the venues
+
+
+class Thresholds(Model):
+    """When a carry is worth entering and when it should be left (net of costs, annualised)."""
+
+    entry_min_net_apr: Exact = Decimal("0.05")
+    exit_min_net_apr: Exact = Decimal("0.00")
+    holding_period: Duration = timedelta(days=7)  # amortises entry and exit costs
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Thresholds:
+        if self.exit_min_net_apr > self.entry_min_net_apr:
+            raise ValueError("exit_min_net_apr must not exceed entry_min_net_apr")
+        return self
+
+
+class MarginPolicy(Model):
+    """Margin management (DOMAIN.md: top up every 10% drawdown of margin)."""
+
+    target_ratio: Share = Decimal("0.25")  # maintenance / equity the top-up restores
+    top_up_drawdown: Share = Decimal("0.10")  # top up after equity falls this much
+    deleverage_ratio: Share = Decimal("0.70")  # deleverage both legs when margin ratio passes this
+    check_every: Duration = timedelta(seconds=10)
+    min_health_factor: Positive = Decimal("1.5")  # lending accounts: repay/deleverage below this
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MarginPolicy:
+        if self.target_ratio >= self.deleverage_ratio:
+            raise ValueError("target_ratio must be below deleverage_ratio")
+        return self
+
+
+class PnlPolicyKind(StrEnum):
+    CONSTANT_NOTIONAL = "constant_notional"
+    SENTIMENT_HYBRID = "sentiment_hybrid"
+
+
+class PnlPolicy(Model):
+    policy: PnlPolicyKind = PnlPolicyKind.CONSTANT_NOTIONAL
+    rebalance_every: Duration = timedelta(hours=8)
+    drift_tolerance: Share = Decimal("0.05")  # resize when notional drifts this far from target
+
+
+class RiskLimits(Model):
+    max_order_notional: Positive = Decimal("250000")
+    max_book_share: Share = Decimal("0.10")  # of visible depth per order; larger orders are sliced
+    max_venue_exposure: Share = Decimal("0.50")  # gross notional on one venue / NAV
+    depeg_threshold: Share = Decimal("0.02")  # stablecoin off its peg by more than this
+    max_data_age: Duration = timedelta(seconds=60)
+    max_unhedged_notional: Positive = Decimal("50000")
+    max_unhedged_time: Duration = timedelta(seconds=30)
+
+
+class Execution(Model):
+    leg_retries: int = Field(default=3, ge=0, le=20)
+    order_timeout: Duration = timedelta(seconds=10)
+    shutdown_bound: Duration = timedelta(seconds=20)
+    rebalance_lead: Duration = timedelta(minutes=10)  # before a funding settlement
+
+
+class Journal(Model):
+    path: Path = Path("var/alpha.db")
+
+
+class Metrics(Model):
+    address: str = "127.0.0.1:9464"
+
+
+class Control(Model):
+    address: str = "127.0.0.1:9465"
+    token: SecretRef = SecretRef(env="ALPHA_CONTROL_TOKEN")
+
+
+class ClockConfig(Model):
+    """Demo mode's accelerated clock."""
+
+    start: datetime | None = None
+    speed: Positive = Decimal("3600")  # simulated seconds per real second
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("start must carry a time zone, e.g. 2024-01-01T00:00:00Z")
+        return v
+
+
+class AssetMarket(Model):
+    """One asset of the synthetic market: starting price and its random walk."""
+
+    price: Positive
+    volatility: NonNegative = Decimal("0.6")  # annualised
+    drift: Exact = Decimal("0")
+    jump_intensity: NonNegative = Decimal("4")  # jumps per year
+    jump_size: NonNegative = Decimal("0.08")  # standard deviation of log jump
+    correlation: Share = Decimal("0.8")  # with the market factor
+
+
+class FundingProcess(Model):
+    """Funding as a mean-reverting (Ornstein-Uhlenbeck) process per regime, annualised."""
+
+    bull_mean_apr: Exact = Decimal("0.15")
+    bear_mean_apr: Exact = Decimal("-0.08")
+    reversion_per_day: Positive = Decimal("2")
+    volatility_apr: NonNegative = Decimal("0.25")
+    regime_switch_per_year: NonNegative = Decimal("6")
+    cap_per_interval: Positive = Decimal("0.0075")
+
+
+class ScriptedShock(Model):
+    """A price gap applied at ``at`` (demo and tests)."""
+
+    at: Duration  # after the start
+    asset: str
+    move: Exact  # e.g. "0.30" for +30%, "-0.30" for -30%
+
+
+class SyntheticMarket(Model):
+    seed: int = 7
+    step: Duration = timedelta(minutes=5)
+    assets: dict[str, AssetMarket]
+    funding: FundingProcess = FundingProcess()
+    shocks: tuple[ScriptedShock, ...] = ()
+
+
+class StrategyConfig(Model):
+    """A whole strategy: the vault, its fuses and every policy."""
+
+    version: Literal[1] = 1
+    mode: Literal["demo", "paper", "live", "backtest"] = "demo"
+    vault: Vault
+    fuses: tuple[FuseConfig, ...] = Field(min_length=1)
+    assets: tuple[str, ...] = Field(min_length=1)  # assets to farm
+    stablecoins: tuple[str, ...] = ("USDC", "USDT")
+    idle_buffer: Share = Decimal("0.10")
+    delta_tolerance: Share = Decimal("0.02")  # |net delta| <= tolerance x gross
+    thresholds: Thresholds = Thresholds()
+    margin: MarginPolicy = MarginPolicy()
+    pnl: PnlPolicy = PnlPolicy()
+    risk: RiskLimits = RiskLimits()
+    execution: Execution = Execution()
+    journal: Journal = Journal()
+    metrics: Metrics = Metrics()
+    control: Control = Control()
+    clock: ClockConfig = ClockConfig()
+    market: SyntheticMarket | None = None  # demo mode's synthetic market
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StrategyConfig:
+        names = [f.name for f in self.fuses]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"fuse names must be unique; repeated: {', '.join(dupes)}")
+        total = sum((f.max_share for f in self.fuses if f.enabled), Decimal(0))
+        if total > 1:
+            raise ValueError(
+                f"enabled fuses' max_share caps sum to {total * 100}% of NAV, over 100%"
+            )
+        if self.mode == "demo" and self.market is None:
+            raise ValueError("demo mode needs a 'market' section (the synthetic market)")
+        if self.market is not None:
+            missing = [a for a in self.assets if a not in self.market.assets]
+            if missing:
+                raise ValueError(f"synthetic market has no parameters for assets: {', '.join(missing)}")
+        return self
+
+    def fuse(self, name: str) -> FuseConfig:
+        for f in self.fuses:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def enabled_fuses(self) -> tuple[FuseConfig, ...]:
+        return tuple(f for f in self.fuses if f.enabled)

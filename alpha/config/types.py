@@ -1,0 +1,98 @@
+"""Field types for the strategy file: exact decimals, shares, durations, secret references."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DIGITS = 28
+
+
+def _exact(value: Any) -> Decimal:
+    """Read a YAML/JSON scalar as an exact Decimal; refuse what cannot be exact."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        # The YAML loader keeps numbers as exact decimals; a binary float here came from
+        # code or JSON. Take it only if its shortest repr is what was meant.
+        text = repr(value)
+        mantissa = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").lstrip("0")
+        if len(mantissa) > 15:
+            raise ValueError(f"float {text} is not an exact decimal; write the amount as a string")
+        result = Decimal(text)
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip().replace("_", ""))
+        except InvalidOperation:
+            raise ValueError(f"{value!r} is not a number") from None
+    else:
+        raise ValueError(f"expected a number, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    if len(result.as_tuple().digits) > MAX_DIGITS:
+        raise ValueError(f"{value} has more than {MAX_DIGITS} significant digits and cannot be held exactly")
+    return result
+
+
+def _non_negative(v: Decimal) -> Decimal:
+    if v < 0:
+        raise ValueError(f"must not be negative, got {v}")
+    return v
+
+
+def _positive(v: Decimal) -> Decimal:
+    if v <= 0:
+        raise ValueError(f"must be positive, got {v}")
+    return v
+
+
+def _share(v: Decimal) -> Decimal:
+    if v < 0 or v > 1:
+        raise ValueError(f"must be a share between 0 and 1 (e.g. '0.10' for 10%), got {v}")
+    return v
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        return timedelta(seconds=int(value))
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+    raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '8h', '7d'")
+
+
+def _positive_duration(v: timedelta) -> timedelta:
+    if v.total_seconds() <= 0:
+        raise ValueError("must be a positive duration")
+    return v
+
+
+def format_duration(td: timedelta) -> str:
+    seconds = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+_dec_ser = PlainSerializer(lambda d: str(d), return_type=str, when_used="json")
+_td_ser = PlainSerializer(format_duration, return_type=str, when_used="json")
+
+Exact = Annotated[Decimal, BeforeValidator(_exact), _dec_ser]
+NonNegative = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_non_negative), _dec_ser]
+Positive = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_positive), _dec_ser]
+Share = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_share), _dec_ser]
+Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive_duration), _td_ser]

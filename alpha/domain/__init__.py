@@ -1,0 +1,1 @@
+"""Exact, immutable domain types shared by every mode."""

@@ -1,0 +1,1 @@
+"""Fuses: the vault's connectors to venues and markets."""
