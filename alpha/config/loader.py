@@ -69,8 +69,8 @@ def _build(loader: _Loader, node: yaml.Node, path: PathKey, lines: dict[PathKey,
         try:
             value = Decimal(text)
         except InvalidOperation:
-            return node.value  # .nan, .inf: left as text so validation names them
-        return value if value.is_finite() else node.value
+            return loader.construct_object(node)  # .nan, .inf: validation names them
+        return value
     if tag == "tag:yaml.org,2002:timestamp":
         return node.value
     return loader.construct_object(node, deep=True)

@@ -282,17 +282,20 @@ class StrategyConfig(Model):
     clock: ClockConfig = ClockConfig()
     market: SyntheticMarket | None = None  # demo mode's synthetic market
 
-    @model_validator(mode="after")
-    def _cross_checks(self) -> StrategyConfig:
-        names = [f.name for f in self.fuses]
+    @field_validator("fuses")
+    @classmethod
+    def _fuses_consistent(cls, fuses: tuple[FuseConfig, ...]) -> tuple[FuseConfig, ...]:
+        names = [f.name for f in fuses]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"fuse names must be unique; repeated: {', '.join(dupes)}")
-        total = sum((f.max_share for f in self.fuses if f.enabled), Decimal(0))
+        total = sum((f.max_share for f in fuses if f.enabled), Decimal(0))
         if total > 1:
-            raise ValueError(
-                f"enabled fuses' max_share caps sum to {total * 100}% of NAV, over 100%"
-            )
+            raise ValueError(f"enabled fuses' max_share caps sum to {total * 100}% of NAV, over 100%")
+        return fuses
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> StrategyConfig:
         if self.mode == "demo" and self.market is None:
             raise ValueError("demo mode needs a 'market' section (the synthetic market)")
         if self.market is not None:
