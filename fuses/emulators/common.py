@@ -1,0 +1,369 @@
+"""Plumbing shared by the venue emulators: server lifecycle, fault injection, weight budgets,
+request accounting and the adapter between an emulator and the simulated venue engine.
+
+An emulator is an aiohttp application that speaks one venue's wire protocol over a
+``VenueBackend`` (the simulated engine, seen through ``EngineBackend``). Tests control it
+through ``EmulatorState``: its ``faults`` (latency, 5xx, timeouts after an order was accepted,
+disconnects, maintenance, partial fills), its ``budget`` (real 429s when overused) and its
+``log`` (every request with its weight, to measure budget use).
+
+Stable interface (the Hyperliquid emulator builds on it):
+
+* ``Faults``: mutable switches a test flips; ``Faults.take_5xx()`` / ``take_order_timeout()``
+  consume one-shot faults.
+* ``WeightBudget(limit, window)``: a sliding-window weight budget per caller key.
+* ``RequestLog``: every request (path, weight, status), with ``weight_in(window)``.
+* ``EmulatorState``: backend + clock + faults + budget + log + accounts (API keys).
+* ``fault_middleware(state, maintenance_response, error_response)``: latency, maintenance, 5xx.
+* ``EmulatorServer(app)``: ``await start()`` on 127.0.0.1 and a free port; ``url``; ``await stop()``.
+* ``VenueBackend``: what an emulator needs from the engine; ``EngineBackend`` implements it over
+  ``fuses.sim`` once the engine is there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from alpha.domain.account import AccountSnapshot, Order, OrderRequest
+from alpha.domain.clock import Clock, LiveClock
+from alpha.domain.funding import FundingRate
+from alpha.domain.instruments import Instrument
+from alpha.domain.market import OrderBook
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorBody = Callable[[int], dict[str, Any] | list[Any] | str]
+
+
+@dataclass
+class Faults:
+    """Faults an emulator injects, switched on and off by tests.
+
+    ``latency``: seconds added before every answer. ``fail_next``: answer the next N requests
+    with ``fail_status`` (5xx). ``order_timeouts``: accept the next N orders, then hang for
+    ``hang_seconds`` instead of answering (the client times out: outcome unknown).
+    ``maintenance``: answer every request as the venue does during maintenance.
+    ``partial_fill``: fill at most this share of each order's quantity (the rest rests or
+    expires per its time in force). ``disconnect_streams``: close every stream connection now
+    (an emulator's stream loop polls it).
+    """
+
+    latency: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 503
+    order_timeouts: int = 0
+    hang_seconds: float = 30.0
+    maintenance: bool = False
+    partial_fill: Decimal | None = None
+    disconnect_streams: int = 0
+
+    def take_5xx(self) -> bool:
+        """Consume one injected 5xx, if any is pending."""
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return True
+        return False
+
+    def take_order_timeout(self) -> bool:
+        """Consume one injected timeout-after-accept, if any is pending."""
+        if self.order_timeouts > 0:
+            self.order_timeouts -= 1
+            return True
+        return False
+
+    def clear(self) -> None:
+        """Switch every fault off."""
+        self.latency = 0.0
+        self.fail_next = 0
+        self.order_timeouts = 0
+        self.maintenance = False
+        self.partial_fill = None
+        self.disconnect_streams = 0
+
+
+class WeightBudget:
+    """A sliding-window budget of request weight per caller (the venues count per IP or key).
+
+    ``monotonic`` is injectable so tests can move time; it defaults to ``time.monotonic``.
+    """
+
+    def __init__(self, limit: int, window: float = 60.0, monotonic: Callable[[], float] = time.monotonic) -> None:
+        if limit <= 0 or window <= 0:
+            raise ValueError("a weight budget needs a positive limit and window")
+        self.limit = limit
+        self.window = window
+        self._monotonic = monotonic
+        self._spent: dict[str, deque[tuple[float, int]]] = {}
+
+    def _trim(self, key: str, now: float) -> deque[tuple[float, int]]:
+        q = self._spent.setdefault(key, deque())
+        while q and q[0][0] <= now - self.window:
+            q.popleft()
+        return q
+
+    def used(self, key: str) -> int:
+        """Return the weight ``key`` has used in the current window."""
+        return sum(w for _, w in self._trim(key, self._monotonic()))
+
+    def consume(self, key: str, weight: int) -> tuple[bool, int, float]:
+        """Spend ``weight`` for ``key`` if the budget allows.
+
+        Return (allowed, used weight after the call, seconds until enough weight frees up).
+        A refused request spends nothing.
+        """
+        now = self._monotonic()
+        q = self._trim(key, now)
+        used = sum(w for _, w in q)
+        if used + weight <= self.limit:
+            q.append((now, weight))
+            return True, used + weight, 0.0
+        freed = 0
+        retry = self.window
+        for ts, w in q:
+            freed += w
+            if used - freed + weight <= self.limit:
+                retry = ts + self.window - now
+                break
+        return False, used, max(retry, 0.001)
+
+    def reset(self) -> None:
+        """Forget every spent weight."""
+        self._spent.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedRequest:
+    """One request an emulator answered."""
+
+    at: float
+    method: str
+    path: str
+    weight: int
+    status: int
+
+
+@dataclass
+class RequestLog:
+    """Every request an emulator answered, for tests that count requests and weights."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    entries: list[LoggedRequest] = field(default_factory=list)
+
+    def add(self, method: str, path: str, weight: int, status: int) -> None:
+        self.entries.append(LoggedRequest(self.monotonic(), method, path, weight, status))
+
+    def count(self, path: str | None = None, method: str | None = None, status: int | None = None) -> int:
+        """Count requests, optionally only those to ``path`` / with ``method`` / answered ``status``."""
+        return sum(
+            1
+            for e in self.entries
+            if (path is None or e.path == path)
+            and (method is None or e.method == method)
+            and (status is None or e.status == status)
+        )
+
+    def weight_between(self, start: float, end: float) -> int:
+        """Total weight of requests answered in [start, end) on the log's monotonic clock."""
+        return sum(e.weight for e in self.entries if start <= e.at < end)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAccount:
+    """An emulator login: API key and secret (or wallet address) mapped to an engine account."""
+
+    key: str
+    secret: str
+    account: str
+
+
+@dataclass(frozen=True, slots=True)
+class MarketView:
+    """What an emulator shows of one market at a time."""
+
+    instrument: Instrument
+    mark: Decimal
+    index: Decimal
+    funding: FundingRate | None
+
+
+@dataclass(frozen=True, slots=True)
+class FundingEvent:
+    """A past funding settlement of one market (public history) or one account (income)."""
+
+    market: str
+    ts: datetime
+    rate: Decimal
+    mark: Decimal
+    amount: Decimal = Decimal(0)  # what the account received (negative: paid)
+
+
+class VenueBackend(Protocol):
+    """What an emulator needs from the simulated venue. Every call takes ``now`` explicitly.
+
+    Errors are raised as ``fuses.base`` kinds (RejectedError, InsufficientFundsError,
+    OrderNotFoundError ...); the emulator turns each class into the venue's own error code.
+    """
+
+    def instruments(self) -> Sequence[Instrument]: ...
+
+    def step(self, now: datetime) -> None:
+        """Advance the venue to ``now``: prices, funding settlements, liquidations."""
+        ...
+
+    def market(self, symbol: str, now: datetime) -> MarketView: ...
+
+    def book(self, symbol: str, depth: int, now: datetime) -> OrderBook: ...
+
+    def submit(self, account: str, request: OrderRequest, now: datetime, max_fill: Decimal | None = None) -> Order:
+        """Place an order; ``max_fill`` caps what fills now (partial-fill fault)."""
+        ...
+
+    def cancel(self, account: str, symbol: str, client_id: str, now: datetime) -> Order: ...
+
+    def order(self, account: str, symbol: str, client_id: str) -> Order: ...
+
+    def open_orders(self, account: str, symbol: str | None = None) -> Sequence[Order]: ...
+
+    def account(self, account: str, now: datetime) -> AccountSnapshot: ...
+
+    def leverage(self, account: str, symbol: str) -> Decimal: ...
+
+    def set_leverage(self, account: str, symbol: str, leverage: Decimal) -> None: ...
+
+    def transfer(self, account: str, asset: str, amount: Decimal, source: str, destination: str, now: datetime) -> None:
+        """Move between the account's wallets (``spot``/``futures``) or a deposit from ``vault``."""
+        ...
+
+    def funding_history(self, symbol: str, account: str | None = None) -> Sequence[FundingEvent]:
+        """Past settlements of ``symbol`` (with ``account``: what that account received)."""
+        ...
+
+
+@dataclass
+class EmulatorState:
+    """Everything one emulator instance holds, shared by its handlers and its tests."""
+
+    backend: VenueBackend
+    clock: Clock = field(default_factory=LiveClock)
+    faults: Faults = field(default_factory=Faults)
+    budget: WeightBudget = field(default_factory=lambda: WeightBudget(2400))
+    log: RequestLog = field(default_factory=RequestLog)
+    accounts: dict[str, ApiAccount] = field(default_factory=dict)
+    streams: set[web.WebSocketResponse] = field(default_factory=set)
+
+    def add_account(self, key: str, secret: str, account: str) -> ApiAccount:
+        """Register a login for engine account ``account``."""
+        login = ApiAccount(key, secret, account)
+        self.accounts[key] = login
+        return login
+
+    def now(self) -> datetime:
+        """Return the emulator's time and bring the venue up to it."""
+        now = self.clock.now()
+        self.backend.step(now)
+        return now
+
+
+STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("emulator_state", EmulatorState)
+
+
+def state_of(request: web.Request) -> EmulatorState:
+    """Return the ``EmulatorState`` of the app serving ``request``."""
+    return request.app[STATE_KEY]
+
+
+def fault_middleware(
+    state: EmulatorState,
+    *,
+    maintenance: Callable[[], web.Response],
+    server_error: Callable[[int], web.Response],
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Build a middleware applying latency, maintenance and injected 5xx before any handler."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if state.faults.latency > 0:
+            await asyncio.sleep(state.faults.latency)
+        if state.faults.maintenance:
+            response = maintenance()
+            state.log.add(request.method, request.path, 0, response.status)
+            return response
+        if state.faults.take_5xx():
+            response = server_error(state.faults.fail_status)
+            state.log.add(request.method, request.path, 0, response.status)
+            return response
+        return await handler(request)
+
+    return middleware
+
+
+def make_app(state: EmulatorState, middlewares: Sequence[Any] = ()) -> web.Application:
+    """Create an aiohttp application carrying ``state``; close open streams on shutdown."""
+    app = web.Application(middlewares=list(middlewares))
+    app[STATE_KEY] = state
+
+    async def close_streams(_: web.Application) -> None:
+        for ws in list(state.streams):
+            await ws.close()
+
+    app.on_shutdown.append(close_streams)
+    return app
+
+
+class EmulatorServer:
+    """Run an emulator app on 127.0.0.1 (a free port unless one is given)."""
+
+    def __init__(self, app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = app
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def state(self) -> EmulatorState:
+        return self.app[STATE_KEY]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    async def start(self) -> EmulatorServer:
+        """Bind and serve; idempotent."""
+        if self._runner is not None:
+            return self
+        runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only here
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        self._runner = runner
+        return self
+
+    async def stop(self) -> None:
+        """Stop serving and close every connection; idempotent."""
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def __aenter__(self) -> EmulatorServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
