@@ -1,0 +1,759 @@
+"""The daemon: services around the pure core, one decision at a time.
+
+Services (each supervised, see ``alpha.daemon.supervisor``):
+
+* ``marketdata``: polls funding, marks and books (``alpha.daemon.marketdata``).
+* ``risk``: after each refresh, builds the portfolio view, exports exposure/NAV metrics,
+  pauses on stale data, and triggers a rebalance when net delta drifts past tolerance.
+* ``margin``: on ``margin.check_every``, tops up margin from the vault or deleverages both
+  legs together (``alpha.daemon.monitors``).
+* ``scheduler``: rebalances ``execution.rebalance_lead`` before each market's funding
+  settlement (as the venue reports it), every ``pnl.rebalance_every``, and on triggers
+  (drift, signal, config change, operator).
+* ``config``: reloads the strategy file on change or SIGHUP; applies it only if valid.
+* mode-specific drivers from the wiring (demo: the simulated world's clock).
+
+Start-up is recovery: fuses start, instruments and market data load, every order the
+journal does not know the outcome of is resolved by client id, and only then is the daemon
+ready to trade.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from alpha.config import ConfigError, load_config
+from alpha.config.schema import StrategyConfig
+from alpha.daemon.executor import Executor
+from alpha.daemon.http import Health, Servers, control_app, default_token_file, metrics_app, resolve_token
+from alpha.daemon.journal import Journal
+from alpha.daemon.marketdata import MarketData
+from alpha.daemon.monitors import check_margin, pair_reductions, top_up_action
+from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
+from alpha.domain.actions import Action, action_rows
+from alpha.domain.clock import Clock, LiveClock
+from alpha.domain.money import ZERO
+from alpha.domain.portfolio import PortfolioView
+from alpha.observability.logging import get_logger
+from alpha.observability.metrics import Metrics, f
+from alpha.risk.exposure import asset_of, delta_ratio, fuse_gross, fuse_leverage, holdings, net_delta
+
+log = get_logger("alpha.daemon")
+
+DRIFT_MIN_INTERVAL = timedelta(hours=1)
+
+
+@dataclass
+class Wiring:
+    """What a mode provides: fuses, where vault cash is read, extra services, and clean-up."""
+
+    mode: str
+    fuses: dict[str, Any]
+    vault_cash: Callable[[], Awaitable[Decimal]]
+    services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = field(default_factory=list)
+    close: Callable[[], Awaitable[None]] | None = None
+    world: Any = None
+    poll_every: timedelta = timedelta(seconds=10)
+
+
+@dataclass
+class DecisionRecord:
+    """What one decision did (for tests and the status table)."""
+
+    decision_id: str
+    trigger: str
+    ts: datetime
+    actions: list[Action]
+    refused: list[tuple[Action, str]]
+    completed: int
+    skipped: str | None = None
+
+
+class Daemon:
+    """One running vault: owns the fuses, journal, metrics, monitors and the decision loop."""
+
+    def __init__(
+        self,
+        config: StrategyConfig,
+        clock: Clock,
+        wiring: Wiring,
+        *,
+        metrics: Metrics | None = None,
+        config_path: Path | None = None,
+        real_clock: Clock | None = None,
+        restart_policy: RestartPolicy | None = None,
+        serve_http: bool = True,
+        metrics_address: str | None = None,
+        control_address: str | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.real_clock = real_clock or LiveClock()
+        self.wiring = wiring
+        self.fuses = wiring.fuses
+        self.metrics = metrics or Metrics()
+        self.config_path = config_path
+        self.serve_http = serve_http
+        self.metrics_address = metrics_address or config.metrics.address
+        self.control_address = control_address or config.control.address
+        self.run_id = secrets.token_hex(3)
+        self.journal: Journal | None = None
+        self.marketdata = MarketData(self.fuses, clock, self.metrics)
+        self.supervisor = Supervisor(self.real_clock, self.metrics, restart_policy)
+        self.executor: Executor | None = None
+        self.servers = Servers()
+        self.paused: dict[str, str] = {}
+        self.kill_switch = False
+        self.ready = False
+        self.started_fuses: list[str] = []
+        self.decisions: list[DecisionRecord] = []
+        self.events: deque[str] = deque(maxlen=12)
+        self.last_view: PortfolioView | None = None
+        self.reference_equity: dict[str, Decimal] = {}
+        self.start_nav: Decimal | None = None
+        self.wake = asyncio.Event()
+        self.triggers: deque[str] = deque()
+        self.done_settlements: set[tuple[str, datetime]] = set()
+        self.last_decision_at: datetime | None = None
+        self.last_drift_at: datetime | None = None
+        self.liquidations = 0
+        self._seq = 0
+        self._history: Any = None
+        self._config_mtime: float | None = None
+        self.exit_code = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Recover: open the journal, start fuses, load market data, reconcile; then serve."""
+        cfg = self.config
+        self.journal = Journal(cfg.journal.path)
+        self.metrics.build_info.info({"mode": self.wiring.mode, "run_id": self.run_id})
+        self.metrics.idle_buffer_target.set(f(cfg.idle_buffer))
+        self.metrics.delta_tolerance.set(f(cfg.delta_tolerance))
+        self.metrics.max_data_age.set(cfg.risk.max_data_age.total_seconds())
+        self.metrics.margin_deleverage_ratio.set(f(cfg.margin.deleverage_ratio))
+        self.metrics.min_health_factor.set(f(cfg.margin.min_health_factor))
+        self.metrics.kill_switch.set(0)
+        self.metrics.ready.set(0)
+        if self.serve_http:
+            await self.servers.start("metrics", metrics_app(self.metrics, Health(self.alive, self.readiness)), self.metrics_address)
+        for name, fuse in self.fuses.items():
+            await fuse.start()
+            self.started_fuses.append(name)
+        await self.marketdata.load_instruments()
+        self.executor = Executor(
+            self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments
+        )
+        await self.marketdata.refresh()
+        resolved = await self.executor.reconcile()
+        now = self.clock.now()
+        self.journal.append("start", now, run_id=self.run_id, mode=self.wiring.mode, reconciled=resolved)
+        if resolved:
+            self.note(f"reconciled {len(resolved)} order(s) of unknown outcome: {resolved}")
+        view = await self.view(now)
+        self.start_nav = self._start_nav(view)
+        self.export_view(view)
+        for name, acct in view.accounts.items():
+            if acct.margin is not None:
+                self.reference_equity[name] = acct.margin.equity
+        self.ready = not self.executor.unresolved
+        self.metrics.ready.set(1 if self.ready else 0)
+        if self.serve_http:
+            token, where = resolve_token(cfg.control.token, default_token_file(cfg.journal.path))
+            await self.servers.start("control", control_app(self, token), self.control_address, loopback_only=True)
+            log.info("control endpoint token", source=where)
+        for name, make in self._services():
+            self.supervisor.add(name, make)
+
+    def _start_nav(self, view: PortfolioView) -> Decimal:
+        assert self.journal is not None
+        for rec in self.journal.records("start_nav"):
+            return rec.amount or view.nav
+        self.journal.append("start_nav", view.ts, amount=view.nav)
+        return view.nav
+
+    def _services(self) -> list[tuple[str, ServiceFn]]:
+        services: list[tuple[str, ServiceFn]] = [(name, make(self)) for name, make in self.wiring.services]
+        services += [
+            ("marketdata", lambda stop: self.marketdata.run(stop, self.wiring.poll_every)),
+            ("risk", self._risk_service),
+            ("margin", self._margin_service),
+            ("scheduler", self._scheduler_service),
+        ]
+        if self.config_path is not None:
+            services.append(("config", self._config_service))
+        return services
+
+    def request_stop(self) -> None:
+        """Stop taking decisions; in-flight legs finish or unwind; services end."""
+        if not self.supervisor.stop.is_set():
+            log.info("stopping: no new decisions; finishing in-flight legs")
+        self.supervisor.stop.set()
+        if self.executor is not None:
+            self.executor.stop.set()
+        self.wake.set()
+
+    async def run(self, *, install_signals: bool = True) -> int:
+        """Start, run every service until stopped, shut down; return the process exit code."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: self.trigger("config"))
+        try:
+            await self.start()
+            main = asyncio.create_task(self.supervisor.run(), name="supervisor")
+            stopped = asyncio.create_task(self.supervisor.stop.wait())
+            await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            bound = self.config.execution.shutdown_bound.total_seconds()
+            try:
+                await asyncio.wait_for(asyncio.shield(main), timeout=bound)
+            except TimeoutError:
+                log.error("services did not stop within the shutdown bound; cancelling", bound_seconds=bound)
+                main.cancel()
+                with contextlib.suppress(asyncio.CancelledError, RestartBudgetExceeded):
+                    await main
+            except RestartBudgetExceeded as exc:
+                log.error("giving up: restart budget exceeded", service=exc.service, error=str(exc))
+                self.exit_code = 1
+            stopped.cancel()
+        finally:
+            await self.shutdown()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+        return self.exit_code
+
+    async def shutdown(self) -> None:
+        """Close fuses (reverse order), stop servers, flush and close the journal."""
+        for name in reversed(self.started_fuses):
+            try:
+                await self.fuses[name].close()
+            except Exception as exc:
+                log.error("fuse failed to close", fuse=name, error=repr(exc))
+        self.started_fuses.clear()
+        if self.wiring.close is not None:
+            await self.wiring.close()
+        await self.servers.stop()
+        if self.journal is not None:
+            self.journal.append("stop", self.clock.now(), run_id=self.run_id, exit_code=self.exit_code)
+            self.journal.close()
+        log.info("stopped", exit_code=self.exit_code)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def alive(self) -> bool:
+        """Process up and every service running."""
+        return self.supervisor.healthy
+
+    def readiness(self) -> tuple[bool, str]:
+        """Reconciled, no unresolved orders, data fresh."""
+        if not self.ready:
+            return False, "start-up reconciliation not finished"
+        if self.executor is not None and self.executor.unresolved:
+            return False, f"{len(self.executor.unresolved)} order(s) of unknown outcome"
+        age = self.marketdata.oldest_age(self.clock.now())
+        if age is None or age > self.config.risk.max_data_age:
+            return False, "market data is stale"
+        return True, "ok"
+
+    # -- view and metrics ------------------------------------------------------------------
+
+    async def view(self, now: datetime) -> PortfolioView:
+        """Build the portfolio view from every fuse's account and the latest market data."""
+        accounts = {name: await fuse.account() for name, fuse in self.fuses.items()}
+        return PortfolioView(
+            ts=now,
+            base_asset=self.config.vault.base_asset,
+            vault_cash=await self.wiring.vault_cash(),
+            accounts=accounts,
+            markets=dict(self.marketdata.snapshots),
+            prices=self.marketdata.prices(self.config.vault.base_asset, self.config.stablecoins),
+        )
+
+    def export_view(self, view: PortfolioView) -> None:
+        """Export NAV, idle, capital, exposure, delta, margin and PnL metrics from ``view``."""
+        m, cfg = self.metrics, self.config
+        self.last_view = view
+        nav = view.nav
+        m.sim_time.set(view.ts.timestamp())
+        m.nav.set(f(nav))
+        m.idle.set(f(view.vault_cash))
+        m.idle_ratio.set(f(view.vault_cash / nav) if nav > 0 else 0.0)
+        for fc in cfg.fuses:
+            m.fuse_capital.labels(fuse=fc.name).set(f(view.fuse_equity(fc.name)))
+            m.fuse_cap.labels(fuse=fc.name).set(f(fc.max_share * nav))
+        cash = tuple(cfg.stablecoins)
+        m.position.clear()
+        for (fuse, market), qty in holdings(view, cash).items():
+            asset = asset_of(view, fuse, market)
+            m.position.labels(fuse=fuse, market=market, asset=asset).set(f(qty * view.price(asset)))
+        for fuse, gross in fuse_gross(view, cash).items():
+            m.venue_gross.labels(fuse=fuse).set(f(gross))
+        for fuse, lev in fuse_leverage(view, cash).items():
+            m.venue_leverage.labels(fuse=fuse).set(f(lev) if lev.is_finite() else 0.0)
+        deltas = net_delta(view, cash)
+        ratios = delta_ratio(view, cash)
+        for asset in cfg.assets:
+            d = deltas.get(asset, ZERO)
+            m.net_delta.labels(asset=asset).set(f(d))
+            r = ratios.get(asset, ZERO)
+            m.net_delta_ratio.labels(asset=asset).set(f(r))
+            m.gross.labels(asset=asset).set(f(_gross(view, asset, cash)))
+        book_apr_num = ZERO
+        book_notional = ZERO
+        for name, acct in view.accounts.items():
+            if acct.margin is not None:
+                m.margin_ratio.labels(fuse=name).set(f(min(acct.margin.margin_ratio, Decimal(1000))))
+                m.margin_equity.labels(fuse=name).set(f(acct.margin.equity))
+            if acct.lending is not None:
+                hf = acct.lending.health_factor
+                m.health_factor.labels(fuse=name).set(f(hf) if hf.is_finite() else 1e9)
+            for lp in acct.lending_positions:
+                price = view.price(lp.asset) if lp.asset in view.prices or lp.asset == view.base_asset else Decimal(1)
+                m.supplied.labels(fuse=name, asset=lp.asset).set(f(lp.supplied * price))
+                m.borrowed.labels(fuse=name, asset=lp.asset).set(f(lp.borrowed * price))
+                m.lending_rate.labels(fuse=name, asset=lp.asset, side="supply").set(f(lp.supply_apr))
+                m.lending_rate.labels(fuse=name, asset=lp.asset, side="borrow").set(f(lp.borrow_apr))
+            for pos in acct.positions:
+                if pos.liquidation_price is not None and pos.mark_price > 0:
+                    dist = abs(pos.mark_price - pos.liquidation_price) / pos.mark_price
+                    m.liquidation_distance.labels(fuse=name, market=pos.market).set(f(dist))
+                snap = view.market(name, pos.market)
+                if snap is not None and snap.funding is not None and pos.size != 0:
+                    book_apr_num += -pos.size * pos.mark_price * snap.funding.annualised
+                    book_notional += abs(pos.size) * pos.mark_price
+        m.funding_book_apr.set(f(book_apr_num / book_notional) if book_notional > 0 else 0.0)
+        self._export_pnl(view)
+
+    def _export_pnl(self, view: PortfolioView) -> None:
+        assert self.journal is not None
+        t = self.journal.totals
+        total = view.nav - (self.start_nav or view.nav)
+        price = total - t["funding"] - t["lending"] + t["fees"] + t["slippage"]
+        for component, value in (
+            ("funding", t["funding"]),
+            ("fees", -t["fees"]),
+            ("slippage", -t["slippage"]),
+            ("lending", t["lending"]),
+            ("price", price),
+            ("total", total),
+        ):
+            self.metrics.pnl.labels(component=component).set(f(value))
+        if self.start_nav and self.journal is not None:
+            first = next(self.journal.records("start_nav"), None)
+            if first is not None:
+                elapsed = (view.ts - datetime.fromisoformat(first.ts)).total_seconds()
+                if elapsed > 3600:
+                    self.metrics.net_apr.set(f(total / self.start_nav) * 365 * 86400 / elapsed)
+
+    def note(self, text: str) -> None:
+        """Remember an event for the status table (and log it)."""
+        stamp = self.clock.now().strftime("%m-%d %H:%M")
+        self.events.append(f"{stamp} {text}")
+        log.info(text)
+
+    # -- simulated-world events (demo, paper, backtest) -------------------------------------
+
+    def record_events(self, events: list[Any], ours: set[str]) -> None:
+        """Journal funding, interest and liquidations of our accounts from the simulated world."""
+        assert self.journal is not None
+        for ev in events:
+            kind = type(ev).__name__
+            account = getattr(ev, "account", None)
+            if account not in ours:
+                continue
+            if kind == "FundingPaid":
+                self.journal.funding(ev.ts, ev.venue, ev.market, ev.asset, ev.amount, size=ev.size, mark=ev.mark, rate=ev.rate)
+                metric = self.metrics.funding_received if ev.amount >= 0 else self.metrics.funding_paid
+                metric.labels(fuse=ev.venue, market=ev.market).inc(f(abs(ev.amount)))
+            elif kind == "InterestAccrued":
+                self.journal.append("interest", ev.ts, fuse=ev.venue, asset=ev.asset, amount=ev.amount, side=ev.side)
+            elif kind in ("Liquidated", "LendingLiquidated"):
+                self.liquidations += 1
+                self.metrics.liquidations.labels(fuse=ev.venue).inc()
+                self.journal.append("liquidation", ev.ts, fuse=ev.venue, event=kind)
+                self.engage_kill_switch(f"liquidation on {ev.venue}")
+
+    # -- control ---------------------------------------------------------------------------
+
+    def engage_kill_switch(self, reason: str) -> None:
+        """Stop all trading until an operator resumes."""
+        if not self.kill_switch:
+            self.kill_switch = True
+            self.metrics.kill_switch.set(1)
+            self.note(f"KILL SWITCH engaged: {reason}")
+
+    def set_paused(self, reason: str, on: bool) -> None:
+        """Pause or unpause trading for one reason (operator, stale_data, unresolved, flattened)."""
+        if on and reason not in self.paused:
+            self.paused[reason] = self.clock.now().isoformat()
+            self.note(f"paused ({reason})")
+        elif not on and reason in self.paused:
+            del self.paused[reason]
+            self.note(f"unpaused ({reason})")
+        self.metrics.paused.labels(reason=reason).set(1 if on else 0)
+
+    def status(self) -> dict[str, Any]:
+        """Summarise state for ``alpha status`` and the terminal table."""
+        view = self.last_view
+        fuses: dict[str, Any] = {}
+        positions: list[dict[str, str]] = []
+        if view is not None:
+            for name, acct in view.accounts.items():
+                fuses[name] = {
+                    "capital": str(view.fuse_equity(name).quantize(Decimal("0.01"))),
+                    "margin_ratio": None if acct.margin is None else str(acct.margin.margin_ratio.quantize(Decimal("0.0001"))),
+                }
+                for p in acct.positions:
+                    if p.size != 0:
+                        positions.append({"fuse": name, "market": p.market, "size": str(p.size), "mark": str(p.mark_price)})
+                for b in acct.balances:
+                    if b.asset not in self.config.stablecoins and b.asset != view.base_asset and b.total != 0:
+                        positions.append({"fuse": name, "market": b.asset, "size": str(b.total), "mark": str(view.prices.get(b.asset, ""))})
+        totals = self.journal.totals if self.journal is not None else {}
+        return {
+            "mode": self.wiring.mode,
+            "run_id": self.run_id,
+            "now": self.clock.now().isoformat(),
+            "ready": self.readiness()[0],
+            "paused": dict(self.paused),
+            "kill_switch": self.kill_switch,
+            "nav": None if view is None else str(view.nav.quantize(Decimal("0.01"))),
+            "idle": None if view is None else str(view.vault_cash.quantize(Decimal("0.01"))),
+            "fuses": fuses,
+            "positions": positions,
+            "funding_earned": str(totals.get("funding", ZERO).quantize(Decimal("0.01"))),
+            "top_ups": str(totals.get("top_ups", ZERO).quantize(Decimal("0.01"))),
+            "decisions": len(self.decisions),
+            "liquidations": self.liquidations,
+            "services": {k: v for k, v in self.supervisor.running.items()},
+            "events": list(self.events),
+        }
+
+    async def pause(self, reason: str = "operator") -> dict[str, Any]:
+        self.set_paused("operator", True)
+        return {"paused": dict(self.paused), "reason": reason}
+
+    async def resume(self) -> dict[str, Any]:
+        for reason in ("operator", "flattened"):
+            self.set_paused(reason, False)
+        if self.kill_switch:
+            self.kill_switch = False
+            self.metrics.kill_switch.set(0)
+            self.note("kill switch released by operator")
+        return {"paused": dict(self.paused), "kill_switch": self.kill_switch}
+
+    async def flatten(self) -> dict[str, Any]:
+        """Pause and close every hedge (both legs together)."""
+        self.set_paused("flattened", True)
+        view = await self.view(self.clock.now())
+        actions = pair_reductions(
+            view, self.marketdata.instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten",
+            cash=tuple(self.config.stablecoins),
+        )
+        done = await self._execute("operator", actions, "flatten")
+        return {"flatten_actions": len(actions), "completed": done, "paused": dict(self.paused)}
+
+    def trigger(self, reason: str) -> None:
+        """Ask the scheduler for a rebalance now (drift, signal, config, operator)."""
+        self.triggers.append(reason)
+        self.wake.set()
+
+    # -- decisions -------------------------------------------------------------------------
+
+    def _next_decision_id(self) -> str:
+        self._seq += 1
+        return f"{self.run_id}{self._seq:05d}"
+
+    def trading_blocked(self) -> str | None:
+        """Why trading is blocked right now, or None."""
+        if self.kill_switch:
+            return "kill switch engaged"
+        if self.paused:
+            return "paused: " + ", ".join(sorted(self.paused))
+        if self.executor is not None and self.executor.unresolved:
+            return "orders of unknown outcome"
+        if not self.ready:
+            return "not reconciled"
+        return None
+
+    async def decide_once(self, trigger: str) -> DecisionRecord:
+        """Take one decision: view -> signals -> decide -> plan -> gate -> execute; journal it."""
+        from alpha.risk.gate import gate
+
+        from alpha.strategy.decide import decide
+        from alpha.strategy.planner import plan
+        from alpha.strategy.signals import FundingHistory, compute_signals
+
+        assert self.journal is not None and self.executor is not None
+        now = self.clock.now()
+        decision_id = self._next_decision_id()
+        structlog.contextvars.bind_contextvars(decision_id=decision_id)
+        try:
+            blocked = self.trading_blocked()
+            if blocked is not None:
+                self.journal.append("decision", now, decision_id=decision_id, trigger=trigger, skipped=blocked)
+                rec = DecisionRecord(decision_id, trigger, now, [], [], 0, skipped=blocked)
+                self.decisions.append(rec)
+                return rec
+            if self._history is None:
+                self._history = FundingHistory()
+            t0 = time.perf_counter()
+            view = await self.view(now)
+            self._history.observe(view)
+            signals = compute_signals(self._history, view, now)
+            try:
+                target = decide(view, signals, self.config, now)
+            except ValueError as exc:  # BadMarketData and friends: never trade on it
+                self.journal.append("decision", now, decision_id=decision_id, trigger=trigger, skipped=f"refused: {exc}")
+                log.warning("decision refused bad input", error=str(exc))
+                rec = DecisionRecord(decision_id, trigger, now, [], [], 0, skipped=str(exc))
+                self.decisions.append(rec)
+                return rec
+            actions = list(plan(target, view))
+            gated = gate(actions, view, self.config, self._gate_state())
+            self.metrics.decision_latency.observe(time.perf_counter() - t0)
+            self.metrics.decisions.labels(trigger=trigger).inc()
+            for refusal in gated.refused:
+                self.metrics.actions_refused.labels(reason=_reason_label(refusal.reason)).inc()
+            self.journal.append(
+                "decision",
+                now,
+                decision_id=decision_id,
+                trigger=trigger,
+                nav=view.nav,
+                target_nav=target.nav,
+                actions=[row for a in gated.approved for row in action_rows(a)],
+                refused=[{"rows": action_rows(r.action), "reason": r.reason} for r in gated.refused],
+            )
+            completed = await self._execute(decision_id, list(gated.approved), trigger)
+            rec = DecisionRecord(
+                decision_id, trigger, now, list(gated.approved), [(r.action, r.reason) for r in gated.refused], completed
+            )
+            self.decisions.append(rec)
+            self.last_decision_at = now
+            after = await self.view(self.clock.now())
+            for name, acct in after.accounts.items():
+                if acct.margin is not None:
+                    self.reference_equity[name] = acct.margin.equity
+            self.export_view(after)
+            return rec
+        finally:
+            structlog.contextvars.unbind_contextvars("decision_id")
+
+    def _gate_state(self) -> Any:
+        from alpha.risk import gate as gate_module
+
+        state_cls = getattr(gate_module, "RiskState", None) or getattr(gate_module, "GateState", None)
+        if state_cls is None:
+            return {"kill_switch": self.kill_switch, "paused": bool(self.paused)}
+        kwargs: dict[str, Any] = {}
+        fields = getattr(state_cls, "__dataclass_fields__", {}) or getattr(state_cls, "model_fields", {})
+        if "kill_switch" in fields:
+            kwargs["kill_switch"] = self.kill_switch
+        if "paused" in fields:
+            kwargs["paused"] = bool(self.paused)
+        return state_cls(**kwargs)
+
+    async def _execute(self, decision_id: str, actions: list[Action], why: str) -> int:
+        assert self.executor is not None
+        completed = 0
+        for action in actions:
+            if self.supervisor.stop.is_set():
+                log.info("stopping: remaining actions of the decision not started", decision_id=decision_id)
+                break
+            result = await self.executor.execute(action, decision_id)
+            if result.completed:
+                completed += 1
+            kind = type(action).__name__
+            if result.completed:
+                self.note(f"{kind} done ({why}): {_describe(action)}")
+            else:
+                self.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error}")
+        return completed
+
+    # -- services --------------------------------------------------------------------------
+
+    async def _risk_service(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = self.clock.now()
+            view = await self.view(now)
+            if self._history is not None:
+                self._history.observe(view)
+            self.export_view(view)
+            age = self.marketdata.oldest_age(now)
+            self.set_paused("stale_data", age is None or age > self.config.risk.max_data_age)
+            ratios = delta_ratio(view, tuple(self.config.stablecoins))
+            drifting = [a for a, r in ratios.items() if r > self.config.delta_tolerance]
+            if drifting and (self.last_drift_at is None or now - self.last_drift_at >= DRIFT_MIN_INTERVAL):
+                self.last_drift_at = now
+                self.trigger("drift")
+            if await self.clock.sleep_until(now + self.wiring.poll_every, stop):
+                return
+
+    async def margin_check(self) -> list[Action]:
+        """Check every margin account once; top up or deleverage as the policy says."""
+        now = self.clock.now()
+        view = await self.view(now)
+        available = view.vault_cash
+        actions: list[Action] = []
+        for name, acct in view.accounts.items():
+            if acct.margin is None:
+                continue
+            m = acct.margin
+            self.metrics.margin_ratio.labels(fuse=name).set(f(min(m.margin_ratio, Decimal(1000))))
+            self.metrics.margin_equity.labels(fuse=name).set(f(m.equity))
+            if m.maintenance_margin <= 0:
+                self.reference_equity[name] = m.equity
+                continue
+            check = check_margin(name, m, self.reference_equity.get(name, m.equity), self.config, available)
+            if check.deleverage:
+                self.note(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
+                for a in pair_reductions(
+                    view, self.marketdata.instruments, select=lambda fz, _m, n=name: fz == n, fraction=Decimal("0.5"),
+                    reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {self.config.margin.deleverage_ratio}",
+                    cash=tuple(self.config.stablecoins),
+                ):
+                    self.metrics.deleverages.labels(fuse=name).inc()
+                    actions.append(a)
+            top = top_up_action(check, self.config.vault.base_asset)
+            if top is not None:
+                actions.append(top)
+                available -= top.amount
+        if actions and not self.kill_switch:
+            decision_id = self._next_decision_id()
+            assert self.journal is not None
+            self.journal.append("decision", now, decision_id=decision_id, trigger="margin", actions=[r for a in actions for r in action_rows(a)])
+            await self._execute(decision_id, actions, "margin")
+            after = await self.view(self.clock.now())
+            for a in actions:
+                fuse = getattr(a, "fuse", None)
+                if fuse is not None and fuse in after.accounts and after.accounts[fuse].margin is not None:
+                    self.reference_equity[fuse] = after.accounts[fuse].margin.equity  # type: ignore[union-attr]
+            self.export_view(after)
+        return actions
+
+    async def _margin_service(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.ready:
+                await self.margin_check()
+            if await self.clock.sleep_until(self.clock.now() + self.config.margin.check_every, stop):
+                return
+
+    def next_scheduled(self, now: datetime) -> tuple[datetime, str]:
+        """When the next scheduled rebalance is due, and why (settlement or periodic)."""
+        lead = self.config.execution.rebalance_lead
+        best: tuple[datetime, str] = (
+            (self.last_decision_at or now) + self.config.pnl.rebalance_every if self.last_decision_at else now,
+            "schedule",
+        )
+        for key, settlement in self.marketdata.settlements().items():
+            if (key, settlement) in self.done_settlements:
+                continue
+            when = settlement - lead
+            if when < best[0]:
+                best = (when, "settlement")
+        return best
+
+    async def _scheduler_service(self, stop: asyncio.Event) -> None:
+        async def relay() -> None:
+            await stop.wait()
+            self.wake.set()
+
+        relay_task = asyncio.create_task(relay())
+        try:
+            while not stop.is_set():
+                now = self.clock.now()
+                when, why = self.next_scheduled(now)
+                if when > now and not self.triggers:
+                    self.wake.clear()
+                    await self.clock.sleep_until(when, self.wake)
+                    if stop.is_set():
+                        return
+                    now = self.clock.now()
+                    if self.triggers:
+                        why = self.triggers.popleft()
+                    elif now < when:
+                        continue
+                elif self.triggers:
+                    why = self.triggers.popleft()
+                if why == "config":
+                    self.reload_config()
+                for key, settlement in self.marketdata.settlements().items():
+                    if settlement - self.config.execution.rebalance_lead <= now:
+                        self.done_settlements.add((key, settlement))
+                await self.decide_once(why)
+                if self.last_decision_at is None:
+                    self.last_decision_at = now
+        finally:
+            relay_task.cancel()
+
+    # -- config ----------------------------------------------------------------------------
+
+    def reload_config(self) -> bool:
+        """Reload the strategy file; apply it only if it is valid and keeps the same fuses."""
+        if self.config_path is None:
+            return False
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.note(f"config change refused: {exc}")
+            return False
+        if [f.name for f in new.fuses] != [f.name for f in self.config.fuses] or new.journal != self.config.journal:
+            self.note("config change refused: fuses and journal cannot change while running (restart instead)")
+            return False
+        if new != self.config:
+            self.config = new
+            if self.executor is not None:
+                self.executor.config = new
+            self.note("config reloaded")
+        return True
+
+    async def _config_service(self, stop: asyncio.Event) -> None:
+        assert self.config_path is not None
+        with contextlib.suppress(OSError):
+            self._config_mtime = self.config_path.stat().st_mtime
+        while not stop.is_set():
+            if await self.real_clock.sleep_until(self.real_clock.now() + timedelta(seconds=1), stop):
+                return
+            try:
+                mtime = self.config_path.stat().st_mtime
+            except OSError:
+                continue
+            if mtime != self._config_mtime:
+                self._config_mtime = mtime
+                self.trigger("config")
+
+
+def _gross(view: PortfolioView, asset: str, cash: tuple[str, ...]) -> Decimal:
+    total = ZERO
+    for (fuse, market), qty in holdings(view, cash).items():
+        if qty > 0 and asset_of(view, fuse, market) == asset:
+            total += qty * view.price(asset)
+    return total
+
+
+def _reason_label(reason: str) -> str:
+    """A low-cardinality label for a refusal reason (its first words)."""
+    head = reason.split(":", 1)[0].strip().lower()
+    return "_".join(head.split()[:4])[:40] or "other"
+
+
+def _describe(action: Action) -> str:
+    rows = action_rows(action)
+    return "; ".join(f"{r['fuse']} {r.get('market') or r.get('asset')} {r.get('side')} {r['quantity']}" for r in rows)

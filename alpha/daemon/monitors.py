@@ -1,0 +1,135 @@
+"""Pure helpers of the margin and risk monitors: what to top up, what to deleverage, how to flatten.
+
+They take a ``PortfolioView`` and return actions (``alpha.domain.actions``) for the executor;
+the monitors in ``alpha.daemon.daemon`` run them on their cadences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from alpha.config.schema import StrategyConfig
+from alpha.domain.account import MarginHealth
+from alpha.domain.actions import CloseHedge, Leg, TopUpMargin
+from alpha.domain.instruments import Instrument, Side
+from alpha.domain.money import ZERO, floor_to_step
+from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.risk.exposure import asset_of, holdings
+
+
+@dataclass(frozen=True, slots=True)
+class MarginCheck:
+    """One fuse's margin state and what the policy wants done about it."""
+
+    fuse: str
+    health: MarginHealth
+    reference_equity: Decimal
+    drawdown: Decimal  # share of reference equity lost
+    top_up: Decimal  # amount to move in (0: none)
+    deleverage: bool
+
+
+def check_margin(
+    fuse: str, health: MarginHealth, reference_equity: Decimal, config: StrategyConfig, available: Decimal
+) -> MarginCheck:
+    """Apply the DOMAIN.md policy to one margin account.
+
+    Top up once equity has fallen ``margin.top_up_drawdown`` below the reference (equity after
+    the last rebalance or top-up), restoring the reference equity, and at least enough that
+    maintenance / equity is back at ``margin.target_ratio``; capped by ``available``.
+    Deleverage when the margin ratio has passed ``margin.deleverage_ratio``.
+    """
+    policy = config.margin
+    ref = reference_equity if reference_equity > 0 else health.equity
+    drawdown = (ref - health.equity) / ref if ref > 0 else ZERO
+    top_up = ZERO
+    if health.maintenance_margin > 0 and drawdown >= policy.top_up_drawdown:
+        needed_for_ratio = health.maintenance_margin / policy.target_ratio - health.equity
+        top_up = max(ref - health.equity, needed_for_ratio, ZERO)
+        top_up = min(top_up, max(available, ZERO)).quantize(Decimal("0.01"))
+    deleverage = health.maintenance_margin > 0 and health.margin_ratio >= policy.deleverage_ratio
+    return MarginCheck(fuse, health, ref, drawdown, top_up, deleverage)
+
+
+def top_up_action(check: MarginCheck, asset: str) -> TopUpMargin | None:
+    """The top-up a check asks for, if any."""
+    if check.top_up <= 0:
+        return None
+    return TopUpMargin(
+        fuse=check.fuse,
+        asset=asset,
+        amount=check.top_up,
+        reason=f"margin equity fell {check.drawdown * 100:.1f}% (>= top-up drawdown); restoring",
+    )
+
+
+def pair_reductions(
+    view: PortfolioView,
+    instruments: Mapping[str, Instrument],
+    *,
+    select: Callable[[str, str], bool],
+    fraction: Decimal,
+    reason: str,
+    cash: tuple[str, ...] = ("USDC", "USDT"),
+) -> list[CloseHedge]:
+    """Reduce the selected holdings by ``fraction`` together with matching opposite holdings.
+
+    For each selected holding (fuse, market) of an asset, the same base quantity is taken off
+    the largest opposite-sign holdings of that asset elsewhere, so net delta does not move.
+    Quantities are rounded down to both instruments' lot steps.
+    """
+    held = {k: v for k, v in holdings(view, cash).items() if v != 0}
+    remaining = dict(held)
+    actions: list[CloseHedge] = []
+    n = 0
+    for (fuse, market), size in sorted(held.items()):
+        if not select(fuse, market):
+            continue
+        asset = asset_of(view, fuse, market)
+        inst = instruments.get(market_key(fuse, market))
+        if inst is None:
+            continue
+        want = floor_to_step(abs(remaining[(fuse, market)]) * fraction, inst.lot_step)
+        partners = sorted(
+            (
+                (k, v)
+                for k, v in remaining.items()
+                if k != (fuse, market) and v * size < 0 and asset_of(view, k[0], k[1]) == asset
+            ),
+            key=lambda kv: -abs(kv[1]),
+        )
+        for (pf, pm), psize in partners:
+            if want <= 0:
+                break
+            pinst = instruments.get(market_key(pf, pm))
+            if pinst is None:
+                continue
+            step = max(inst.lot_step, pinst.lot_step)
+            q = floor_to_step(min(want, abs(psize)), step)
+            if q <= 0 or inst.order_problems(q, _mark(view, fuse, market)) or pinst.order_problems(q, _mark(view, pf, pm)):
+                continue
+            n += 1
+            actions.append(
+                CloseHedge(
+                    hedge_id=f"reduce-{n}-{asset}",
+                    asset=asset,
+                    legs=(
+                        Leg(fuse, market, Side.SELL if size > 0 else Side.BUY, q),
+                        Leg(pf, pm, Side.SELL if psize > 0 else Side.BUY, q),
+                    ),
+                    reason=reason,
+                )
+            )
+            remaining[(fuse, market)] -= q if size > 0 else -q
+            remaining[(pf, pm)] -= q if psize > 0 else -q
+            want -= q
+    return actions
+
+
+def _mark(view: PortfolioView, fuse: str, market: str) -> Decimal:
+    snap = view.market(fuse, market)
+    if snap is not None:
+        return snap.mark
+    return view.price(asset_of(view, fuse, market))
