@@ -55,11 +55,11 @@ class ReserveSpec:
 
 
 DEFAULT_RESERVES: tuple[ReserveSpec, ...] = (
-    ReserveSpec("USDC", 6, Decimal(1), 8000, 8500, 10500, 1000, Decimal(50_000_000), Decimal(1_000_000),
+    ReserveSpec("USDC", 6, Decimal(1), 8000, 8500, 10500, 1000, Decimal(2_000_000), Decimal(1_000_000),
                 Decimal("0.90"), Decimal("0.04"), Decimal("0.60")),
-    ReserveSpec("WETH", 18, Decimal(3000), 8000, 8250, 10500, 1500, Decimal(20_000), Decimal(1_000),
+    ReserveSpec("WETH", 18, Decimal(3000), 8000, 8250, 10500, 1500, Decimal(1_000), Decimal(100),
                 Decimal("0.80"), Decimal("0.033"), Decimal("0.80"), Decimal("0.01")),
-    ReserveSpec("WBTC", 8, Decimal(60000), 7000, 7500, 10650, 2000, Decimal(1_000), Decimal(50),
+    ReserveSpec("WBTC", 8, Decimal(60000), 7000, 7500, 10650, 2000, Decimal(50), Decimal(50),
                 Decimal("0.45"), Decimal("0.04"), Decimal("3.00")),
 )
 
