@@ -1,0 +1,119 @@
+"""``alpha research insurance-fund``: reproduce UXD's insurance-fund study on recorded funding."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+help = "research studies on recorded history (insurance-fund: UXD's study)"
+
+
+def _decimal(text: str) -> Decimal:
+    from alpha.domain.money import NotExact, to_decimal
+
+    try:
+        return to_decimal(text)
+    except NotExact as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _date(text: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or ISO-8601)") from None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="study", metavar="STUDY", required=True)
+    p = sub.add_parser("insurance-fund", help="a fund receiving a share of a delta-neutral book's funding")
+    p.add_argument("--data", required=True, type=Path, help="funding history (any format alpha imports)")
+    p.add_argument("--symbol", help="market in the file when it holds several")
+    p.add_argument("--start", type=_date, help="first settlement date (default: the first in the data)")
+    p.add_argument("--end", type=_date, help="stop before this date (default: the end of the data)")
+    p.add_argument("--notional", type=_decimal, default=Decimal("500000000"), help="book notional (default 500000000)")
+    p.add_argument(
+        "--initial-fund", type=_decimal, default=Decimal("57000000"), help="starting balance (default 57000000)"
+    )
+    p.add_argument(
+        "--share", type=_decimal, default=Decimal(1), help="share of the funding the fund receives (default 1)"
+    )
+    p.add_argument("--fund-return", type=_decimal, default=Decimal(0), help="annual yield on the balance, e.g. 0.05")
+    p.add_argument("--schedule", type=Path, help="CSV days,notional or date,notional: the book grows by a supply cap")
+    p.add_argument("--all-starts", action="store_true", help="run from every start date (one per UTC day)")
+    p.add_argument(
+        "--duplicates",
+        choices=("keep", "drop", "refuse"),
+        default="keep",
+        help="repeated settlements: keep them as the study did (default), drop exact repeats, or refuse",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--plot", type=Path, metavar="DIR", help="write PNG plots (balance path / max-mean-min per start)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from alpha.data.importers import import_file
+    from alpha.data.series import DataError, Duplicates
+    from alpha.research import insurance_fund as study_mod
+
+    try:
+        imported = import_file(args.data, duplicates=Duplicates(args.duplicates))
+        if not imported.funding:
+            raise DataError(f"{args.data}: holds no funding history")
+        if args.symbol:
+            matches = [s for (_, sym), s in imported.funding.items() if sym == args.symbol]
+            if not matches:
+                raise DataError(f"{args.data}: no market {args.symbol}")
+            series = matches[0]
+        elif len(imported.funding) > 1:
+            names = ", ".join(sorted(sym for _, sym in imported.funding))
+            raise DataError(f"{args.data}: holds several markets ({names}); choose one with --symbol")
+        else:
+            (series,) = imported.funding.values()
+        series = series.between(args.start, args.end)
+        if not series.records:
+            raise DataError("no settlement between --start and --end")
+        study = study_mod.Study(
+            notional=args.notional,
+            initial_fund=args.initial_fund,
+            share=args.share,
+            fund_return=args.fund_return,
+            schedule=study_mod.load_schedule(args.schedule) if args.schedule else None,
+        )
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if series.report.duplicates_kept:
+        print(f"note: {series.report.duplicates_kept} duplicate settlement(s) kept as recorded", file=sys.stderr)
+    title = f"{series.venue} {series.symbol}: fund {args.initial_fund:,} on notional {args.notional:,}"
+    if args.all_starts:
+        results = study_mod.run_all_starts(series, study)
+        if args.plot:
+            study_mod.plot_all_starts(results, args.plot / "insurance_fund_all_starts.png", title)
+        if args.json:
+            print(json.dumps([r.as_json(with_start=True) for r in results]))
+        else:
+            broke = [r for r in results if r.bankrupt_at is not None]
+            print(f"{len(results)} start dates, {len(broke)} go bankrupt")
+            worst = min(results, key=lambda r: r.min)
+            print(f"worst start {worst.start:%Y-%m-%d}: min {worst.min:,.0f}, end {worst.end_balance:,.0f}")
+            for r in broke[:10]:
+                print(f"  start {r.start:%Y-%m-%d} bankrupt at {r.bankrupt_at:%Y-%m-%d %H:%M}")
+        return 0
+    times, balances = study_mod.balance_path(series.records, study)
+    stats = study_mod.stats_from_path(times, balances)
+    if args.plot:
+        study_mod.plot_path(times, balances, args.plot / "insurance_fund_path.png", title)
+    if args.json:
+        print(json.dumps(stats.as_json()))
+    else:
+        print(f"start {stats.start:%Y-%m-%d %H:%M} UTC, {len(balances) - 1} settlements")
+        print(f"end balance {stats.end_balance:,.2f}")
+        print(f"min {stats.min:,.2f}  mean {stats.mean:,.2f}  max {stats.max:,.2f}")
+        print(f"bankrupt at {stats.bankrupt_at:%Y-%m-%d %H:%M}" if stats.bankrupt_at else "never bankrupt")
+    return 0
