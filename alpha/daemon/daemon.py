@@ -495,7 +495,6 @@ class Daemon:
     async def decide_once(self, trigger: str) -> DecisionRecord:
         """Take one decision: view -> signals -> decide -> plan -> gate -> execute; journal it."""
         from alpha.risk.gate import gate
-
         from alpha.strategy.decide import decide
         from alpha.strategy.planner import plan
         from alpha.strategy.signals import FundingHistory, compute_signals

@@ -1,0 +1,17 @@
+"""``alpha flatten``: close every hedge (both legs together) and pause trading."""
+
+from __future__ import annotations
+
+import argparse
+
+from alpha.daemon import control_client as _control
+
+help = "close every hedge (both legs together) and pause trading"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _control.add_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    return _control.show(args, _control.call(args, "POST", "/flatten", {}))

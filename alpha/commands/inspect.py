@@ -1,0 +1,104 @@
+"""``alpha inspect --config FILE [--json]``: print each fuse's account snapshot as read from the venues."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from alpha.config import ConfigError, load_config
+
+help = "print each fuse's account (balances, positions, margin health) as the venues report it"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="strategy YAML file")
+    parser.add_argument("--mode", choices=("demo", "paper", "live"), help="override the file's mode")
+    parser.add_argument("--json", action="store_true", help="print JSON (amounts as decimal strings)")
+
+
+def snapshot_dict(snap: Any) -> dict[str, Any]:
+    """Turn an AccountSnapshot into JSON-ready data (decimals as strings)."""
+    out: dict[str, Any] = {
+        "fuse": snap.fuse,
+        "ts": snap.ts.isoformat(),
+        "balances": [{"asset": b.asset, "total": str(b.total), "free": str(b.free)} for b in snap.balances],
+        "positions": [
+            {
+                "market": p.market,
+                "size": str(p.size),
+                "entry_price": str(p.entry_price),
+                "mark_price": str(p.mark_price),
+                "unrealised_pnl": str(p.unrealised_pnl),
+                "liquidation_price": None if p.liquidation_price is None else str(p.liquidation_price),
+            }
+            for p in snap.positions
+        ],
+    }
+    if snap.margin is not None:
+        out["margin"] = {
+            "equity": str(snap.margin.equity),
+            "initial_margin": str(snap.margin.initial_margin),
+            "maintenance_margin": str(snap.margin.maintenance_margin),
+            "margin_ratio": str(snap.margin.margin_ratio),
+        }
+    if snap.lending is not None:
+        out["lending"] = {k: str(getattr(snap.lending, k)) for k in ("collateral_value", "debt_value", "available_borrows", "health_factor")}
+    if snap.lending_positions:
+        out["lending_positions"] = [
+            {"asset": lp.asset, "supplied": str(lp.supplied), "borrowed": str(lp.borrowed)} for lp in snap.lending_positions
+        ]
+    return out
+
+
+async def _inspect(config: Any, mode: str | None) -> list[dict[str, Any]]:
+    from alpha.daemon.app import WIRINGS, make_clock
+    from alpha.observability.metrics import Metrics
+
+    m = mode or config.mode
+    clock = make_clock(config, m)
+    wiring = WIRINGS[m](config, clock, Metrics())
+    out = []
+    try:
+        for fuse in wiring.fuses.values():
+            await fuse.start()
+            out.append(snapshot_dict(await fuse.account()))
+    finally:
+        for fuse in wiring.fuses.values():
+            await fuse.close()
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from alpha.daemon.app import WiringError
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
+        snaps = asyncio.run(_inspect(config, args.mode))
+    except WiringError as exc:
+        print(f"cannot inspect: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(snaps, indent=2))
+        return 0
+    for s in snaps:
+        print(f"fuse {s['fuse']} at {s['ts']}")
+        for b in s["balances"]:
+            print(f"  balance {b['asset']}: total {b['total']} free {b['free']}")
+        for p in s["positions"]:
+            print(f"  position {p['market']}: {p['size']} @ {p['entry_price']} (mark {p['mark_price']}, uPnL {p['unrealised_pnl']})")
+        if "margin" in s:
+            mg = s["margin"]
+            print(f"  margin: equity {mg['equity']}, maintenance {mg['maintenance_margin']}, ratio {mg['margin_ratio']}")
+        if "lending" in s:
+            print(f"  lending: health factor {s['lending']['health_factor']}")
+        for lp in s.get("lending_positions", []):
+            print(f"  lending {lp['asset']}: supplied {lp['supplied']} borrowed {lp['borrowed']}")
+    return 0
