@@ -350,7 +350,7 @@ def _order_json(rec: OrderRecord, order: Order) -> dict[str, Any]:
         "coin": rec.market.coin,
         "side": _side(order),
         "limitPx": fmt(rec.limit_px),
-        "sz": fmt(order.remaining if not order.status.is_final else ZERO),
+        "sz": fmt(order.remaining),  # what was left unfilled, also once final (ccxt: filled = origSz - sz)
         "oid": rec.oid,
         "timestamp": ms(rec.placed),
         "triggerCondition": "N/A",

@@ -284,4 +284,4 @@ def sign_l1(
     """Sign an L1 action as a Hyperliquid client does (for tools and raw-protocol tests)."""
     connection_id = action_hash(canonical_action(action), nonce, vault_address, expires_after)
     signed = Account.sign_message(l1_signable(connection_id, mainnet), private_key)
-    return {"r": hex(signed.r), "s": hex(signed.s), "v": signed.v}
+    return {"r": f"0x{signed.r:064x}", "s": f"0x{signed.s:064x}", "v": signed.v}
