@@ -1,0 +1,401 @@
+"""The simulated world: the vault's cash, one simulated venue per sim fuse, simulated lending, a market source.
+
+``SimWorld.from_config(config)`` builds everything a strategy file describes: the vault holds
+``vault.nav`` of the base asset; each enabled ``kind: sim`` fuse gets a ``SimExchange`` (venue
+name = fuse name, our account on it = the fuse name); each enabled ``kind: lending, venue: sim``
+fuse gets a ``SimLendingMarket``. Prices and funding come from a ``MarketSource`` (the synthetic
+generator by default).
+
+``step_to(now)`` moves the world forward: it stops at every funding settlement on the way so that
+each is paid at its own time, and at each stop updates marks and books, fills resting orders,
+settles funding due, records the next rates, accrues lending interest and runs liquidations.
+``portfolio_view(now)`` is what the strategy core sees; ``ledger`` totals funding, fees,
+slippage and interest per fuse for reconciliation against the daemon's journal.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from alpha.config.schema import FuseKind, StrategyConfig
+from alpha.domain.account import AccountSnapshot
+from alpha.domain.funding import FundingRate
+from alpha.domain.market import MarketSnapshot
+from alpha.domain.money import ONE, ZERO
+from alpha.domain.portfolio import PortfolioView, market_key
+from fuses.base import InsufficientFundsError, RejectedError
+from fuses.sim.book import DepthModel
+from fuses.sim.engine import SimExchange
+from fuses.sim.events import (
+    Event,
+    FundingPaid,
+    InterestAccrued,
+    LendingLiquidated,
+    Liquidated,
+    OrderFilled,
+    Transferred,
+)
+from fuses.sim.lending import SimLendingMarket, reserve_params_for
+from fuses.sim.markets import make_instrument
+from fuses.sim.source import MarketSource, MarketState, MarketStates
+
+VAULT = "vault"
+
+
+@dataclass
+class Ledger:
+    """What the engine paid and charged our accounts, per fuse (and market or asset)."""
+
+    funding: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    funding_received: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    funding_paid: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    fees: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    slippage: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    interest: dict[tuple[str, str], Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    liquidations: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    settlements: int = 0
+    fills: int = 0
+
+    def record(self, event: Event) -> None:
+        """Add one event about one of our accounts."""
+        if isinstance(event, FundingPaid):
+            key = (event.venue, event.market)
+            self.funding[key] += event.amount
+            if event.amount >= 0:
+                self.funding_received[key] += event.amount
+            else:
+                self.funding_paid[key] -= event.amount
+            self.settlements += 1
+        elif isinstance(event, OrderFilled):
+            key = (event.venue, event.fill.market)
+            self.fees[key] += event.fill.fee
+            self.slippage[key] += event.fill.slippage
+            self.fills += 1
+        elif isinstance(event, InterestAccrued):
+            self.interest[(event.venue, event.asset)] += event.amount
+        elif isinstance(event, Liquidated | LendingLiquidated):
+            self.liquidations[event.venue] += 1
+
+    def total_funding(self, fuse: str | None = None) -> Decimal:
+        """Net funding received (negative: paid), for one fuse or all."""
+        return sum((v for (f, _), v in self.funding.items() if fuse is None or f == fuse), ZERO)
+
+    def total_fees(self, fuse: str | None = None) -> Decimal:
+        return sum((v for (f, _), v in self.fees.items() if fuse is None or f == fuse), ZERO)
+
+    def total_slippage(self, fuse: str | None = None) -> Decimal:
+        return sum((v for (f, _), v in self.slippage.items() if fuse is None or f == fuse), ZERO)
+
+    def total_interest(self, fuse: str | None = None) -> Decimal:
+        return sum((v for (f, _), v in self.interest.items() if fuse is None or f == fuse), ZERO)
+
+
+class SimWorld:
+    """The vault, its simulated venues and lending markets, and the source that moves their prices."""
+
+    def __init__(
+        self,
+        *,
+        base_asset: str,
+        vault_cash: Decimal,
+        venues: Mapping[str, SimExchange],
+        lending: Mapping[str, SimLendingMarket] | None = None,
+        source: MarketSource,
+        start: datetime,
+        stablecoins: tuple[str, ...] = ("USDC", "USDT"),
+    ) -> None:
+        if start.tzinfo is None:
+            raise ValueError("the world's start must be timezone-aware")
+        if not isinstance(vault_cash, Decimal) or not vault_cash.is_finite() or vault_cash < 0:
+            raise ValueError(f"vault cash must be a non-negative Decimal, got {vault_cash!r}")
+        self.base_asset = base_asset
+        self.vault: dict[str, Decimal] = {base_asset: vault_cash}
+        self.venues = dict(venues)
+        self.lending = dict(lending or {})
+        self._prices_box: dict[str, Decimal] = {}
+        self.source = source
+        self.stablecoins = stablecoins
+        self.now = start
+        self.ledger = Ledger()
+        self.states: MarketStates = {}
+        self._subscribers: list[Callable[[Event], None]] = []
+        for name, venue in self.venues.items():
+            venue.open_account(name)
+        for name, market in self.lending.items():
+            market.open_account(name)
+        self._advance_to(start, first=True)
+
+    # ------------------------------------------------------------------ building
+
+    @classmethod
+    def from_config(
+        cls,
+        config: StrategyConfig,
+        source: MarketSource | None = None,
+        start: datetime | None = None,
+    ) -> SimWorld:
+        """Build the world a strategy file describes (default source: the synthetic market)."""
+        begin = start or config.clock.start
+        if begin is None:
+            raise ValueError("the simulated world needs a start time: set clock.start in the strategy file or pass start=")
+        if source is None:
+            from alpha.market.synthetic import SyntheticSource
+
+            source = SyntheticSource.from_config(config, begin)
+        first = source.advance(begin)
+        venues: dict[str, SimExchange] = {}
+        lending_fuses = []
+        for fuse in config.enabled_fuses:
+            if fuse.kind is FuseKind.SIM:
+                params = fuse.sim
+                states = first.get(fuse.name, {})
+                instruments = []
+                for symbol in fuse.markets:
+                    state = states.get(symbol)
+                    if state is None:
+                        raise ValueError(f"fuse {fuse.name}: the market source gives no price for {symbol}")
+                    instruments.append(
+                        make_instrument(
+                            fuse.name,
+                            symbol,
+                            state.mark,
+                            maker_fee=params.maker_fee if params else Decimal("0.0002"),
+                            taker_fee=params.taker_fee if params else Decimal("0.0005"),
+                        )
+                    )
+                depth = (
+                    DepthModel(params.spread_bps, params.depth_notional, params.depth_bps, params.levels)
+                    if params
+                    else DepthModel()
+                )
+                interval = params.funding_interval if params else timedelta(hours=8)
+                venues[fuse.name] = SimExchange(
+                    fuse.name,
+                    instruments,
+                    depth=depth,
+                    funding_interval=interval,
+                    default_leverage=fuse.max_leverage,
+                )
+            elif fuse.kind is FuseKind.LENDING and fuse.venue == "sim":
+                lending_fuses.append(fuse)
+        world = cls(
+            base_asset=config.vault.base_asset,
+            vault_cash=config.vault.nav,
+            venues=venues,
+            source=source,
+            start=begin,
+            stablecoins=config.stablecoins,
+        )
+        for fuse in lending_fuses:
+            assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
+            world.add_lending(
+                fuse.name, SimLendingMarket(fuse.name, {a: reserve_params_for(a) for a in assets}, world.price_of, begin)
+            )
+        return world
+
+    def add_lending(self, name: str, market: SimLendingMarket) -> None:
+        """Attach a simulated lending market as fuse ``name`` (our account on it is ``name``)."""
+        if name in self.venues or name in self.lending:
+            raise ValueError(f"a simulated fuse named {name!r} already exists")
+        market.open_account(name)
+        self.lending[name] = market
+
+    # ------------------------------------------------------------------ events
+
+    def subscribe(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with every event the world emits from now on."""
+        self._subscribers.append(callback)
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            if self._is_ours(event):
+                self.ledger.record(event)
+            for callback in self._subscribers:
+                callback(event)
+
+    def _is_ours(self, event: Event) -> bool:
+        account = getattr(event, "account", None)
+        venue = getattr(event, "venue", None)
+        return account is not None and account == venue
+
+    # ------------------------------------------------------------------ time
+
+    def step_to(self, now: datetime) -> list[Event]:
+        """Advance to ``now``, stopping at every funding settlement on the way; return the events."""
+        if now.tzinfo is None:
+            raise ValueError("step_to needs a timezone-aware time")
+        if now < self.now:
+            raise ValueError(f"the simulated world cannot go back from {self.now} to {now}")
+        events: list[Event] = []
+        while True:
+            due = self.next_settlement()
+            target = now if due is None or due > now else due
+            events += self._advance_to(target)
+            if target >= now:
+                break
+        return events
+
+    def next_settlement(self) -> datetime | None:
+        """The earliest next funding settlement over every simulated perp market."""
+        times = [t for v in self.venues.values() for m in v.markets if (t := v.next_settlement(m)) is not None]
+        return min(times) if times else None
+
+    def _advance_to(self, t: datetime, *, first: bool = False) -> list[Event]:
+        states = self.source.advance(t)
+        for fuse, markets in states.items():
+            self.states.setdefault(fuse, {}).update(markets)
+        for name, venue in self.venues.items():
+            fuse_states = states.get(name, {})
+            for symbol, state in fuse_states.items():
+                if symbol in venue.instruments:
+                    venue.update_market(symbol, state.mark, t, index=state.index)
+            if not first:
+                venue.settle_due(t)
+            for symbol, state in fuse_states.items():
+                if symbol in venue.instruments and venue.instruments[symbol].kind.is_perp:
+                    self._set_funding(venue, symbol, state, t)
+            venue.check_liquidations(t)
+        self._refresh_prices()
+        for market in self.lending.values():
+            market.accrue(t)
+            market.check_liquidations(t)
+        self.now = t
+        return self.flush()
+
+    def flush(self) -> list[Event]:
+        """Publish (to the ledger and subscribers) every event the venues recorded since the last flush."""
+        events: list[Event] = []
+        for venue in self.venues.values():
+            events += venue.drain_events()
+        for market in self.lending.values():
+            events += market.drain_events()
+        self._publish(events)
+        return events
+
+    def _set_funding(self, venue: SimExchange, symbol: str, state: MarketState, t: datetime) -> None:
+        if state.funding_rate is None:
+            return
+        next_settlement = state.next_settlement
+        if next_settlement is not None and next_settlement <= t:
+            next_settlement = None  # the source lags; keep the engine's own schedule
+        venue.set_funding(symbol, state.funding_rate, next_settlement=next_settlement, interval=state.funding_interval)
+
+    # ------------------------------------------------------------------ prices
+
+    def _refresh_prices(self) -> None:
+        prices: dict[str, Decimal] = {}
+        index_prices = getattr(self.source, "index_prices", None)
+        if callable(index_prices):
+            prices.update(index_prices())
+        else:
+            seen: dict[str, list[Decimal]] = defaultdict(list)
+            for fuse, markets in self.states.items():
+                venue = self.venues.get(fuse)
+                for symbol, state in markets.items():
+                    base = venue.instruments[symbol].base if venue and symbol in venue.instruments else symbol.split("/")[0]
+                    seen[base].append(state.index)
+            for asset, values in seen.items():
+                prices[asset] = sum(values, ZERO) / len(values)
+        for coin in self.stablecoins:
+            prices.setdefault(coin, ONE)
+        prices[self.base_asset] = ONE
+        self._prices_box.clear()
+        self._prices_box.update(prices)
+
+    def price_of(self, asset: str) -> Decimal:
+        """Index price of ``asset`` in the base asset."""
+        try:
+            return self._prices_box[asset]
+        except KeyError:
+            raise RejectedError(f"no price for {asset} in the simulated world", code="no_price") from None
+
+    @property
+    def prices(self) -> dict[str, Decimal]:
+        """Index price of every known asset in the base asset."""
+        return dict(self._prices_box)
+
+    # ------------------------------------------------------------------ money movement
+
+    def transfer(self, asset: str, amount: Decimal, source: str, destination: str, now: datetime | None = None) -> Transferred:
+        """Move ``amount`` of ``asset`` between the vault and a fuse's account (or between two fuses)."""
+        when = now or self.now
+        if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
+            raise RejectedError(f"transfer amount must be a positive finite Decimal, got {amount!r}", code="bad_number")
+        if source == destination:
+            raise RejectedError(f"transfer from {source} to itself", code="bad_transfer")
+        for end in (source, destination):
+            if end != VAULT and end not in self.venues and end not in self.lending:
+                raise RejectedError(f"unknown transfer end {end!r} (use 'vault' or a simulated fuse name)", code="bad_transfer")
+        if source == VAULT:
+            have = self.vault.get(asset, ZERO)
+            if amount > have:
+                raise InsufficientFundsError(f"the vault holds {have} {asset}, cannot move {amount}", venue=VAULT)
+            self.vault[asset] = have - amount
+        elif source in self.venues:
+            self.venues[source].withdraw(source, asset, amount, when)
+        else:
+            self.lending[source].withdraw_wallet(source, asset, amount, when)
+        if destination == VAULT:
+            self.vault[asset] = self.vault.get(asset, ZERO) + amount
+        elif destination in self.venues:
+            self.venues[destination].deposit(destination, asset, amount, when)
+        else:
+            self.lending[destination].deposit(destination, asset, amount, when)
+        event = Transferred(when, source, destination, asset, amount)
+        self._publish([event])
+        return event
+
+    # ------------------------------------------------------------------ views
+
+    def account_snapshot(self, fuse: str, now: datetime | None = None) -> AccountSnapshot:
+        """The ``AccountSnapshot`` of one simulated fuse."""
+        when = now or self.now
+        if fuse in self.venues:
+            return self.venues[fuse].snapshot(fuse, when, fuse=fuse)
+        if fuse in self.lending:
+            return self.lending[fuse].snapshot(fuse, when, fuse=fuse)
+        raise KeyError(f"no simulated fuse named {fuse!r}")
+
+    def market_snapshots(self) -> dict[str, MarketSnapshot]:
+        """Every simulated market's snapshot (mark, index, funding, book), keyed by ``market_key``."""
+        out: dict[str, MarketSnapshot] = {}
+        for name, venue in self.venues.items():
+            for symbol, inst in venue.instruments.items():
+                data = venue.markets.get(symbol)
+                if data is None:
+                    continue
+                funding = None
+                if inst.kind.is_perp and data.next_settlement is not None and data.funding_interval is not None:
+                    funding = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
+                out[market_key(name, symbol)] = MarketSnapshot(
+                    fuse=name,
+                    instrument=inst,
+                    ts=data.ts or self.now,
+                    mark=data.mark,
+                    index=data.index,
+                    funding=funding,
+                    book=data.book,
+                )
+        return out
+
+    def portfolio_view(self, now: datetime | None = None) -> PortfolioView:
+        """The portfolio at ``now`` (the world is stepped there first if it is behind)."""
+        when = now or self.now
+        if when > self.now:
+            self.step_to(when)
+        elif when < self.now:
+            raise ValueError(f"the world is at {self.now}; cannot show it as of the earlier {when}")
+        accounts = {name: self.account_snapshot(name, when) for name in (*self.venues, *self.lending)}
+        prices = {a: p for a, p in self.prices.items() if a != self.base_asset}
+        return PortfolioView(
+            ts=when,
+            base_asset=self.base_asset,
+            vault_cash=self.vault.get(self.base_asset, ZERO),
+            accounts=accounts,
+            markets=self.market_snapshots(),
+            prices=prices,
+        )
