@@ -38,6 +38,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from aiohttp import web
+from eth_account import Account
 
 from alpha.domain.account import AccountSnapshot, Order, OrderRequest, OrderStatus, OrderType, TimeInForce
 from alpha.domain.clock import Clock, LiveClock
@@ -56,6 +57,9 @@ from fuses.emulators.common import (
 )
 
 WEIGHT_PER_MINUTE = 1200
+# A fixed, published test wallet for ``alpha emulate hyperliquid`` (printed for users): never a real key.
+DEMO_WALLET_KEY = "0x" + hashlib.sha256(b"alpha hyperliquid emulator demo wallet").hexdigest()
+DEMO_WALLET_ADDRESS = str(Account.from_key(DEMO_WALLET_KEY).address)
 NONCE_SET_SIZE = 100
 NONCE_PAST = timedelta(days=2)
 NONCE_FUTURE = timedelta(days=1)
@@ -574,7 +578,7 @@ def _user_funding(venue: HyperliquidVenue, user: str, body: Mapping[str, Any], n
     if account is None:
         return []
     start, end = _window(body, now)
-    out = []
+    out: list[dict[str, Any]] = []
     for m in venue.perps():
         for e in venue.state.backend.funding_history(m.instrument.symbol, account):
             if not start <= ms(e.ts) <= end or e.amount == 0:
@@ -652,12 +656,12 @@ def _info(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) -> An
             mids[m.coin] = fmt(book.mid if book.mid is not None else backend.market(m.instrument.symbol, now).mark)
         return mids
     if kind == "l2Book":
-        m = venue.by_coin.get(str(body.get("coin")))
-        if m is None:
+        found = venue.by_coin.get(str(body.get("coin")))
+        if found is None:
             return None
-        book = backend.book(m.instrument.symbol, 20, now)
+        book = backend.book(found.instrument.symbol, 20, now)
         side = [[{"px": fmt(lv.price), "sz": fmt(lv.quantity), "n": 1} for lv in levels] for levels in (book.bids, book.asks)]
-        return {"coin": m.coin, "time": ms(now), "levels": side}
+        return {"coin": found.coin, "time": ms(now), "levels": side}
     if kind == "clearinghouseState":
         return _clearinghouse(venue, _user_param(body), now)
     if kind == "spotClearinghouseState":

@@ -32,7 +32,7 @@ from typing import Any
 from ccxt.static_dependencies.msgpack import packb
 from eth_account import Account
 from eth_account.messages import SignableMessage, encode_typed_data
-from eth_utils import keccak
+from eth_hash.auto import keccak
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 L1_DOMAIN: dict[str, Any] = {
@@ -156,7 +156,7 @@ def _coerce(value: Any, shape: str, where: str) -> Any:
         # JSON booleans are not integers to a typed deserialiser.
         if not isinstance(value, expected) or (shape == "int" and isinstance(value, bool)):
             raise MalformedRequest(f"{where}: invalid type: expected {shape}")
-        if shape == "int" and value < 0:
+        if isinstance(value, int) and value < 0:
             raise MalformedRequest(f"{where}: invalid value: expected u64")
         return value
     return _canonical(value, LAYOUTS[shape], where)
