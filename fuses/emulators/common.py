@@ -367,3 +367,164 @@ class EmulatorServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+SPOT_SUFFIX = ".spot"  # an account's spot wallet on a simulated venue is its own engine account
+
+
+class EngineBackend:
+    """``VenueBackend`` over one simulated venue (``fuses.sim`` ``SimExchange``) of a ``SimWorld``.
+
+    The venue's name is the world's fuse name. ``step`` advances the world one funding
+    settlement at a time so that the public funding history records each settlement's rate.
+    An account's ``spot`` wallet is the engine account ``<account>.spot``; its ``futures``
+    wallet is the account itself; ``vault`` moves money between the world's vault and the
+    venue account that carries the venue's own name.
+    """
+
+    def __init__(self, world: Any, venue: str) -> None:
+        self.world = world
+        self.venue = venue
+        self.exchange = world.venues[venue]
+        self._history: dict[str, list[FundingEvent]] = {}
+        self._received: dict[tuple[str, str], list[FundingEvent]] = {}
+        world.subscribe(self._on_event)
+
+    def _on_event(self, event: Any) -> None:
+        if type(event).__name__ == "FundingPaid" and getattr(event, "venue", None) == self.venue:
+            item = FundingEvent(event.market, event.ts, event.rate, event.mark, event.amount)
+            self._received.setdefault((event.account, event.market), []).append(item)
+
+    def instruments(self) -> Sequence[Instrument]:
+        return tuple(self.exchange.instruments.values())
+
+    def step(self, now: datetime) -> None:
+        while now > self.world.now:
+            due = self.world.next_settlement()
+            target = now if due is None or due > now else due
+            before = {m: (d.next_settlement, d.funding_rate) for m, d in self.exchange.markets.items()}
+            self.world.step_to(target)
+            for market, (when, rate) in before.items():
+                if when is not None and when <= target:
+                    mark = self.exchange.markets[market].mark
+                    self._history.setdefault(market, []).append(FundingEvent(market, when, rate, mark))
+            if target >= now:
+                break
+
+    def market(self, symbol: str, now: datetime) -> MarketView:
+        instrument = self.exchange.instruments[symbol]
+        data = self.exchange.markets[symbol]
+        funding = None
+        if instrument.kind.is_perp and data.funding_interval is not None and data.next_settlement is not None:
+            funding = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
+        return MarketView(instrument, data.mark, data.index, funding)
+
+    def book(self, symbol: str, depth: int, now: datetime) -> OrderBook:
+        book = self.exchange.book(symbol)
+        return OrderBook(bids=book.bids[:depth], asks=book.asks[:depth])
+
+    def submit(self, account: str, request: OrderRequest, now: datetime, max_fill: Decimal | None = None) -> Order:
+        self.exchange.fill_cap = max_fill
+        try:
+            order: Order = self.exchange.submit(account, request, now)
+        finally:
+            self.exchange.fill_cap = None
+        return order
+
+    def cancel(self, account: str, symbol: str, client_id: str, now: datetime) -> Order:
+        self._check_market(account, symbol, client_id)
+        order: Order = self.exchange.cancel(account, client_id, now)
+        return order
+
+    def order(self, account: str, symbol: str, client_id: str) -> Order:
+        return self._check_market(account, symbol, client_id)
+
+    def _check_market(self, account: str, symbol: str, client_id: str) -> Order:
+        from fuses.base import OrderNotFoundError
+
+        order: Order = self.exchange.order(account, client_id)
+        if order.market != symbol:
+            raise OrderNotFoundError(f"{self.venue}: no order {client_id!r} on {symbol}", venue=self.venue, code="unknown_order")
+        return order
+
+    def open_orders(self, account: str, symbol: str | None = None) -> Sequence[Order]:
+        return [o for o in self.exchange.open_orders(account) if symbol is None or o.market == symbol]
+
+    def account(self, account: str, now: datetime) -> AccountSnapshot:
+        self.exchange.open_account(account)
+        snap: AccountSnapshot = self.exchange.snapshot(account, now, fuse=self.venue)
+        return snap
+
+    def leverage(self, account: str, symbol: str) -> Decimal:
+        acct = self.exchange.open_account(account)
+        value: Decimal = acct.leverage.get(symbol, self.exchange.default_leverage)
+        return value
+
+    def set_leverage(self, account: str, symbol: str, leverage: Decimal) -> None:
+        self.exchange.open_account(account)
+        self.exchange.set_leverage(account, symbol, leverage)
+
+    def transfer(self, account: str, asset: str, amount: Decimal, source: str, destination: str, now: datetime) -> None:
+        from fuses.base import RejectedError
+
+        if "vault" in (source, destination):
+            if account != self.venue:
+                raise RejectedError(f"{self.venue}: only the vault's own account can move money to or from the vault", code="bad_transfer")
+            self.world.transfer(asset, amount, source if source == "vault" else self.venue, destination if destination == "vault" else self.venue, now)
+            return
+        wallets = {"futures": account, "spot": account + SPOT_SUFFIX}
+        if source not in wallets or destination not in wallets or source == destination:
+            raise RejectedError(f"{self.venue}: cannot transfer from {source!r} to {destination!r}", code="bad_transfer")
+        self.exchange.open_account(wallets[destination])
+        self.exchange.withdraw(wallets[source], asset, amount, now)
+        self.exchange.deposit(wallets[destination], asset, amount, now)
+
+    def funding_history(self, symbol: str, account: str | None = None) -> Sequence[FundingEvent]:
+        if account is None:
+            return tuple(self._history.get(symbol, ()))
+        return tuple(self._received.get((account, symbol), ()))
+
+    def fund(self, account: str, asset: str, amount: Decimal, now: datetime) -> None:
+        """Give ``account`` money from outside the venue (a test or demo deposit)."""
+        self.exchange.deposit(account, asset, amount, now)
+
+
+def emulator_world(
+    venue: str,
+    prices: dict[str, str],
+    *,
+    quote: str = "USDT",
+    start: datetime,
+    funding_interval: str = "8h",
+    seed: int = 7,
+    step: str = "1m",
+    vault_nav: str = "1000000",
+) -> Any:
+    """Build a ``SimWorld`` holding one simulated venue ``venue`` with a linear perp per asset in
+    ``prices`` (asset -> starting price), moved by the synthetic market generator."""
+    from alpha.config.schema import StrategyConfig
+    from fuses.sim.world import SimWorld
+
+    config = StrategyConfig.model_validate(
+        {
+            "version": 1,
+            "mode": "demo",
+            "vault": {"name": "emulator", "base_asset": quote, "nav": vault_nav},
+            "assets": list(prices),
+            "stablecoins": [quote],
+            "fuses": [
+                {
+                    "name": venue,
+                    "kind": "sim",
+                    "venue": venue,
+                    "markets": [f"{a}/{quote}:{quote}" for a in prices],
+                    "max_share": "1",
+                    "max_leverage": "20",
+                    "sim": {"funding_interval": funding_interval},
+                }
+            ],
+            "market": {"seed": seed, "step": step, "assets": {a: {"price": p} for a, p in prices.items()}},
+            "clock": {"start": start.isoformat()},
+        }
+    )
+    return SimWorld.from_config(config, start=start)

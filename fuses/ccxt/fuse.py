@@ -1,0 +1,371 @@
+"""The generic ccxt fuse: one class for every venue, driven by its ``VenueSpec`` row.
+
+Every venue call goes through ``_call``, which translates ccxt exceptions once (see
+``errors.py``) and counts errors by kind. Orders are validated against the instrument before
+sending: bad input never reaches the venue. Quantities are base units at our side and
+contracts at ccxt's (``contract_size``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import ccxt.async_support as ccxt
+
+from alpha.domain.account import AccountSnapshot, Order, OrderRequest, OrderType, TimeInForce
+from alpha.domain.clock import Clock
+from alpha.domain.funding import FundingRate
+from alpha.domain.instruments import Instrument, Side
+from alpha.domain.market import OrderBook
+from alpha.domain.money import ONE
+from alpha.observability.metrics import Metrics
+from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError
+from fuses.ccxt import parse
+from fuses.ccxt.client import build_client
+from fuses.ccxt.config import CcxtSettings
+from fuses.ccxt.errors import NoChange, translate
+from fuses.ccxt.venues import IntervalSource, VenueSpec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ERROR_KINDS: dict[str, str] = {
+    "TransientError": "transient",
+    "RateLimitedError": "transient",
+    "RejectedError": "rejected",
+    "InsufficientFundsError": "rejected",
+    "OrderNotFoundError": "rejected",
+    "UnknownOutcomeError": "unknown_outcome",
+    "FatalError": "fatal",
+    "BadPayload": "fatal",
+}
+
+TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PO"}
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalChanged:
+    """A venue changed a market's funding interval."""
+
+    fuse: str
+    market: str
+    old: timedelta
+    new: timedelta
+    at: datetime
+
+
+class FundingIntervals:
+    """Remember each market's funding interval as the venue reports it, and notice changes."""
+
+    def __init__(self, fuse: str, on_change: Callable[[IntervalChanged], None] | None = None) -> None:
+        self.fuse = fuse
+        self._known: dict[str, timedelta] = {}
+        self.changes: list[IntervalChanged] = []
+        self._on_change = on_change
+
+    def get(self, market: str) -> timedelta | None:
+        return self._known.get(market)
+
+    def observe(self, market: str, interval: timedelta, now: datetime) -> IntervalChanged | None:
+        """Record ``interval`` for ``market``; return the change if it differs from the last one."""
+        old = self._known.get(market)
+        self._known[market] = interval
+        if old is None or old == interval:
+            return None
+        change = IntervalChanged(self.fuse, market, old, interval, now)
+        self.changes.append(change)
+        log.warning("funding interval changed", extra={"fuse": self.fuse, "market": market, "old": str(old), "new": str(interval)})
+        if self._on_change is not None:
+            self._on_change(change)
+        return change
+
+
+class CcxtFuse:
+    """A ``fuses.base.Fuse`` over one ccxt venue client."""
+
+    def __init__(
+        self,
+        settings: CcxtSettings,
+        spec: VenueSpec,
+        *,
+        clock: Clock,
+        metrics: Metrics | None = None,
+        timeout_ms: int = 10_000,
+        client: Any = None,
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.spec = spec
+        self.capabilities: Capabilities = spec.capabilities
+        self.clock = clock
+        self.metrics = metrics
+        self.client = client if client is not None else build_client(settings, spec, metrics=metrics, timeout_ms=timeout_ms)
+        self.intervals = FundingIntervals(self.name)
+        self._instruments: dict[str, Instrument] = {}
+        self._contract_sizes: dict[str, Decimal] = {}
+        self._intervals_fetched: datetime | None = None
+        self._started = False
+
+    def __repr__(self) -> str:
+        return f"CcxtFuse(name={self.name!r}, venue={self.spec.ccxt_id!r}, url={self.settings.api_url!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _call(
+        self,
+        fn: Callable[..., Awaitable[T]],
+        *args: Any,
+        sends_state: bool = False,
+        client_id: str | None = None,
+        **kwargs: Any,
+    ) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except ccxt.BaseError as exc:
+            error = translate(exc, self.spec, venue=self.name, sends_state=sends_state, client_id=client_id)
+            self._count(error)
+            raise error from exc
+        except TimeoutError as exc:
+            error = translate(ccxt.RequestTimeout(str(exc)), self.spec, venue=self.name, sends_state=sends_state, client_id=client_id)
+            self._count(error)
+            raise error from exc
+
+    def _count(self, error: FuseError) -> None:
+        if self.metrics is not None and not isinstance(error, NoChange):
+            kind = ERROR_KINDS.get(type(error).__name__, "fatal")
+            self.metrics.request_errors.labels(fuse=self.name, kind=kind).inc()
+
+    def _instrument(self, market: str) -> Instrument:
+        found = self._instruments.get(market)
+        if found is None:
+            raise RejectedError(f"{self.name}: market {market!r} is not allowed on this fuse", venue=self.name)
+        return found
+
+    def _perps(self, markets: Sequence[str] | None) -> list[str]:
+        chosen = list(markets) if markets is not None else list(self._instruments)
+        for m in chosen:
+            self._instrument(m)
+        return [m for m in chosen if self._instruments[m].kind.is_perp]
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the venue's markets and keep the allowed ones; a missing market is fatal."""
+        if self._started:
+            return
+        markets = await self._call(self.client.load_markets)
+        missing = [m for m in self.settings.markets if m not in markets]
+        if missing:
+            raise FatalError(f"{self.name}: the venue has no market {', '.join(missing)}", venue=self.name)
+        for symbol in self.settings.markets:
+            raw = markets[symbol]
+            self._instruments[symbol] = parse.instrument(self.name, raw)
+            self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
+        self._started = True
+
+    async def close(self) -> None:
+        """Close the client's HTTP session and streams; idempotent."""
+        await self.client.close()
+
+    # -- market data ------------------------------------------------------------------------------
+
+    async def instruments(self) -> Sequence[Instrument]:
+        return tuple(self._instruments.values())
+
+    async def _interval_table(self, now: datetime) -> dict[str, timedelta]:
+        if self._intervals_fetched is not None and now - self._intervals_fetched < self.spec.interval_refresh:
+            return {m: i for m in self._instruments if (i := self.intervals.get(m)) is not None}
+        raw = await self._call(self.client.fetch_funding_intervals)
+        self._intervals_fetched = now
+        found = {}
+        for symbol, entry in raw.items():
+            interval = parse.interval_of(entry.get("interval"))
+            if interval is not None and symbol in self._instruments:
+                found[symbol] = interval
+        return found
+
+    def _interval(self, symbol: str, raw: dict[str, Any], table: dict[str, timedelta]) -> timedelta:
+        source = self.spec.interval_source
+        if source is IntervalSource.RATE:
+            found = parse.interval_of(raw.get("interval"))
+            if found is not None:
+                return found
+        elif source is IntervalSource.INTERVALS and symbol in table:
+            return table[symbol]
+        elif source is IntervalSource.SETTLEMENTS:
+            this, nxt = raw.get("fundingTimestamp"), raw.get("nextFundingTimestamp")
+            if this and nxt and int(nxt) > int(this):
+                return timedelta(milliseconds=int(nxt) - int(this))
+        return self.capabilities.funding_interval_default
+
+    async def _raw_funding(self, perps: list[str]) -> dict[str, dict[str, Any]]:
+        if self.capabilities.bulk_funding:
+            raw: dict[str, dict[str, Any]] = await self._call(self.client.fetch_funding_rates, perps)
+            return {s: raw[s] for s in perps if s in raw}
+        return {s: await self._call(self.client.fetch_funding_rate, s) for s in perps}
+
+    async def funding_rates(self, markets: Sequence[str] | None = None) -> dict[str, FundingRate]:
+        """Return funding per perp; one bulk request where the venue allows, intervals from the venue."""
+        perps = self._perps(markets)
+        if not perps:
+            return {}
+        now = self.clock.now()
+        raw = await self._raw_funding(perps)
+        table = await self._interval_table(now) if self.spec.interval_source is IntervalSource.INTERVALS else {}
+        out = {}
+        for symbol, entry in raw.items():
+            interval = self._interval(symbol, entry, table)
+            self.intervals.observe(symbol, interval, now)
+            out[symbol] = parse.funding_rate(entry, interval, now)
+            if self.metrics is not None:
+                labels = {"fuse": self.name, "market": symbol}
+                self.metrics.funding_rate.labels(**labels).set(float(out[symbol].rate))
+                self.metrics.funding_interval.labels(**labels).set(interval.total_seconds())
+                self.metrics.funding_next.labels(**labels).set(out[symbol].next_settlement.timestamp())
+        return out
+
+    async def marks(self, markets: Sequence[str] | None = None) -> dict[str, Decimal]:
+        """Return mark prices: from the bulk funding answer for perps, tickers for spot."""
+        chosen = list(markets) if markets is not None else list(self._instruments)
+        perps = self._perps(chosen)
+        out: dict[str, Decimal] = {}
+        if perps and self.capabilities.bulk_funding:
+            for symbol, entry in (await self._raw_funding(perps)).items():
+                out[symbol] = parse.dec(entry.get("markPrice"), f"{symbol}.markPrice")
+        rest = [m for m in chosen if m not in out]
+        if rest:
+            tickers = await self._call(self.client.fetch_tickers, rest)
+            for symbol in rest:
+                t = tickers.get(symbol) or {}
+                out[symbol] = parse.dec(t.get("markPrice") or t.get("last") or t.get("close"), f"{symbol}.mark")
+        return out
+
+    async def order_book(self, market: str, depth: int = 20) -> OrderBook:
+        self._instrument(market)
+        raw = await self._call(self.client.fetch_order_book, market, depth)
+        return parse.book(raw, self._contract_sizes.get(market, ONE))
+
+    # -- account ----------------------------------------------------------------------------------
+
+    async def account(self) -> AccountSnapshot:
+        """Return balances, perp positions and margin health (margin ratio = maintenance / equity)."""
+        balance = await self._call(self.client.fetch_balance, self.spec.balance_params)
+        perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
+        raw_positions: list[dict[str, Any]] = []
+        if perps:
+            raw_positions = await self._call(self.client.fetch_positions, perps)
+        settle = next((i.settle for i in self._instruments.values() if i.kind.is_perp), None)
+        return parse.snapshot(self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle)
+
+    # -- orders -----------------------------------------------------------------------------------
+
+    async def _order_price(self, instrument: Instrument, request: OrderRequest) -> Decimal:
+        if request.price is not None:
+            return request.price
+        book = await self.order_book(request.market, 5)
+        top = book.asks if request.side is Side.BUY else book.bids
+        if not top:
+            raise RejectedError(f"{self.name}: {request.market} has no {request.side.value} liquidity", venue=self.name)
+        return top[0].price
+
+    async def submit(self, request: OrderRequest) -> Order:
+        """Validate and send an order with our client id; a timeout after sending is an unknown outcome."""
+        instrument = self._instrument(request.market)
+        if request.type is OrderType.LIMIT and request.price is None:
+            raise RejectedError(f"{self.name}: limit order {request.client_id} has no price", venue=self.name)
+        if request.reduce_only and not self.capabilities.reduce_only:
+            raise RejectedError(f"{self.name}: the venue has no reduce-only orders", venue=self.name)
+        reference = await self._order_price(instrument, request)
+        problems = instrument.order_problems(request.quantity, reference)
+        if problems and request.reduce_only:
+            problems = [p for p in problems if "below minimum" not in p]
+        if problems:
+            raise RejectedError(f"{self.name}: order {request.client_id} refused before sending: {'; '.join(problems)}", venue=self.name)
+        contract = self._contract_sizes.get(request.market, ONE)
+        amount = request.quantity / contract
+        params: dict[str, Any] = {"clientOrderId": request.client_id}
+        if request.reduce_only:
+            params["reduceOnly"] = True
+        price: Decimal | None = request.price
+        if request.type is OrderType.LIMIT:
+            params["timeInForce"] = TIME_IN_FORCE[request.time_in_force]
+            if request.time_in_force is TimeInForce.POST_ONLY:
+                params["postOnly"] = True
+        elif self.spec.market_order_slippage is not None:
+            slip = Decimal(self.spec.market_order_slippage)
+            price = instrument.round_price(reference * (ONE + slip * request.side.sign))
+        raw = await self._call(
+            self.client.create_order,
+            request.market,
+            request.type.value,
+            request.side.value,
+            float(amount),
+            float(price) if price is not None else None,
+            params,
+            sends_state=True,
+            client_id=request.client_id,
+        )
+        order = parse.order({**raw, "symbol": raw.get("symbol") or request.market}, request.client_id, contract)
+        self._count_order(order)
+        return order
+
+    def _count_order(self, order: Order) -> None:
+        if self.metrics is not None:
+            self.metrics.orders.labels(fuse=self.name, outcome=order.status.value).inc()
+
+    async def cancel(self, market: str, client_id: str) -> Order:
+        self._instrument(market)
+        await self._call(self.client.cancel_order, None, market, {"clientOrderId": client_id})
+        return await self.order_status(market, client_id)
+
+    async def order_status(self, market: str, client_id: str) -> Order:
+        """Ask the venue for our order by client id (``OrderNotFoundError`` if it never arrived)."""
+        self._instrument(market)
+        raw = await self._call(self.client.fetch_order, None, market, {"clientOrderId": client_id})
+        return parse.order({**raw, "symbol": raw.get("symbol") or market}, client_id, self._contract_sizes.get(market, ONE))
+
+    async def resolve(self, market: str, client_id: str) -> Order | None:
+        """Resolve an unknown outcome: the order if the venue has it, None if it never arrived."""
+        try:
+            return await self.order_status(market, client_id)
+        except OrderNotFoundError:
+            return None
+
+    # -- set-up and wallets -------------------------------------------------------------------------
+
+    async def set_leverage(self, market: str, leverage: Decimal) -> None:
+        """Set the venue table's margin mode, then ``leverage`` (never above the fuse's maximum)."""
+        instrument = self._instrument(market)
+        if not instrument.kind.is_perp:
+            raise RejectedError(f"{self.name}: {market} is not a perp; leverage does not apply", venue=self.name)
+        if leverage <= 0 or leverage > self.settings.max_leverage or leverage != leverage.to_integral_value():
+            raise RejectedError(
+                f"{self.name}: leverage {leverage} must be a whole number in 1..{self.settings.max_leverage}", venue=self.name
+            )
+        with contextlib.suppress(NoChange):
+            await self._call(self.client.set_margin_mode, self.spec.margin_mode, market)
+        with contextlib.suppress(NoChange):
+            await self._call(self.client.set_leverage, int(leverage), market)
+
+    async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
+        """Move ``amount`` between this venue's wallets (names from the venue table)."""
+        if amount <= 0:
+            raise RejectedError(f"{self.name}: transfer amount {amount} must be positive", venue=self.name)
+        if not self.capabilities.wallet_transfers:
+            raise RejectedError(f"{self.name}: the venue has no wallet transfers", venue=self.name)
+        wallets = self.spec.wallets
+        if source not in wallets or destination not in wallets:
+            raise RejectedError(
+                f"{self.name}: transfers go between {', '.join(sorted(wallets))}; "
+                f"'{source}' -> '{destination}' needs a withdrawal to a whitelisted address",
+                venue=self.name,
+            )
+        await self._call(
+            self.client.transfer, asset, float(amount), wallets[source], wallets[destination], sends_state=True
+        )

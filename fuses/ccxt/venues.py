@@ -1,0 +1,280 @@
+"""What differs between venues, as data: capabilities, ccxt options, request weights and budgets,
+error codes, where the funding interval comes from, wallet names and stream support.
+
+The generic ccxt fuse reads one ``VenueSpec`` and never branches on a venue's name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from fuses.base import Capabilities
+
+
+class ErrorKind(StrEnum):
+    """What a venue error code means for us (see ``fuses.base``)."""
+
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    REJECTED = "rejected"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    ORDER_NOT_FOUND = "order_not_found"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    FATAL = "fatal"
+    NO_CHANGE = "no_change"  # "already set": success for idempotent set-ups
+
+
+class IntervalSource(StrEnum):
+    """Where a venue tells a market's funding interval."""
+
+    RATE = "rate"  # in the funding-rate answer itself (ccxt's ``interval``: Bybit)
+    INTERVALS = "intervals"  # a separate bulk endpoint (ccxt fetch_funding_intervals: Binance fundingInfo)
+    SETTLEMENTS = "settlements"  # difference of this and the next settlement time (OKX)
+    FIXED = "fixed"  # the venue's one interval (Hyperliquid: hourly)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightRule:
+    """Request weight of one endpoint: ``weight``, or ``without_symbol`` when no symbol is given,
+    or by the ``limit`` query parameter (first bound not below it)."""
+
+    weight: int = 1
+    without_symbol: int | None = None
+    by_limit: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class VenueSpec:
+    """One venue as the generic fuse sees it."""
+
+    ccxt_id: str
+    kind: str  # "cex" or "perp_dex"
+    capabilities: Capabilities
+    ccxt_options: dict[str, Any] = field(default_factory=dict)
+    # rate limits: the venue's budget of request weight per window, and each endpoint's weight
+    weight_limit: int = 1200
+    weight_window: float = 60.0
+    weights: dict[tuple[str, str], WeightRule] = field(default_factory=dict)  # (METHOD, url path) -> rule
+    default_weight: int = 1
+    used_weight_header: str | None = None
+    # errors: where the venue puts its code in an error body, and what each code means
+    error_code_paths: tuple[tuple[str | int, ...], ...] = (("code",),)
+    error_codes: dict[str, ErrorKind] = field(default_factory=dict)
+    # funding
+    interval_source: IntervalSource = IntervalSource.INTERVALS
+    interval_refresh: timedelta = timedelta(minutes=15)
+    # account and orders
+    wallets: dict[str, str] = field(default_factory=dict)  # our wallet name -> ccxt account name
+    margin_mode: str = "cross"
+    market_order_slippage: str | None = None  # market orders sent as IOC limits this far through mid
+    client_id_param: str = "clientOrderId"
+    balance_params: dict[str, Any] = field(default_factory=dict)
+    # streams (ccxt.pro): the method that streams marks with funding, if any
+    mark_stream: str | None = None
+
+
+_BINANCE_ERRORS: dict[str, ErrorKind] = {
+    "-1000": ErrorKind.TRANSIENT,  # unknown error
+    "-1001": ErrorKind.TRANSIENT,  # internal error / disconnected
+    "-1003": ErrorKind.RATE_LIMITED,  # too many requests
+    "-1006": ErrorKind.UNKNOWN_OUTCOME,  # unexpected response; execution status unknown
+    "-1007": ErrorKind.UNKNOWN_OUTCOME,  # timeout waiting for backend; execution status unknown
+    "-1008": ErrorKind.TRANSIENT,  # server overloaded
+    "-1015": ErrorKind.RATE_LIMITED,  # too many new orders
+    "-1021": ErrorKind.TRANSIENT,  # timestamp outside recvWindow: clock drift, retry
+    "-1022": ErrorKind.FATAL,  # bad signature: wrong secret
+    "-2014": ErrorKind.FATAL,  # API key format invalid
+    "-2015": ErrorKind.FATAL,  # invalid API key, IP or permissions
+    "-1013": ErrorKind.REJECTED,  # filter failure
+    "-1102": ErrorKind.REJECTED,  # mandatory parameter missing/malformed
+    "-1111": ErrorKind.REJECTED,  # precision over the maximum
+    "-1121": ErrorKind.REJECTED,  # invalid symbol
+    "-1130": ErrorKind.REJECTED,  # invalid parameter value
+    "-2010": ErrorKind.REJECTED,  # new order rejected
+    "-2018": ErrorKind.INSUFFICIENT_FUNDS,  # balance insufficient
+    "-2019": ErrorKind.INSUFFICIENT_FUNDS,  # margin insufficient
+    "-2011": ErrorKind.ORDER_NOT_FOUND,  # unknown order (cancel)
+    "-2013": ErrorKind.ORDER_NOT_FOUND,  # order does not exist (query)
+    "-2022": ErrorKind.REJECTED,  # reduce-only order rejected
+    "-4003": ErrorKind.REJECTED,  # quantity <= 0
+    "-4116": ErrorKind.REJECTED,  # duplicated client order id
+    "-4164": ErrorKind.REJECTED,  # notional below minimum
+    "-4046": ErrorKind.NO_CHANGE,  # no need to change margin type
+    "-4059": ErrorKind.NO_CHANGE,  # no need to change position side
+}
+
+_BINANCE_FUTURES_WEIGHTS: dict[tuple[str, str], WeightRule] = {
+    ("GET", "/fapi/v1/exchangeInfo"): WeightRule(1),
+    ("GET", "/fapi/v1/premiumIndex"): WeightRule(1, without_symbol=10),
+    ("GET", "/fapi/v1/fundingInfo"): WeightRule(1),
+    ("GET", "/fapi/v1/fundingRate"): WeightRule(1),
+    ("GET", "/fapi/v1/ticker/24hr"): WeightRule(1, without_symbol=40),
+    ("GET", "/fapi/v1/depth"): WeightRule(by_limit=((50, 2), (100, 5), (500, 10), (1000, 20))),
+    ("GET", "/fapi/v2/account"): WeightRule(5),
+    ("GET", "/fapi/v3/account"): WeightRule(5),
+    ("GET", "/fapi/v2/balance"): WeightRule(5),
+    ("GET", "/fapi/v3/balance"): WeightRule(5),
+    ("GET", "/fapi/v2/positionRisk"): WeightRule(5),
+    ("GET", "/fapi/v3/positionRisk"): WeightRule(5),
+    ("GET", "/fapi/v1/openOrders"): WeightRule(1, without_symbol=40),
+    ("GET", "/fapi/v1/income"): WeightRule(30),
+    ("POST", "/sapi/v1/asset/transfer"): WeightRule(900),
+}
+
+_BINANCE_OPTIONS: dict[str, Any] = {
+    "fetchCurrencies": False,  # no signed currency/margin endpoints at load_markets
+    "fetchMargins": False,
+    "adjustForTimeDifference": False,
+    "warnOnFetchOpenOrdersWithoutSymbol": False,
+}
+
+_BYBIT_ERRORS: dict[str, ErrorKind] = {
+    "10000": ErrorKind.TRANSIENT,  # server timeout
+    "10016": ErrorKind.TRANSIENT,  # server error
+    "10006": ErrorKind.RATE_LIMITED,
+    "10018": ErrorKind.RATE_LIMITED,
+    "10002": ErrorKind.TRANSIENT,  # timestamp / recv_window
+    "10003": ErrorKind.FATAL,  # API key invalid
+    "10004": ErrorKind.FATAL,  # signature error
+    "10005": ErrorKind.FATAL,  # permission denied
+    "10001": ErrorKind.REJECTED,  # parameter error
+    "110007": ErrorKind.INSUFFICIENT_FUNDS,
+    "110012": ErrorKind.INSUFFICIENT_FUNDS,
+    "110001": ErrorKind.ORDER_NOT_FOUND,
+    "110017": ErrorKind.REJECTED,  # reduce-only would increase position
+    "110043": ErrorKind.NO_CHANGE,  # leverage not modified
+    "110026": ErrorKind.NO_CHANGE,  # margin mode unchanged
+}
+
+_OKX_ERRORS: dict[str, ErrorKind] = {
+    "50001": ErrorKind.TRANSIENT,  # service temporarily unavailable
+    "50013": ErrorKind.TRANSIENT,  # system busy
+    "50011": ErrorKind.RATE_LIMITED,
+    "50061": ErrorKind.RATE_LIMITED,
+    "50102": ErrorKind.TRANSIENT,  # timestamp expired
+    "50111": ErrorKind.FATAL,  # invalid API key
+    "50113": ErrorKind.FATAL,  # invalid signature
+    "50000": ErrorKind.REJECTED,  # body empty
+    "51000": ErrorKind.REJECTED,  # parameter error
+    "51008": ErrorKind.INSUFFICIENT_FUNDS,
+    "51603": ErrorKind.ORDER_NOT_FOUND,
+    "51169": ErrorKind.REJECTED,  # reduce-only without position
+    "59000": ErrorKind.NO_CHANGE,  # settings unchanged
+}
+
+VENUES: dict[str, VenueSpec] = {
+    "binanceusdm": VenueSpec(
+        ccxt_id="binanceusdm",
+        kind="cex",
+        capabilities=Capabilities(
+            spot=False, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
+            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=8),
+        ),
+        ccxt_options={**_BINANCE_OPTIONS, "defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
+        weight_limit=2400,
+        weights=_BINANCE_FUTURES_WEIGHTS,
+        used_weight_header="X-MBX-USED-WEIGHT-1M",
+        error_codes=_BINANCE_ERRORS,
+        interval_source=IntervalSource.INTERVALS,
+        wallets={"spot": "spot", "futures": "future"},
+        mark_stream="watch_mark_prices",
+    ),
+    "binance": VenueSpec(
+        ccxt_id="binance",
+        kind="cex",
+        capabilities=Capabilities(
+            spot=True, linear_perp=False, reduce_only=False, ioc=True, post_only=True, wallet_transfers=True,
+            bulk_funding=False, streams=True, funding_interval_default=timedelta(hours=8),
+        ),
+        ccxt_options={**_BINANCE_OPTIONS, "defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
+        weight_limit=6000,
+        weights={
+            ("GET", "/api/v3/exchangeInfo"): WeightRule(20),
+            ("GET", "/api/v3/depth"): WeightRule(by_limit=((100, 5), (500, 25), (1000, 50), (5000, 250))),
+            ("GET", "/api/v3/ticker/24hr"): WeightRule(2, without_symbol=80),
+            ("GET", "/api/v3/account"): WeightRule(20),
+            ("POST", "/api/v3/order"): WeightRule(1),
+            ("GET", "/api/v3/order"): WeightRule(4),
+            ("DELETE", "/api/v3/order"): WeightRule(1),
+            ("POST", "/sapi/v1/asset/transfer"): WeightRule(900),
+        },
+        used_weight_header="X-MBX-USED-WEIGHT-1M",
+        error_codes=_BINANCE_ERRORS,
+        interval_source=IntervalSource.FIXED,
+        wallets={"spot": "spot", "futures": "future"},
+    ),
+    "bybit": VenueSpec(
+        ccxt_id="bybit",
+        kind="cex",
+        capabilities=Capabilities(
+            spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
+            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=8),
+        ),
+        ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False},
+        weight_limit=600,  # 600 requests per 5 s per IP
+        weight_window=5.0,
+        error_code_paths=(("retCode",),),
+        error_codes=_BYBIT_ERRORS,
+        interval_source=IntervalSource.RATE,
+        wallets={"spot": "unified", "futures": "unified"},
+        balance_params={"type": "unified"},
+    ),
+    "okx": VenueSpec(
+        ccxt_id="okx",
+        kind="cex",
+        capabilities=Capabilities(
+            spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
+            bulk_funding=False, streams=True, funding_interval_default=timedelta(hours=8),
+        ),
+        ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}, "fetchCurrencies": False},
+        weight_limit=20,  # funding-rate endpoint: 20 requests per 2 s
+        weight_window=2.0,
+        error_code_paths=(("data", 0, "sCode"), ("code",)),
+        error_codes=_OKX_ERRORS,
+        interval_source=IntervalSource.SETTLEMENTS,
+        wallets={"spot": "funding", "futures": "trading"},
+    ),
+    "hyperliquid": VenueSpec(
+        ccxt_id="hyperliquid",
+        kind="perp_dex",
+        capabilities=Capabilities(
+            spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
+            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=1),
+        ),
+        # no builder fee approval, no referrer: ccxt would otherwise send both with a wallet key
+        ccxt_options={"defaultType": "swap", "builderFee": False, "approvedBuilderFee": True, "refSet": True},
+        weight_limit=1200,
+        error_code_paths=(),
+        error_codes={},
+        interval_source=IntervalSource.FIXED,
+        wallets={"spot": "spot", "futures": "swap"},
+        market_order_slippage="0.05",
+    ),
+}
+
+
+def venue_spec(venue: str) -> VenueSpec:
+    """Return the table row of ``venue`` or raise ``KeyError`` naming the venues known."""
+    try:
+        return VENUES[venue]
+    except KeyError:
+        raise KeyError(f"venue {venue!r} has no ccxt table; known: {', '.join(sorted(VENUES))}") from None
+
+
+def request_weight(spec: VenueSpec, method: str, path: str, query: dict[str, str]) -> int:
+    """Return the weight a request to ``path`` costs on ``spec``'s venue."""
+    rule = spec.weights.get((method.upper(), path))
+    if rule is None:
+        return spec.default_weight
+    if rule.by_limit:
+        limit = int(query.get("limit", "0") or 0) or rule.by_limit[-1][0]
+        for bound, weight in rule.by_limit:
+            if limit <= bound:
+                return weight
+        return rule.by_limit[-1][1]
+    if rule.without_symbol is not None and not query.get("symbol"):
+        return rule.without_symbol
+    return rule.weight

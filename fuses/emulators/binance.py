@@ -1,0 +1,839 @@
+"""A Binance USD-M futures emulator: the REST API and the mark-price stream as ccxt 4.5.90 uses them.
+
+It serves a ``VenueBackend`` (the simulated engine) under Binance's paths (``/fapi/v1``,
+``/fapi/v2``, ``/fapi/v3``, ``/sapi/v1`` for wallet transfers), checks HMAC-SHA256 signatures,
+``timestamp`` and ``recvWindow`` like Binance, spends request weight from a per-IP budget
+(answering 429 with ``Retry-After`` when it is exhausted, 418 when a caller keeps going) and
+reports ``X-MBX-USED-WEIGHT-1M`` on every answer. Errors are Binance's JSON
+``{"code": -2019, "msg": "Margin is insufficient."}``. Faults come from ``EmulatorState.faults``.
+
+Streams: ``/ws``, ``/market/ws``, ``/public/ws`` (with an optional trailing stream index, as
+ccxt.pro connects) accept ``SUBSCRIBE`` for ``<symbol>@markPrice[@1s]`` and
+``!markPrice@arr[@1s]`` and push ``markPriceUpdate`` events carrying the funding rate ``r`` and
+the next funding time ``T``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import WSMsgType, web
+
+from alpha.domain.account import Order, OrderRequest, OrderStatus, OrderType, TimeInForce
+from alpha.domain.clock import Clock
+from alpha.domain.instruments import Instrument, InstrumentKind, Side
+from fuses.base import (
+    FuseError,
+    InsufficientFundsError,
+    OrderNotFoundError,
+    RejectedError,
+)
+from fuses.emulators.common import (
+    ApiAccount,
+    EmulatorServer,
+    EmulatorState,
+    Faults,
+    RequestLog,
+    VenueBackend,
+    WeightBudget,
+    fault_middleware,
+    make_app,
+    state_of,
+)
+
+WEIGHT_LIMIT_1M = 2400
+BAN_AFTER_429S = 20  # a caller that keeps sending after this many 429s in a window gets 418
+
+# Request weights of the endpoints served (Binance's published weights). A callable takes the
+# query and returns the weight (depth by limit, endpoints cheaper with a symbol).
+Weight = int | Callable[[Mapping[str, str]], int]
+
+
+def _depth_weight(q: Mapping[str, str]) -> int:
+    limit = int(q.get("limit", "500") or 500)
+    for bound, weight in ((50, 2), (100, 5), (500, 10)):
+        if limit <= bound:
+            return weight
+    return 20
+
+
+def _with_symbol(one: int, every: int) -> Callable[[Mapping[str, str]], int]:
+    return lambda q: one if q.get("symbol") else every
+
+
+WEIGHTS: dict[tuple[str, str], Weight] = {
+    ("GET", "/fapi/v1/ping"): 1,
+    ("GET", "/fapi/v1/time"): 1,
+    ("GET", "/fapi/v1/exchangeInfo"): 1,
+    ("GET", "/fapi/v1/premiumIndex"): _with_symbol(1, 10),
+    ("GET", "/fapi/v1/fundingInfo"): 1,
+    ("GET", "/fapi/v1/fundingRate"): 1,
+    ("GET", "/fapi/v1/ticker/24hr"): _with_symbol(1, 40),
+    ("GET", "/fapi/v1/depth"): _depth_weight,
+    ("GET", "/fapi/v1/klines"): 2,
+    ("GET", "/fapi/v2/account"): 5,
+    ("GET", "/fapi/v3/account"): 5,
+    ("GET", "/fapi/v2/balance"): 5,
+    ("GET", "/fapi/v3/balance"): 5,
+    ("GET", "/fapi/v2/positionRisk"): 5,
+    ("GET", "/fapi/v3/positionRisk"): 5,
+    ("GET", "/fapi/v1/leverageBracket"): 1,
+    ("POST", "/fapi/v1/leverage"): 1,
+    ("POST", "/fapi/v1/marginType"): 1,
+    ("POST", "/fapi/v1/order"): 1,
+    ("GET", "/fapi/v1/order"): 1,
+    ("DELETE", "/fapi/v1/order"): 1,
+    ("GET", "/fapi/v1/openOrders"): _with_symbol(1, 40),
+    ("GET", "/fapi/v1/income"): 30,
+    ("POST", "/sapi/v1/asset/transfer"): 900,
+}
+
+# Errors as Binance sends them: (HTTP status, code, message).
+ERRORS: dict[str, tuple[int, int, str]] = {
+    "too_many_requests": (429, -1003, "Too many requests; current limit of IP is {limit} request weight per minute. Please use the websocket for live updates to avoid polling the API."),
+    "banned": (418, -1003, "Way too many requests; IP banned until {until}. Please use the websocket for live updates to avoid bans."),
+    "internal": (503, -1001, "Internal error; unable to process your request. Please try again."),
+    "invalid_api_key": (401, -2015, "Invalid API-key, IP, or permissions for action."),
+    "bad_signature": (400, -1022, "Signature for this request is not valid."),
+    "timestamp": (400, -1021, "Timestamp for this request is outside of the recvWindow."),
+    "mandatory": (400, -1102, "Mandatory parameter '{name}' was not sent, was empty/null, or malformed."),
+    "bad_symbol": (400, -1121, "Invalid symbol."),
+    "bad_param": (400, -1130, "Data sent for parameter '{name}' is not valid."),
+    "margin_insufficient": (400, -2019, "Margin is insufficient."),
+    "unknown_order_cancel": (400, -2011, "Unknown order sent."),
+    "unknown_order_query": (400, -2013, "Order does not exist."),
+    "duplicate_client_id": (400, -4116, "ClientOrderId is duplicated."),
+    "rejected": (400, -1013, "{detail}"),
+    "margin_type_unchanged": (400, -4046, "No need to change margin type."),
+    "not_found": (404, -1000, "Unknown path."),
+}
+
+STATUS = {
+    OrderStatus.NEW: "NEW",
+    OrderStatus.PARTIALLY_FILLED: "PARTIALLY_FILLED",
+    OrderStatus.FILLED: "FILLED",
+    OrderStatus.CANCELED: "CANCELED",
+    OrderStatus.REJECTED: "REJECTED",
+    OrderStatus.EXPIRED: "EXPIRED",
+}
+TIME_IN_FORCE = {"GTC": TimeInForce.GTC, "IOC": TimeInForce.IOC, "FOK": TimeInForce.FOK, "GTX": TimeInForce.POST_ONLY}
+TIME_IN_FORCE_OUT = {v: k for k, v in TIME_IN_FORCE.items()}
+TRANSFER_TYPES = {"MAIN_UMFUTURE": ("spot", "futures"), "UMFUTURE_MAIN": ("futures", "spot")}
+
+
+class BinanceError(Exception):
+    """An error answer in Binance's format."""
+
+    def __init__(self, kind: str, **fmt: object) -> None:
+        status, code, msg = ERRORS[kind]
+        super().__init__(msg)
+        self.status = status
+        self.code = code
+        self.msg = msg.format(**fmt) if fmt else msg
+        self.headers: dict[str, str] = {}
+
+    def response(self) -> web.Response:
+        return web.json_response({"code": self.code, "msg": self.msg}, status=self.status, headers=self.headers)
+
+
+def market_id(instrument: Instrument) -> str:
+    """Binance's id of a market: BTC/USDT:USDT -> BTCUSDT."""
+    return f"{instrument.base}{instrument.quote}"
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def _s(value: Decimal | None) -> str:
+    return "0" if value is None else format(value.normalize(), "f") if value == value.to_integral_value() else format(value, "f")
+
+
+def _decimals(step: Decimal) -> int:
+    exponent = step.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+@dataclass
+class BinanceState:
+    """The Binance-specific part of an emulator: ids, margin modes, ban list, stream cadence."""
+
+    wall: Callable[[], float] = time.time  # Binance checks timestamps against real time
+    stream_interval: float = 1.0
+    order_ids: dict[tuple[str, str], int] = field(default_factory=dict)  # (account, client id) -> orderId
+    client_ids: dict[tuple[str, int], str] = field(default_factory=dict)
+    margin_types: dict[tuple[str, str], str] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)  # 429s per caller in the window
+    banned_until: dict[str, float] = field(default_factory=dict)
+    next_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1_000_000_001))
+    transfers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+BINANCE_KEY: web.AppKey[BinanceState] = web.AppKey("binance_state", BinanceState)
+
+
+class Api:
+    """Request handlers over one emulator state."""
+
+    def __init__(self, state: EmulatorState, extra: BinanceState) -> None:
+        self.state = state
+        self.x = extra
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def instruments(self) -> dict[str, Instrument]:
+        return {market_id(i): i for i in self.state.backend.instruments() if i.kind is InstrumentKind.LINEAR_PERP}
+
+    def instrument(self, q: Mapping[str, str]) -> Instrument:
+        symbol = q.get("symbol")
+        if not symbol:
+            raise BinanceError("mandatory", name="symbol")
+        found = self.instruments().get(symbol.upper())
+        if found is None:
+            raise BinanceError("bad_symbol")
+        return found
+
+    def login(self, request: web.Request, q: Mapping[str, str], raw_query: str) -> ApiAccount:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        login = self.state.accounts.get(key)
+        if login is None:
+            raise BinanceError("invalid_api_key")
+        signature = q.get("signature")
+        if not signature:
+            raise BinanceError("mandatory", name="signature")
+        payload = raw_query.rsplit("&signature=", 1)[0] if "&signature=" in raw_query else raw_query
+        expected = hmac.new(login.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            raise BinanceError("bad_signature")
+        try:
+            ts = int(q["timestamp"])
+        except (KeyError, ValueError):
+            raise BinanceError("mandatory", name="timestamp") from None
+        window = int(q.get("recvWindow", "5000") or 5000)
+        now_ms = int(self.x.wall() * 1000)
+        if ts > now_ms + 1000 or now_ms - ts > window:
+            raise BinanceError("timestamp")
+        return login
+
+    def spend(self, request: web.Request, weight: int) -> int:
+        caller = request.remote or "local"
+        now = time.monotonic()
+        until = self.x.banned_until.get(caller, 0.0)
+        if until > now:
+            err = BinanceError("banned", until=int(self.x.wall() * 1000 + (until - now) * 1000))
+            err.headers["Retry-After"] = str(max(1, int(until - now + 0.999)))
+            raise err
+        allowed, used, retry = self.state.budget.consume(caller, weight)
+        if not allowed:
+            count = self.x.refused.get(caller, 0) + 1
+            self.x.refused[caller] = count
+            if count > BAN_AFTER_429S:
+                self.x.banned_until[caller] = now + 2 * self.state.budget.window
+            err = BinanceError("too_many_requests", limit=self.state.budget.limit)
+            err.headers["Retry-After"] = str(max(1, int(retry + 0.999)))
+            err.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+            raise err
+        self.x.refused.pop(caller, None)
+        return used
+
+    def order_json(self, account: str, order: Order, instrument: Instrument, now: datetime) -> dict[str, Any]:
+        key = (account, order.client_id)
+        oid = self.x.order_ids.get(key)
+        if oid is None:
+            oid = next(self.x.next_id)
+            self.x.order_ids[key] = oid
+            self.x.client_ids[(account, oid)] = order.client_id
+        avg = order.average_price or Decimal(0)
+        return {
+            "orderId": oid,
+            "symbol": market_id(instrument),
+            "status": STATUS[order.status],
+            "clientOrderId": order.client_id,
+            "price": _s(order.price or Decimal(0)),
+            "avgPrice": _s(avg),
+            "origQty": _s(order.quantity),
+            "executedQty": _s(order.filled),
+            "cumQty": _s(order.filled),
+            "cumQuote": _s(order.filled * avg),
+            "timeInForce": "GTC",
+            "type": "MARKET" if order.type is OrderType.MARKET else "LIMIT",
+            "origType": "MARKET" if order.type is OrderType.MARKET else "LIMIT",
+            "reduceOnly": order.reduce_only,
+            "closePosition": False,
+            "side": "BUY" if order.side is Side.BUY else "SELL",
+            "positionSide": "BOTH",
+            "stopPrice": "0",
+            "workingType": "CONTRACT_PRICE",
+            "priceProtect": False,
+            "priceMatch": "NONE",
+            "selfTradePreventionMode": "NONE",
+            "goodTillDate": 0,
+            "time": _ms(now),
+            "updateTime": _ms(now),
+        }
+
+    # -- public ---------------------------------------------------------------------------------
+
+    async def time(self, q: Mapping[str, str], now: datetime) -> Any:
+        return {"serverTime": int(self.x.wall() * 1000)}
+
+    async def ping(self, q: Mapping[str, str], now: datetime) -> Any:
+        return {}
+
+    async def exchange_info(self, q: Mapping[str, str], now: datetime) -> Any:
+        symbols = []
+        for mid, i in self.instruments().items():
+            symbols.append(
+                {
+                    "symbol": mid,
+                    "pair": mid,
+                    "contractType": "PERPETUAL",
+                    "deliveryDate": 4133404800000,
+                    "onboardDate": 1569398400000,
+                    "status": "TRADING",
+                    "maintMarginPercent": "2.5000",
+                    "requiredMarginPercent": "5.0000",
+                    "baseAsset": i.base,
+                    "quoteAsset": i.quote,
+                    "marginAsset": i.settle,
+                    "pricePrecision": _decimals(i.tick_size),
+                    "quantityPrecision": _decimals(i.lot_step),
+                    "baseAssetPrecision": 8,
+                    "quotePrecision": 8,
+                    "underlyingType": "COIN",
+                    "underlyingSubType": [],
+                    "triggerProtect": "0.0500",
+                    "liquidationFee": "0.012500",
+                    "marketTakeBound": "0.05",
+                    "maxMoveOrderLimit": 10000,
+                    "filters": [
+                        {"filterType": "PRICE_FILTER", "minPrice": _s(i.tick_size), "maxPrice": "10000000", "tickSize": _s(i.tick_size)},
+                        {"filterType": "LOT_SIZE", "stepSize": _s(i.lot_step), "maxQty": "100000", "minQty": _s(max(i.min_quantity, i.lot_step))},
+                        {"filterType": "MARKET_LOT_SIZE", "stepSize": _s(i.lot_step), "maxQty": "100000", "minQty": _s(max(i.min_quantity, i.lot_step))},
+                        {"filterType": "MAX_NUM_ORDERS", "limit": 200},
+                        {"filterType": "MAX_NUM_ALGO_ORDERS", "limit": 10},
+                        {"filterType": "MIN_NOTIONAL", "notional": _s(i.min_notional)},
+                        {"filterType": "PERCENT_PRICE", "multiplierUp": "1.0500", "multiplierDown": "0.9500", "multiplierDecimal": "4"},
+                    ],
+                    "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"],
+                    "timeInForce": ["GTC", "IOC", "FOK", "GTX", "GTD"],
+                }
+            )
+        assets = sorted({i.settle for i in self.instruments().values()})
+        return {
+            "timezone": "UTC",
+            "serverTime": int(self.x.wall() * 1000),
+            "futuresType": "U_MARGINED",
+            "rateLimits": [
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.state.budget.limit},
+                {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            ],
+            "exchangeFilters": [],
+            "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"} for a in assets],
+            "symbols": symbols,
+        }
+
+    def _premium(self, i: Instrument, now: datetime) -> dict[str, Any]:
+        view = self.state.backend.market(i.symbol, now)
+        funding = view.funding
+        return {
+            "symbol": market_id(i),
+            "markPrice": _s(view.mark),
+            "indexPrice": _s(view.index),
+            "estimatedSettlePrice": _s(view.index),
+            "lastFundingRate": _s(funding.rate) if funding else "0",
+            "interestRate": "0.00010000",
+            "nextFundingTime": _ms(funding.next_settlement) if funding else 0,
+            "time": _ms(now),
+        }
+
+    async def premium_index(self, q: Mapping[str, str], now: datetime) -> Any:
+        if q.get("symbol"):
+            return self._premium(self.instrument(q), now)
+        return [self._premium(i, now) for i in self.instruments().values()]
+
+    async def funding_info(self, q: Mapping[str, str], now: datetime) -> Any:
+        out = []
+        for mid, i in self.instruments().items():
+            funding = self.state.backend.market(i.symbol, now).funding
+            if funding is None:
+                continue
+            out.append(
+                {
+                    "symbol": mid,
+                    "adjustedFundingRateCap": "0.02000000",
+                    "adjustedFundingRateFloor": "-0.02000000",
+                    "fundingIntervalHours": int(funding.interval.total_seconds() // 3600),
+                    "disclaimer": False,
+                }
+            )
+        return out
+
+    async def funding_rate(self, q: Mapping[str, str], now: datetime) -> Any:
+        instruments = [self.instrument(q)] if q.get("symbol") else list(self.instruments().values())
+        start = int(q.get("startTime", "0") or 0)
+        end = int(q.get("endTime", str(2**62)) or 2**62)
+        limit = min(int(q.get("limit", "100") or 100), 1000)
+        rows = []
+        for i in instruments:
+            for event in self.state.backend.funding_history(i.symbol):
+                t = _ms(event.ts)
+                if start <= t <= end:
+                    rows.append({"symbol": market_id(i), "fundingTime": t, "fundingRate": _s(event.rate), "markPrice": _s(event.mark)})
+        rows.sort(key=lambda r: r["fundingTime"])
+        return rows[:limit]
+
+    async def ticker(self, q: Mapping[str, str], now: datetime) -> Any:
+        def one(i: Instrument) -> dict[str, Any]:
+            mark = self.state.backend.market(i.symbol, now).mark
+            return {
+                "symbol": market_id(i), "priceChange": "0", "priceChangePercent": "0", "weightedAvgPrice": _s(mark),
+                "lastPrice": _s(mark), "lastQty": "0", "openPrice": _s(mark), "highPrice": _s(mark), "lowPrice": _s(mark),
+                "volume": "0", "quoteVolume": "0", "openTime": _ms(now) - 86_400_000, "closeTime": _ms(now),
+                "firstId": 0, "lastId": 0, "count": 0,
+            }
+
+        if q.get("symbol"):
+            return one(self.instrument(q))
+        return [one(i) for i in self.instruments().values()]
+
+    async def depth(self, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        limit = int(q.get("limit", "500") or 500)
+        book = self.state.backend.book(i.symbol, limit, now)
+        return {
+            "lastUpdateId": _ms(now),
+            "E": _ms(now),
+            "T": _ms(now),
+            "bids": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.bids[:limit]],
+            "asks": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.asks[:limit]],
+        }
+
+    # -- private --------------------------------------------------------------------------------
+
+    def _account_json(self, login: ApiAccount, now: datetime) -> dict[str, Any]:
+        snap = self.state.backend.account(login.account, now)
+        margin = snap.margin
+        upnl = sum((p.unrealised_pnl for p in snap.positions), Decimal(0))
+        settle = sorted({i.settle for i in self.instruments().values()}) or ["USDT"]
+        assets = []
+        for asset in settle:
+            bal = snap.balance(asset)
+            equity = margin.equity if margin is not None else bal.total + upnl
+            initial = margin.initial_margin if margin is not None else Decimal(0)
+            maint = margin.maintenance_margin if margin is not None else Decimal(0)
+            assets.append(
+                {
+                    "asset": asset, "walletBalance": _s(bal.total), "unrealizedProfit": _s(upnl), "marginBalance": _s(equity),
+                    "maintMargin": _s(maint), "initialMargin": _s(initial), "positionInitialMargin": _s(initial),
+                    "openOrderInitialMargin": "0", "crossWalletBalance": _s(bal.total), "crossUnPnl": _s(upnl),
+                    "availableBalance": _s(equity - initial), "maxWithdrawAmount": _s(max(Decimal(0), min(bal.free, equity - initial))),
+                    "updateTime": _ms(now),
+                }
+            )
+        first = assets[0]
+        return {
+            "totalInitialMargin": first["initialMargin"], "totalMaintMargin": first["maintMargin"],
+            "totalWalletBalance": first["walletBalance"], "totalUnrealizedProfit": first["unrealizedProfit"],
+            "totalMarginBalance": first["marginBalance"], "totalPositionInitialMargin": first["initialMargin"],
+            "totalOpenOrderInitialMargin": "0", "totalCrossWalletBalance": first["walletBalance"],
+            "totalCrossUnPnl": first["unrealizedProfit"], "availableBalance": first["availableBalance"],
+            "maxWithdrawAmount": first["maxWithdrawAmount"],
+            "assets": assets,
+            "positions": [self._position_json(login, p.market, now, snap) for p in snap.positions],
+        }
+
+    def _position_json(self, login: ApiAccount, symbol: str, now: datetime, snap: Any) -> dict[str, Any]:
+        by_symbol = {i.symbol: i for i in self.instruments().values()}
+        i = by_symbol[symbol]
+        p = snap.position(symbol)
+        size = p.size if p else Decimal(0)
+        mark = p.mark_price if p else self.state.backend.market(symbol, now).mark
+        notional = size * mark
+        leverage = self.state.backend.leverage(login.account, symbol)
+        margin = snap.margin
+        total_notional = sum((abs(x.size) * x.mark_price for x in snap.positions), Decimal(0))
+        share = abs(notional) / total_notional if total_notional > 0 else Decimal(0)
+        maint = margin.maintenance_margin * share if margin is not None else Decimal(0)
+        initial = abs(notional) / leverage if leverage > 0 else Decimal(0)
+        isolated = self.x.margin_types.get((login.account, market_id(i)), "CROSSED") == "ISOLATED"
+        return {
+            "symbol": market_id(i), "positionSide": "BOTH", "positionAmt": _s(size),
+            "entryPrice": _s(p.entry_price if p else Decimal(0)), "breakEvenPrice": _s(p.entry_price if p else Decimal(0)),
+            "markPrice": _s(mark), "unRealizedProfit": _s(p.unrealised_pnl if p else Decimal(0)),
+            "unrealizedProfit": _s(p.unrealised_pnl if p else Decimal(0)),
+            "liquidationPrice": _s(p.liquidation_price if p and p.liquidation_price else Decimal(0)),
+            "isolatedMargin": "0", "notional": _s(notional), "marginAsset": i.settle, "isolatedWallet": "0",
+            "initialMargin": _s(initial), "maintMargin": _s(maint), "positionInitialMargin": _s(initial),
+            "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0", "askNotional": "0",
+            "leverage": str(int(leverage)), "marginType": "isolated" if isolated else "cross", "isolated": isolated,
+            "maxNotionalValue": "100000000", "updateTime": _ms(now),
+        }
+
+    async def account(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        return self._account_json(login, now)
+
+    async def balance(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        return [
+            {"accountAlias": "emulator", "asset": a["asset"], "balance": a["walletBalance"], "crossWalletBalance": a["crossWalletBalance"],
+             "crossUnPnl": a["crossUnPnl"], "availableBalance": a["availableBalance"], "maxWithdrawAmount": a["maxWithdrawAmount"],
+             "marginAvailable": True, "updateTime": a["updateTime"]}
+            for a in self._account_json(login, now)["assets"]
+        ]
+
+    async def position_risk(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        snap = self.state.backend.account(login.account, now)
+        symbols = [self.instrument(q).symbol] if q.get("symbol") else [p.market for p in snap.positions]
+        return [self._position_json(login, s, now, snap) for s in symbols]
+
+    async def leverage_bracket(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        instruments = [self.instrument(q)] if q.get("symbol") else list(self.instruments().values())
+        return [
+            {
+                "symbol": market_id(i),
+                "notionalCoef": 1.0,
+                "brackets": [
+                    {"bracket": 1, "initialLeverage": 50, "notionalCap": 1_000_000, "notionalFloor": 0, "maintMarginRatio": 0.01, "cum": 0.0},
+                    {"bracket": 2, "initialLeverage": 20, "notionalCap": 10_000_000, "notionalFloor": 1_000_000, "maintMarginRatio": 0.025, "cum": 15000.0},
+                ],
+            }
+            for i in instruments
+        ]
+
+    async def set_leverage(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        try:
+            leverage = int(q["leverage"])
+        except (KeyError, ValueError):
+            raise BinanceError("mandatory", name="leverage") from None
+        if not 1 <= leverage <= 125:
+            raise BinanceError("bad_param", name="leverage")
+        self.state.backend.set_leverage(login.account, i.symbol, Decimal(leverage))
+        return {"leverage": leverage, "maxNotionalValue": "100000000", "symbol": market_id(i)}
+
+    async def margin_type(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        wanted = (q.get("marginType") or "").upper()
+        if wanted == "CROSS":
+            wanted = "CROSSED"
+        if wanted not in ("ISOLATED", "CROSSED"):
+            raise BinanceError("mandatory", name="marginType")
+        key = (login.account, market_id(i))
+        if self.x.margin_types.get(key, "CROSSED") == wanted:
+            raise BinanceError("margin_type_unchanged")
+        self.x.margin_types[key] = wanted
+        return {"code": 200, "msg": "success"}
+
+    def _decimal(self, q: Mapping[str, str], name: str, required: bool = True) -> Decimal | None:
+        raw = q.get(name)
+        if raw is None or raw == "":
+            if required:
+                raise BinanceError("mandatory", name=name)
+            return None
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise BinanceError("bad_param", name=name) from None
+        if not value.is_finite() or value <= 0:
+            raise BinanceError("bad_param", name=name)
+        return value
+
+    async def new_order(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        side = {"BUY": Side.BUY, "SELL": Side.SELL}.get(q.get("side", "").upper())
+        if side is None:
+            raise BinanceError("mandatory", name="side")
+        kind = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT}.get(q.get("type", "").upper())
+        if kind is None:
+            raise BinanceError("mandatory", name="type")
+        quantity = self._decimal(q, "quantity")
+        assert quantity is not None
+        price = self._decimal(q, "price", required=kind is OrderType.LIMIT)
+        tif = TIME_IN_FORCE.get(q.get("timeInForce", "GTC").upper())
+        if tif is None:
+            raise BinanceError("bad_param", name="timeInForce")
+        client_id = q.get("newClientOrderId") or f"x-emu-{next(self.x.next_id)}"
+        if (login.account, client_id) in self.x.order_ids:
+            raise BinanceError("duplicate_client_id")
+        request = OrderRequest(
+            client_id=client_id, market=i.symbol, side=side, quantity=quantity, type=kind, price=price,
+            time_in_force=tif if kind is OrderType.LIMIT else TimeInForce.IOC,
+            reduce_only=q.get("reduceOnly", "false").lower() == "true",
+        )
+        cap = self.state.faults.partial_fill
+        max_fill = quantity * cap if cap is not None else None
+        order = self.state.backend.submit(login.account, request, now, max_fill=max_fill)
+        body = self.order_json(login.account, order, i, now)
+        body["timeInForce"] = TIME_IN_FORCE_OUT.get(request.time_in_force, "GTC")
+        if self.state.faults.take_order_timeout():
+            await asyncio.sleep(self.state.faults.hang_seconds)
+        return body
+
+    def _client_id(self, login: ApiAccount, q: Mapping[str, str]) -> str | None:
+        cid = q.get("origClientOrderId")
+        if cid:
+            return cid
+        oid = q.get("orderId")
+        if oid and oid.isdigit():
+            return self.x.client_ids.get((login.account, int(oid)))
+        return None
+
+    async def get_order(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        cid = self._client_id(login, q)
+        if cid is None:
+            raise BinanceError("unknown_order_query")
+        try:
+            order = self.state.backend.order(login.account, i.symbol, cid)
+        except OrderNotFoundError:
+            raise BinanceError("unknown_order_query") from None
+        return self.order_json(login.account, order, i, now)
+
+    async def cancel_order(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        i = self.instrument(q)
+        cid = self._client_id(login, q)
+        if cid is None:
+            raise BinanceError("unknown_order_cancel")
+        try:
+            order = self.state.backend.cancel(login.account, i.symbol, cid, now)
+        except OrderNotFoundError:
+            raise BinanceError("unknown_order_cancel") from None
+        return self.order_json(login.account, order, i, now)
+
+    async def open_orders(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        symbol = self.instrument(q).symbol if q.get("symbol") else None
+        by_symbol = {i.symbol: i for i in self.instruments().values()}
+        return [
+            self.order_json(login.account, o, by_symbol[o.market], now)
+            for o in self.state.backend.open_orders(login.account, symbol)
+            if o.market in by_symbol
+        ]
+
+    async def income(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        wanted = q.get("incomeType")
+        if wanted not in (None, "", "FUNDING_FEE"):
+            return []
+        instruments = [self.instrument(q)] if q.get("symbol") else list(self.instruments().values())
+        start = int(q.get("startTime", "0") or 0)
+        end = int(q.get("endTime", str(2**62)) or 2**62)
+        rows = []
+        for i in instruments:
+            for n, event in enumerate(self.state.backend.funding_history(i.symbol, login.account)):
+                t = _ms(event.ts)
+                if start <= t <= end and event.amount != 0:
+                    rows.append({"symbol": market_id(i), "incomeType": "FUNDING_FEE", "income": _s(event.amount), "asset": i.settle,
+                                 "info": "", "time": t, "tranId": t * 1000 + n, "tradeId": ""})
+        rows.sort(key=lambda r: r["time"])
+        return rows[: min(int(q.get("limit", "100") or 100), 1000)]
+
+    async def transfer(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        route = TRANSFER_TYPES.get(q.get("type", ""))
+        if route is None:
+            raise BinanceError("bad_param", name="type")
+        asset = q.get("asset")
+        if not asset:
+            raise BinanceError("mandatory", name="asset")
+        amount = self._decimal(q, "amount")
+        assert amount is not None
+        self.state.backend.transfer(login.account, asset, amount, route[0], route[1], now)
+        return {"tranId": next(self.x.transfers)}
+
+
+PublicHandler = Callable[[Api, Mapping[str, str], datetime], Awaitable[Any]]
+PrivateHandler = Callable[[Api, ApiAccount, Mapping[str, str], datetime], Awaitable[Any]]
+
+PUBLIC: dict[tuple[str, str], PublicHandler] = {
+    ("GET", "/fapi/v1/ping"): Api.ping,
+    ("GET", "/fapi/v1/time"): Api.time,
+    ("GET", "/fapi/v1/exchangeInfo"): Api.exchange_info,
+    ("GET", "/fapi/v1/premiumIndex"): Api.premium_index,
+    ("GET", "/fapi/v1/fundingInfo"): Api.funding_info,
+    ("GET", "/fapi/v1/fundingRate"): Api.funding_rate,
+    ("GET", "/fapi/v1/ticker/24hr"): Api.ticker,
+    ("GET", "/fapi/v1/depth"): Api.depth,
+}
+PRIVATE: dict[tuple[str, str], PrivateHandler] = {
+    ("GET", "/fapi/v2/account"): Api.account,
+    ("GET", "/fapi/v3/account"): Api.account,
+    ("GET", "/fapi/v2/balance"): Api.balance,
+    ("GET", "/fapi/v3/balance"): Api.balance,
+    ("GET", "/fapi/v2/positionRisk"): Api.position_risk,
+    ("GET", "/fapi/v3/positionRisk"): Api.position_risk,
+    ("GET", "/fapi/v1/leverageBracket"): Api.leverage_bracket,
+    ("POST", "/fapi/v1/leverage"): Api.set_leverage,
+    ("POST", "/fapi/v1/marginType"): Api.margin_type,
+    ("POST", "/fapi/v1/order"): Api.new_order,
+    ("GET", "/fapi/v1/order"): Api.get_order,
+    ("DELETE", "/fapi/v1/order"): Api.cancel_order,
+    ("GET", "/fapi/v1/openOrders"): Api.open_orders,
+    ("GET", "/fapi/v1/income"): Api.income,
+    ("POST", "/sapi/v1/asset/transfer"): Api.transfer,
+}
+
+# Engine errors (fuses.base kinds) as Binance answers them, most specific class first.
+ENGINE_ERRORS: tuple[tuple[type[FuseError], str], ...] = (
+    (InsufficientFundsError, "margin_insufficient"),
+    (OrderNotFoundError, "unknown_order_query"),
+    (RejectedError, "rejected"),
+)
+
+
+async def _rest(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    api = Api(state, request.app[BINANCE_KEY])
+    key = (request.method, request.path)
+    raw_query = request.query_string
+    if request.method in ("POST", "PUT") and request.can_read_body:
+        body = await request.text()
+        raw_query = f"{raw_query}&{body}" if raw_query and body else (body or raw_query)
+    q = dict(parse_qsl(raw_query, keep_blank_values=True))
+    status = 200
+    used = 0
+    try:
+        if key not in PUBLIC and key not in PRIVATE:
+            raise BinanceError("not_found")
+        weight_spec = WEIGHTS.get(key, 1)
+        weight = weight_spec(q) if callable(weight_spec) else weight_spec
+        used = api.spend(request, weight)
+        login = api.login(request, q, raw_query) if key in PRIVATE else None
+        now = state.now()
+        try:
+            if login is not None:
+                payload = await PRIVATE[key](api, login, q, now)
+            else:
+                payload = await PUBLIC[key](api, q, now)
+        except FuseError as exc:
+            for cls, kind in ENGINE_ERRORS:
+                if isinstance(exc, cls):
+                    if kind == "unknown_order_query" and request.method == "DELETE":
+                        kind = "unknown_order_cancel"
+                    raise BinanceError(kind, detail=str(exc)) from exc
+            raise
+        state.log.add(request.method, request.path, weight, status)
+        return web.json_response(payload, headers={"X-MBX-USED-WEIGHT-1M": str(used)}, dumps=_dumps)
+    except BinanceError as err:
+        err.headers.setdefault("X-MBX-USED-WEIGHT-1M", str(used))
+        state.log.add(request.method, request.path, 0, err.status)  # refused: no weight spent
+        return err.response()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def _mark_event(api: Api, i: Instrument, now: datetime) -> dict[str, Any]:
+    p = api._premium(i, now)
+    return {
+        "e": "markPriceUpdate", "E": _ms(now), "s": p["symbol"], "p": p["markPrice"], "i": p["indexPrice"],
+        "P": p["estimatedSettlePrice"], "r": p["lastFundingRate"], "T": p["nextFundingTime"],
+    }
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    extra = request.app[BINANCE_KEY]
+    api = Api(state, extra)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    state.streams.add(ws)
+    symbols: set[str] = set()
+    every = False
+    disconnects_seen = state.faults.disconnect_streams
+
+    async def pusher() -> None:
+        nonlocal disconnects_seen
+        while not ws.closed:
+            if state.faults.disconnect_streams > disconnects_seen or state.faults.maintenance:
+                disconnects_seen = state.faults.disconnect_streams
+                await ws.close()
+                return
+            now = state.now()
+            instruments = api.instruments()
+            chosen = [i for mid, i in instruments.items() if every or mid.lower() in symbols]
+            if chosen:
+                events = [_mark_event(api, i, now) for i in chosen]
+                if every:
+                    await ws.send_str(_dumps(events))
+                else:
+                    for event in events:
+                        await ws.send_str(_dumps(event))
+            await asyncio.sleep(extra.stream_interval)
+
+    task = asyncio.create_task(pusher())
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                await ws.send_str(_dumps({"error": {"code": 3, "msg": "Invalid JSON"}}))
+                continue
+            method = data.get("method")
+            params = data.get("params") or []
+            if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
+                for name in params:
+                    stream = str(name).lower()
+                    if stream.startswith("!markprice@arr"):
+                        every = method == "SUBSCRIBE"
+                    elif "@markprice" in stream:
+                        (symbols.add if method == "SUBSCRIBE" else symbols.discard)(stream.split("@", 1)[0])
+                await ws.send_str(_dumps({"result": None, "id": data.get("id")}))
+            else:
+                await ws.send_str(_dumps({"error": {"code": 2, "msg": f"Invalid request: unknown method {method}"}, "id": data.get("id")}))
+    finally:
+        task.cancel()
+        state.streams.discard(ws)
+    return ws
+
+
+def create_app(
+    backend: VenueBackend,
+    *,
+    clock: Clock | None = None,
+    accounts: Sequence[tuple[str, str, str]] = (),
+    weight_limit: int = WEIGHT_LIMIT_1M,
+    wall: Callable[[], float] = time.time,
+    stream_interval: float = 1.0,
+    faults: Faults | None = None,
+) -> web.Application:
+    """Build the Binance USD-M emulator app over ``backend``.
+
+    ``accounts`` are (api key, secret, engine account) logins. ``weight_limit`` is the request
+    weight per minute per caller. ``wall`` is the real time used to check request timestamps.
+    """
+    state = EmulatorState(backend=backend, faults=faults or Faults(), budget=WeightBudget(weight_limit), log=RequestLog())
+    if clock is not None:
+        state.clock = clock
+    for key, secret, account in accounts:
+        state.add_account(key, secret, account)
+
+    def maintenance() -> web.Response:
+        status, code, msg = ERRORS["internal"]
+        return web.json_response({"code": code, "msg": msg}, status=status)
+
+    def server_error(status: int) -> web.Response:
+        return web.Response(status=status, text=f"<html><body><h1>{status} Server Error</h1></body></html>", content_type="text/html")
+
+    app = make_app(state, [fault_middleware(state, maintenance=maintenance, server_error=server_error)])
+    app[BINANCE_KEY] = BinanceState(wall=wall, stream_interval=stream_interval)
+    for path in ("/ws", "/ws/{n}", "/market/ws", "/market/ws/{n}", "/public/ws", "/public/ws/{n}", "/stream"):
+        app.router.add_get(path, _stream)
+    app.router.add_route("*", "/{tail:.*}", _rest)
+    return app
+
+
+def serve(app: web.Application, port: int = 0) -> EmulatorServer:
+    """Wrap ``app`` in a server for 127.0.0.1:``port`` (0: a free port); call ``await start()``."""
+    return EmulatorServer(app, port=port)
