@@ -13,16 +13,12 @@ import pytest
 from eth_account import Account
 
 from alpha.domain.clock import SimulatedClock
-from fuses.emulators import common
 from fuses.emulators.common import EmulatorServer
 from fuses.emulators.hyperliquid import HyperliquidVenue, create_app, venue_of
 from fuses.sim.engine import SimExchange
 from fuses.sim.markets import make_instrument
 
 from .sim_backend import SimBackend
-
-# The shared engine adapter when it exists; the stand-in over the same engine until then.
-EngineBackend = getattr(common, "EngineBackend", SimBackend)
 
 MARKS = {"BTC/USDC:USDC": Decimal("60000"), "ETH/USDC:USDC": Decimal("3000")}
 RATES = {"BTC/USDC:USDC": Decimal("0.0000125"), "ETH/USDC:USDC": Decimal("-0.00002")}
@@ -73,7 +69,7 @@ async def rig() -> AsyncIterator[Rig]:
         engine.update_market(symbol, mark, now, index=mark * Decimal("0.9995"))
         engine.set_funding(symbol, RATES[symbol])
     engine.deposit("trader", "USDC", DEPOSIT, now)
-    backend = EngineBackend(engine)
+    backend = SimBackend(engine)  # common.EngineBackend(world, venue) serves a SimWorld instead
     key = Account.create()
     app = create_app(backend, clock=clock, users={key.address: "trader"})
     server = await EmulatorServer(app).start()

@@ -1,8 +1,9 @@
 """Stand-in ``VenueBackend`` over the real engine (``fuses.sim.engine.SimExchange``).
 
-``fuses.emulators.common.EngineBackend`` (the CCXT engineer's) is the adapter the emulators
-use; it had not landed when these tests were written, so the conftest uses it when present
-and this thin adapter otherwise. Nothing here is simulated: every call goes to the engine.
+``fuses.emulators.common.EngineBackend`` (the CCXT engineer's) serves a whole ``SimWorld``;
+it had not landed when these tests were written. These tests need one bare venue they can
+drive directly, so they use this thin adapter. Nothing here is faked: every call goes to
+the engine.
 """
 
 from __future__ import annotations
