@@ -1,0 +1,192 @@
+"""The risk gate: approve or refuse each planned action, with a reason (pure).
+
+Actions are judged in order, each against the view that the actions approved before it
+lead to (``alpha.strategy.apply``), so a refusal early in a plan is seen by what follows.
+
+Refused, with a reason:
+
+* everything while the kill switch is engaged; while paused, everything except risk
+  actions (closing hedges, repaying debt, margin top-ups);
+* an order or transfer touching a market whose data is missing, non-finite or stale;
+* an order whose notional is over ``risk.max_order_notional``, unless
+  ``RiskState.executor_slices`` (the daemon's executor slices large orders into pieces of
+  at most that notional and ``risk.max_book_share`` of depth: then the limit applies per
+  slice and the gate lets the parent order through);
+* an action that raises a venue's gross exposure above ``risk.max_venue_exposure`` x NAV;
+* an action that raises a fuse's leverage above its ``max_leverage``;
+* an action that takes idle (the vault's cash) below ``idle_buffer`` x NAV, unless it is a
+  stated risk action (``TopUpMargin``, which may draw on the buffer: that is its purpose);
+* anything adding exposure while a stablecoin is off its peg by more than
+  ``risk.depeg_threshold``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from alpha.config.schema import StrategyConfig
+from alpha.domain.actions import (
+    Action,
+    Borrow,
+    CloseHedge,
+    GateResult,
+    Leg,
+    OpenHedge,
+    Refusal,
+    Repay,
+    ResizeLeg,
+    Supply,
+    TopUpMargin,
+    Transfer,
+    Withdraw,
+)
+from alpha.domain.market import BadMarketData
+from alpha.domain.money import ONE, ZERO
+from alpha.domain.portfolio import PortfolioView
+from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
+from alpha.strategy.apply import CannotApply, apply
+
+# Relative slack for comparing computed ratios with limits (exact decimals still divide).
+EPSILON = Decimal("1e-9")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    """The risk monitor's switches as the gate sees them."""
+
+    kill_switch: bool = False
+    paused: bool = False
+    pause_reason: str = ""
+    executor_slices: bool = True
+    now: datetime | None = None  # judge data age at this time (default: the view's time)
+
+
+def _legs(action: Action) -> tuple[Leg, ...]:
+    if isinstance(action, OpenHedge | CloseHedge):
+        return tuple(action.legs)
+    if isinstance(action, ResizeLeg):
+        return (action.leg,)
+    return ()
+
+
+def _is_risk_action(action: Action, view: PortfolioView) -> bool:
+    """Say whether an action only reduces risk (allowed while paused and during a depeg)."""
+    if isinstance(action, CloseHedge | TopUpMargin | Repay):
+        return True
+    if isinstance(action, ResizeLeg):
+        held = holdings(view).get((action.leg.fuse, action.leg.market), ZERO)
+        after = held + action.leg.quantity * action.leg.side.sign
+        return abs(after) < abs(held) and (after == 0 or (after > 0) == (held > 0))
+    return False
+
+
+def depegged(view: PortfolioView, config: StrategyConfig) -> list[str]:
+    """Return a description of every stablecoin off its peg by more than the threshold."""
+    out = []
+    for coin in config.stablecoins:
+        if coin == view.base_asset or coin not in view.prices:
+            continue
+        price = view.prices[coin]
+        if not price.is_finite() or abs(price - ONE) > config.risk.depeg_threshold:
+            out.append(f"{coin} at {price} is off its peg by more than {config.risk.depeg_threshold}")
+    return out
+
+
+def _stale(action: Action, view: PortfolioView, config: StrategyConfig, now: datetime) -> str | None:
+    for leg in _legs(action):
+        snap = view.market(leg.fuse, leg.market)
+        if snap is None:
+            return f"{leg.fuse}:{leg.market}: market data is missing"
+        try:
+            snap.validate(now, config.risk.max_data_age)
+        except BadMarketData as exc:
+            return str(exc)
+    return None
+
+
+def _fuse_of(action: Action) -> str | None:
+    if isinstance(action, Transfer):
+        return action.destination
+    if isinstance(action, TopUpMargin | Supply | Withdraw | Borrow | Repay):
+        return action.fuse
+    return None
+
+
+def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig, state: RiskState) -> GateResult:
+    """Return which of ``actions`` may go ahead and why the others may not."""
+    approved: list[Action] = []
+    refused: list[Refusal] = []
+    nav = view.nav
+    now = state.now or view.ts
+    buffer = config.idle_buffer * nav
+    venue_of = {f.name: f.venue for f in config.fuses}
+    max_lev = {f.name: f.max_leverage for f in config.fuses}
+    depeg = depegged(view, config)
+    current = view
+
+    for action in actions:
+        reason = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg)
+        if reason is not None:
+            refused.append(Refusal(action, reason))
+            continue
+        approved.append(action)
+        current = apply(current, [action], cash=config.stablecoins)
+    return GateResult(tuple(approved), tuple(refused))
+
+
+def _judge(
+    action: Action,
+    view: PortfolioView,
+    config: StrategyConfig,
+    state: RiskState,
+    now: datetime,
+    nav: Decimal,
+    buffer: Decimal,
+    venue_of: dict[str, str],
+    max_lev: dict[str, Decimal],
+    depeg: list[str],
+) -> str | None:
+    if state.kill_switch:
+        return "kill switch engaged: no trading"
+    risk_action = _is_risk_action(action, view)
+    if state.paused and not risk_action:
+        return f"trading paused{f' ({state.pause_reason})' if state.pause_reason else ''}"
+    if depeg and not risk_action and not isinstance(action, Withdraw | Transfer):
+        return "stablecoin depeg: " + "; ".join(depeg)
+    stale = _stale(action, view, config, now)
+    if stale is not None:
+        return f"bad market data: {stale}"
+    if not state.executor_slices:
+        for leg in _legs(action):
+            snap = view.market(leg.fuse, leg.market)
+            assert snap is not None
+            notional = leg.quantity * snap.mark
+            if notional > config.risk.max_order_notional:
+                return f"order notional {notional:.2f} on {leg.fuse}:{leg.market} is over max_order_notional {config.risk.max_order_notional}"
+    try:
+        after = apply(view, [action], cash=config.stablecoins)
+    except (CannotApply, KeyError) as exc:
+        return f"cannot be applied to the current portfolio: {exc}"
+
+    limit = config.risk.max_venue_exposure * nav * (ONE + EPSILON)
+    before_v = venue_gross(view, venue_of, config.stablecoins)
+    for venue, value in venue_gross(after, venue_of, config.stablecoins).items():
+        if value > limit and value > before_v.get(venue, ZERO):
+            return f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV"
+    before_l = fuse_leverage(view, config.stablecoins)
+    for fuse, lev in fuse_leverage(after, config.stablecoins).items():
+        cap = max_lev.get(fuse, ONE)
+        if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
+            return f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}"
+    below = after.vault_cash < buffer * (ONE - EPSILON) and after.vault_cash < view.vault_cash
+    if below and not isinstance(action, TopUpMargin):
+        return f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)"
+    if after.vault_cash < 0:
+        return f"the vault holds {view.vault_cash:.2f}, not enough for this action"
+    fuse = _fuse_of(action)
+    if fuse is not None and fuse != "vault" and fuse not in max_lev:
+        return f"fuse {fuse} is not in the strategy"
+    return None

@@ -1,0 +1,1 @@
+"""The pure strategy core: signals, carry, decide, plan and apply."""

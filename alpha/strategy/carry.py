@@ -1,0 +1,155 @@
+"""Expected net carry of a candidate hedge: forecast funding minus fees, slippage and borrow cost.
+
+A hedge earns, per year and per unit of notional (one leg's notional):
+
+* long spot, short perp P: ``forecast(P)`` (shorts receive positive funding);
+* long perp L, short perp H (cross-venue spread): ``forecast(H) - forecast(L)``;
+* long perp P, synthetic short in a lending market (borrow the asset and sell it):
+  ``-forecast(P) - borrow APR`` (worth it when funding is negative).
+
+Costs are taker fees plus slippage estimated from each book's depth at the intended size
+(``OrderBook.slippage_rate``), for entry and exit, amortised over the holding period.
+An open hedge has paid its entry already: it is judged on its exit cost only, against the
+lower exit threshold (hysteresis).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from alpha.config.schema import Thresholds
+from alpha.domain.funding import SECONDS_PER_YEAR
+from alpha.domain.instruments import Instrument, Side
+from alpha.domain.market import MarketSnapshot
+from alpha.domain.money import ZERO
+
+# Assumed cost of each swap of a synthetic short (selling what is borrowed, buying it back):
+# a lending market has no book of its own to estimate slippage from.
+SWAP_COST = Decimal("0.001")
+
+
+class HedgeKind(StrEnum):
+    SPOT_PERP = "spot_perp"
+    PERP_PERP = "perp_perp"
+    SYNTHETIC_SHORT = "synthetic_short"
+
+
+@dataclass(frozen=True, slots=True)
+class TradeLeg:
+    """A traded leg of a candidate: ``side`` on ``fuse``'s ``market``; capital = notional / leverage."""
+
+    fuse: str
+    market: str
+    key: str
+    instrument: Instrument
+    side: Side
+    leverage: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class BorrowLeg:
+    """The synthetic short of a candidate: borrow the asset on lending ``fuse`` and sell it.
+
+    ``collateral_ratio`` is the base-asset collateral to supply per unit of debt value.
+    """
+
+    fuse: str
+    borrow_apr: Decimal
+    collateral_ratio: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A hedge the strategy could hold: a long leg and a short leg (traded or borrowed)."""
+
+    asset: str
+    kind: HedgeKind
+    long: TradeLeg
+    short: TradeLeg | None
+    borrow: BorrowLeg | None
+    funding_apr: Decimal  # forecast funding earned, before costs, per unit of notional
+
+    @property
+    def hedge_id(self) -> str:
+        short = self.short.key if self.short is not None else f"{self.borrow.fuse if self.borrow else '?'}:borrow"
+        return f"{self.asset}|{self.long.key}|{short}"
+
+    @property
+    def legs(self) -> tuple[TradeLeg, ...]:
+        return (self.long,) if self.short is None else (self.long, self.short)
+
+    def capital_per_notional(self) -> Decimal:
+        """Capital the hedge ties up per unit of one leg's notional (margin, spot value, collateral)."""
+        total = sum((1 / leg.leverage for leg in self.legs), ZERO)
+        if self.borrow is not None:
+            total += self.borrow.collateral_ratio
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class Carry:
+    """Expected annual carry of a hedge at one size, per unit of notional."""
+
+    gross_apr: Decimal
+    entry_cost: Decimal  # fraction of notional
+    exit_cost: Decimal
+    cost_apr: Decimal  # costs counted, amortised over the holding period
+    net_apr: Decimal
+
+
+def leg_cost(snapshot: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal | None:
+    """Return taker fee + slippage (fraction of notional) of a market order, None if the book cannot fill it."""
+    if snapshot.book is None:
+        return None
+    slip = snapshot.book.slippage_rate(side, quantity)
+    if slip is None:
+        return None
+    return snapshot.instrument.taker_fee + max(slip, ZERO)
+
+
+def years(period: timedelta) -> Decimal:
+    """Return ``period`` as a fraction of a year."""
+    return Decimal(int(period.total_seconds())) / SECONDS_PER_YEAR
+
+
+def expected_carry(
+    candidate: Candidate,
+    notional: Decimal,
+    snapshots: dict[str, MarketSnapshot],
+    holding_period: timedelta,
+    *,
+    is_open: bool = False,
+) -> Carry | None:
+    """Return the expected carry of ``candidate`` at ``notional`` (per leg), None if a book cannot fill it.
+
+    ``snapshots`` maps market keys to their (validated) snapshots.
+    """
+    if notional <= 0:
+        raise ValueError(f"notional must be positive, got {notional}")
+    entry = exit_ = ZERO
+    for leg in candidate.legs:
+        snap = snapshots[leg.key]
+        qty = notional / snap.mark
+        cost_in = leg_cost(snap, leg.side, qty)
+        cost_out = leg_cost(snap, leg.side.opposite, qty)
+        if cost_in is None or cost_out is None:
+            return None
+        entry += cost_in
+        exit_ += cost_out
+    gross = candidate.funding_apr
+    if candidate.borrow is not None:
+        entry += SWAP_COST
+        exit_ += SWAP_COST
+        gross -= candidate.borrow.borrow_apr
+    counted = exit_ if is_open else entry + exit_
+    cost_apr = counted / years(holding_period)
+    return Carry(gross, entry, exit_, cost_apr, gross - cost_apr)
+
+
+def worth_holding(carry: Carry, thresholds: Thresholds, *, is_open: bool) -> bool:
+    """Say whether a carry clears the entry threshold (new hedge) or the exit threshold (open hedge)."""
+    limit = thresholds.exit_min_net_apr if is_open else thresholds.entry_min_net_apr
+    return carry.net_apr >= limit

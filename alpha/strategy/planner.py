@@ -1,0 +1,209 @@
+"""``plan``: the actions that take the current portfolio to a target book.
+
+Pure. Every order is rounded (towards zero) to its market's lot step and checked with
+``Instrument.order_problems`` at the current mark; an order that cannot be sent as it is
+(below the minimum notional or quantity, nothing left after rounding) is dropped with the
+reason, never sent malformed. The legs of a hedge are dropped together so that a plan
+never opens one side alone.
+
+Order of the actions (the executor performs them in this order):
+
+1. ``Repay`` and ``Withdraw`` (lending reductions free cash);
+2. ``CloseHedge`` and the ``ResizeLeg`` orders that reduce a position;
+3. ``Transfer`` of surplus capital from fuses back to the vault;
+4. ``Transfer`` (new capital) and ``TopUpMargin`` (margin drawn down on an unchanged
+   hedge) from the vault to fuses, before any leg is opened;
+5. ``Supply`` (collateral and idle yield);
+6. ``OpenHedge`` and the ``ResizeLeg`` orders that grow a position;
+7. ``Borrow`` (a synthetic short: borrow the asset and sell it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+
+from alpha.domain.actions import (
+    Action,
+    Borrow,
+    CloseHedge,
+    Leg,
+    OpenHedge,
+    Repay,
+    ResizeLeg,
+    Supply,
+    TargetBook,
+    TargetPosition,
+    TopUpMargin,
+    Transfer,
+    Withdraw,
+)
+from alpha.domain.instruments import Side
+from alpha.domain.money import ZERO
+from alpha.domain.portfolio import PortfolioView
+from alpha.risk.exposure import DEFAULT_CASH, holdings
+
+VAULT = "vault"
+AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the asset's units
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """An order the planner refused to emit, and why."""
+
+    hedge_id: str
+    fuse: str
+    market: str
+    quantity: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The actions to perform, in order, and the orders dropped on the way."""
+
+    actions: tuple[Action, ...]
+    dropped: tuple[Dropped, ...] = ()
+
+
+def plan(target: TargetBook, current: PortfolioView) -> list[Action]:
+    """Return the actions, in execution order, that take ``current`` to ``target``."""
+    return list(make_plan(target, current).actions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Order:
+    leg: Leg
+    reducing: bool
+
+
+def _order(tp: TargetPosition, current: Decimal, view: PortfolioView) -> tuple[_Order | None, str | None]:
+    """Return the rounded order a leg needs (None if none) or the reason it cannot be sent."""
+    diff = tp.quantity - current
+    if diff == 0:
+        return None, None
+    snap = view.market(tp.fuse, tp.market)
+    if snap is None:
+        return None, f"{tp.fuse}:{tp.market}: no market data to price the order"
+    qty = snap.instrument.round_quantity(abs(diff))
+    if qty == 0:
+        return None, None  # less than one lot step away from target: nothing to do
+    problems = snap.instrument.order_problems(qty, snap.mark)
+    if problems:
+        return None, f"{tp.fuse}:{tp.market}: order of {qty} dropped: {'; '.join(problems)}"
+    reducing = abs(tp.quantity) < abs(current) and (tp.quantity == 0 or (tp.quantity > 0) == (current > 0))
+    return _Order(Leg(tp.fuse, tp.market, Side.for_delta(diff), qty), reducing), None
+
+
+def _groups(positions: Iterable[TargetPosition]) -> dict[str, list[TargetPosition]]:
+    out: dict[str, list[TargetPosition]] = {}
+    for tp in positions:
+        out.setdefault(tp.hedge_id, []).append(tp)
+    return out
+
+
+def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str] = DEFAULT_CASH) -> Plan:
+    """Return the ``Plan`` (actions and dropped orders) that takes ``current`` to ``target``."""
+    held = holdings(current, cash)
+    dropped: list[Dropped] = []
+    reducing: list[Action] = []
+    growing: list[Action] = []
+    traded_fuses: set[str] = set()
+
+    for hedge_id, tps in _groups(target.positions).items():
+        asset = tps[0].asset
+        reason = tps[0].reason
+        currents = [held.get((tp.fuse, tp.market), ZERO) for tp in tps]
+        orders: list[_Order] = []
+        problems: list[tuple[TargetPosition, str]] = []
+        for tp, cur in zip(tps, currents, strict=True):
+            order, problem = _order(tp, cur, current)
+            if problem is not None:
+                problems.append((tp, problem))
+            elif order is not None:
+                orders.append(order)
+        if all(tp.quantity == 0 for tp in tps):
+            # Closing: send what can be sent; a dust leg is reported, never sent malformed.
+            for tp, problem in problems:
+                dropped.append(Dropped(hedge_id, tp.fuse, tp.market, tp.quantity, problem))
+            if orders:
+                reducing.append(CloseHedge(hedge_id, asset, tuple(o.leg for o in orders), reason))
+                traded_fuses.update(o.leg.fuse for o in orders)
+            continue
+        if problems:
+            for tp, problem in problems:
+                dropped.append(Dropped(hedge_id, tp.fuse, tp.market, tp.quantity, problem))
+            for o in orders:
+                dropped.append(
+                    Dropped(hedge_id, o.leg.fuse, o.leg.market, o.leg.quantity, "dropped with the other leg of its hedge")
+                )
+            continue
+        if not orders:
+            continue
+        traded_fuses.update(o.leg.fuse for o in orders)
+        if all(c == 0 for c in currents) and len(orders) == 2:
+            growing.append(OpenHedge(hedge_id, asset, (orders[0].leg, orders[1].leg), reason))
+            continue
+        for o in orders:
+            action = ResizeLeg(hedge_id, asset, o.leg, reason)
+            (reducing if o.reducing else growing).append(action)
+
+    lending_down: list[Action] = []
+    lending_supply: list[Action] = []
+    borrows: list[Action] = []
+    for fuse, asset, amount in target.lending:
+        have = _lending_amount(current, fuse, asset, borrowed=False)
+        diff = amount - have
+        if diff > 0 and (q := diff.quantize(AMOUNT_QUANTUM, ROUND_DOWN)) > 0:
+            lending_supply.append(Supply(fuse, asset, q, f"supply to {amount:.2f} {asset} (collateral and idle yield)"))
+        elif diff < 0 and (q := (-diff).quantize(AMOUNT_QUANTUM, ROUND_UP)) > 0:
+            lending_down.append(Withdraw(fuse, asset, min(q, have), f"withdraw to {amount:.2f} {asset}"))
+    for fuse, asset, amount in target.borrowing:
+        have = _lending_amount(current, fuse, asset, borrowed=True)
+        diff = amount - have
+        if diff > 0 and (q := diff.quantize(AMOUNT_QUANTUM, ROUND_DOWN)) > 0:
+            borrows.append(Borrow(fuse, asset, q, f"synthetic short: borrow {q} {asset} and sell it"))
+        elif diff < 0 and (q := (-diff).quantize(AMOUNT_QUANTUM, ROUND_UP)) > 0:
+            lending_down.insert(0, Repay(fuse, asset, min(q, have), f"buy back and repay {asset} debt to {amount}"))
+
+    transfers_out: list[Action] = []
+    transfers_in: list[Action] = []
+    base = current.base_asset
+    stuck = {d.fuse for d in dropped}
+    for alloc in target.allocations:
+        equity = current.fuse_equity(alloc.fuse)
+        diff = alloc.capital - equity
+        if diff > 0:
+            amount = diff.quantize(AMOUNT_QUANTUM, ROUND_UP)
+            acct = current.accounts.get(alloc.fuse)
+            hedged = acct is not None and acct.margin is not None and any(p.size for p in acct.positions)
+            if hedged and alloc.fuse not in traded_fuses:
+                transfers_in.append(
+                    TopUpMargin(alloc.fuse, base, amount, f"margin equity {equity:.2f} below target {alloc.capital:.2f}")
+                )
+            else:
+                transfers_in.append(
+                    Transfer(VAULT, alloc.fuse, base, amount, f"fund {alloc.fuse} to {alloc.capital:.2f} before trading")
+                )
+        elif diff < 0:
+            amount = (-diff).quantize(AMOUNT_QUANTUM, ROUND_DOWN)
+            if alloc.fuse in stuck:
+                continue  # an order there was dropped: its position still needs the capital
+            if amount > 0:
+                transfers_out.append(
+                    Transfer(alloc.fuse, VAULT, base, amount, f"return surplus over target {alloc.capital:.2f} to the vault")
+                )
+
+    actions = [*lending_down, *reducing, *transfers_out, *transfers_in, *lending_supply, *growing, *borrows]
+    return Plan(tuple(actions), tuple(dropped))
+
+
+def _lending_amount(view: PortfolioView, fuse: str, asset: str, *, borrowed: bool) -> Decimal:
+    acct = view.accounts.get(fuse)
+    if acct is None:
+        return ZERO
+    for lp in acct.lending_positions:
+        if lp.asset == asset:
+            return lp.borrowed if borrowed else lp.supplied
+    return ZERO

@@ -1,0 +1,282 @@
+"""Signals: funding forecasts, funding/price regimes and cross-venue spreads.
+
+Funding is mean-reverting and driftless (DOMAIN.md): the forecast is the expected *average*
+rate over the horizon of an Ornstein-Uhlenbeck process that starts at the recent level (an
+exponentially weighted mean of observations) and reverts to the long-run mean of the
+history, itself shrunk towards zero while the history is short.
+
+Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from alpha.domain.funding import FundingRate, annualise
+from alpha.domain.money import ONE, ZERO
+from alpha.domain.portfolio import PortfolioView, market_key
+
+LN2 = Decimal(2).ln()
+
+
+class Regime(StrEnum):
+    """Market regime of one asset: funding sign persistence and price trend agree."""
+
+    BULL = "bull"
+    BEAR = "bear"
+    NEUTRAL = "neutral"
+
+
+@dataclass(frozen=True, slots=True)
+class FundingSample:
+    """One observation of a market: annualised funding and mark at ``ts``."""
+
+    ts: datetime
+    apr: Decimal
+    mark: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SignalParams:
+    """Tuning of the signals (defaults suit 1h-8h funding)."""
+
+    halflife: timedelta = timedelta(hours=24)  # EWMA of recent funding
+    reversion: timedelta = timedelta(days=3)  # mean-reversion time of funding
+    horizon: timedelta = timedelta(days=7)  # forecast = expected average over this horizon
+    min_history: timedelta = timedelta(days=7)  # shorter histories shrink the long-run mean to 0
+    regime_window: timedelta = timedelta(days=3)
+    regime_share: Decimal = Decimal("0.6")  # share of samples of one sign that makes a regime
+
+
+class FundingHistory:
+    """A bounded per-market history of funding and marks that the daemon appends to.
+
+    Keys are ``market_key(fuse, market)``. Observations older than the last one of the same
+    market are ignored, so recording the same view twice changes nothing.
+    """
+
+    def __init__(self, maxlen: int = 2000) -> None:
+        if maxlen < 1:
+            raise ValueError("maxlen must be at least 1")
+        self._maxlen = maxlen
+        self._samples: dict[str, deque[FundingSample]] = {}
+
+    def record(self, key: str, ts: datetime, funding: FundingRate, mark: Decimal) -> bool:
+        """Append one observation; return False if it is not newer than the last one."""
+        if ts.tzinfo is None:
+            raise ValueError("observation time must be timezone-aware")
+        if not mark.is_finite() or mark <= 0:
+            raise ValueError(f"{key}: mark {mark} is not a positive finite number")
+        samples = self._samples.setdefault(key, deque(maxlen=self._maxlen))
+        if samples and ts <= samples[-1].ts:
+            return False
+        samples.append(FundingSample(ts, annualise(funding.rate, funding.interval), mark))
+        return True
+
+    def observe(self, view: PortfolioView) -> int:
+        """Record every perp market of ``view`` that carries a funding rate; return how many were new."""
+        added = 0
+        for key, snap in view.markets.items():
+            if snap.funding is None or not snap.instrument.kind.is_perp:
+                continue
+            if not snap.mark.is_finite() or snap.mark <= 0:
+                continue  # bad data is refused by decide, never recorded
+            added += self.record(key, snap.ts, snap.funding, snap.mark)
+        return added
+
+    def samples(self, key: str) -> tuple[FundingSample, ...]:
+        """Return the observations of one market, oldest first."""
+        return tuple(self._samples.get(key, ()))
+
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self._samples)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSignal:
+    """Signals of one perp market."""
+
+    key: str
+    fuse: str
+    market: str
+    asset: str
+    current_apr: Decimal
+    recent_apr: Decimal  # EWMA
+    long_run_apr: Decimal
+    forecast_apr: Decimal
+    samples: int
+
+
+@dataclass(frozen=True, slots=True)
+class AssetSignal:
+    """Regime of one asset across its perp markets."""
+
+    asset: str
+    regime: Regime
+    positive_share: Decimal  # share of recent funding observations above zero
+    negative_share: Decimal
+    price_trend: Decimal  # relative change of the mark over the regime window
+
+
+@dataclass(frozen=True, slots=True)
+class Spread:
+    """A cross-venue spread: long ``long_key``, short ``short_key``, earning ``apr`` (forecast)."""
+
+    asset: str
+    long_key: str
+    short_key: str
+    apr: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Everything ``decide`` needs to know about funding, per market key and per asset."""
+
+    ts: datetime
+    markets: Mapping[str, MarketSignal] = field(default_factory=dict)
+    assets: Mapping[str, AssetSignal] = field(default_factory=dict)
+    spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
+
+    def forecast(self, key: str) -> Decimal | None:
+        """Return the forecast funding APR of a market key, if known."""
+        sig = self.markets.get(key)
+        return sig.forecast_apr if sig is not None else None
+
+    def regime(self, asset: str) -> Regime:
+        sig = self.assets.get(asset)
+        return sig.regime if sig is not None else Regime.NEUTRAL
+
+
+def _decay(age: timedelta, halflife: timedelta) -> Decimal:
+    ratio = Decimal(age.total_seconds()) / Decimal(halflife.total_seconds())
+    return (-(ratio * LN2)).exp()
+
+
+def _ou_average_weight(horizon: timedelta, reversion: timedelta) -> Decimal:
+    """Weight of today's level in the expected average of an OU process over ``horizon``."""
+    x = Decimal(horizon.total_seconds()) / Decimal(reversion.total_seconds())
+    if x == 0:
+        return ONE
+    return (ONE - (-x).exp()) / x
+
+
+def forecast_market(samples: Iterable[FundingSample], now: datetime, params: SignalParams) -> tuple[Decimal, Decimal, Decimal]:
+    """Return ``(recent EWMA, long-run mean, forecast)`` APRs from observations (at least one)."""
+    obs = [s for s in samples if s.ts <= now]
+    if not obs:
+        raise ValueError("no observation at or before now")
+    num = den = ZERO
+    for s in obs:
+        w = _decay(now - s.ts, params.halflife)
+        num += w * s.apr
+        den += w
+    recent = num / den
+    mean = sum((s.apr for s in obs), ZERO) / len(obs)
+    span = obs[-1].ts - obs[0].ts
+    coverage = min(ONE, Decimal(span.total_seconds()) / Decimal(params.min_history.total_seconds()))
+    long_run = mean * coverage
+    w = _ou_average_weight(params.horizon, params.reversion)
+    return recent, long_run, long_run + (recent - long_run) * w
+
+
+def compute_signals(
+    history: FundingHistory, view: PortfolioView, now: datetime, *, params: SignalParams | None = None
+) -> Signals:
+    """Compute forecasts, regimes and spreads for every perp market of ``view`` with funding.
+
+    The view's current funding counts as the latest observation if the history does not
+    have it yet (the history itself is not changed).
+    """
+    p = params or SignalParams()
+    markets: dict[str, MarketSignal] = {}
+    per_asset: dict[str, list[tuple[str, list[FundingSample]]]] = {}
+    for key, snap in sorted(view.markets.items()):
+        if not snap.instrument.kind.is_perp or snap.funding is None:
+            continue
+        obs = list(history.samples(key))
+        if not obs or obs[-1].ts < snap.ts:
+            if not snap.mark.is_finite() or snap.mark <= 0:
+                continue
+            obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
+        obs = [s for s in obs if s.ts <= now]
+        if not obs:
+            continue
+        recent, long_run, forecast = forecast_market(obs, now, p)
+        asset = snap.instrument.base
+        markets[key] = MarketSignal(
+            key=key,
+            fuse=snap.fuse,
+            market=snap.market,
+            asset=asset,
+            current_apr=obs[-1].apr,
+            recent_apr=recent,
+            long_run_apr=long_run,
+            forecast_apr=forecast,
+            samples=len(obs),
+        )
+        per_asset.setdefault(asset, []).append((key, obs))
+
+    assets: dict[str, AssetSignal] = {}
+    spreads: dict[str, tuple[Spread, ...]] = {}
+    for asset, entries in per_asset.items():
+        assets[asset] = _regime(asset, entries, now, p)
+        found: list[Spread] = []
+        keys = [k for k, _ in entries]
+        for low in keys:
+            for high in keys:
+                if low == high:
+                    continue
+                apr = markets[high].forecast_apr - markets[low].forecast_apr
+                if apr > 0:
+                    found.append(Spread(asset, low, high, apr))
+        spreads[asset] = tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads)
+
+
+def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: datetime, p: SignalParams) -> AssetSignal:
+    start = now - p.regime_window
+    pos = neg = total = 0
+    trends: list[Decimal] = []
+    for _, obs in entries:
+        window = [s for s in obs if s.ts >= start] or obs[-1:]
+        for s in window:
+            total += 1
+            pos += s.apr > 0
+            neg += s.apr < 0
+        if len(window) > 1:
+            trends.append((window[-1].mark - window[0].mark) / window[0].mark)
+    positive = Decimal(pos) / total
+    negative = Decimal(neg) / total
+    trend = sum(trends, ZERO) / len(trends) if trends else ZERO
+    if positive >= p.regime_share and trend >= 0:
+        regime = Regime.BULL
+    elif negative >= p.regime_share and trend <= 0:
+        regime = Regime.BEAR
+    else:
+        regime = Regime.NEUTRAL
+    return AssetSignal(asset, regime, positive, negative, trend)
+
+
+def key_of(fuse: str, market: str) -> str:
+    """Return the view key of a market (re-exported for callers of signals)."""
+    return market_key(fuse, market)
+
+
+__all__ = [
+    "AssetSignal",
+    "FundingHistory",
+    "FundingSample",
+    "MarketSignal",
+    "Regime",
+    "SignalParams",
+    "Signals",
+    "Spread",
+    "compute_signals",
+    "forecast_market",
+    "key_of",
+]

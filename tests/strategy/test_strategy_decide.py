@@ -1,0 +1,209 @@
+"""decide: carry-driven choice, caps, idle buffer, hysteresis, PnL policy, bad data refused."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from strategy_builders import NOW, PRICES, config, fresh_view, lending_account, perp_account, spot_account
+
+from alpha.domain.actions import TargetBook
+from alpha.domain.market import BadMarketData
+from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.strategy.carry import Candidate, HedgeKind, TradeLeg, expected_carry, worth_holding
+from alpha.strategy.decide import decide
+from alpha.strategy.signals import FundingHistory, compute_signals
+
+D = Decimal
+HIGH = {"perp-cex:BTC": "0.0006", "perp-dex:BTC": "0.00001", "perp-dex:ETH": "0.000002", "perp-cex:ETH": "0.00001"}
+
+
+def _decide(view: PortfolioView, **cfg: object) -> TargetBook:
+    c = config(**cfg)
+    return decide(view, compute_signals(FundingHistory(), view, NOW), c, NOW)
+
+
+def _alloc(book: TargetBook, fuse: str) -> Decimal:
+    return next(a.capital for a in book.allocations if a.fuse == fuse)
+
+
+def test_high_funding_opens_long_spot_short_perp_on_the_high_venue() -> None:
+    book = _decide(fresh_view(rates=HIGH))
+    legs = {(p.fuse, p.market): p.quantity for p in book.positions if p.asset == "BTC"}
+    assert legs[("spot", "BTC/USDC")] > 0
+    assert legs[("perp-cex", "BTC/USDC:USDC")] == -legs[("spot", "BTC/USDC")]
+
+
+def test_allocation_respects_caps_buffer_and_leverage() -> None:
+    view = fresh_view(rates=HIGH)
+    cfg = config()
+    book = decide(view, compute_signals(FundingHistory(), view, NOW), cfg, NOW)
+    nav = view.nav
+    assert book.idle >= cfg.idle_buffer * nav
+    for a in book.allocations:
+        assert a.capital <= a.cap * (1 + D("1e-12"))
+        assert a.leverage <= a.max_leverage * (1 + D("1e-12"))
+    assert book.idle + sum(a.capital for a in book.allocations) == nav
+
+
+def test_unneeded_capital_goes_to_lending_within_its_cap() -> None:
+    book = _decide(fresh_view(rates=HIGH))
+    supplied = dict(((f, a), amt) for f, a, amt in book.lending)
+    assert supplied[("lending", "USDC")] == D("0.20") * D("1000000")
+
+
+def test_low_funding_opens_nothing_and_says_why() -> None:
+    book = _decide(fresh_view(rates={"perp-cex:BTC": "0.00001", "perp-dex:BTC": "0.000001"}))
+    assert all(p.quantity == 0 for p in book.positions)
+    assert any("no hedge clears the entry threshold" in r for r in book.reasons)
+
+
+def test_entry_needs_the_entry_threshold_but_an_open_hedge_is_kept_above_exit() -> None:
+    snaps = fresh_view().markets
+    leg_s = TradeLeg("spot", "BTC/USDC", "spot:BTC/USDC", snaps["spot:BTC/USDC"].instrument, *_buy_lev())
+    perp = snaps["perp-cex:BTC/USDC:USDC"]
+    leg_p = TradeLeg("perp-cex", perp.market, "perp-cex:BTC/USDC:USDC", perp.instrument, *_sell_lev())
+    cand = Candidate("BTC", HedgeKind.SPOT_PERP, leg_s, leg_p, None, D("0.09"))
+    thresholds = config().thresholds
+    new = expected_carry(cand, D("100000"), dict(snaps), thresholds.holding_period)
+    held = expected_carry(cand, D("100000"), dict(snaps), thresholds.holding_period, is_open=True)
+    assert new is not None and held is not None
+    assert held.net_apr > new.net_apr  # entry costs are sunk for an open hedge
+    assert not worth_holding(new, thresholds, is_open=False)
+    assert worth_holding(held, thresholds, is_open=True)
+
+
+def _buy_lev() -> tuple:
+    from alpha.domain.instruments import Side
+    return (Side.BUY, D(1))
+
+
+def _sell_lev() -> tuple:
+    from alpha.domain.instruments import Side
+    return (Side.SELL, D(3))
+
+
+def test_carry_costs_grow_with_size_through_slippage() -> None:
+    snaps = dict(fresh_view().markets)
+    perp = snaps["perp-dex:BTC/USDC:USDC"]
+    spot = snaps["spot:BTC/USDC"]
+    cand = Candidate(
+        "BTC", HedgeKind.SPOT_PERP,
+        TradeLeg("spot", spot.market, "spot:BTC/USDC", spot.instrument, *_buy_lev()),
+        TradeLeg("perp-dex", perp.market, "perp-dex:BTC/USDC:USDC", perp.instrument, *_sell_lev()),
+        None, D("0.2"),
+    )
+    small = expected_carry(cand, D("10000"), snaps, timedelta(days=7))
+    large = expected_carry(cand, D("600000"), snaps, timedelta(days=7))
+    assert small is not None and large is not None
+    assert large.entry_cost > small.entry_cost
+    assert expected_carry(cand, D("100000000"), snaps, timedelta(days=7)) is None  # deeper than the book
+
+
+def _open_view(qty: Decimal, price: Decimal = PRICES["BTC"]) -> PortfolioView:
+    """A view holding a BTC spot/perp-cex hedge of ``qty`` at ``price``."""
+    prices = {**PRICES, "BTC": price}
+    base = fresh_view(rates=HIGH)
+    from strategy_builders import markets
+    perp_equity = qty * price / 3
+    spot = spot_account(D(0), {"BTC": qty})
+    perp = perp_account("perp-cex", perp_equity, {"BTC": -qty}, prices)
+    nav = D("1000000")
+    vault = nav - qty * price - perp_equity
+    return replace(base, vault_cash=vault, accounts={"spot": spot, "perp-cex": perp, "lending": lending_account()},
+                   markets=markets(HIGH, prices), prices={**base.prices, "BTC": price})
+
+
+def test_constant_notional_keeps_quantities_within_drift_tolerance() -> None:
+    fresh = _decide(fresh_view(rates=HIGH))
+    target_q = next(p.quantity for p in fresh.positions if p.fuse == "spot" and p.asset == "BTC")
+    near = (target_q * D("0.98")).quantize(D("0.001"))
+    book = _decide(_open_view(near))
+    kept = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
+    assert kept == near
+
+
+def test_constant_notional_rebalances_past_drift_tolerance() -> None:
+    fresh = _decide(fresh_view(rates=HIGH))
+    target_q = next(p.quantity for p in fresh.positions if p.fuse == "spot" and p.asset == "BTC")
+    far = (target_q * D("0.5")).quantize(D("0.001"))
+    book = _decide(_open_view(far))
+    resized = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
+    assert resized != far and abs(resized - target_q) <= target_q * D("0.05")
+
+
+def test_sentiment_hybrid_lets_notional_grow_in_a_rising_market() -> None:
+    fresh = _decide(fresh_view(rates=HIGH))
+    target_q = next(p.quantity for p in fresh.positions if p.fuse == "spot" and p.asset == "BTC")
+    low = (target_q * D("0.6")).quantize(D("0.001"))
+    history = FundingHistory()
+    from alpha.domain.funding import FundingRate
+    h8 = timedelta(hours=8)
+    for i in range(9):
+        t = NOW - h8 * (9 - i)
+        history.record("perp-cex:BTC/USDC:USDC", t, FundingRate(D("0.0006"), h8, t + h8), D(30000 + 1000 * i))
+    view = _open_view(low)
+    for policy, expect_kept in (("sentiment_hybrid", False), ("constant_notional", False)):
+        cfg = config(pnl={"policy": policy, "drift_tolerance": "0.05"})
+        book = decide(view, compute_signals(history, view, NOW), cfg, NOW)
+        q = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
+        assert (q == low) is expect_kept  # below target: both policies buy back up
+    # Above target in a rising market: hybrid keeps it (within caps), constant notional trims it.
+    high_q = (target_q * D("1.0")).quantize(D("0.001"))
+    view = _open_view(high_q)
+    capped = config(pnl={"policy": "sentiment_hybrid", "drift_tolerance": "0.01"})
+    book = decide(view, compute_signals(history, view, NOW), capped, NOW)
+    q = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
+    assert q == high_q
+
+
+def test_negative_funding_hedges_a_long_perp_with_a_synthetic_short() -> None:
+    rates = {"perp-cex:BTC": "-0.0008", "perp-dex:BTC": "-0.0001", "perp-cex:ETH": "0.00001", "perp-dex:ETH": "0.000001"}
+    view = fresh_view(rates=rates)
+    book = _decide(view)
+    longs = [p for p in book.positions if p.asset == "BTC" and p.quantity > 0]
+    assert longs, book.reasons
+    borrowed = {(f, a): amt for f, a, amt in book.borrowing}
+    long_perp = next(p for p in longs if p.fuse == "perp-cex")
+    # The synthetic short may be combined with a perp spread; the debt balances what perps leave long.
+    net_perps = sum(p.quantity for p in book.positions if p.asset == "BTC")
+    assert borrowed.get(("lending", "BTC"), D(0)) == net_perps
+    assert long_perp.quantity > 0
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mark": D("NaN")}, "not a finite number"),
+        ({"mark": D(0)}, "not positive"),
+        ({"mark": D(-5)}, "not positive"),
+        ({"ts": NOW - timedelta(minutes=10)}, "old"),
+    ],
+)
+def test_bad_market_data_is_refused_with_a_clear_error(change: dict, message: str) -> None:
+    view = fresh_view(rates=HIGH)
+    key = market_key("perp-cex", "BTC/USDC:USDC")
+    markets = {**view.markets, key: replace(view.markets[key], **change)}
+    with pytest.raises(BadMarketData, match=message) as err:
+        _decide(replace(view, markets=markets))
+    assert "perp-cex:BTC/USDC:USDC" in str(err.value)
+
+
+def test_missing_market_and_missing_price_are_refused() -> None:
+    view = fresh_view(rates=HIGH)
+    markets = {k: v for k, v in view.markets.items() if k != "perp-dex:ETH/USDC:USDC"}
+    with pytest.raises(BadMarketData, match="perp-dex:ETH/USDC:USDC: market data is missing"):
+        _decide(replace(view, markets=markets))
+    prices = {k: v for k, v in view.prices.items() if k != "ETH"}
+    with pytest.raises(BadMarketData, match="price of ETH is missing"):
+        _decide(replace(view, prices=prices))
+
+
+def test_wrong_base_asset_and_empty_vault_are_refused() -> None:
+    view = fresh_view()
+    with pytest.raises(ValueError, match="base asset"):
+        _decide(replace(view, base_asset="USDT"))
+    with pytest.raises(ValueError, match="NAV"):
+        _decide(replace(view, vault_cash=D(0), accounts={}))
