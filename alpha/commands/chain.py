@@ -1,0 +1,190 @@
+"""``alpha chain``: a local Aave v3 market to try the daemon on-chain without a real chain.
+
+``alpha chain up`` starts anvil (npm ``@foundry-rs/anvil``) and deploys a working Aave v3 market
+from the real ``@aave/core-v3`` artifacts: USDC, WETH and WBTC test tokens minted to a funded
+test account, price feeds that ``alpha chain price ASSET PRICE`` moves. It prints the
+PoolAddressesProvider and the test key, and writes a ready-to-use strategy file. With
+``--state FILE`` the chain is saved on exit and reloaded (without redeploying) next time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import threading
+from dataclasses import replace
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import FrameType
+
+help = "run a local anvil node with a real Aave v3 market (up), or move its prices (price)"
+
+DEFAULT_DIR = Path("var/chain")
+KEY_ENV = "ALPHA_AAVE_KEY"
+USER_INDEX = 1
+
+STRATEGY_TEMPLATE = """\
+# Written by `alpha chain up`: the demo strategy with an Aave v3 lending fuse on the local
+# market at {rpc_url}. Before running it: export {key_env}={key}  (a public anvil test key)
+# Validate with `alpha check {path}`; move prices with `alpha chain price WETH 2500`.
+version: 1
+mode: demo
+vault: {{name: local-vault, base_asset: USDC, nav: "1000000"}}
+assets: [BTC, ETH]
+fuses:
+  - name: spot
+    kind: sim
+    venue: sim-spot
+    markets: [BTC/USDC, ETH/USDC]
+    max_share: "0.35"
+    max_leverage: "1"
+  - name: perp-cex
+    kind: sim
+    venue: sim-cex
+    markets: [BTC/USDC:USDC, ETH/USDC:USDC]
+    max_share: "0.30"
+    max_leverage: "3"
+  - name: aave-local
+    kind: lending
+    venue: aave-local
+    assets: [{assets}]
+    max_share: "0.20"
+    max_leverage: "1"
+    rpc_url: {rpc_url}
+    chain_id: {chain_id}
+    pool_addresses_provider: "{provider}"
+    max_fee_gwei: "50"
+    gas_budget_native_per_day: "0.5"
+    credentials:
+      wallet_key: {{env: {key_env}}}
+margin:
+  min_health_factor: "1.5"
+market:
+  assets:
+    BTC: {{price: "60000"}}
+    ETH: {{price: "3000"}}
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = sub.add_parser("up", help="start anvil and deploy (or reload) the local Aave v3 market")
+    up.add_argument("--port", type=int, default=8545, help="JSON-RPC port (default 8545)")
+    up.add_argument("--state", type=Path, default=None, help="save the chain here on exit and reload it next time")
+    up.add_argument("--market", type=Path, default=DEFAULT_DIR / "market.json", help="where to write the market's addresses")
+    up.add_argument("--strategy", type=Path, default=DEFAULT_DIR / "aave-local.yaml", help="where to write the strategy file")
+    price = sub.add_parser("price", help="set an asset's USD price on the local market's oracle")
+    price.add_argument("asset", help="USDC, WETH or WBTC")
+    price.add_argument("price", help="new price in USD, e.g. 2500")
+    price.add_argument("--market", type=Path, default=DEFAULT_DIR / "market.json", help="the market file `up` wrote")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "price":
+        return _price(args)
+    return _up(args)
+
+
+def _price(args: argparse.Namespace) -> int:
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    from fuses.aave.market import LocalMarket, abi, set_price
+
+    try:
+        value = Decimal(args.price)
+    except InvalidOperation:
+        print(f"price {args.price!r} is not a number", file=sys.stderr)
+        return 2
+    if not value.is_finite() or value <= 0:
+        print(f"price must be a positive number, got {args.price}", file=sys.stderr)
+        return 2
+    if not args.market.is_file():
+        print(f"no market file at {args.market}: start the chain with `alpha chain up` first", file=sys.stderr)
+        return 1
+    market = LocalMarket.from_json(args.market.read_text())
+    if args.asset not in market.tokens:
+        print(f"unknown asset {args.asset}; the local market has {', '.join(market.tokens)}", file=sys.stderr)
+        return 2
+
+    async def move() -> Decimal:
+        w3 = AsyncWeb3(AsyncHTTPProvider(market.rpc_url))
+        try:
+            await set_price(w3, market, args.asset, value)
+            oracle = w3.eth.contract(address=w3.to_checksum_address(market.oracle), abi=abi("AaveOracle"))
+            raw = await oracle.functions.getAssetPrice(market.tokens[args.asset].address).call()
+            return Decimal(raw) / 10**8
+        finally:
+            await w3.provider.disconnect()
+
+    try:
+        now = asyncio.run(move())
+    except OSError as exc:
+        print(f"cannot reach the local node at {market.rpc_url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.asset} = {now} USD on the oracle at {market.oracle}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from eth_account import Account
+
+    from fuses.aave.market import LocalMarket, deploy_market
+    from fuses.evm.anvil import AnvilNode, anvil_binary, dev_key
+
+    if anvil_binary() is None:
+        print("anvil not found: run `make node-deps` (npm install in deploy/chain)", file=sys.stderr)
+        return 1
+    reload = args.state is not None and args.state.is_file() and args.market.is_file()
+    if args.state is not None:
+        args.state.parent.mkdir(parents=True, exist_ok=True)
+    node = AnvilNode(port=args.port, state_file=args.state)
+    stop = threading.Event()
+
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        node.start()
+        if reload:
+            market = LocalMarket.from_json(args.market.read_text())
+            market = replace(market, rpc_url=node.rpc_url)
+            print(f"reloaded the Aave v3 market from {args.state}")
+        else:
+            market = asyncio.run(deploy_market(node.rpc_url, user_indices=(USER_INDEX,)))
+            print("deployed a fresh Aave v3 market (@aave/core-v3 1.19.3)")
+        args.market.parent.mkdir(parents=True, exist_ok=True)
+        args.market.write_text(market.to_json())
+        key = dev_key(USER_INDEX)
+        address = Account.from_key(key).address
+        args.strategy.parent.mkdir(parents=True, exist_ok=True)
+        args.strategy.write_text(
+            STRATEGY_TEMPLATE.format(
+                rpc_url=node.rpc_url, chain_id=market.chain_id, provider=market.pool_addresses_provider,
+                assets=", ".join(market.tokens), key_env=KEY_ENV, key=key, path=args.strategy,
+            )
+        )
+        print(f"rpc_url                  {node.rpc_url} (chain id {market.chain_id})")
+        print(f"PoolAddressesProvider    {market.pool_addresses_provider}")
+        print(f"Pool                     {market.pool}")
+        for symbol, token in market.tokens.items():
+            print(f"{symbol:<24} {token.address} ({token.decimals} decimals)")
+        print(f"test account             {address} (funded with ETH and test tokens)")
+        print(f"test key                 export {KEY_ENV}={key}   # public anvil key, local use only")
+        print(f"strategy file            {args.strategy}   (alpha check {args.strategy})")
+        print(f"market file              {args.market}")
+        print("move a price with `alpha chain price WETH 2500`; Ctrl-C stops the node" + (f" and saves {args.state}" if args.state else ""))
+        print("ready", flush=True)
+        try:
+            while not stop.wait(0.5):
+                if node.process is None or node.process.poll() is not None:
+                    print("anvil exited", file=sys.stderr)
+                    return 1
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        node.stop()
+        signal.signal(signal.SIGTERM, previous)
