@@ -571,8 +571,10 @@ class Api:
             time_in_force=tif if kind is OrderType.LIMIT else TimeInForce.IOC,
             reduce_only=q.get("reduceOnly", "false").lower() == "true",
         )
-        cap = self.state.faults.partial_fill
-        max_fill = quantity * cap if cap is not None else None
+        caps = [c for c in (self.state.faults.fill_cap,) if c is not None]
+        if self.state.faults.partial_fill is not None:
+            caps.append(quantity * self.state.faults.partial_fill)
+        max_fill = min(caps) if caps else None
         order = self.state.backend.submit(login.account, request, now, max_fill=max_fill)
         body = self.order_json(login.account, order, i, now)
         body["timeInForce"] = TIME_IN_FORCE_OUT.get(request.time_in_force, "GTC")

@@ -52,7 +52,7 @@ class Faults:
     ``hang_seconds`` instead of answering (the client times out: outcome unknown).
     ``maintenance``: answer every request as the venue does during maintenance.
     ``partial_fill``: fill at most this share of each order's quantity (the rest rests or
-    expires per its time in force). ``disconnect_streams``: close every stream connection now
+    expires per its time in force); ``fill_cap`` caps it at a quantity. ``disconnect_streams``: close every stream connection now
     (an emulator's stream loop polls it).
     """
 
@@ -63,6 +63,7 @@ class Faults:
     hang_seconds: float = 30.0
     maintenance: bool = False
     partial_fill: Decimal | None = None
+    fill_cap: Decimal | None = None  # fill at most this quantity of each order (base units)
     disconnect_streams: int = 0
 
     def take_5xx(self) -> bool:
@@ -86,6 +87,7 @@ class Faults:
         self.order_timeouts = 0
         self.maintenance = False
         self.partial_fill = None
+        self.fill_cap = None
         self.disconnect_streams = 0
 
 

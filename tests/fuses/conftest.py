@@ -1,0 +1,74 @@
+"""Fixtures shared by the fuse tests: a Binance USD-M emulator over the real simulated engine, and a
+ccxt fuse (the real ccxt client) pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from alpha.domain.clock import LiveClock
+from fuses.ccxt.config import CcxtSettings, Secret
+from fuses.ccxt.fuse import CcxtFuse
+from fuses.ccxt.ratelimit import forget_limiters
+from fuses.ccxt.venues import VENUES
+from fuses.emulators.binance import create_app, serve
+from fuses.emulators.common import EmulatorServer, EngineBackend, emulator_world
+
+KEY = "test-key-0001"
+SECRET = "test-secret-do-not-log"
+ACCOUNT = "alice"
+
+
+@dataclass
+class BinanceRig:
+    """An emulator, its engine backend and a ccxt fuse logged in as ``alice``."""
+
+    server: EmulatorServer
+    backend: EngineBackend
+    fuse: CcxtFuse
+
+
+@asynccontextmanager
+async def binance_rig(
+    prices: dict[str, str] | None = None,
+    *,
+    deposit: str = "100000",
+    weight_limit: int = 2400,
+    timeout_ms: int = 2000,
+    markets: tuple[str, ...] | None = None,
+    secret: str = SECRET,
+    backend_factory: type[EngineBackend] = EngineBackend,
+) -> AsyncIterator[BinanceRig]:
+    """Start an emulator on a free port and a started ccxt fuse against it; stop both after."""
+    forget_limiters()
+    clock = LiveClock()
+    prices = prices or {"BTC": "60000", "ETH": "3000"}
+    world = emulator_world("binance", prices, start=clock.now())
+    backend = backend_factory(world, "binance")
+    backend.fund(ACCOUNT, "USDT", Decimal(deposit), clock.now())
+    app = create_app(backend, clock=clock, accounts=[(KEY, SECRET, ACCOUNT)], weight_limit=weight_limit, stream_interval=0.05)
+    server = await serve(app).start()
+    chosen = markets or tuple(f"{a}/USDT:USDT" for a in prices)
+    settings = CcxtSettings(
+        name="binance-test", venue="binanceusdm", markets=chosen, api_url=server.url,
+        api_key=Secret(KEY, "test"), secret=Secret(secret, "test"), max_leverage=Decimal(5),
+    )
+    fuse = CcxtFuse(settings, VENUES["binanceusdm"], clock=clock, timeout_ms=timeout_ms)
+    try:
+        await fuse.start()
+        yield BinanceRig(server, backend, fuse)
+    finally:
+        await fuse.close()
+        await server.stop()
+        forget_limiters()
+
+
+@pytest.fixture
+def rig_factory() -> Any:
+    """Return ``binance_rig`` (an async context manager) for tests to start with their own options."""
+    return binance_rig

@@ -1,0 +1,73 @@
+"""The fuses the contract suite runs against, each with hooks to inject faults.
+
+Every fuse is a real counterpart: the simulated fuse over the simulated engine, the ccxt fuse
+(real ccxt client) over the Binance USD-M emulator (real HTTP) over the same engine. The
+Hyperliquid parametrisation is added by its engineer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from contract_env import ContractEnv
+
+
+async def _ccxt_binance(rig_factory: Any) -> AsyncIterator[ContractEnv]:
+    async with rig_factory(timeout_ms=1500) as rig:
+        faults = rig.server.state.faults
+        faults.hang_seconds = 3.0
+
+        def partial(cap: Decimal | None) -> None:
+            faults.fill_cap = cap
+
+        def timeout() -> None:
+            faults.order_timeouts += 1
+
+        def count_429() -> int:
+            return rig.server.state.log.count(status=429) + rig.server.state.log.count(status=418)
+
+        yield ContractEnv(rig.fuse, "BTC/USDT:USDT", partial, timeout, count_429)
+
+
+async def _sim(rig_factory: Any) -> AsyncIterator[ContractEnv]:
+    from alpha.config.schema import FuseConfig
+    from alpha.domain.clock import LiveClock
+    from fuses.emulators.common import emulator_world
+    from fuses.sim.fuse import SimFuse
+
+    clock = LiveClock()
+    world = emulator_world("simperp", {"BTC": "60000", "ETH": "3000"}, start=clock.now())
+    world.transfer("USDT", Decimal("100000"), "vault", "simperp", clock.now())
+    config = FuseConfig.model_validate(
+        {"name": "simperp", "kind": "sim", "venue": "simperp", "markets": ["BTC/USDT:USDT", "ETH/USDT:USDT"],
+         "max_share": "1", "max_leverage": "5"}
+    )
+    fuse = SimFuse(config, world, clock)
+    await fuse.start()
+
+    def partial(cap: Decimal | None) -> None:
+        fuse.faults.fill_cap = cap
+
+    def timeout() -> None:
+        fuse.faults.unknown_outcome += 1
+
+    try:
+        yield ContractEnv(fuse, "BTC/USDT:USDT", partial, timeout, lambda: 0)
+    finally:
+        await fuse.close()
+
+
+FACTORIES: dict[str, Callable[[], Any]] = {"ccxt-binance": _ccxt_binance, "sim": _sim}
+
+
+@pytest.fixture(params=sorted(FACTORIES))
+async def env(request: pytest.FixtureRequest, rig_factory: Any) -> AsyncIterator[ContractEnv]:
+    gen = FACTORIES[request.param](rig_factory)
+    value = await gen.__anext__()
+    try:
+        yield value
+    finally:
+        await gen.aclose()
