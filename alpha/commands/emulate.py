@@ -1,0 +1,78 @@
+"""``alpha emulate VENUE --port N``: run a local venue emulator over the simulated engine.
+
+It binds 127.0.0.1, prints the URL to put in a fuse's ``api_url`` and a test API key and
+secret (Binance) or wallet (Hyperliquid), funds that account, and serves until interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+from decimal import Decimal
+from typing import Any
+
+from alpha.domain.clock import LiveClock
+
+help = "run a local venue emulator (binance, hyperliquid) over the simulated engine"
+
+VENUES = ("binance", "hyperliquid")
+PRICES = {"BTC": "60000", "ETH": "3000", "SOL": "150"}
+QUOTE = {"binance": "USDT", "hyperliquid": "USDC"}
+INTERVAL = {"binance": "8h", "hyperliquid": "1h"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("venue", choices=VENUES, help="which venue's protocol to speak")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--deposit", default="100000", help="starting balance of the test account")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
+    parser.add_argument("--for", dest="duration", type=float, default=None, help="stop after this many seconds")
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from fuses.emulators.common import EmulatorServer, EngineBackend, emulator_world
+
+    clock = LiveClock()
+    quote = QUOTE[args.venue]
+    world = emulator_world(args.venue, PRICES, quote=quote, start=clock.now(), funding_interval=INTERVAL[args.venue], seed=args.seed)
+    backend = EngineBackend(world, args.venue)
+    account = "user"
+    backend.fund(account, quote, Decimal(args.deposit), clock.now())
+    lines: list[str]
+    app: Any
+    if args.venue == "binance":
+        from fuses.emulators.binance import create_app
+
+        key, secret = "emu-" + secrets.token_hex(8), secrets.token_hex(24)
+        app = create_app(backend, clock=clock, accounts=[(key, secret, account)])
+        lines = [f"api key:    {key}", f"api secret: {secret}", "ccxt venue: binanceusdm"]
+    else:
+        from eth_account import Account
+
+        from fuses.emulators.hyperliquid import create_app as create_hl
+
+        wallet = Account.create()
+        app = create_hl(backend, clock=clock, users={wallet.address: account})
+        lines = [f"wallet address: {wallet.address}", f"wallet key:     {wallet.key.hex()}", "ccxt venue: hyperliquid"]
+    server = EmulatorServer(app, port=args.port)
+    await server.start()
+    print(f"{args.venue} emulator listening on {server.url}  (markets: {', '.join(f'{a}/{quote}:{quote}' for a in PRICES)})")
+    for line in lines:
+        print(line)
+    print(f"test account funded with {args.deposit} {quote}; these credentials are for this local emulator only", flush=True)
+    try:
+        if args.duration is not None:
+            await asyncio.sleep(args.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        return 0
