@@ -260,13 +260,13 @@ async def _deploy(
     )
 
 
-async def set_price(w3: AsyncWeb3, market: LocalMarket, asset: str, price: Decimal) -> None:
+async def set_price(w3: AsyncWeb3[Any], market: LocalMarket, asset: str, price: Decimal) -> None:
     """Move ``asset``'s USD price on a local node by writing its MockAggregator's answer (slot 0)."""
     if asset not in market.tokens:
         raise KeyError(f"unknown asset {asset}; the market has {', '.join(market.tokens)}")
     if price <= 0:
         raise ValueError(f"price must be positive, got {price}")
     answer = int(price * PRICE_UNIT)
-    await w3.provider.make_request(  # type: ignore[attr-defined]
+    await w3.provider.make_request(
         "anvil_setStorageAt", [market.tokens[asset].feed, "0x0", "0x" + answer.to_bytes(32, "big").hex()]
     )

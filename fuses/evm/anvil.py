@@ -91,7 +91,7 @@ class AnvilNode:
         req = urllib.request.Request(self.rpc_url, data=body, headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=0.5) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 

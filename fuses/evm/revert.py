@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 
 from fuses.base import RejectedError
 

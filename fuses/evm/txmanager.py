@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import structlog
 from eth_account.signers.local import LocalAccount
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract.async_contract import AsyncContract, AsyncContractFunction
@@ -42,6 +43,7 @@ from web3.exceptions import (
     TransactionNotFound,
     Web3RPCError,
 )
+from web3.types import BlockIdentifier
 
 from alpha.config.schema import FuseConfig
 from alpha.domain.clock import Clock
@@ -65,6 +67,7 @@ TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
     RequestTimedOut,
     TimeExhausted,
 )
+TRANSPORT_OR_RPC_ERRORS: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, Web3RPCError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +159,7 @@ class TxManager:
     ) -> None:
         self.settings = settings
         self.account = account
-        self.address: str = account.address
+        self.address: ChecksumAddress = account.address
         self.venue = venue
         self.fuse = fuse or venue
         self._clock = clock
@@ -210,7 +213,7 @@ class TxManager:
         """Bind the ERC-20 interface at ``address``."""
         return self.contract(address, ERC20_ABI)
 
-    async def call(self, fn: AsyncContractFunction, *, label: str, block: str | int = "latest") -> Any:
+    async def call(self, fn: AsyncContractFunction, *, label: str, block: BlockIdentifier = "latest") -> Any:
         """Run a read-only contract call; reverts become RejectedError, transport trouble TransientError."""
         try:
             return await self._timed(fn.call(block_identifier=block), label)
@@ -226,8 +229,7 @@ class TxManager:
         try:
             return await awaitable
         except ContractLogicError:
-            self._count_error("rejected")
-            raise
+            raise  # the caller decodes and counts it
         except TRANSPORT_ERRORS as exc:
             self._count_error("transient")
             raise TransientError(f"{label}: the node did not answer ({type(exc).__name__})", venue=self.venue) from exc
@@ -337,7 +339,11 @@ class TxManager:
             except Web3RPCError as exc:
                 # The node answered no. Decide by state, not by the message: is it known after
                 # all (a duplicate)? Was our nonce stale (another sender on this key)?
-                if await self._known(tx_hash):
+                try:
+                    known = await self._known(tx_hash)
+                except TRANSPORT_ERRORS:
+                    known = True  # cannot tell: treat as in doubt and resolve by hash
+                if known:
                     self._nonce = nonce + 1
                     return entry
                 self.sent_hashes.pop()
@@ -396,7 +402,7 @@ class TxManager:
             self._count_request()
             await self.w3.eth.send_raw_transaction(entry.raw)  # same signed bytes: cannot run twice
             log.info("txmanager.rebroadcast", fuse=self.fuse, tx=entry.tx_hash, nonce=entry.nonce)
-        except (*TRANSPORT_ERRORS, Web3RPCError):
+        except TRANSPORT_OR_RPC_ERRORS:
             return  # still unknown; the caller polls again until its deadline
 
     async def _finish(self, entry: _InDoubt, receipt: Any) -> TxResult:
@@ -413,15 +419,20 @@ class TxManager:
         return TxResult(entry.tx_hash, entry.nonce, int(receipt["blockNumber"]), int(receipt["gasUsed"]), fee, entry.label)
 
     async def _mined_revert(self, entry: _InDoubt, receipt: Any) -> RejectedError:
-        """Replay a reverted transaction as a call on the block before it to read the reason."""
+        """Replay a reverted transaction as a call on its block's final state to read the reason.
+
+        A reverted transaction changed nothing but its nonce and gas, so the state after its
+        block is the one that made it fail (also when an earlier transaction of the same block
+        took what it needed).
+        """
         self._count_error("rejected")
         tx = await self.w3.eth.get_transaction(HexBytes(entry.tx_hash))
         call: dict[str, Any] = {"from": tx["from"], "to": tx["to"], "data": tx["input"], "value": tx["value"], "gas": tx["gas"]}
         try:
-            await self.w3.eth.call(call, block_identifier=int(receipt["blockNumber"]) - 1)  # type: ignore[arg-type]
+            await self.w3.eth.call(call, block_identifier=int(receipt["blockNumber"]))  # type: ignore[arg-type]
         except ContractLogicError as exc:
             return decode_revert(exc.data, venue=self.venue, action=entry.label, codes=self._codes)
-        except (*TRANSPORT_ERRORS, Web3RPCError):
+        except TRANSPORT_OR_RPC_ERRORS:
             pass
         return RejectedError(f"{entry.label}: transaction {entry.tx_hash} reverted on chain", venue=self.venue, code="revert")
 
@@ -431,7 +442,7 @@ class TxManager:
             return await self.w3.eth.get_transaction_receipt(HexBytes(tx_hash))
         except TransactionNotFound:
             return None
-        except (*TRANSPORT_ERRORS, Web3RPCError):
+        except TRANSPORT_OR_RPC_ERRORS:
             return None
 
     async def _known(self, tx_hash: str) -> bool:
@@ -444,7 +455,7 @@ class TxManager:
     async def _head(self) -> int | None:
         try:
             return int(await self.w3.eth.block_number)
-        except (*TRANSPORT_ERRORS, Web3RPCError):
+        except TRANSPORT_OR_RPC_ERRORS:
             return None
 
     async def _sync_nonce(self) -> None:

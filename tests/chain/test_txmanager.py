@@ -307,3 +307,31 @@ async def test_rpc_that_stops_answering_gives_unknown_outcome_then_resolves_with
     assert a_usdc.functions.balanceOf(fuse.address).call() == 2000 * 10**6  # two supplies, each once
     assert chain.nonce(USER) == first + 2
     assert len(set(faulty.raw_sends)) == approvals + 2
+
+
+async def test_revert_in_a_mined_block_is_decoded_from_the_receipt(fuse: AaveLendingFuse, chain: Chain) -> None:
+    """Two borrows that each pass estimation but not together: the second reverts on chain."""
+    await fuse.supply("WETH", Decimal("1"))  # at most $2400 of borrows
+    from tests.chain.conftest import rpc
+
+    rpc(chain.url, "evm_setAutomine", [False])
+
+    async def mine_when_both_pending() -> None:
+        while int(rpc(chain.url, "txpool_status")["pending"], 16) < 2:
+            await asyncio.sleep(0.01)
+        rpc(chain.url, "evm_mine")
+
+    try:
+        miner = asyncio.create_task(mine_when_both_pending())
+        outcomes = await asyncio.gather(
+            fuse.borrow("USDC", Decimal("1500")), fuse.borrow("USDC", Decimal("1500")), return_exceptions=True
+        )
+        await miner
+    finally:
+        rpc(chain.url, "evm_setAutomine", [True])
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(failures) == 1, outcomes
+    assert isinstance(failures[0], InsufficientFundsError) and failures[0].code == "36"
+    receipt = chain.w3.eth.get_transaction_receipt(fuse.tx.sent_hashes[-1])
+    assert {receipt["status"], chain.w3.eth.get_transaction_receipt(fuse.tx.sent_hashes[-2])["status"]} == {0, 1}
+    assert (await fuse.health()).debt_value >= Decimal(1500)
