@@ -179,7 +179,7 @@ VENUES: dict[str, VenueSpec] = {
         used_weight_header="X-MBX-USED-WEIGHT-1M",
         error_codes=_BINANCE_ERRORS,
         interval_source=IntervalSource.INTERVALS,
-        wallets={"spot": "spot", "futures": "future"},
+        wallets={"spot": "spot", "futures": "linear"},
         mark_stream="watch_mark_prices",
     ),
     "binance": VenueSpec(
@@ -204,7 +204,7 @@ VENUES: dict[str, VenueSpec] = {
         used_weight_header="X-MBX-USED-WEIGHT-1M",
         error_codes=_BINANCE_ERRORS,
         interval_source=IntervalSource.FIXED,
-        wallets={"spot": "spot", "futures": "future"},
+        wallets={"spot": "spot", "futures": "linear"},
     ),
     "bybit": VenueSpec(
         ccxt_id="bybit",
