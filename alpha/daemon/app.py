@@ -60,15 +60,16 @@ def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world
     step = config.market.step if config.market is not None else timedelta(minutes=5)
 
     async def vault_cash() -> Decimal:
-        return Decimal(world.vault_cash())
+        return Decimal(world.vault.get(config.vault.base_asset, Decimal(0)))
 
     def world_service(daemon: Daemon) -> ServiceFn:
-        ours = set(fuses) | {"vault"} | set(getattr(world, "our_accounts", ()))
+        ours = set(fuses)  # our account on each simulated venue is named after its fuse
+        # Subscribe rather than read step_to's result: fuses may step the world too.
+        world.subscribe(lambda event: daemon.record_events([event], ours))
 
         async def run(stop: asyncio.Event) -> None:
             while not stop.is_set():
-                events = world.step_to(clock.now())
-                daemon.record_events(list(events), ours)
+                world.step_to(max(clock.now(), world.now))
                 if await clock.sleep_until(clock.now() + step, stop):
                     return
 

@@ -371,7 +371,8 @@ class Daemon:
 
     def record_events(self, events: list[Any], ours: set[str]) -> None:
         """Journal funding, interest and liquidations of our accounts from the simulated world."""
-        assert self.journal is not None
+        if self.journal is None or self.journal.closed:
+            return  # a world kept across daemons still calls the one that has stopped
         for ev in events:
             kind = type(ev).__name__
             account = getattr(ev, "account", None)
@@ -556,18 +557,15 @@ class Daemon:
             structlog.contextvars.unbind_contextvars("decision_id")
 
     def _gate_state(self) -> Any:
-        from alpha.risk import gate as gate_module
+        from alpha.risk.gate import RiskState
 
-        state_cls = getattr(gate_module, "RiskState", None) or getattr(gate_module, "GateState", None)
-        if state_cls is None:
-            return {"kill_switch": self.kill_switch, "paused": bool(self.paused)}
-        kwargs: dict[str, Any] = {}
-        fields = getattr(state_cls, "__dataclass_fields__", {}) or getattr(state_cls, "model_fields", {})
-        if "kill_switch" in fields:
-            kwargs["kill_switch"] = self.kill_switch
-        if "paused" in fields:
-            kwargs["paused"] = bool(self.paused)
-        return state_cls(**kwargs)
+        return RiskState(
+            kill_switch=self.kill_switch,
+            paused=bool(self.paused),
+            pause_reason=", ".join(sorted(self.paused)),
+            executor_slices=True,
+            now=self.clock.now(),
+        )
 
     async def _execute(self, decision_id: str, actions: list[Action], why: str) -> int:
         assert self.executor is not None
@@ -681,7 +679,8 @@ class Daemon:
                 when, why = self.next_scheduled(now)
                 if when > now and not self.triggers:
                     self.wake.clear()
-                    await self.clock.sleep_until(when, self.wake)
+                    # Re-plan at least every poll: refreshed data may announce new settlements.
+                    await self.clock.sleep_until(min(when, now + self.wiring.poll_every), self.wake)
                     if stop.is_set():
                         return
                     now = self.clock.now()

@@ -381,14 +381,18 @@ class Executor:
             self.metrics.top_ups.labels(fuse=action.fuse).inc()
             self.metrics.top_up_amount.labels(fuse=action.fuse).inc(f(action.amount))
         elif isinstance(action, Transfer):
-            if action.source != "vault" and action.destination != "vault":
-                await self.fuses[action.source].transfer(action.asset, action.amount, action.source, "vault")
-                await self.fuses[action.destination].transfer(action.asset, action.amount, "vault", action.destination)
-            elif action.source == "vault":
-                await self.fuses[action.destination].transfer(action.asset, action.amount, "vault", action.destination)
-            else:
-                await self.fuses[action.source].transfer(action.asset, action.amount, action.source, "vault")
-            self.journal.transfer(now, action.source, action.destination, action.asset, action.amount, action.reason, decision_id=decision_id)
+            # A lending fuse has no wallet transfers (LendingFuse): its supply draws from the
+            # vault and its withdraw returns there, so its leg of a transfer is implicit.
+            implicit: list[str] = []
+            if action.source != "vault" and await self._move(action.source, action.asset, action.amount, action.source, "vault"):
+                implicit.append(action.source)
+            if action.destination != "vault" and await self._move(
+                action.destination, action.asset, action.amount, "vault", action.destination
+            ):
+                implicit.append(action.destination)
+            self.journal.transfer(
+                now, action.source, action.destination, action.asset, action.amount, action.reason, decision_id=decision_id, implicit=implicit
+            )
         elif isinstance(action, Supply | Withdraw | Borrow | Repay):
             fuse = self.fuses[action.fuse]
             method = {Supply: fuse.supply, Withdraw: fuse.withdraw, Borrow: fuse.borrow, Repay: fuse.repay}[type(action)]
@@ -406,6 +410,14 @@ class Executor:
             )
         else:
             raise ExecutionError(f"the executor does not know {type(action).__name__}")
+
+    async def _move(self, name: str, asset: str, amount: Decimal, source: str, destination: str) -> bool:
+        """Transfer through fuse ``name``; return True when the fuse has no transfers (implicit)."""
+        fuse = self.fuses[name]
+        if not hasattr(fuse, "transfer"):
+            return True
+        await fuse.transfer(asset, amount, source, destination)
+        return False
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -198,6 +198,10 @@ class Journal:
             "transfer", ts, fuse=destination, asset=asset, amount=amount, source=source, destination=destination, reason=reason, **data
         )
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def flush(self) -> None:
         """Checkpoint the WAL into the main database file."""
         if not self._closed:
