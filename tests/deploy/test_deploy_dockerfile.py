@@ -125,9 +125,8 @@ def test_dockerignore_keeps_what_copy_needs_and_drops_the_rest() -> None:
     patterns = [
         p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")
     ]
-    sources = [c.split()[0] for kind, c in _instructions() if kind == "COPY" and not c.startswith("--from")] + [
-        c.split()[1] for kind, c in _instructions() if kind == "COPY" and c.startswith("--chown")
-    ]
+    copies = [args.split() for kind, args in _instructions() if kind == "COPY" and not args.startswith("--from")]
+    sources = [next(t for t in words if not t.startswith("--")) for words in copies]
     for source in sources:
         root = REPO / source.rstrip("/")
         files = (
