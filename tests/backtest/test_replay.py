@@ -1,0 +1,244 @@
+"""Backtests on recorded history: funding, fees and slippage exact; liquidation where history says."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import pytest
+
+from alpha.backtest.runner import RunResult, replay
+from alpha.backtest.source import RecordedSource, load_tapes
+from alpha.config import load_config
+from alpha.config.schema import StrategyConfig
+from alpha.data.canonical import load_funding, price_path, write_funding, write_prices
+from alpha.data.importers import import_file
+from alpha.data.series import DataError
+from alpha.domain.actions import Action, Leg, OpenHedge, Transfer
+from alpha.domain.instruments import Side
+from fuses.sim.book import DepthModel, build_book
+from fuses.sim.markets import make_instrument
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+HOURLY = DATA / "prices" / "binance_BTC_spot_perp_close_1h_2021-07_to_2024-07.csv"
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared data missing")
+
+CONFIG = """
+version: 1
+mode: backtest
+vault: {{name: t, base_asset: USDT, nav: "1000000"}}
+assets: [BTC]
+stablecoins: [USDT]
+idle_buffer: "0.05"
+fuses:
+  - name: spot
+    kind: sim
+    venue: {venue}
+    markets: [BTC/USDT]
+    max_share: "{spot_share}"
+    max_leverage: "1"
+    options: {{"BTC/USDT": "{spot_symbol}"}}
+    sim: {{maker_fee: "0", taker_fee: "0", spread_bps: "0", depth_notional: "1000000000"}}
+  - name: perp
+    kind: sim
+    venue: {venue}
+    markets: [BTC/USDT:USDT]
+    max_share: "{perp_share}"
+    max_leverage: "{leverage}"
+    options: {{"BTC/USDT:USDT": "{perp_symbol}"}}
+    sim: {{maker_fee: "0.0002", taker_fee: "0.0004", spread_bps: "1", depth_notional: "5000000"}}
+thresholds: {{entry_min_net_apr: "-1", exit_min_net_apr: "-1"}}
+risk: {{max_order_notional: "5000000", max_venue_exposure: "1", max_data_age: 9h, max_unhedged_notional: "5000000"}}
+"""
+
+
+def config(tmp: Path, **kw: str) -> StrategyConfig:
+    values = {
+        "venue": "binance",
+        "spot_symbol": "BTCUSDT-spot",
+        "perp_symbol": "BTCUSDT",
+        "spot_share": "0.70",
+        "perp_share": "0.25",
+        "leverage": "3",
+    }
+    values.update(kw)
+    path = tmp / "strategy.yaml"
+    path.write_text(CONFIG.format(**values))
+    return load_config(path)
+
+
+@pytest.fixture(scope="module")
+def binance_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("binance")
+    imported = import_file(HOURLY)
+    for (venue, symbol), series in imported.prices.items():
+        write_prices(
+            price_path(d, venue, symbol), [p for p in series.points if p.ts < datetime(2021, 9, 1, tzinfo=UTC)]
+        )
+    funding = load_funding(DATA / "funding" / "binance_BTCUSDT_funding.csv").between(
+        datetime(2021, 6, 1, tzinfo=UTC), datetime(2021, 9, 1, tzinfo=UTC)
+    )
+    write_funding(d / "binance_BTCUSDT_funding.csv", funding.records)
+    return d
+
+
+@pytest.fixture(scope="module")
+def bybit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("bybit")
+    imported = import_file(DATA / "prices" / "bybit_BTCUSD_8h_spot_perp_ohlc_funding_2018-11_to_2025-04.csv")
+    for (venue, symbol), series in imported.prices.items():
+        write_prices(price_path(d, venue, symbol), series.points)
+    for (_, _), f in imported.funding.items():
+        write_funding(d / "bybit_BTCUSD_funding.csv", f.records)
+    return d
+
+
+def run(
+    cfg: StrategyConfig,
+    data: Path,
+    start: datetime,
+    end: datetime,
+    *,
+    passive: bool = True,
+    opening: Sequence[Action] = (),
+) -> RunResult:
+    return asyncio.run(replay(cfg, load_tapes(cfg, data), start, end, passive=passive, opening=opening))
+
+
+def hedge(quantity: str, spot_cash: str, perp_margin: str) -> list[Action]:
+    """A hand-made cash-and-carry: fund both fuses, buy spot and short the perp, same quantity."""
+    q = Decimal(quantity)
+    return [
+        Transfer("vault", "spot", "USDT", Decimal(spot_cash), "fund spot"),
+        Transfer("vault", "perp", "USDT", Decimal(perp_margin), "fund perp margin"),
+        OpenHedge(
+            "h1",
+            "BTC",
+            (Leg("spot", "BTC/USDT", Side.BUY, q), Leg("perp", "BTC/USDT:USDT", Side.SELL, q)),
+            "test hedge",
+        ),
+    ]
+
+
+def raw_hourly_perp_closes() -> tuple[list[datetime], list[Decimal]]:
+    """Read the recorded perp closes with the csv module: row Time (UTC open) closes one hour later."""
+    times, prices = [], []
+    with HOURLY.open() as fh:
+        for row in csv.DictReader(fh):
+            times.append(datetime.fromisoformat(row["Time"]).replace(tzinfo=UTC) + timedelta(hours=1))
+            prices.append(Decimal(row["BTCUSDT Future"]))
+    return times, prices
+
+
+def test_passive_hedge_funding_equals_independent_sum_of_size_mark_rate(binance_dir: Path, tmp_path: Path) -> None:
+    start, end = datetime(2021, 7, 2, tzinfo=UTC), datetime(2021, 8, 20, tzinfo=UTC)
+    result = run(config(tmp_path), binance_dir, start, end, opening=hedge("10", "400000", "200000"))
+    perp_fills = [f for f in result.fills if f.venue == "perp"]
+    assert result.rebalances == 1 and result.liquidations == 0 and result.decisions == 0
+    size = -sum((f.fill.quantity for f in perp_fills), Decimal(0))  # short
+    assert size == Decimal(-10)
+    opened = max(f.ts for f in perp_fills)
+    # Independent: every recorded settlement after the hedge opened, at the last recorded close.
+    times, closes = raw_hourly_perp_closes()
+    expected = Decimal(0)
+    settlements = 0
+    with (DATA / "funding" / "binance_BTCUSDT_funding.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            ts = datetime.fromisoformat(row["ts_utc"])
+            if opened < ts <= end:
+                mark = closes[max(i for i, t in enumerate(times) if t <= ts)]
+                expected += -size * mark * Decimal(row["rate"])
+                settlements += 1
+    assert settlements == 147
+    cents = Decimal("0.01")
+    assert result.funding.quantize(cents, ROUND_HALF_EVEN) == expected.quantize(cents, ROUND_HALF_EVEN)
+    assert result.funding_by_fuse == {"perp": result.funding}
+
+
+def test_fees_and_slippage_are_accounted_exactly(binance_dir: Path, tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    result = run(cfg, binance_dir, datetime(2021, 7, 2, tzinfo=UTC), datetime(2021, 7, 20, tzinfo=UTC), passive=False)
+    assert result.fills
+    times, perp_closes = raw_hourly_perp_closes()
+    spot_closes = [p.price for p in import_file(HOURLY).prices[("binance", "BTCUSDT-spot")].points]
+    fees = Decimal(0)
+    slippage = Decimal(0)
+    for e in result.fills:
+        f = e.fill
+        params = cfg.fuse(e.venue).sim
+        assert params is not None
+        # Fee: quantity x price x the configured taker fee, to the engine's 1e-8 quantum.
+        assert f.fee == (f.quantity * f.price * params.taker_fee).quantize(Decimal("1e-8"), ROUND_HALF_EVEN)
+        # Slippage: against the mid of the depth-model book around the recorded mark at that time.
+        i = max(k for k, t in enumerate(times) if t <= f.ts)
+        mark = (perp_closes if e.venue == "perp" else spot_closes)[i]
+        inst = make_instrument(e.venue, f.market, mark, maker_fee=params.maker_fee, taker_fee=params.taker_fee)
+        book = build_book(
+            mark, inst, DepthModel(params.spread_bps, params.depth_notional, params.depth_bps, params.levels)
+        )
+        assert book.mid is not None
+        levels = book.asks if f.side is Side.BUY else book.bids
+        assert f.price in {lvl.price for lvl in levels}
+        assert f.slippage == (f.price - book.mid) * f.quantity * f.side.sign
+        fees += f.fee
+        slippage += f.slippage
+    assert result.fees == fees and result.slippage == slippage
+    assert slippage > 0
+
+
+def test_liquidation_when_a_10x_short_rides_the_march_2020_rebound(bybit_dir: Path, tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        venue="bybit",
+        spot_symbol="BTCUSD-spot",
+        perp_symbol="BTCUSD",
+        spot_share="0.85",
+        perp_share="0.10",
+        leverage="10",
+    )
+    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
+    result = run(cfg, bybit_dir, start, end)
+    assert result.liquidations == 1
+    (event,) = result.liquidation_events
+    assert event.venue == "perp" and event.equity <= event.maintenance_margin
+    # History: the perp's recorded close rose past the 10x short's liquidation price within hours.
+    entry = next(f.fill.price for f in result.fills if f.venue == "perp")
+    assert event.positions[0][2] > entry * Decimal("1.05")
+
+
+def test_no_liquidation_at_2x_through_the_same_rebound(bybit_dir: Path, tmp_path: Path) -> None:
+    cfg = config(
+        tmp_path,
+        venue="bybit",
+        spot_symbol="BTCUSD-spot",
+        perp_symbol="BTCUSD",
+        spot_share="0.60",
+        perp_share="0.35",
+        leverage="2",
+    )
+    result = run(cfg, bybit_dir, datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC))
+    assert result.liquidations == 0
+    assert result.margin_actions >= 1  # the margin policy topped up as the short leg lost
+
+
+def test_recorded_source_settles_at_recorded_times_with_recorded_rates(binance_dir: Path, tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    source = RecordedSource(load_tapes(cfg, binance_dir))
+    t = datetime(2021, 7, 5, 3, tzinfo=UTC)
+    state = source.advance(t)["perp"]["BTC/USDT:USDT"]
+    funding = load_funding(binance_dir / "binance_BTCUSDT_funding.csv")
+    nxt = next(r for r in funding.records if r.ts > t)
+    assert state.next_settlement == nxt.ts == datetime(2021, 7, 5, 8, tzinfo=UTC)
+    assert state.funding_rate == nxt.rate and state.funding_interval == timedelta(hours=8)
+    assert source.advance(t + timedelta(minutes=5)) == {}  # nothing changed: nothing reported
+    assert source.start == datetime(2021, 7, 1, 2, tzinfo=UTC)
+
+
+def test_missing_history_is_refused_with_the_file(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    with pytest.raises(DataError, match=r"binance_BTCUSDT_funding\.csv"):
+        load_tapes(cfg, tmp_path)
