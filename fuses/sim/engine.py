@@ -175,17 +175,33 @@ class AccountState:
         return pos
 
 
-@dataclass(slots=True)
 class MarketData:
-    """Latest price and funding state of one market on the venue."""
+    """Latest price and funding state of one market on the venue; the book is built when first read."""
 
-    mark: Decimal
-    index: Decimal
-    book: OrderBook
-    funding_rate: Decimal = ZERO
-    funding_interval: timedelta | None = None
-    next_settlement: datetime | None = None
-    ts: datetime | None = None
+    __slots__ = ("_book", "_model", "funding_interval", "funding_rate", "index", "instrument", "mark", "next_settlement", "ts")
+
+    def __init__(self, instrument: Instrument, model: DepthModel, mark: Decimal, index: Decimal) -> None:
+        self.instrument = instrument
+        self._model = model
+        self.mark = mark
+        self.index = index
+        self.funding_rate: Decimal = ZERO
+        self.funding_interval: timedelta | None = None
+        self.next_settlement: datetime | None = None
+        self.ts: datetime | None = None
+        self._book: OrderBook | None = None
+
+    def move(self, mark: Decimal, index: Decimal, now: datetime) -> None:
+        """Take a new mark and index; the book follows on the next read."""
+        if mark != self.mark:
+            self._book = None
+        self.mark, self.index, self.ts = mark, index, now
+
+    @property
+    def book(self) -> OrderBook:
+        if self._book is None:
+            self._book = build_book(self.mark, self.instrument, self._model)
+        return self._book
 
 
 class SimExchange:
@@ -222,6 +238,7 @@ class SimExchange:
         self.events: list[Event] = []
         self.fill_cap: Decimal | None = None  # fault hook: cap the quantity of each fill
         self._ids = itertools.count(1)
+        self._resting: dict[str, dict[tuple[str, str], OrderState]] = {}  # market -> open orders
 
     # ------------------------------------------------------------------ accounts and cash
 
@@ -273,19 +290,20 @@ class SimExchange:
     # ------------------------------------------------------------------ market data
 
     def update_market(self, market: str, mark: Decimal, now: datetime, *, index: Decimal | None = None) -> list[Event]:
-        """Set the mark (and index) of ``market``; rebuild its book and fill resting orders it crosses."""
+        """Set the mark (and index) of ``market``; its book follows the mark; fill resting orders it crosses."""
         inst = self._instrument(market)
         _check_number(mark, f"{self.name}:{market} mark price", venue=self.name)
         if index is not None:
             _check_number(index, f"{self.name}:{market} index price", venue=self.name)
-        book = build_book(mark, inst, self.depth)
         data = self.markets.get(market)
         if data is None:
-            data = self.markets[market] = MarketData(mark=mark, index=index or mark, book=book)
+            data = self.markets[market] = MarketData(inst, self.depth, mark, index or mark)
             if inst.kind.is_perp:
                 data.funding_interval = self.funding_interval
                 data.next_settlement = next_settlement_after(now, self.funding_interval)
-        data.mark, data.index, data.book, data.ts = mark, index or mark, book, now
+        data.move(mark, index or mark, now)
+        if not self._resting.get(market):
+            return []
         return self._fill_resting(market, now)
 
     def set_funding(
@@ -475,6 +493,7 @@ class SimExchange:
             order.status = OrderStatus.FILLED
         elif rests:
             order.status = OrderStatus.PARTIALLY_FILLED if order.filled > 0 else OrderStatus.NEW
+            self._resting.setdefault(order.market, {})[(account, order.client_id)] = order
         else:
             order.status = OrderStatus.EXPIRED
             events.append(OrderCanceled(now, self.name, account, order.client_id, order.market, "unfilled remainder expired"))
@@ -486,6 +505,7 @@ class SimExchange:
         order = self._order_state(account, client_id)
         if not order.status.is_final:
             order.status = OrderStatus.CANCELED
+            self._resting.get(order.market, {}).pop((account, client_id), None)
             self._emit([OrderCanceled(now, self.name, account, client_id, order.market, "canceled by request")])
         return order.to_order()
 
@@ -494,7 +514,12 @@ class SimExchange:
         return self._order_state(account, client_id).to_order()
 
     def open_orders(self, account: str) -> list[Order]:
-        return [o.to_order() for o in self._account(account).orders.values() if not o.status.is_final]
+        """Every resting order of ``account``."""
+        self._account(account)
+        return [o.to_order() for o in self._open_orders_of(account)]
+
+    def _open_orders_of(self, account: str) -> list[OrderState]:
+        return [o for resting in self._resting.values() for (a, _), o in resting.items() if a == account and not o.status.is_final]
 
     def _order_state(self, account: str, client_id: str) -> OrderState:
         acct = self._account(account)
@@ -527,7 +552,7 @@ class SimExchange:
                 venue=self.name,
                 code="reduce_only",
             )
-        resting = sum((o.remaining for o in acct.orders.values() if o.market == inst.symbol and o.reduce_only and not o.status.is_final), ZERO)
+        resting = sum((o.remaining for o in self._open_orders_of(acct.name) if o.market == inst.symbol and o.reduce_only), ZERO)
         if quantity + resting > abs(size):
             raise RejectedError(
                 f"{self.name}:{inst.symbol}: reduce-only {quantity} (+{resting} resting) exceeds position {abs(size)}",
@@ -625,33 +650,37 @@ class SimExchange:
         data = self.markets[market]
         inst = self.instruments[market]
         events: list[Event] = []
-        if not data.book.bids or not data.book.asks:
+        resting = self._resting.get(market, {})
+        if not resting or not data.book.bids or not data.book.asks:
             return events
         best_ask, best_bid = data.book.asks[0].price, data.book.bids[0].price
-        for acct in list(self.accounts.values()):
-            for order in list(acct.orders.values()):
-                if order.market != market or order.status.is_final or order.price is None:
-                    continue
-                crossed = best_ask <= order.price if order.side is Side.BUY else best_bid >= order.price
-                if not crossed:
-                    continue
-                qty = order.remaining
-                if order.reduce_only:
-                    pos = acct.positions.get(market)
-                    size = pos.size if pos else ZERO
-                    reducible = abs(size) if size != 0 and (size > 0) != (order.side is Side.BUY) else ZERO
-                    qty = min(qty, reducible)
-                if self.fill_cap is not None:
-                    qty = min(qty, self.fill_cap)
-                if qty > 0:
-                    events.append(self._execute(acct, inst, order, order.price, qty, now, is_maker=True))
-                if order.remaining == 0:
-                    order.status = OrderStatus.FILLED
-                elif order.reduce_only and qty < order.remaining and (acct.positions.get(market) or PositionState()).size == 0:
-                    order.status = OrderStatus.CANCELED
-                    events.append(OrderCanceled(now, self.name, acct.name, order.client_id, market, "reduce-only: position closed"))
-                elif order.filled > 0:
-                    order.status = OrderStatus.PARTIALLY_FILLED
+        for key, order in list(resting.items()):
+            acct = self.accounts[key[0]]
+            if order.status.is_final or order.price is None:
+                resting.pop(key, None)
+                continue
+            crossed = best_ask <= order.price if order.side is Side.BUY else best_bid >= order.price
+            if not crossed:
+                continue
+            qty = order.remaining
+            if order.reduce_only:
+                pos = acct.positions.get(market)
+                size = pos.size if pos else ZERO
+                reducible = abs(size) if size != 0 and (size > 0) != (order.side is Side.BUY) else ZERO
+                qty = min(qty, reducible)
+            if self.fill_cap is not None:
+                qty = min(qty, self.fill_cap)
+            if qty > 0:
+                events.append(self._execute(acct, inst, order, order.price, qty, now, is_maker=True))
+            if order.remaining == 0:
+                order.status = OrderStatus.FILLED
+            elif order.reduce_only and (acct.positions.get(market) or PositionState()).size == 0:
+                order.status = OrderStatus.CANCELED
+                events.append(OrderCanceled(now, self.name, acct.name, order.client_id, market, "reduce-only: position closed"))
+            elif order.filled > 0:
+                order.status = OrderStatus.PARTIALLY_FILLED
+            if order.status.is_final:
+                resting.pop(key, None)
         return self._emit(events)
 
     # ------------------------------------------------------------------ margin
@@ -666,8 +695,8 @@ class SimExchange:
     def _order_margin(self, acct: AccountState, exclude: str | None = None) -> Decimal:
         """Initial margin reserved by resting perp orders that would grow a position."""
         total = ZERO
-        for order in acct.orders.values():
-            if order.status.is_final or order.reduce_only or order.market == exclude:
+        for order in self._open_orders_of(acct.name):
+            if order.reduce_only or order.market == exclude:
                 continue
             inst = self.instruments[order.market]
             if not inst.kind.is_perp or order.price is None:
@@ -677,8 +706,8 @@ class SimExchange:
 
     def _locked_by_orders(self, acct: AccountState, asset: str) -> Decimal:
         locked = ZERO
-        for order in acct.orders.values():
-            if order.status.is_final or order.price is None:
+        for order in self._open_orders_of(acct.name):
+            if order.price is None:
                 continue
             inst = self.instruments[order.market]
             if inst.kind is not InstrumentKind.SPOT:
@@ -691,7 +720,7 @@ class SimExchange:
 
     def _has_perp_exposure(self, acct: AccountState) -> bool:
         return any(p.size != 0 for p in acct.positions.values()) or any(
-            not o.status.is_final and self.instruments[o.market].kind.is_perp for o in acct.orders.values()
+            self.instruments[o.market].kind.is_perp for o in self._open_orders_of(acct.name)
         )
 
     def equity(self, account: str) -> Decimal:
@@ -743,10 +772,10 @@ class SimExchange:
             r = tier.maintenance_rate
             denominator = s - r * abs(s)
             if denominator != 0:
-                p = (cumulative - r * lower + others_mm - a) / denominator
-                notional = abs(s) * p
-                if p > 0 and lower <= notional <= tier.up_to:
-                    return p
+                price = (cumulative - r * lower + others_mm - a) / denominator
+                notional = abs(s) * price
+                if price > 0 and lower <= notional <= tier.up_to:
+                    return price
             if tier.up_to.is_infinite():
                 break
             cumulative += (tier.up_to - lower) * r
@@ -768,9 +797,10 @@ class SimExchange:
         assert self.margin_asset is not None
         counter = self.accounts[MARKET]
         closed: list[tuple[str, Decimal, Decimal]] = []
-        for order in acct.orders.values():
-            if not order.status.is_final and self.instruments[order.market].kind.is_perp:
+        for order in self._open_orders_of(acct.name):
+            if self.instruments[order.market].kind.is_perp:
                 order.status = OrderStatus.CANCELED
+                self._resting.get(order.market, {}).pop((acct.name, order.client_id), None)
         for market, pos in acct.positions.items():
             if pos.size == 0:
                 continue
