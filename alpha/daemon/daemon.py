@@ -41,9 +41,9 @@ from alpha.daemon.executor import Executor
 from alpha.daemon.http import Health, Servers, control_app, default_token_file, metrics_app, resolve_token
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
-from alpha.daemon.monitors import check_margin, pair_reductions, top_up_action
+from alpha.daemon.monitors import check_margin, neutralise, pair_reductions, top_up_action
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
-from alpha.domain.actions import Action, action_rows
+from alpha.domain.actions import Action, Transfer, action_rows
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
@@ -567,21 +567,37 @@ class Daemon:
             now=self.clock.now(),
         )
 
-    async def _execute(self, decision_id: str, actions: list[Action], why: str) -> int:
+    async def _execute(self, decision_id: str, actions: list[Action], why: str, *, neutralise_after: bool = True) -> int:
         assert self.executor is not None
         completed = 0
+        touched: set[tuple[str, str]] = set()
+        failed = False
         for action in actions:
             if self.supervisor.stop.is_set():
                 log.info("stopping: remaining actions of the decision not started", decision_id=decision_id)
                 break
             result = await self.executor.execute(action, decision_id)
+            touched |= {(p.leg.fuse, p.leg.market) for p in result.legs if p.filled > 0}
             if result.completed:
                 completed += 1
+            else:
+                failed = True
             kind = type(action).__name__
             if result.completed:
                 self.note(f"{kind} done ({why}): {_describe(action)}")
             else:
-                self.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error}")
+                self.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error or 'not filled'}")
+        if failed and neutralise_after and touched:
+            view = await self.view(self.clock.now())
+            fixes = neutralise(
+                view, self.marketdata.instruments, self.config.delta_tolerance, prefer=touched, cash=tuple(self.config.stablecoins)
+            )
+            if fixes:
+                self.note(f"legs left the book unhedged; neutralising with {len(fixes)} trade(s)")
+                self.journal.append(  # type: ignore[union-attr]
+                    "decision", self.clock.now(), decision_id=decision_id, trigger="neutralise", actions=[r for a in fixes for r in action_rows(a)]
+                )
+                await self._execute(decision_id, list(fixes), "neutralise", neutralise_after=False)
         return completed
 
     # -- services --------------------------------------------------------------------------
@@ -754,4 +770,6 @@ def _reason_label(reason: str) -> str:
 
 def _describe(action: Action) -> str:
     rows = action_rows(action)
+    if isinstance(action, Transfer):
+        return f"{action.source} -> {action.destination} {action.amount} {action.asset}"
     return "; ".join(f"{r['fuse']} {r.get('market') or r.get('asset')} {r.get('side')} {r['quantity']}" for r in rows)

@@ -2,6 +2,8 @@
 
 Rules it keeps:
 
+* Orders by venue status and request errors are counted by the fuses (at the edge); the
+  executor counts only what a fuse cannot know: ``unknown`` (unresolvable) and ``unwound``.
 * Every order's client id is chosen and journalled (``order_intent``) before it is sent.
 * Orders larger than ``risk.max_book_share`` of the visible depth on the side they take, or
   over ``risk.max_order_notional``, or over ``risk.max_unhedged_notional`` for a hedge leg,
@@ -280,7 +282,8 @@ class Executor:
                 order = await asyncio.wait_for(fuse.submit(request), self.config.execution.order_timeout.total_seconds())
                 break
             except (UnknownOutcomeError, TimeoutError) as exc:
-                self._count_error(leg.fuse, "unknown_outcome")
+                if isinstance(exc, TimeoutError):  # our own deadline: the fuse cannot have counted it
+                    self._count_error(leg.fuse, "unknown_outcome")
                 log.warning("order outcome unknown; asking the venue", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
                 outcome = await self._resolve(leg.fuse, fuse, leg.market, request.client_id, decision_id, purpose=purpose)
                 if outcome == "not_found" and attempt < self.config.execution.leg_retries:
@@ -289,17 +292,13 @@ class Executor:
                     continue
                 return self._last_known.pop(request.client_id, None)
             except TransientError as exc:
-                self._count_error(leg.fuse, "transient")
                 if attempt >= self.config.execution.leg_retries:
                     self.journal.order_result(self.clock.now(), leg.fuse, request.client_id, leg.market, "rejected", error=repr(exc))
-                    self.metrics.orders.labels(fuse=leg.fuse, outcome="rejected").inc()
                     return None
                 delay = exc.retry_after or 0.2 * (2**attempt)
                 await asyncio.sleep(min(delay, 5.0))  # real-time backoff towards the venue, not simulated time
             except RejectedError as exc:
-                self._count_error(leg.fuse, "rejected")
                 self.journal.order_result(self.clock.now(), leg.fuse, request.client_id, leg.market, "rejected", error=repr(exc))
-                self.metrics.orders.labels(fuse=leg.fuse, outcome="rejected").inc()
                 log.warning("order rejected", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
                 return None
         if order is None:
@@ -326,11 +325,9 @@ class Executor:
                 order = await fuse.order_status(market, client_id)
             except OrderNotFoundError:
                 self.journal.order_result(self.clock.now(), name, client_id, market, "not_found")
-                self.metrics.orders.labels(fuse=name, outcome="not_found").inc()
                 self.unresolved.discard(client_id)
                 return "not_found"
             except (TransientError, UnknownOutcomeError, TimeoutError) as exc:
-                self._count_error(name, "transient")
                 log.warning("cannot resolve order yet", fuse=name, client_id=client_id, error=repr(exc), attempt=attempt)
                 await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
                 continue
@@ -349,7 +346,6 @@ class Executor:
         now = self.clock.now()
         outcome = order.status.value
         self.journal.order_result(now, name, order.client_id, market, outcome, order)
-        self.metrics.orders.labels(fuse=name, outcome=outcome).inc()
         if order.filled > 0 and order.average_price is not None:
             slippage = ZERO if mid is None else (order.average_price - mid) * order.filled * order.side.sign
             self.journal.append(

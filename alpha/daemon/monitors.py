@@ -12,11 +12,11 @@ from decimal import Decimal
 
 from alpha.config.schema import StrategyConfig
 from alpha.domain.account import MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, TopUpMargin
+from alpha.domain.actions import CloseHedge, Leg, ResizeLeg, TopUpMargin
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.risk.exposure import asset_of, holdings
+from alpha.risk.exposure import asset_of, delta_ratio, holdings
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +133,48 @@ def _mark(view: PortfolioView, fuse: str, market: str) -> Decimal:
     if snap is not None:
         return snap.mark
     return view.price(asset_of(view, fuse, market))
+
+
+def neutralise(
+    view: PortfolioView,
+    instruments: Mapping[str, Instrument],
+    tolerance: Decimal,
+    *,
+    prefer: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
+    cash: tuple[str, ...] = ("USDC", "USDT"),
+) -> list[ResizeLeg]:
+    """Trades that bring every asset's net delta back within ``tolerance`` x gross.
+
+    The safety net after a hedge whose legs did not all fill: the excess is taken off the
+    holdings on the heavy side, those traded just now (``prefer``) first, largest first.
+    """
+    out: list[ResizeLeg] = []
+    ratios = delta_ratio(view, cash)
+    held = holdings(view, cash)
+    for asset, ratio in sorted(ratios.items()):
+        if ratio <= tolerance:
+            continue
+        rows = [(k, q) for k, q in held.items() if q != 0 and asset_of(view, k[0], k[1]) == asset]
+        net = sum((q for _, q in rows), ZERO)
+        if net == 0:
+            continue
+        heavy = sorted((kq for kq in rows if kq[1] * net > 0), key=lambda kq: (kq[0] not in prefer, -abs(kq[1])))
+        remaining = abs(net)
+        for (fuse, market), q in heavy:
+            inst = instruments.get(market_key(fuse, market))
+            if inst is None or remaining <= 0:
+                continue
+            take = floor_to_step(min(remaining, abs(q)), inst.lot_step)
+            if take <= 0 or inst.order_problems(take, _mark(view, fuse, market)):
+                continue
+            side = Side.SELL if q > 0 else Side.BUY
+            out.append(
+                ResizeLeg(
+                    hedge_id=f"neutralise-{asset}",
+                    asset=asset,
+                    leg=Leg(fuse, market, side, take),
+                    reason=f"restore neutrality: |net delta| / gross {ratio:.4f} > {tolerance}",
+                )
+            )
+            remaining -= take
+    return out

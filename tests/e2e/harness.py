@@ -62,3 +62,17 @@ def demo_config(tmp_path: Path, **overrides: object) -> StrategyConfig:
 
 
 STEP = timedelta(minutes=5)
+
+
+SERVICES = 5  # world, marketdata, risk, margin, scheduler: each sleeps on the clock
+
+
+async def run_for(daemon: object, clock: SteppedClock, duration: timedelta, on_idle: object = None) -> None:
+    """Advance ``clock`` by ``STEP`` until ``duration`` has passed, letting the daemon settle each time."""
+    end = clock.now() + duration
+    while clock.now() < end:
+        await wait_idle(clock, SERVICES)
+        if on_idle is not None:
+            await on_idle()  # type: ignore[operator]
+        clock.advance(STEP)
+    await wait_idle(clock, SERVICES)
