@@ -265,7 +265,7 @@ def config_reference() -> str:
                 prefix = "" if path == "(top level)" else f"{path}."
                 many = "tuple[" in annotations.get(name, "") or "dict[" in annotations.get(name, "")
                 child_path = f"{prefix}{name}{'[]' if many else ''}"
-                target = seen.get(sub) or next((p for p, m in children + queue if m is sub), child_path)
+                target = seen.get(sub) or next((p for p, m in queue + children if m is sub), child_path)
                 notes.append(f"see [`{target}`](#{_anchor(target)})")
                 children.append((child_path, sub))
             note = "; ".join(n for n in notes if n)
