@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -25,7 +25,7 @@ from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.funding import FundingRate
 from alpha.domain.market import MarketSnapshot
-from alpha.domain.money import ONE, ZERO
+from alpha.domain.money import ONE, ZERO, to_decimal
 from alpha.domain.portfolio import PortfolioView, market_key
 from fuses.base import InsufficientFundsError, RejectedError
 from fuses.sim.book import DepthModel
@@ -39,7 +39,7 @@ from fuses.sim.events import (
     OrderFilled,
     Transferred,
 )
-from fuses.sim.lending import SimLendingMarket, reserve_params_for
+from fuses.sim.lending import ReserveParams, SimLendingMarket, reserve_params_for
 from fuses.sim.markets import make_instrument
 from fuses.sim.source import MarketSource, MarketState, MarketStates
 
@@ -92,6 +92,28 @@ class Ledger:
 
     def total_interest(self, fuse: str | None = None) -> Decimal:
         return sum((v for (f, _), v in self.interest.items() if fuse is None or f == fuse), ZERO)
+
+
+def reserve_overrides(
+    reserves: dict[str, ReserveParams], options: Mapping[str, object], fuse: str
+) -> dict[str, ReserveParams]:
+    """Apply a lending fuse's ``options`` of the form ``"<ASSET>.<parameter>": value`` to its reserves.
+
+    For example ``{"USDC.fixed_borrow_rate": "0.05", "BTC.ltv": "0.70", "BTC.borrow_cap": "50"}``.
+    """
+    names = {f.name for f in fields(ReserveParams)}
+    changes: dict[str, dict[str, Decimal]] = defaultdict(dict)
+    for key, value in options.items():
+        asset, dot, name = key.partition(".")
+        if not dot or name not in names:
+            raise ValueError(f"fuse {fuse}: option {key!r} is not '<ASSET>.<reserve parameter>' ({', '.join(sorted(names))})")
+        if asset not in reserves:
+            raise ValueError(f"fuse {fuse}: option {key!r} names asset {asset}, which has no reserve here")
+        changes[asset][name] = to_decimal(value, field=f"fuse {fuse}: option {key}")
+    out = dict(reserves)
+    for asset, fields_ in changes.items():
+        out[asset] = replace(out[asset], **fields_)
+    return out
 
 
 class SimWorld:
@@ -192,9 +214,8 @@ class SimWorld:
         )
         for fuse in lending_fuses:
             assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
-            world.add_lending(
-                fuse.name, SimLendingMarket(fuse.name, {a: reserve_params_for(a) for a in assets}, world.price_of, begin)
-            )
+            reserves = reserve_overrides({a: reserve_params_for(a) for a in assets}, fuse.options, fuse.name)
+            world.add_lending(fuse.name, SimLendingMarket(fuse.name, reserves, world.price_of, begin))
         return world
 
     def add_lending(self, name: str, market: SimLendingMarket) -> None:

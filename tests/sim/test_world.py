@@ -197,3 +197,18 @@ def test_portfolio_view_cannot_go_back_in_time() -> None:
         world.portfolio_view(T0)
     with pytest.raises(ValueError, match="back"):
         world.step_to(T0)
+
+
+def test_lending_fuse_options_override_reserve_parameters() -> None:
+    config = demo_config()
+    fuses_ = tuple(
+        f.model_copy(update={"options": {"USDC.fixed_borrow_rate": "0.05", "BTC.ltv": "0.5"}}) if f.name == "lending" else f
+        for f in config.fuses
+    )
+    world = SimWorld.from_config(config.model_copy(update={"fuses": fuses_}))
+    market = world.lending["lending"]
+    assert market.borrow_rate("USDC") == Decimal("0.05")
+    assert market.reserves["BTC"].ltv == Decimal("0.5")
+    bad = tuple(f.model_copy(update={"options": {"USDC.colour": "red"}}) if f.name == "lending" else f for f in config.fuses)
+    with pytest.raises(ValueError, match="reserve parameter"):
+        SimWorld.from_config(config.model_copy(update={"fuses": bad}))
