@@ -33,7 +33,7 @@ from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyCon
 from alpha.domain.actions import FuseAllocation, TargetBook, TargetPosition
 from alpha.domain.instruments import InstrumentKind, Side
 from alpha.domain.market import BadMarketData, MarketSnapshot
-from alpha.domain.money import ONE, ZERO, floor_to_step
+from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import base_of, holdings
 from alpha.strategy.carry import (
@@ -207,6 +207,36 @@ def _round_quantity(c: Candidate, quantity: Decimal, price: Decimal, tolerance: 
     return q
 
 
+def _snap_to_holdings(c: Candidate, quantity: Decimal, held: dict[tuple[str, str], Decimal], price: Decimal) -> Decimal | None:
+    """Adjust a hedge's quantity so that no leg needs an order smaller than its market's minimum.
+
+    A leg within one minimum order of its holding keeps the holding when growing, and shrinks
+    by at least one minimum order when shrinking (the caps may require it). Return None if no
+    quantity works.
+    """
+    q = quantity
+    for _ in range(3):
+        changed = False
+        for leg in c.legs:
+            inst = leg.instrument
+            smallest = ceil_to_step(max(inst.min_quantity, inst.min_notional / price) * Decimal("1.001"), inst.lot_step)
+            have = held.get((leg.fuse, leg.market), ZERO) * leg.side.sign
+            if have <= 0 or q == have or abs(q - have) >= smallest:
+                continue
+            q = have if have < q else floor_to_step(have - smallest, max(x.instrument.lot_step for x in c.legs))
+            changed = True
+            if q <= 0:
+                return None
+        if not changed:
+            return q
+    return None
+
+
+def _round_down(q: Decimal, step: Decimal) -> Decimal | None:
+    r = floor_to_step(q, step)
+    return r if r > 0 else None
+
+
 def _current_quantity(c: Candidate, held: dict[tuple[str, str], Decimal], borrowed: dict[tuple[str, str], Decimal]) -> Decimal:
     """Return the hedged quantity a candidate already holds (0 when it is not open)."""
     long_q = held.get((c.long.fuse, c.long.market), ZERO)
@@ -337,8 +367,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         target_x, note = desired, "target notional"
         if is_open:
             current_x = current_q * price
-            target_x, note = _pnl_policy(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
+            target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
         quantity = current_q if (is_open and target_x == current_q * price) else _round_quantity(c, target_x / price, price, tol)
+        if quantity is not None:
+            quantity = _snap_to_holdings(c, quantity, held, price)
         if quantity is None or quantity <= 0:
             continue
         fuse_k, venue_k = _coefficients(c, venue_of)
@@ -359,10 +391,13 @@ def _trend(signals: Signals, asset: str) -> Decimal:
     return sig.price_trend if sig is not None else ZERO
 
 
-def _pnl_policy(
+def pnl_target(
     config: StrategyConfig, regime: Regime, trend: Decimal, current: Decimal, desired: Decimal, limit: Decimal
 ) -> tuple[Decimal, str]:
-    """Return the notional to hold for an open hedge and why (current means: do not trade)."""
+    """Return the notional to hold for an open hedge and why (``current`` means: do not trade).
+
+    ``desired`` is the notional decide would open now, ``limit`` the most the caps allow.
+    """
     tol = config.pnl.drift_tolerance
     drift = (current - desired) / desired if desired > 0 else ZERO
     if current > limit:

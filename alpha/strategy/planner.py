@@ -78,22 +78,31 @@ class _Order:
     reducing: bool
 
 
-def _order(tp: TargetPosition, current: Decimal, view: PortfolioView) -> tuple[_Order | None, str | None]:
-    """Return the rounded order a leg needs (None if none) or the reason it cannot be sent."""
-    diff = tp.quantity - current
-    if diff == 0:
-        return None, None
+def _order(tp: TargetPosition, current: Decimal, view: PortfolioView) -> tuple[list[_Order], str | None]:
+    """Return the rounded orders a leg needs or the reason they cannot be sent.
+
+    A position that flips side is two orders: the close (reducing) and the new side (growing).
+    """
+    if tp.quantity == current:
+        return [], None
     snap = view.market(tp.fuse, tp.market)
     if snap is None:
-        return None, f"{tp.fuse}:{tp.market}: no market data to price the order"
-    qty = snap.instrument.round_quantity(abs(diff))
-    if qty == 0:
-        return None, None  # less than one lot step away from target: nothing to do
-    problems = snap.instrument.order_problems(qty, snap.mark)
-    if problems:
-        return None, f"{tp.fuse}:{tp.market}: order of {qty} dropped: {'; '.join(problems)}"
-    reducing = abs(tp.quantity) < abs(current) and (tp.quantity == 0 or (tp.quantity > 0) == (current > 0))
-    return _Order(Leg(tp.fuse, tp.market, Side.for_delta(diff), qty), reducing), None
+        return [], f"{tp.fuse}:{tp.market}: no market data to price the order"
+    if current != 0 and tp.quantity != 0 and (current > 0) != (tp.quantity > 0):
+        parts = [(-current, True), (tp.quantity, False)]
+    else:
+        reducing = abs(tp.quantity) < abs(current)
+        parts = [(tp.quantity - current, reducing)]
+    orders: list[_Order] = []
+    for diff, reducing in parts:
+        qty = snap.instrument.round_quantity(abs(diff))
+        if qty == 0:
+            continue  # less than one lot step away from target: nothing to do
+        problems = snap.instrument.order_problems(qty, snap.mark)
+        if problems:
+            return [], f"{tp.fuse}:{tp.market}: order of {qty} dropped: {'; '.join(problems)}"
+        orders.append(_Order(Leg(tp.fuse, tp.market, Side.for_delta(diff), qty), reducing))
+    return orders, None
 
 
 def _groups(positions: Iterable[TargetPosition]) -> dict[str, list[TargetPosition]]:
@@ -111,18 +120,33 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
     growing: list[Action] = []
     traded_fuses: set[str] = set()
 
+    computed = []
     for hedge_id, tps in _groups(target.positions).items():
-        asset = tps[0].asset
-        reason = tps[0].reason
         currents = [held.get((tp.fuse, tp.market), ZERO) for tp in tps]
         orders: list[_Order] = []
         problems: list[tuple[TargetPosition, str]] = []
         for tp, cur in zip(tps, currents, strict=True):
-            order, problem = _order(tp, cur, current)
+            leg_orders, problem = _order(tp, cur, current)
             if problem is not None:
                 problems.append((tp, problem))
-            elif order is not None:
-                orders.append(order)
+            orders.extend(leg_orders)
+        computed.append((hedge_id, tps, currents, orders, problems))
+    # One asset's orders go together: if an order of a (non-closing) hedge cannot be sent,
+    # nothing else in that asset is traded either, so the book stays as neutral as it was.
+    frozen = {tps[0].asset for _, tps, _, _, problems in computed if problems and any(tp.quantity for tp in tps)}
+
+    for hedge_id, tps, currents, orders, problems in computed:
+        asset = tps[0].asset
+        reason = tps[0].reason
+        if asset in frozen:
+            for tp, problem in problems:
+                dropped.append(Dropped(hedge_id, tp.fuse, tp.market, tp.quantity, problem))
+            for o in orders:
+                dropped.append(
+                    Dropped(hedge_id, o.leg.fuse, o.leg.market, o.leg.quantity,
+                            f"held back: another order in {asset} cannot be sent, so {asset} is not traded")
+                )
+            continue
         if all(tp.quantity == 0 for tp in tps):
             # Closing: send what can be sent; a dust leg is reported, never sent malformed.
             for tp, problem in problems:
@@ -130,14 +154,6 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
             if orders:
                 reducing.append(CloseHedge(hedge_id, asset, tuple(o.leg for o in orders), reason))
                 traded_fuses.update(o.leg.fuse for o in orders)
-            continue
-        if problems:
-            for tp, problem in problems:
-                dropped.append(Dropped(hedge_id, tp.fuse, tp.market, tp.quantity, problem))
-            for o in orders:
-                dropped.append(
-                    Dropped(hedge_id, o.leg.fuse, o.leg.market, o.leg.quantity, "dropped with the other leg of its hedge")
-                )
             continue
         if not orders:
             continue
@@ -178,6 +194,8 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
             amount = diff.quantize(AMOUNT_QUANTUM, ROUND_UP)
             acct = current.accounts.get(alloc.fuse)
             hedged = acct is not None and acct.margin is not None and any(p.size for p in acct.positions)
+            if alloc.fuse in stuck and not hedged:
+                continue  # its orders were held back: the capital would sit unused
             if hedged and alloc.fuse not in traded_fuses:
                 transfers_in.append(
                     TopUpMargin(alloc.fuse, base, amount, f"margin equity {equity:.2f} below target {alloc.capital:.2f}")

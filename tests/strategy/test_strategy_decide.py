@@ -13,8 +13,8 @@ from alpha.domain.actions import TargetBook
 from alpha.domain.market import BadMarketData
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.strategy.carry import Candidate, HedgeKind, TradeLeg, expected_carry, worth_holding
-from alpha.strategy.decide import decide
-from alpha.strategy.signals import FundingHistory, compute_signals
+from alpha.strategy.decide import decide, pnl_target
+from alpha.strategy.signals import FundingHistory, Regime, compute_signals
 
 D = Decimal
 HIGH = {"perp-cex:BTC": "0.0006", "perp-dex:BTC": "0.00001", "perp-dex:ETH": "0.000002", "perp-cex:ETH": "0.00001"}
@@ -134,29 +134,24 @@ def test_constant_notional_rebalances_past_drift_tolerance() -> None:
     assert resized != far and abs(resized - target_q) <= target_q * D("0.05")
 
 
-def test_sentiment_hybrid_lets_notional_grow_in_a_rising_market() -> None:
-    fresh = _decide(fresh_view(rates=HIGH))
-    target_q = next(p.quantity for p in fresh.positions if p.fuse == "spot" and p.asset == "BTC")
-    low = (target_q * D("0.6")).quantize(D("0.001"))
-    history = FundingHistory()
-    from alpha.domain.funding import FundingRate
-    h8 = timedelta(hours=8)
-    for i in range(9):
-        t = NOW - h8 * (9 - i)
-        history.record("perp-cex:BTC/USDC:USDC", t, FundingRate(D("0.0006"), h8, t + h8), D(30000 + 1000 * i))
-    view = _open_view(low)
-    for policy, expect_kept in (("sentiment_hybrid", False), ("constant_notional", False)):
-        cfg = config(pnl={"policy": policy, "drift_tolerance": "0.05"})
-        book = decide(view, compute_signals(history, view, NOW), cfg, NOW)
-        q = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
-        assert (q == low) is expect_kept  # below target: both policies buy back up
-    # Above target in a rising market: hybrid keeps it (within caps), constant notional trims it.
-    high_q = (target_q * D("1.0")).quantize(D("0.001"))
-    view = _open_view(high_q)
-    capped = config(pnl={"policy": "sentiment_hybrid", "drift_tolerance": "0.01"})
-    book = decide(view, compute_signals(history, view, NOW), capped, NOW)
-    q = next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == "BTC")
-    assert q == high_q
+@pytest.mark.parametrize(
+    ("policy", "trend", "current", "kept"),
+    [
+        ("constant_notional", D("0.05"), D("104"), True),  # within 5%
+        ("constant_notional", D("0.05"), D("120"), False),  # drifted: back to target
+        ("sentiment_hybrid", D("0.05"), D("140"), True),  # rising: let it grow up to the caps
+        ("sentiment_hybrid", D("0.05"), D("90"), False),  # below target: rebalanced
+        ("sentiment_hybrid", D("-0.05"), D("104"), False),  # falling: half the tolerance
+        ("sentiment_hybrid", D("-0.05"), D("102"), True),
+        ("sentiment_hybrid", D("0.05"), D("160"), False),  # over what the caps allow
+    ],
+)
+def test_pnl_policy(policy: str, trend: Decimal, current: Decimal, kept: bool) -> None:
+    cfg = config(pnl={"policy": policy, "drift_tolerance": "0.05"})
+    notional, why = pnl_target(cfg, Regime.NEUTRAL, trend, current, D("100"), D("150"))
+    assert (notional == current) is kept, why
+    if not kept:
+        assert notional == D("100")
 
 
 def test_negative_funding_hedges_a_long_perp_with_a_synthetic_short() -> None:
