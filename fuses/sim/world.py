@@ -254,7 +254,7 @@ class SimWorld:
         events: list[Event] = []
         while True:
             due = self.next_settlement()
-            target = now if due is None or due > now else due
+            target = now if due is None or due > now else max(due, self.now)
             events += self._advance_to(target)
             if target >= now:
                 break

@@ -212,3 +212,51 @@ def test_lending_fuse_options_override_reserve_parameters() -> None:
     bad = tuple(f.model_copy(update={"options": {"USDC.colour": "red"}}) if f.name == "lending" else f for f in config.fuses)
     with pytest.raises(ValueError, match="reserve parameter"):
         SimWorld.from_config(config.model_copy(update={"fuses": bad}))
+
+
+class ScriptedSource:
+    """A hand-written MarketSource: constant marks, a funding interval that changes from 8h to 4h at noon."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+
+    def advance(self, now: object) -> dict[str, dict[str, object]]:
+        from datetime import datetime
+
+        from alpha.domain.funding import next_settlement_after
+        from fuses.sim.source import MarketState
+
+        assert isinstance(now, datetime)
+        self.calls.append(now)
+        interval = timedelta(hours=8) if now < T0 + timedelta(hours=12) else timedelta(hours=4)
+        rate = Decimal("0.0001") if interval == timedelta(hours=8) else Decimal("0.0002")
+        nxt = next_settlement_after(now, interval)
+        if interval == timedelta(hours=8) and nxt > T0 + timedelta(hours=16):
+            nxt = T0 + timedelta(hours=16)
+        return {
+            "perp-cex": {
+                "BTC/USDC:USDC": MarketState(Decimal("40000"), Decimal("39990"), rate, nxt, interval),
+                "ETH/USDC:USDC": MarketState(Decimal("2000"), Decimal("1999"), rate, nxt, interval),
+            },
+            "perp-dex": {
+                "BTC/USDC:USDC": MarketState(Decimal("40010"), Decimal("39990"), rate, next_settlement_after(now, timedelta(hours=1)), timedelta(hours=1)),
+                "ETH/USDC:USDC": MarketState(Decimal("2001"), Decimal("1999"), rate, next_settlement_after(now, timedelta(hours=1)), timedelta(hours=1)),
+            },
+            "spot": {"BTC/USDC": MarketState(Decimal("39995"), Decimal("39990")), "ETH/USDC": MarketState(Decimal("1999.5"), Decimal("1999"))},
+        }
+
+
+def test_a_recorded_style_source_drives_the_world_and_interval_changes_are_followed() -> None:
+    source = ScriptedSource()
+    world = SimWorld.from_config(demo_config(), source=source, start=T0)  # type: ignore[arg-type]
+    world.transfer("USDC", Decimal("100000"), "vault", "perp-cex")
+    world.venues["perp-cex"].submit("perp-cex", market_order("BTC/USDC:USDC", Side.SELL, "1"), world.now)
+
+    events = world.step_to(T0 + timedelta(hours=24))
+
+    times = [e.ts for e in events if isinstance(e, FundingPaid) and e.account == "perp-cex"]
+    assert times == [T0 + timedelta(hours=h) for h in (8, 16, 20, 24)]
+    amounts = [e.amount for e in events if isinstance(e, FundingPaid) and e.account == "perp-cex"]
+    assert amounts == [Decimal("4"), Decimal("8"), Decimal("8"), Decimal("8")]  # 40000 x the rate last reported for each settlement
+    assert world.prices["BTC"] == Decimal("39990")  # the index, averaged over markets
+    assert all(t in source.calls for t in times)  # the source was asked at each settlement instant
