@@ -172,8 +172,6 @@ class SimFuse(_SimBase):
             return order
         except FuseError as exc:
             self._count_error(exc)
-            if isinstance(exc, RejectedError) and self.metrics is not None:
-                self.metrics.orders.labels(fuse=self.name, outcome="rejected").inc()
             raise
 
     def _count_order(self, order: Order) -> None:

@@ -154,3 +154,20 @@ async def test_lending_fuse_supply_borrow_repay_withdraw(setup: tuple[SimWorld, 
         await lending.supply("USDC", Decimal("-1"))
     await lending.withdraw("USDC", Decimal("50000"))
     assert world.vault["USDC"] == Decimal("950000")
+
+
+async def test_metrics_count_requests_orders_and_errors_by_kind() -> None:
+    config = demo_config()
+    world = SimWorld.from_config(config)
+    clock = SimulatedClock(T0)
+    metrics = Metrics()
+    fuse = fuses.sim.build(config.fuse("perp-cex"), world=world, clock=clock, metrics=metrics)
+    assert isinstance(fuse, SimFuse)
+    await fuse.transfer("USDC", Decimal("10000"), "vault", "perp-cex")
+    await fuse.submit(OrderRequest("m1", "ETH/USDC:USDC", Side.BUY, Decimal("1")))
+    with pytest.raises(RejectedError):
+        await fuse.submit(OrderRequest("m1", "ETH/USDC:USDC", Side.BUY, Decimal("1")))
+    reg = metrics.registry
+    assert reg.get_sample_value("alpha_venue_requests_total", {"fuse": "perp-cex"}) == 3
+    assert reg.get_sample_value("alpha_execution_orders_total", {"fuse": "perp-cex", "outcome": "filled"}) == 1
+    assert reg.get_sample_value("alpha_venue_request_errors_total", {"fuse": "perp-cex", "kind": "rejected"}) == 1
