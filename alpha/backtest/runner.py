@@ -136,7 +136,7 @@ class Replay:
         self.executor = Executor(
             self.fuses, self.journal, Metrics(), self.clock, config, run_id="bt", instruments=instruments
         )
-        self.history = FundingHistory(maxlen=5000)
+        self.history = FundingHistory()  # the daemon's default bound
         self.reference_equity: dict[str, Decimal] = {}
         self.opened = False
         initial = self.world.portfolio_view(start)

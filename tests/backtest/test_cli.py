@@ -1,0 +1,79 @@
+"""`alpha backtest` end to end: summary, JSON, PNG plots and a self-contained HTML page."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / ".." / "shared" / "data"
+pytestmark = pytest.mark.skipif(not DATA.exists(), reason="shared data missing")
+
+
+def alpha(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "alpha", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_example_backtest_configs_validate() -> None:
+    for f in sorted((ROOT / "config").glob("backtest-*.yaml")):
+        done = alpha("check", str(f))
+        assert done.returncode == 0, done.stderr
+
+
+def test_backtest_writes_summary_json_plots_and_html(tmp_path: Path) -> None:
+    data, out = tmp_path / "data", tmp_path / "report"
+    imported = alpha(
+        "data",
+        "import",
+        str(DATA / "prices" / "binance-bybit-okx_BTC-ETH_8h_spot_perp_ohlc_funding_2023-2024.csv"),
+        "--out",
+        str(data),
+    )
+    assert imported.returncode == 0, imported.stderr
+    done = alpha(
+        "backtest",
+        "--config",
+        str(ROOT / "config" / "backtest-btc-eth-multivenue.yaml"),
+        "--data",
+        str(data),
+        "--from",
+        "2023-02-01",
+        "--to",
+        "2023-03-15",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert set(summary) == {"strategy", "baseline"}
+    keys = {
+        "net_apr",
+        "funding_income",
+        "fees",
+        "slippage",
+        "lending_income",
+        "max_drawdown",
+        "sharpe",
+        "negative_day_share",
+        "rebalances",
+        "liquidations",
+    }
+    assert keys <= set(summary["strategy"]) and keys <= set(summary["baseline"])
+    assert summary["baseline"]["rebalances"] <= 1
+    assert json.loads((out / "summary.json").read_text()) == summary
+    page = (out / "report.html").read_text()
+    for name in ("equity", "funding", "exposure", "margin_ratio"):
+        assert (out / f"{name}.png").stat().st_size > 5_000
+        assert f'alt="{name}" src="data:image/png;base64,' in page
+    assert 'src="http' not in page and "<link" not in page  # self-contained
+
+
+def test_backtest_refuses_missing_data_naming_the_file(tmp_path: Path) -> None:
+    done = alpha("backtest", "--config", str(ROOT / "config" / "backtest-btc-binance.yaml"), "--data", str(tmp_path))
+    assert done.returncode == 2
+    assert "binance_BTCUSDT_funding.csv" in done.stderr
