@@ -54,7 +54,7 @@ def test_order_below_minimum_notional_is_dropped_with_both_legs_and_a_reason() -
     assert not any(isinstance(a, OpenHedge) for a in result.actions)
     reasons = [d.reason for d in result.dropped]
     assert any("below minimum 10" in r for r in reasons)
-    assert any("held back" in r for r in reasons)
+    assert {(d.fuse, d.market) for d in result.dropped} == {("spot", "ETH/USDC"), ("perp-cex", "ETH/USDC:USDC")}
 
 
 def test_closing_a_hedge_sells_spot_buys_back_perp_and_returns_capital() -> None:
