@@ -186,7 +186,7 @@ def _judge(
         return f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)"
     if after.vault_cash < 0:
         return f"the vault holds {view.vault_cash:.2f}, not enough for this action"
-    fuse = _fuse_of(action)
-    if fuse is not None and fuse != "vault" and fuse not in max_lev:
-        return f"fuse {fuse} is not in the strategy"
+    target_fuse = _fuse_of(action)
+    if target_fuse is not None and target_fuse != "vault" and target_fuse not in max_lev:
+        return f"fuse {target_fuse} is not in the strategy"
     return None

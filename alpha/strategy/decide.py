@@ -375,8 +375,8 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             continue
         fuse_k, venue_k = _coefficients(c, venue_of)
         notional = quantity * price
-        for f, k in fuse_k.items():
-            room.fuse[f] -= k * notional
+        for fuse_name, k in fuse_k.items():
+            room.fuse[fuse_name] -= k * notional
         for v, k in venue_k.items():
             room.venue[v] -= k * notional
         room.budget -= c.capital_per_notional() * notional
