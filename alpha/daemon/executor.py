@@ -2,8 +2,9 @@
 
 Rules it keeps:
 
-* Orders by venue status and request errors are counted by the fuses (at the edge); the
-  executor counts only what a fuse cannot know: ``unknown`` (unresolvable) and ``unwound``.
+* Accepted orders by venue status, and request errors, are counted by the fuses (at the
+  edge); the executor counts what a fuse cannot know: ``rejected`` (the order was refused),
+  ``unknown`` (unresolvable) and ``unwound``.
 * Every order's client id is chosen and journalled (``order_intent``) before it is sent.
 * Orders larger than ``risk.max_book_share`` of the visible depth on the side they take, or
   over ``risk.max_order_notional``, or over ``risk.max_unhedged_notional`` for a hedge leg,
@@ -294,11 +295,13 @@ class Executor:
             except TransientError as exc:
                 if attempt >= self.config.execution.leg_retries:
                     self.journal.order_result(self.clock.now(), leg.fuse, request.client_id, leg.market, "rejected", error=repr(exc))
+                    self.metrics.orders.labels(fuse=leg.fuse, outcome="rejected").inc()
                     return None
                 delay = exc.retry_after or 0.2 * (2**attempt)
                 await asyncio.sleep(min(delay, 5.0))  # real-time backoff towards the venue, not simulated time
             except RejectedError as exc:
                 self.journal.order_result(self.clock.now(), leg.fuse, request.client_id, leg.market, "rejected", error=repr(exc))
+                self.metrics.orders.labels(fuse=leg.fuse, outcome="rejected").inc()
                 log.warning("order rejected", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
                 return None
         if order is None:

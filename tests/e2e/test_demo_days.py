@@ -11,7 +11,6 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from alpha.config.schema import ScriptedShock
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.risk.exposure import delta_ratio, holdings
@@ -91,23 +90,27 @@ async def test_demo_over_days_keeps_every_invariant_at_every_decision(tmp_path: 
 
 
 async def test_30_percent_price_gap_is_met_with_top_ups_and_no_liquidation(tmp_path: Path) -> None:
-    base = demo_config(tmp_path)
-    assert base.market is not None
-    shock = ScriptedShock(at=timedelta(days=5), asset="BTC", move=Decimal("0.30"))
-    cfg = demo_config(tmp_path, market=base.market.model_copy(update={"shocks": (shock,)}))
+    cfg = demo_config(tmp_path)  # config/demo.yaml: 3x perps, 10% idle buffer, ETH gaps +30% at 30h
+    assert cfg.market is not None
+    (shock,) = cfg.market.shocks
+    assert shock.move == Decimal("0.30") and cfg.idle_buffer == Decimal("0.10")
+    assert {f.max_leverage for f in cfg.enabled_fuses if f.name.startswith("perp")} == {Decimal(3)}
     clock = SteppedClock(cfg.clock.start)
     daemon = build_daemon(cfg, clock=clock, serve_http=False)
     task = asyncio.create_task(daemon.run(install_signals=False))
-    await run_for(daemon, clock, timedelta(days=5) - timedelta(minutes=30))
+    await run_for(daemon, clock, shock.at - timedelta(minutes=30))
     view = await daemon.view(clock.now())
-    short_btc = [k for k, q in holdings(view, cfg.stablecoins).items() if q < 0 and k[1].startswith("BTC")]
-    assert short_btc, "the book should be short BTC perps before the shock"
+    shorts = [k for k, q in holdings(view, cfg.stablecoins).items() if q < 0 and k[1].startswith(shock.asset)]
+    assert shorts, f"the book should be short {shock.asset} perps before the gap"
+    price_before = view.price(shock.asset)
     await run_for(daemon, clock, timedelta(hours=12))
     daemon.request_stop()
     assert await asyncio.wait_for(task, 30) == 0
+    assert daemon.last_view is not None and daemon.last_view.price(shock.asset) > price_before * Decimal("1.2")
     top_ups = _metric_sum(daemon, "alpha_margin_top_ups_total")
     deleverages = _metric_sum(daemon, "alpha_margin_deleverages_total")
     assert top_ups + deleverages > 0
     assert daemon.wiring.world.ledger.liquidations == {}
     assert _metric_sum(daemon, "alpha_margin_liquidations_total") == 0
-    assert (daemon.journal is not None and daemon.journal.totals["top_ups"] > 0) or deleverages > 0
+    assert daemon.journal is not None
+    assert daemon.journal.totals["top_ups"] > 0 or deleverages > 0
