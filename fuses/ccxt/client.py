@@ -49,6 +49,17 @@ def _header(headers: Mapping[str, str] | None, name: str | None) -> str | None:
     return None
 
 
+def _json_fields(body: str) -> dict[str, str]:
+    """Return the top-level scalar fields of a JSON request body (what weights may depend on)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {str(k): str(v) for k, v in parsed.items() if isinstance(v, str | int | float | bool)}
+
+
 class AlphaTransport:
     """A mixin over a ccxt exchange class; set ``alpha_spec``, ``alpha_limiter``, ``alpha_metrics``."""
 
@@ -60,8 +71,11 @@ class AlphaTransport:
     async def fetch(self, url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
-        if body and isinstance(body, str) and "=" in body and not body.lstrip().startswith("{"):
-            query.update(parse_qsl(body))
+        if body and isinstance(body, str):
+            if body.lstrip().startswith("{"):
+                query.update(_json_fields(body))
+            elif "=" in body:
+                query.update(parse_qsl(body))
         weight = request_weight(self.alpha_spec, method, parts.path, query)
         await self.alpha_limiter.acquire(weight)
         endpoint = f"{method} {parts.path}"
@@ -159,6 +173,8 @@ def build_client(
         "timeout": timeout_ms,
         "options": {**spec.ccxt_options, **settings.options},
     }
+    if spec.ccxt_exceptions:
+        config["exceptions"] = spec.ccxt_exceptions  # deep-merged into the class's table by ccxt
     if settings.api_key is not None:
         config["apiKey"] = settings.api_key.reveal()
     if settings.secret is not None:

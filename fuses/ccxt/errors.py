@@ -47,6 +47,9 @@ CLASS_KINDS: tuple[tuple[type[BaseException], ErrorKind], ...] = (
 # Connection failures that prove the request was never sent.
 NOT_SENT: tuple[type[BaseException], ...] = (aiohttp.ClientConnectorError,)
 
+# Network-error classes that are the venue's own answer refusing the request (so nothing happened).
+REFUSED_ANSWERS: tuple[type[BaseException], ...] = (ccxt.InvalidNonce,)
+
 
 class NoChange(FuseError):
     """The venue says the setting is already what we asked for (not an error for idempotent set-ups)."""
@@ -101,7 +104,7 @@ def translate(
     code = venue_code(exc)
     message = f"{venue}: {type(exc).__name__}" + (f" (venue code {code})" if code else "")
     if kind in (ErrorKind.TRANSIENT, ErrorKind.UNKNOWN_OUTCOME) and isinstance(exc, ccxt.NetworkError):
-        if sends_state and _was_sent(exc):
+        if sends_state and _was_sent(exc) and not isinstance(exc, REFUSED_ANSWERS):
             kind = ErrorKind.UNKNOWN_OUTCOME
         elif kind is ErrorKind.UNKNOWN_OUTCOME:
             kind = ErrorKind.TRANSIENT

@@ -9,8 +9,9 @@ contracts at ccxt's (``contract_size``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -45,6 +46,16 @@ ERROR_KINDS: dict[str, str] = {
     "FatalError": "fatal",
     "BadPayload": "fatal",
 }
+
+def _cloid(client_id: str) -> str:
+    """Hyperliquid-style client id: 128 bits of hex, derived from ours (so a lookup needs no table)."""
+    if len(client_id) == 34 and client_id.startswith("0x") and all(c in "0123456789abcdef" for c in client_id[2:]):
+        return client_id
+    return "0x" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
+
+
+# How our client id travels to a venue (``VenueSpec.client_id_format``).
+CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid}
 
 TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PO"}
 
@@ -257,11 +268,15 @@ class CcxtFuse:
         """Return balances, perp positions and margin health (margin ratio = maintenance / equity)."""
         balance = await self._call(self.client.fetch_balance, self.spec.balance_params)
         perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
-        raw_positions: list[dict[str, Any]] = []
+        raw_positions: list[Mapping[str, Any]] = []
         if perps:
             raw_positions = await self._call(self.client.fetch_positions, perps)
         settle = next((i.settle for i in self._instruments.values() if i.kind.is_perp), None)
-        return parse.snapshot(self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle)
+        maintenance = None
+        if self.spec.maintenance_margin_path:
+            found = parse.dig(balance.get("info"), self.spec.maintenance_margin_path)
+            maintenance = parse.dec(found, "maintenance margin") if found is not None else None
+        return parse.snapshot(self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle, maintenance)
 
     # -- orders -----------------------------------------------------------------------------------
 
@@ -285,11 +300,18 @@ class CcxtFuse:
         problems = instrument.order_problems(request.quantity, reference)
         if problems and request.reduce_only:
             problems = [p for p in problems if "below minimum" not in p]
+        digits = self.spec.price_significant_digits
+        price_in = request.price
+        if (
+            price_in is not None and digits is not None and price_in != price_in.to_integral_value()
+            and len(price_in.normalize().as_tuple().digits) > digits
+        ):
+            problems.append(f"price {request.price} has more than the venue's {digits} significant digits")
         if problems:
             raise RejectedError(f"{self.name}: order {request.client_id} refused before sending: {'; '.join(problems)}", venue=self.name)
         contract = self._contract_sizes.get(request.market, ONE)
         amount = request.quantity / contract
-        params: dict[str, Any] = {"clientOrderId": request.client_id}
+        params: dict[str, Any] = {"clientOrderId": self._venue_client_id(request.client_id)}
         if request.reduce_only:
             params["reduceOnly"] = True
         price: Decimal | None = request.price
@@ -311,9 +333,17 @@ class CcxtFuse:
             sends_state=True,
             client_id=request.client_id,
         )
-        order = parse.order({**raw, "symbol": raw.get("symbol") or request.market}, request.client_id, contract)
+        # Some venues answer an order with only its fill (Hyperliquid): what we sent fills the rest.
+        sent = {"symbol": request.market, "side": request.side.value, "amount": str(amount), "type": request.type.value,
+                "price": str(price) if price is not None else None, "reduceOnly": request.reduce_only}
+        merged = {**sent, **{k: v for k, v in raw.items() if v is not None}, "clientOrderId": request.client_id}
+        merged["amount"] = str(amount)  # an answer's amount may be only what filled
+        order = parse.order(merged, request.client_id, contract)
         self._count_order(order)
         return order
+
+    def _venue_client_id(self, client_id: str) -> str:
+        return CLIENT_ID_FORMATS[self.spec.client_id_format](client_id)
 
     def _count_order(self, order: Order) -> None:
         if self.metrics is not None:
@@ -321,14 +351,15 @@ class CcxtFuse:
 
     async def cancel(self, market: str, client_id: str) -> Order:
         self._instrument(market)
-        await self._call(self.client.cancel_order, None, market, {"clientOrderId": client_id})
+        await self._call(self.client.cancel_order, None, market, {"clientOrderId": self._venue_client_id(client_id)})
         return await self.order_status(market, client_id)
 
     async def order_status(self, market: str, client_id: str) -> Order:
         """Ask the venue for our order by client id (``OrderNotFoundError`` if it never arrived)."""
         self._instrument(market)
-        raw = await self._call(self.client.fetch_order, None, market, {"clientOrderId": client_id})
-        return parse.order({**raw, "symbol": raw.get("symbol") or market}, client_id, self._contract_sizes.get(market, ONE))
+        raw = await self._call(self.client.fetch_order, None, market, {"clientOrderId": self._venue_client_id(client_id)})
+        raw = {**raw, "symbol": raw.get("symbol") or market, "clientOrderId": client_id}
+        return parse.order(raw, client_id, self._contract_sizes.get(market, ONE))
 
     async def resolve(self, market: str, client_id: str) -> Order | None:
         """Resolve an unknown outcome: the order if the venue has it, None if it never arrived."""
@@ -348,10 +379,12 @@ class CcxtFuse:
             raise RejectedError(
                 f"{self.name}: leverage {leverage} must be a whole number in 1..{self.settings.max_leverage}", venue=self.name
             )
+        if self.spec.margin_mode_call:
+            with contextlib.suppress(NoChange):
+                await self._call(self.client.set_margin_mode, self.spec.margin_mode, market)
         with contextlib.suppress(NoChange):
-            await self._call(self.client.set_margin_mode, self.spec.margin_mode, market)
-        with contextlib.suppress(NoChange):
-            await self._call(self.client.set_leverage, int(leverage), market)
+            params = {} if self.spec.margin_mode_call else {"marginMode": self.spec.margin_mode}
+            await self._call(self.client.set_leverage, int(leverage), market, params)
 
     async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
         """Move ``amount`` between this venue's wallets (names from the venue table)."""

@@ -7,7 +7,7 @@ only here. A missing or absurd field raises ``BadPayload`` naming it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -147,7 +147,9 @@ def order(raw: Mapping[str, Any], client_id: str | None = None, contract_size: D
     amount = dec(raw.get("amount"), f"order {cid}.amount") * contract_size
     filled = dec(raw.get("filled"), f"order {cid}.filled", default=ZERO) * contract_size
     status = STATUS.get(str(raw.get("status")), OrderStatus.NEW)
-    if status is OrderStatus.NEW and filled > 0:
+    if status is OrderStatus.NEW and filled >= amount > 0:
+        status = OrderStatus.FILLED  # some venues answer a complete fill without a status
+    elif status is OrderStatus.NEW and filled > 0:
         status = OrderStatus.PARTIALLY_FILLED
     if status is OrderStatus.CANCELED and filled >= amount > 0:
         status = OrderStatus.FILLED
@@ -171,7 +173,7 @@ def order(raw: Mapping[str, Any], client_id: str | None = None, contract_size: D
     )
 
 
-def positions(raws: list[Mapping[str, Any]], contract_sizes: Mapping[str, Decimal]) -> tuple[Position, ...]:
+def positions(raws: Sequence[Mapping[str, Any]], contract_sizes: Mapping[str, Decimal]) -> tuple[Position, ...]:
     """Build signed ``Position``s (base units) from ccxt positions, skipping empty ones."""
     out = []
     for raw in raws:
@@ -209,10 +211,28 @@ def balances(raw: Mapping[str, Any]) -> tuple[Balance, ...]:
     return tuple(out)
 
 
-def margin(raw_positions: list[Mapping[str, Any]], wallet: Decimal, upnl: Decimal) -> MarginHealth:
-    """Build ``MarginHealth``: equity = wallet balance + unrealised PnL; margins summed over positions."""
+def dig(body: Any, path: tuple[str | int, ...]) -> Any:
+    """Return the value at ``path`` inside nested dicts and lists, or None."""
+    for step in path:
+        if isinstance(step, int):
+            if not isinstance(body, list) or len(body) <= step:
+                return None
+            body = body[step]
+        else:
+            if not isinstance(body, Mapping):
+                return None
+            body = body.get(step)
+    return body
+
+
+def margin(
+    raw_positions: Sequence[Mapping[str, Any]], wallet: Decimal, upnl: Decimal, maintenance: Decimal | None = None
+) -> MarginHealth:
+    """Build ``MarginHealth``: equity = wallet balance + unrealised PnL; margins summed over positions
+    (``maintenance``: the account's own figure, for venues that give it per account only)."""
     initial = sum((dec(p.get("initialMargin"), "initialMargin", default=ZERO) for p in raw_positions), ZERO)
-    maintenance = sum((dec(p.get("maintenanceMargin"), "maintenanceMargin", default=ZERO) for p in raw_positions), ZERO)
+    if maintenance is None:
+        maintenance = sum((dec(p.get("maintenanceMargin"), "maintenanceMargin", default=ZERO) for p in raw_positions), ZERO)
     liqs = [dec(p.get("liquidationPrice"), "liquidationPrice", default=ZERO) for p in raw_positions]
     nearest = [x for x in liqs if x > 0]
     return MarginHealth(
@@ -227,9 +247,10 @@ def snapshot(
     fuse: str,
     now: datetime,
     raw_balance: Mapping[str, Any],
-    raw_positions: list[Mapping[str, Any]],
+    raw_positions: Sequence[Mapping[str, Any]],
     contract_sizes: Mapping[str, Decimal],
     settle_asset: str | None,
+    maintenance: Decimal | None = None,
 ) -> AccountSnapshot:
     """Assemble an ``AccountSnapshot`` from ccxt's balance and positions."""
     pos = positions(raw_positions, contract_sizes)
@@ -239,5 +260,5 @@ def snapshot(
         open_raw = [p for p in raw_positions if dec(p.get("contracts"), "contracts", default=ZERO) != 0]
         wallet = next((b.total for b in bals if b.asset == settle_asset), ZERO)
         upnl = sum((p.unrealised_pnl for p in pos), ZERO)
-        health = margin(open_raw, wallet, upnl)
+        health = margin(open_raw, wallet, upnl, maintenance)
     return AccountSnapshot(fuse=fuse, ts=now, balances=bals, positions=pos, margin=health)

@@ -11,6 +11,8 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+import ccxt.async_support as ccxt
+
 from fuses.base import Capabilities
 
 
@@ -39,11 +41,14 @@ class IntervalSource(StrEnum):
 @dataclass(frozen=True, slots=True)
 class WeightRule:
     """Request weight of one endpoint: ``weight``, or ``without_symbol`` when no symbol is given,
-    or by the ``limit`` query parameter (first bound not below it)."""
+    or by the ``limit`` query parameter (first bound not below it), or by the value of a request
+    field (``by_field``: Hyperliquid's ``/info`` weighs by its ``type``; others weigh ``weight``)."""
 
     weight: int = 1
     without_symbol: int | None = None
     by_limit: tuple[tuple[int, int], ...] = ()
+    by_field: str | None = None
+    field_weights: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,20 @@ class VenueSpec:
     wallets: dict[str, str] = field(default_factory=dict)  # our wallet name -> ccxt account name
     margin_mode: str = "cross"
     market_order_slippage: str | None = None  # market orders sent as IOC limits this far through mid
+    price_significant_digits: int | None = None  # limit prices beyond this many significant digits are refused (unless whole)
     client_id_param: str = "clientOrderId"
+    client_id_format: str = "plain"  # how our client id travels: a key of fuses.ccxt.fuse.CLIENT_ID_FORMATS
+    margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     balance_params: dict[str, Any] = field(default_factory=dict)
-    # streams (ccxt.pro): the method that streams marks with funding, if any
+    maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
+    # errors ccxt itself must raise as a given class, deep-merged into the client's ``exceptions``
+    # table (for venues without error codes, whose ccxt table maps texts to classes)
+    ccxt_exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # streams (ccxt.pro): the method that streams marks with funding, if any, and which raw
+    # fields of its messages hold the mark, index, funding rate and next funding time
     mark_stream: str | None = None
+    mark_stream_fields: dict[str, str] = field(default_factory=dict)
+    book_stream: str | None = None  # the ccxt.pro order book method, where the venue (and its emulator) has one
 
 
 _BINANCE_ERRORS: dict[str, ErrorKind] = {
@@ -165,6 +180,20 @@ _OKX_ERRORS: dict[str, ErrorKind] = {
     "59000": ErrorKind.NO_CHANGE,  # settings unchanged
 }
 
+# /info weights by request type (Hyperliquid's published table); other types weigh 20.
+_HYPERLIQUID_INFO_WEIGHTS: tuple[tuple[str, int], ...] = (
+    ("l2Book", 2), ("allMids", 2), ("clearinghouseState", 2), ("orderStatus", 2),
+    ("spotClearinghouseState", 2), ("exchangeStatus", 2), ("userRole", 60),
+)
+
+# ccxt's own Hyperliquid table raises InvalidOrder for an unknown signer (a bad signature
+# recovers some other address) and a plain ExchangeError for nonce refusals; these rows make
+# it raise the classes that say what they mean: fatal credentials, transient nonce clash.
+_HYPERLIQUID_EXCEPTIONS: dict[str, type[BaseException]] = {
+    "User or API Wallet ": ccxt.AuthenticationError,
+    "Invalid nonce": ccxt.InvalidNonce,
+}
+
 VENUES: dict[str, VenueSpec] = {
     "binanceusdm": VenueSpec(
         ccxt_id="binanceusdm",
@@ -181,6 +210,7 @@ VENUES: dict[str, VenueSpec] = {
         interval_source=IntervalSource.INTERVALS,
         wallets={"spot": "spot", "futures": "linear"},
         mark_stream="watch_mark_prices",
+        mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T"},
     ),
     "binance": VenueSpec(
         ccxt_id="binance",
@@ -242,16 +272,29 @@ VENUES: dict[str, VenueSpec] = {
         kind="perp_dex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
-            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=1),
+            bulk_funding=True, streams=False, funding_interval_default=timedelta(hours=1),
         ),
         # no builder fee approval, no referrer: ccxt would otherwise send both with a wallet key
-        ccxt_options={"defaultType": "swap", "builderFee": False, "approvedBuilderFee": True, "refSet": True},
-        weight_limit=1200,
+        ccxt_options={
+            "defaultType": "swap", "builderFee": False, "approvedBuilderFee": True, "refSet": True,
+        },
+        weight_limit=1200,  # per IP per minute
+        weights={
+            ("POST", "/info"): WeightRule(20, by_field="type", field_weights=_HYPERLIQUID_INFO_WEIGHTS),
+            ("POST", "/exchange"): WeightRule(1),
+        },
+        # Hyperliquid answers errors as text without codes: translation goes by ccxt class, and
+        # these rows make ccxt raise the class that says what the error means
         error_code_paths=(),
         error_codes={},
+        ccxt_exceptions={"broad": _HYPERLIQUID_EXCEPTIONS},
         interval_source=IntervalSource.FIXED,
         wallets={"spot": "spot", "futures": "swap"},
         market_order_slippage="0.05",
+        price_significant_digits=5,
+        client_id_format="cloid",  # 128-bit hex cloid derived from our client id
+        margin_mode_call=False,  # updateLeverage carries isCross
+        maintenance_margin_path=("crossMaintenanceMarginUsed",),
     ),
 }
 
@@ -265,10 +308,13 @@ def venue_spec(venue: str) -> VenueSpec:
 
 
 def request_weight(spec: VenueSpec, method: str, path: str, query: dict[str, str]) -> int:
-    """Return the weight a request to ``path`` costs on ``spec``'s venue."""
+    """Return the weight a request to ``path`` costs on ``spec``'s venue (``query``: its
+    parameters, from the URL or the body)."""
     rule = spec.weights.get((method.upper(), path))
     if rule is None:
         return spec.default_weight
+    if rule.by_field is not None:
+        return dict(rule.field_weights).get(query.get(rule.by_field, ""), rule.weight)
     if rule.by_limit:
         limit = int(query.get("limit", "0") or 0) or rule.by_limit[-1][0]
         for bound, weight in rule.by_limit:

@@ -776,7 +776,10 @@ async def _place(venue: HyperliquidVenue, user: str, wire: Mapping[str, Any], no
         time_in_force=TIF[tif_text],
         reduce_only=bool(wire["r"]),
     )
-    max_fill = venue.faults.partial_fill * size if venue.faults.partial_fill is not None else None
+    caps = [c for c in (venue.faults.fill_cap,) if c is not None]
+    if venue.faults.partial_fill is not None:
+        caps.append(venue.faults.partial_fill * size)
+    max_fill = min(caps) if caps else None
     if max_fill is not None:
         max_fill = (max_fill / inst.lot_step).to_integral_value(rounding=ROUND_FLOOR) * inst.lot_step
     try:

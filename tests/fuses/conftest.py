@@ -1,5 +1,5 @@
-"""Fixtures shared by the fuse tests: a Binance USD-M emulator over the real simulated engine, and a
-ccxt fuse (the real ccxt client) pointed at it."""
+"""Fixtures shared by the fuse tests: the Binance USD-M and Hyperliquid emulators over the real
+simulated engine, and a ccxt fuse (the real ccxt client) pointed at each."""
 
 from __future__ import annotations
 
@@ -66,6 +66,70 @@ async def binance_rig(
         await fuse.close()
         await server.stop()
         forget_limiters()
+
+
+HL_ACCOUNT = "hl-trader"
+
+
+@dataclass
+class HyperliquidRig:
+    """A Hyperliquid emulator, its engine backend, the trader's wallet and a ccxt fuse signing with it."""
+
+    server: EmulatorServer
+    backend: EngineBackend
+    fuse: CcxtFuse
+    wallet: Any
+
+    @property
+    def venue(self) -> Any:
+        from fuses.emulators.hyperliquid import venue_of
+
+        return venue_of(self.server.app)
+
+
+@asynccontextmanager
+async def hyperliquid_rig(
+    prices: dict[str, str] | None = None,
+    *,
+    deposit: str = "100000",
+    timeout_ms: int = 2000,
+    options: dict[str, str | int | bool] | None = None,
+    wrong_key: bool = False,
+) -> AsyncIterator[HyperliquidRig]:
+    """Start a Hyperliquid emulator (hourly funding, USDC) and a started ccxt fuse against it."""
+    from eth_account import Account
+
+    from fuses.emulators.hyperliquid import create_app as create_hl
+
+    forget_limiters()
+    clock = LiveClock()
+    prices = prices or {"BTC": "60000", "ETH": "3000"}
+    world = emulator_world("hyperliquid", prices, quote="USDC", start=clock.now(), funding_interval="1h")
+    backend = EngineBackend(world, "hyperliquid")
+    backend.fund(HL_ACCOUNT, "USDC", Decimal(deposit), clock.now())
+    wallet = Account.create()
+    app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT})
+    server = await EmulatorServer(app).start()
+    signer = Account.create() if wrong_key else wallet
+    settings = CcxtSettings(
+        name="hyperliquid-test", venue="hyperliquid", markets=tuple(f"{a}/USDC:USDC" for a in prices), api_url=server.url,
+        wallet_key=Secret(signer.key.hex(), "test"), wallet_address=wallet.address, max_leverage=Decimal(5),
+        options=dict(options or {}),
+    )
+    fuse = CcxtFuse(settings, VENUES["hyperliquid"], clock=clock, timeout_ms=timeout_ms)
+    try:
+        await fuse.start()
+        yield HyperliquidRig(server, backend, fuse, wallet)
+    finally:
+        await fuse.close()
+        await server.stop()
+        forget_limiters()
+
+
+@pytest.fixture
+def hl_rig_factory() -> Any:
+    """Return ``hyperliquid_rig`` (an async context manager)."""
+    return hyperliquid_rig
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """The fuses the contract suite runs against, each with hooks to inject faults.
 
 Every fuse is a real counterpart: the simulated fuse over the simulated engine, the ccxt fuse
-(real ccxt client) over the Binance USD-M emulator (real HTTP) over the same engine. The
-Hyperliquid parametrisation is added by its engineer.
+(real ccxt client) over the Binance USD-M emulator and over the Hyperliquid emulator (real HTTP,
+HMAC and EIP-712 signatures) over the same engine.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from contract_env import ContractEnv
 
 
-async def _ccxt_binance(rig_factory: Any) -> AsyncIterator[ContractEnv]:
-    async with rig_factory(timeout_ms=1500) as rig:
+async def _ccxt_binance(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
+    async with request.getfixturevalue("rig_factory")(timeout_ms=1500) as rig:
         faults = rig.server.state.faults
         faults.hang_seconds = 3.0
 
@@ -32,7 +32,24 @@ async def _ccxt_binance(rig_factory: Any) -> AsyncIterator[ContractEnv]:
         yield ContractEnv(rig.fuse, "BTC/USDT:USDT", partial, timeout, count_429)
 
 
-async def _sim(rig_factory: Any) -> AsyncIterator[ContractEnv]:
+async def _ccxt_hyperliquid(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
+    async with request.getfixturevalue("hl_rig_factory")(timeout_ms=1500) as rig:
+        faults = rig.venue.faults
+        faults.hang_seconds = 3.0
+
+        def partial(cap: Decimal | None) -> None:
+            faults.fill_cap = cap
+
+        def timeout() -> None:
+            faults.order_timeouts += 1
+
+        def count_429() -> int:
+            return rig.server.state.log.count(status=429)
+
+        yield ContractEnv(rig.fuse, "BTC/USDC:USDC", partial, timeout, count_429)
+
+
+async def _sim(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
     from alpha.config.schema import FuseConfig
     from alpha.domain.clock import LiveClock
     from fuses.emulators.common import emulator_world
@@ -60,12 +77,16 @@ async def _sim(rig_factory: Any) -> AsyncIterator[ContractEnv]:
         await fuse.close()
 
 
-FACTORIES: dict[str, Callable[[], Any]] = {"ccxt-binance": _ccxt_binance, "sim": _sim}
+FACTORIES: dict[str, Callable[[Any], Any]] = {
+    "ccxt-binance": _ccxt_binance,
+    "ccxt-hyperliquid": _ccxt_hyperliquid,
+    "sim": _sim,
+}
 
 
 @pytest.fixture(params=sorted(FACTORIES))
-async def env(request: pytest.FixtureRequest, rig_factory: Any) -> AsyncIterator[ContractEnv]:
-    gen = FACTORIES[request.param](rig_factory)
+async def env(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
+    gen = FACTORIES[request.param](request)
     value = await gen.__anext__()
     try:
         yield value

@@ -72,7 +72,7 @@ async def test_market_order_fills_and_shows_in_positions_and_margin(env: Contrac
 
 async def test_limit_order_rests_is_found_by_client_id_and_cancels(env: ContractEnv) -> None:
     book = await env.fuse.order_book(env.market, 5)
-    far = (book.bids[0].price * Decimal("0.8")).quantize(Decimal("0.1"))
+    far = (book.bids[0].price * Decimal("0.8") / 100).to_integral_value() * 100  # on every venue's price grid
     placed = await env.fuse.submit(
         OrderRequest("contract-rest-1", env.market, Side.BUY, Decimal("0.01"), OrderType.LIMIT, far, TimeInForce.GTC)
     )

@@ -1,0 +1,391 @@
+"""Live market data of one ccxt fuse: ccxt.pro streams where the venue table names one, polling
+otherwise, reconnect with exponential backoff, and staleness per market.
+
+``MarketStreams(fuse, clock=...)`` keeps the latest mark (with index, funding rate and next
+settlement where the stream carries them: Binance USD-M's mark-price stream has ``r`` and
+``T``) and the latest order book of every allowed market, each stamped with the time it was
+received. ``await run(stop)`` feeds them until ``stop`` is set:
+
+* marks: ``VenueSpec.mark_stream`` (a ccxt.pro method such as ``watch_mark_prices``) when the
+  venue has one, its fields read through ``VenueSpec.mark_stream_fields``; otherwise, and while
+  a stream is reconnecting or silent, the fuse's REST ``funding_rates`` + ``marks`` (polling
+  fallback).
+* books: ``VenueSpec.book_stream`` (``watch_order_book``) when the venue has one; otherwise the
+  REST book, every ``poll_every``.
+
+A stream that fails is re-opened after ``Backoff`` delays (doubling up to a maximum, reset by
+the first message after a reconnect); a stream that stays silent longer than ``stale_after`` is
+treated as failed. ``updated_at(market)`` / ``last_updates()`` expose the latest update time
+per market and ``stale(now)`` the markets silent past ``stale_after``, which the daemon's risk
+monitor reads to pause trading. Every wait goes through the injected clock and wakes on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import ccxt.async_support as ccxt
+
+from alpha.domain.clock import Clock
+from alpha.domain.funding import FundingRate
+from alpha.domain.market import OrderBook
+from alpha.domain.money import ONE
+from alpha.observability.metrics import Metrics
+from fuses.base import FuseError
+from fuses.ccxt import parse
+from fuses.ccxt.errors import translate
+from fuses.ccxt.fuse import CcxtFuse
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class FeedState(StrEnum):
+    """How a feed currently gets its data."""
+
+    STARTING = "starting"
+    STREAMING = "streaming"
+    POLLING = "polling"  # the venue has no stream: REST on a cadence
+    RECONNECTING = "reconnecting"  # the stream failed or went silent; REST fills in meanwhile
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential reconnect delays: ``initial`` x ``factor`` ** (attempt - 1), at most ``maximum`` seconds."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
+            raise ValueError("backoff needs initial > 0, factor >= 1 and maximum >= initial")
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait before reconnect ``attempt`` (1 for the first)."""
+        return float(min(self.maximum, self.initial * self.factor ** max(attempt - 1, 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Cadences and bounds of ``MarketStreams``."""
+
+    stale_after: timedelta = timedelta(seconds=30)
+    poll_every: timedelta = timedelta(seconds=10)
+    backoff: Backoff = field(default_factory=Backoff)
+    book_depth: int = 20
+
+    def __post_init__(self) -> None:
+        if self.stale_after <= timedelta(0) or self.poll_every <= timedelta(0):
+            raise ValueError("stale_after and poll_every must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class MarkUpdate:
+    """The latest mark of one market and, for perps, its funding, as received at ``received``."""
+
+    market: str
+    mark: Decimal
+    index: Decimal | None
+    funding: FundingRate | None
+    received: datetime
+    source: str  # "stream" or "poll"
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """The latest visible book of one market, as received at ``received``."""
+
+    market: str
+    book: OrderBook
+    received: datetime
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch during which a feed's stream was down (from the failure to the first message after)."""
+
+    feed: str
+    start: datetime
+    end: datetime
+
+    @property
+    def length(self) -> timedelta:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    """What the risk monitor reads: per-feed state, stale markets with their ages, reconnects."""
+
+    fuse: str
+    states: Mapping[str, FeedState]
+    stale: Mapping[str, timedelta]
+    reconnects: int
+    last_error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.stale
+
+
+class _Stopped(Exception):
+    """``stop`` was set while waiting."""
+
+
+class MarketStreams:
+    """Keep one ccxt fuse's marks (with funding) and books fresh from streams or polling."""
+
+    def __init__(
+        self,
+        fuse: CcxtFuse,
+        *,
+        clock: Clock,
+        settings: StreamSettings | None = None,
+        markets: Sequence[str] | None = None,
+        metrics: Metrics | None = None,
+        on_update: Callable[[MarkUpdate | BookUpdate], None] | None = None,
+    ) -> None:
+        self.fuse = fuse
+        self.spec = fuse.spec
+        self.clock = clock
+        self.settings = settings or StreamSettings()
+        self.markets: tuple[str, ...] = tuple(markets if markets is not None else fuse.settings.markets)
+        self.metrics = metrics
+        self.on_update = on_update
+        self.marks: dict[str, MarkUpdate] = {}
+        self.books: dict[str, BookUpdate] = {}
+        self.states: dict[str, FeedState] = {"marks": FeedState.STARTING, "books": FeedState.STARTING}
+        self.reconnects = 0
+        self.gaps: list[Gap] = []
+        self.last_error: str | None = None
+        self.started_at: datetime | None = None
+        self._down_since: dict[str, datetime] = {}
+
+    # -- what readers use ----------------------------------------------------------------------
+
+    def updated_at(self, market: str) -> datetime | None:
+        """Return when ``market`` last got data (the older of its mark and its book)."""
+        times = [u.received for u in (self.marks.get(market), self.books.get(market)) if u is not None]
+        return min(times) if len(times) == 2 else None
+
+    def last_updates(self) -> dict[str, datetime | None]:
+        """Return the latest update time of every market (None before its first mark and book)."""
+        return {m: self.updated_at(m) for m in self.markets}
+
+    def stale(self, now: datetime | None = None) -> dict[str, timedelta]:
+        """Return the markets silent for longer than ``stale_after``, with their ages.
+
+        A market never updated counts from the start of ``run``.
+        """
+        now = now or self.clock.now()
+        bound = self.settings.stale_after
+        out: dict[str, timedelta] = {}
+        for market in self.markets:
+            seen = self.updated_at(market) or self.started_at
+            if seen is None:
+                continue
+            age = now - seen
+            if age > bound:
+                out[market] = age
+        return out
+
+    def health(self, now: datetime | None = None) -> StreamHealth:
+        """Return the feeds' state for the risk monitor."""
+        return StreamHealth(self.fuse.name, dict(self.states), self.stale(now), self.reconnects, self.last_error)
+
+    # -- running --------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Feed marks and books until ``stop`` is set; close the fuse's streams on the way out."""
+        self.started_at = self.clock.now()
+        try:
+            await asyncio.gather(self._marks_feed(stop), self._books_feed(stop))
+        finally:
+            self.states = {k: FeedState.STOPPED for k in self.states}
+            with contextlib.suppress(Exception):
+                await self.fuse.client.close_ws_clients() if hasattr(self.fuse.client, "close_ws_clients") else None
+
+    async def _until(self, awaitable: Awaitable[T], stop: asyncio.Event, timeout: float | None) -> T:
+        """Await ``awaitable`` unless ``stop`` comes first (``_Stopped``) or ``timeout`` passes (TimeoutError)."""
+        task = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait({task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        if stop.is_set():
+            raise _Stopped
+        raise TimeoutError
+
+    async def _sleep(self, seconds: float, stop: asyncio.Event) -> bool:
+        """Wait ``seconds`` on the clock; True if stopped."""
+        return await self.clock.sleep_until(self.clock.now() + timedelta(seconds=seconds), stop)
+
+    def _failed(self, feed: str, exc: BaseException) -> None:
+        now = self.clock.now()
+        self._down_since.setdefault(feed, now)
+        self.states[feed] = FeedState.RECONNECTING
+        self.reconnects += 1
+        if isinstance(exc, TimeoutError):
+            self.last_error = f"{feed} stream silent for over {self.settings.stale_after}"
+        elif isinstance(exc, ccxt.BaseError):
+            self.last_error = str(translate(exc, self.spec, venue=self.fuse.name))
+        else:
+            self.last_error = f"{feed} stream: {type(exc).__name__}"
+        log.warning("stream down", extra={"fuse": self.fuse.name, "feed": feed, "error": self.last_error})
+
+    def _recovered(self, feed: str) -> None:
+        since = self._down_since.pop(feed, None)
+        if since is not None:
+            self.gaps.append(Gap(feed, since, self.clock.now()))
+        self.states[feed] = FeedState.STREAMING
+
+    # -- marks ----------------------------------------------------------------------------------
+
+    async def _marks_feed(self, stop: asyncio.Event) -> None:
+        await self._poll_marks()  # a first reading, and the venue's funding intervals
+        method = self.spec.mark_stream
+        if method is None:
+            self.states["marks"] = FeedState.POLLING
+            while not await self._sleep(self.settings.poll_every.total_seconds(), stop):
+                await self._poll_marks()
+            return
+        watch = getattr(self.fuse.client, method)
+        perps = [m for m in self.markets if m in self._perp_markets()]
+        attempt = 0
+        while not stop.is_set():
+            try:
+                raw = await self._until(watch(perps), stop, self.settings.stale_after.total_seconds())
+            except _Stopped:
+                return
+            except (ccxt.BaseError, OSError, TimeoutError) as exc:
+                attempt += 1
+                self._failed("marks", exc)
+                await self._poll_marks()  # REST fills the gap if it is up
+                if await self._sleep(self.settings.backoff.delay(attempt), stop):
+                    return
+                continue
+            attempt = 0
+            self._recovered("marks")
+            self._take_stream_marks(raw)
+
+    def _perp_markets(self) -> set[str]:
+        return {m for m, i in self.fuse._instruments.items() if i.kind.is_perp}
+
+    async def _poll_marks(self) -> None:
+        try:
+            marks = await self.fuse.marks(list(self.markets))
+            funding = await self.fuse.funding_rates([m for m in self.markets if m in self._perp_markets()])
+        except FuseError as exc:
+            self.last_error = str(exc)
+            return
+        now = self.clock.now()
+        for market, mark in marks.items():
+            self._put_mark(MarkUpdate(market, mark, None, funding.get(market), now, "poll"))
+
+    def _take_stream_marks(self, raw: Mapping[str, Any]) -> None:
+        fields = self.spec.mark_stream_fields
+        now = self.clock.now()
+        for symbol, ticker in raw.items():
+            if symbol not in self.markets or not isinstance(ticker, Mapping):
+                continue
+            info = ticker.get("info") or {}
+            try:
+                mark = parse.dec(info.get(fields.get("mark", "")) or ticker.get("markPrice") or ticker.get("last"), f"{symbol}.mark")
+                index = parse.opt_dec(info.get(fields.get("index", "")) or ticker.get("indexPrice"), f"{symbol}.index")
+                funding = self._stream_funding(symbol, info, fields, now)
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            self._put_mark(MarkUpdate(symbol, mark, index, funding, now, "stream"))
+
+    def _stream_funding(self, symbol: str, info: Mapping[str, Any], fields: Mapping[str, str], now: datetime) -> FundingRate | None:
+        rate_key, next_key = fields.get("rate"), fields.get("next")
+        if rate_key is None or info.get(rate_key) in (None, ""):
+            previous = self.marks.get(symbol)
+            return previous.funding if previous is not None else None
+        interval = self.fuse.intervals.get(symbol) or self.fuse.capabilities.funding_interval_default
+        raw = {"symbol": symbol, "fundingRate": info.get(rate_key), "fundingTimestamp": info.get(next_key) if next_key else None}
+        return parse.funding_rate(raw, interval, now)
+
+    def _put_mark(self, update: MarkUpdate) -> None:
+        self.marks[update.market] = update
+        self._export(update.market)
+        if self.on_update is not None:
+            self.on_update(update)
+
+    # -- books ----------------------------------------------------------------------------------
+
+    async def _books_feed(self, stop: asyncio.Event) -> None:
+        method = self.spec.book_stream
+        if method is None:
+            self.states["books"] = FeedState.POLLING
+            while True:
+                await self._poll_books()
+                if await self._sleep(self.settings.poll_every.total_seconds(), stop):
+                    return
+        watch = getattr(self.fuse.client, method)
+        await self._poll_books()
+        attempt = 0
+        while not stop.is_set():
+            try:
+                pending = [watch(m, self.settings.book_depth) for m in self.markets]
+                raws = await self._until(asyncio.gather(*pending), stop, self.settings.stale_after.total_seconds())
+            except _Stopped:
+                return
+            except (ccxt.BaseError, OSError, TimeoutError) as exc:
+                attempt += 1
+                self._failed("books", exc)
+                await self._poll_books()
+                if await self._sleep(self.settings.backoff.delay(attempt), stop):
+                    return
+                continue
+            attempt = 0
+            self._recovered("books")
+            now = self.clock.now()
+            for market, raw in zip(self.markets, raws, strict=True):
+                try:
+                    book = parse.book(raw, self.fuse._contract_sizes.get(market, ONE))
+                except FuseError as exc:
+                    self.last_error = str(exc)
+                    continue
+                self._put_book(BookUpdate(market, book, now, "stream"))
+
+    async def _poll_books(self) -> None:
+        for market in self.markets:
+            try:
+                book = await self.fuse.order_book(market, self.settings.book_depth)
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            self._put_book(BookUpdate(market, book, self.clock.now(), "poll"))
+
+    def _put_book(self, update: BookUpdate) -> None:
+        self.books[update.market] = update
+        self._export(update.market)
+        if self.on_update is not None:
+            self.on_update(update)
+
+    def _export(self, market: str) -> None:
+        if self.metrics is None:
+            return
+        seen = self.updated_at(market)
+        if seen is not None:
+            age = max((self.clock.now() - seen).total_seconds(), 0.0)
+            self.metrics.data_age.labels(fuse=self.fuse.name, market=market).set(age)
