@@ -2,7 +2,7 @@
 
 ``--for DURATION`` is measured on the daemon's clock (simulated time in demo mode: at the
 default speed of 3600, ``--for 2d`` takes 48 real seconds). On a terminal a live status
-table is shown (logs go to stderr at warning level); otherwise JSON log lines go to stdout.
+table is shown (JSON logs go to ``alpha.log`` beside the journal); otherwise JSON log lines go to stdout.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     table = sys.stdout.isatty() and args.log_format == "auto"
     if table:
-        alog.configure(json=False, level="warning", stream=sys.stderr)
+        log_path = config.journal.path.parent / "alpha.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        alog.configure(json=True, stream=log_path.open("a", encoding="utf-8", buffering=1))
+        print(f"logs: {log_path} (JSON lines); status table every second; Ctrl-C stops", file=sys.stderr)
     else:
         alog.configure(json=args.log_format != "console")
     try:

@@ -157,6 +157,9 @@ def build_daemon(
     clock = clock or make_clock(config, mode, speed)
     if mode == "demo" and world is not None:
         wiring = demo_wiring(config, clock, metrics, world=world)
+    elif mode == "demo":
+        _set_aside_journal(config.journal.path)
+        wiring = demo_wiring(config, clock, metrics)
     else:
         wiring = WIRINGS[mode](config, clock, metrics)
     if run_for is not None:
@@ -173,6 +176,19 @@ def build_daemon(
         metrics_address=metrics_address,
         control_address=control_address,
     )
+
+
+def _set_aside_journal(path: Path) -> None:
+    """A fresh demo world cannot be reconciled with an old journal: keep the old one aside."""
+    if not path.exists():
+        return
+    n = 1
+    while path.with_name(f"{path.name}.{n}").exists():
+        n += 1
+    for suffix in ("", "-wal", "-shm"):
+        old = path.with_name(path.name + suffix)
+        if old.exists():
+            old.rename(path.with_name(f"{path.name}.{n}{suffix}"))
 
 
 def _deadline(clock: Clock, duration: timedelta) -> Callable[[Daemon], ServiceFn]:
