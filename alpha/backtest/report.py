@@ -157,6 +157,11 @@ def write_json(path: Path, strategy: Summary, baseline: Summary) -> Path:
     return path
 
 
+def _times(r: RunResult) -> Any:
+    # matplotlib's stubs do not take datetimes; it plots them as dates.
+    return [s.ts for s in r.samples]
+
+
 def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
     """Draw the equity curve, cumulative funding by fuse, exposure and margin ratio as PNGs."""
     import matplotlib
@@ -176,7 +181,7 @@ def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(10, 4))
     for r in results:
-        ax.plot([s.ts for s in r.samples], [float(s.nav) for s in r.samples], label=r.label, lw=1)
+        ax.plot(_times(r), [float(s.nav) for s in r.samples], label=r.label, lw=1)
     ax.set_title("Equity (NAV)")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -187,7 +192,7 @@ def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
         fuses = sorted({f for s in r.samples for f in s.funding_by_fuse})
         for fuse in fuses:
             ax.plot(
-                [s.ts for s in r.samples],
+                _times(r),
                 [float(s.funding_by_fuse.get(fuse, ZERO)) for s in r.samples],
                 label=f"{r.label}: {fuse}",
                 lw=1,
@@ -199,9 +204,9 @@ def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
 
     fig, ax = plt.subplots(figsize=(10, 4))
     for r in results:
-        ax.plot([s.ts for s in r.samples], [float(s.gross) for s in r.samples], label=f"{r.label}: gross", lw=1)
+        ax.plot(_times(r), [float(s.gross) for s in r.samples], label=f"{r.label}: gross", lw=1)
         ax.plot(
-            [s.ts for s in r.samples],
+            _times(r),
             [float(s.net_delta) for s in r.samples],
             label=f"{r.label}: net delta",
             lw=1,
@@ -217,7 +222,7 @@ def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
         fuses = sorted({f for s in r.samples for f in s.margin_ratio})
         for fuse in fuses:
             ax.plot(
-                [s.ts for s in r.samples],
+                _times(r),
                 [min(float(s.margin_ratio.get(fuse, ZERO)), 1.5) for s in r.samples],
                 label=f"{r.label}: {fuse}",
                 lw=1,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -241,7 +241,7 @@ class Replay:
                 actions += pair_reductions(
                     view,
                     self.instruments,
-                    select=lambda fz, _m, n=name: fz == n,
+                    select=_on_fuse(name),
                     fraction=Decimal("0.5"),
                     reason=f"deleverage: margin ratio {health.margin_ratio:.3f} >= {self.config.margin.deleverage_ratio}",
                     cash=tuple(self.config.stablecoins),
@@ -290,6 +290,13 @@ class Replay:
         r.funding_by_fuse = dict(by_fuse)
         r.events = self.source.count_events(self.start, self.end)
         self.journal.close()
+
+
+def _on_fuse(name: str) -> Callable[[str, str], bool]:
+    def select(fuse: str, _market: str) -> bool:
+        return fuse == name
+
+    return select
 
 
 async def replay(

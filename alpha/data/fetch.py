@@ -179,12 +179,12 @@ async def fetch_history(
         candles = [c for c in page if _ms(opened) <= c[0] and c[0] + _ms(EPOCH + period) <= _ms(now)]
         if not candles:
             break
-        series = from_ccxt_ohlcv(
+        closes = from_ccxt_ohlcv(
             candles, venue=venue, symbol=market_id, period=period, source=f"{venue} {symbol} ohlcv"
         )
-        write_prices(p_path, series.points, append=True)
-        added_p += len(series.points)
-        opened = series.points[-1].ts
+        write_prices(p_path, closes.points, append=True)
+        added_p += len(closes.points)
+        opened = closes.points[-1].ts
         bar.update(opened)
     bar.close()
     return FetchResult(f_path, p_path, added_f, added_p, last_f, last_p)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -366,6 +367,11 @@ def _blocked(
     return ends, mins, means, maxs, bankrupt
 
 
+def _dates(values: Sequence[datetime]) -> Any:
+    # matplotlib's stubs do not take datetimes; it plots them as dates.
+    return list(values)
+
+
 def plot_path(times: Sequence[datetime], balances: Sequence[Decimal], path: Path, title: str) -> Path:
     """Draw one start's balance path as a PNG (the study's first figure)."""
     import matplotlib
@@ -374,7 +380,7 @@ def plot_path(times: Sequence[datetime], balances: Sequence[Decimal], path: Path
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(10, 4.5))
-    ax.plot(list(times), [float(b) / 1e6 for b in balances], lw=1)  # floats for the plot only
+    ax.plot(_dates(times), [float(b) / 1e6 for b in balances], lw=1)  # floats for the plot only
     ax.axhline(0, color="black", lw=0.5)
     ax.set_ylabel("fund balance ($M)")
     ax.set_title(title)
@@ -393,7 +399,7 @@ def plot_all_starts(results: Sequence[PathStats], path: Path, title: str) -> Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    x = [r.start for r in results]
+    x = _dates([r.start for r in results])
     fig, ax = plt.subplots(figsize=(10, 4.5))
     for name, color in (("max", "tab:green"), ("mean", "tab:blue"), ("min", "tab:red")):
         ax.plot(x, [float(getattr(r, name)) / 1e6 for r in results], label=name, color=color, lw=1)
