@@ -1,0 +1,95 @@
+"""The executor against real simulated venues: slicing, unknown outcomes, unwinding a lone leg."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from alpha.daemon.app import build_daemon
+from alpha.daemon.daemon import Daemon
+from alpha.domain.actions import Leg, OpenHedge
+from alpha.domain.instruments import Side
+from fuses.base import RejectedError
+from tests.e2e.harness import DEMO, SteppedClock, demo_config
+
+SPOT, PERP = ("spot", "BTC/USDC"), ("perp-cex", "BTC/USDC:USDC")
+
+
+async def _started(tmp_path: Path, **risk: object) -> Daemon:
+    cfg = demo_config(tmp_path)
+    if risk:
+        cfg = cfg.model_copy(update={"risk": cfg.risk.model_copy(update=risk)})
+    daemon = build_daemon(cfg, clock=SteppedClock(cfg.clock.start), serve_http=False)
+    await daemon.start()
+    await daemon.fuses["spot"].transfer("USDC", Decimal("300000"), "vault", "spot")
+    await daemon.fuses["perp-cex"].transfer("USDC", Decimal("150000"), "vault", "perp-cex")
+    return daemon
+
+
+def _hedge(qty: str) -> OpenHedge:
+    q = Decimal(qty)
+    return OpenHedge("h", "BTC", (Leg(*SPOT, Side.BUY, q), Leg(*PERP, Side.SELL, q)), "test")
+
+
+async def _sizes(daemon: Daemon) -> tuple[Decimal, Decimal]:
+    spot = (await daemon.fuses["spot"].account()).balance("BTC").total
+    pos = (await daemon.fuses["perp-cex"].account()).position(PERP[1])
+    return spot, (pos.size if pos else Decimal(0))
+
+
+async def test_large_hedge_is_sliced_and_both_legs_advance_together(tmp_path: Path) -> None:
+    daemon = await _started(tmp_path, max_unhedged_notional=Decimal("20000"))
+    assert daemon.executor is not None and daemon.journal is not None
+    result = await daemon.executor.execute(_hedge("2"), "slice00001")
+    intents = list(daemon.journal.records("order_intent"))
+    await daemon.shutdown()
+    assert result.completed
+    spot_slices = [r.amount for r in intents if r.fuse == "spot"]
+    perp_slices = [r.amount for r in intents if r.fuse == "perp-cex"]
+    assert len(spot_slices) == len(perp_slices) >= 4  # 2 BTC at ~42000 in slices of <= 20000 notional
+    assert sum(spot_slices) == sum(perp_slices) == Decimal("2")
+    assert all(q * 42000 * Decimal("1.05") <= 20000 * Decimal("1.1") for q in spot_slices if q)
+    assert result.legs[0].filled == result.legs[1].filled == Decimal("2")
+
+
+async def test_unknown_outcome_is_resolved_by_asking_the_venue_not_assumed_rejected(tmp_path: Path) -> None:
+    daemon = await _started(tmp_path)
+    assert daemon.executor is not None and daemon.journal is not None
+    daemon.fuses["perp-cex"].faults.unknown_outcome = 1
+    result = await daemon.executor.execute(_hedge("0.5"), "unkn00001")
+    spot, perp = await _sizes(daemon)
+    outcomes = [r.data["outcome"] for r in daemon.journal.records("order_result") if r.fuse == "perp-cex"]
+    intents = [r for r in daemon.journal.records("order_intent") if r.fuse == "perp-cex"]
+    await daemon.shutdown()
+    assert result.completed
+    assert outcomes == ["filled"] and len(intents) == 1  # resolved, never re-sent
+    assert spot == Decimal("0.5") and perp == Decimal("-0.5")
+
+
+async def test_a_leg_that_keeps_failing_is_retried_then_the_filled_leg_is_unwound(tmp_path: Path) -> None:
+    daemon = await _started(tmp_path)
+    assert daemon.executor is not None and daemon.journal is not None
+    retries = daemon.config.execution.leg_retries
+    daemon.fuses["perp-cex"].faults.fail_before_send = [RejectedError("refused", venue="perp-cex") for _ in range(retries + 1)]
+    result = await daemon.executor.execute(_hedge("0.5"), "unwd00001")
+    spot, perp = await _sizes(daemon)
+    purposes = [r.data["purpose"] for r in daemon.journal.records("order_intent")]
+    unwound = daemon.metrics.registry.get_sample_value("alpha_execution_orders_total", {"fuse": "spot", "outcome": "unwound"})
+    await daemon.shutdown()
+    assert not result.completed
+    assert purposes.count("retry") == retries and purposes.count("unwind") == 1
+    assert spot == perp == Decimal(0)  # nothing left unhedged
+    assert unwound == 1
+    assert daemon.executor.unhedged == 0
+
+
+def test_inspect_prints_every_fuse_account_as_json(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "alpha", "inspect", "--config", str(DEMO), "--json"], capture_output=True, timeout=60, check=True, cwd=tmp_path
+    )
+    snaps = {s["fuse"]: s for s in json.loads(out.stdout)}
+    assert set(snaps) == {"spot", "perp-cex", "perp-dex", "lending"}
+    assert "margin" in snaps["perp-cex"]
