@@ -171,6 +171,7 @@ class MarketStreams:
         self.last_error: str | None = None
         self.started_at: datetime | None = None
         self._down_since: dict[str, datetime] = {}
+        self._event_times: dict[str, Any] = {}
 
     # -- what readers use ----------------------------------------------------------------------
 
@@ -213,8 +214,13 @@ class MarketStreams:
             await asyncio.gather(self._marks_feed(stop), self._books_feed(stop))
         finally:
             self.states = {k: FeedState.STOPPED for k in self.states}
+            await self._close_streams()
+
+    async def _close_streams(self) -> None:
+        close = getattr(self.fuse.client, "close_ws_clients", None)
+        if close is not None:
             with contextlib.suppress(Exception):
-                await self.fuse.client.close_ws_clients() if hasattr(self.fuse.client, "close_ws_clients") else None
+                await close()
 
     async def _until(self, awaitable: Awaitable[T], stop: asyncio.Event, timeout: float | None) -> T:
         """Await ``awaitable`` unless ``stop`` comes first (``_Stopped``) or ``timeout`` passes (TimeoutError)."""
@@ -277,13 +283,18 @@ class MarketStreams:
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
                 attempt += 1
                 self._failed("marks", exc)
+                if isinstance(exc, TimeoutError):
+                    await self._close_streams()  # a silent connection is re-opened, not waited on
                 await self._poll_marks()  # REST fills the gap if it is up
                 if await self._sleep(self.settings.backoff.delay(attempt), stop):
                     return
                 continue
             attempt = 0
             self._recovered("marks")
-            self._take_stream_marks(raw)
+            # A watch wakes on one message; others for other markets may have arrived meanwhile
+            # and sit only in ccxt's cache: read every market from it, keeping only new events.
+            cached = getattr(self.fuse.client, "tickers", None) or {}
+            self._take_stream_marks({**{m: cached[m] for m in perps if m in cached}, **raw})
 
     def _perp_markets(self) -> set[str]:
         return {m for m, i in self.fuse._instruments.items() if i.kind.is_perp}
@@ -306,6 +317,11 @@ class MarketStreams:
             if symbol not in self.markets or not isinstance(ticker, Mapping):
                 continue
             info = ticker.get("info") or {}
+            event_time = info.get(fields.get("time", ""))
+            if event_time is not None:
+                if self._event_times.get(symbol) == event_time:
+                    continue  # already taken
+                self._event_times[symbol] = event_time
             try:
                 mark = parse.dec(info.get(fields.get("mark", "")) or ticker.get("markPrice") or ticker.get("last"), f"{symbol}.mark")
                 index = parse.opt_dec(info.get(fields.get("index", "")) or ticker.get("indexPrice"), f"{symbol}.index")
@@ -352,6 +368,8 @@ class MarketStreams:
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
                 attempt += 1
                 self._failed("books", exc)
+                if isinstance(exc, TimeoutError):
+                    await self._close_streams()
                 await self._poll_books()
                 if await self._sleep(self.settings.backoff.delay(attempt), stop):
                     return

@@ -210,7 +210,7 @@ VENUES: dict[str, VenueSpec] = {
         interval_source=IntervalSource.INTERVALS,
         wallets={"spot": "spot", "futures": "linear"},
         mark_stream="watch_mark_prices",
-        mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T"},
+        mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T", "time": "E"},
     ),
     "binance": VenueSpec(
         ccxt_id="binance",

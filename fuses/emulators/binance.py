@@ -746,6 +746,9 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     extra = request.app[BINANCE_KEY]
     api = Api(state, extra)
+    if state.faults.streams_down:
+        state.log.add(request.method, request.path, 0, 503)
+        return web.Response(status=503, text="stream service unavailable")
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     state.streams.add(ws)
@@ -756,7 +759,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     async def pusher() -> None:
         nonlocal disconnects_seen
         while not ws.closed:
-            if state.faults.disconnect_streams > disconnects_seen or state.faults.maintenance:
+            if state.faults.disconnect_streams > disconnects_seen or state.faults.maintenance or state.faults.streams_down:
                 disconnects_seen = state.faults.disconnect_streams
                 await ws.close()
                 return

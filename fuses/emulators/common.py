@@ -53,7 +53,8 @@ class Faults:
     ``maintenance``: answer every request as the venue does during maintenance.
     ``partial_fill``: fill at most this share of each order's quantity (the rest rests or
     expires per its time in force); ``fill_cap`` caps it at a quantity. ``disconnect_streams``: close every stream connection now
-    (an emulator's stream loop polls it).
+    (an emulator's stream loop polls it); ``streams_down``: refuse and close stream connections
+    while REST keeps answering.
     """
 
     latency: float = 0.0
@@ -65,6 +66,7 @@ class Faults:
     partial_fill: Decimal | None = None
     fill_cap: Decimal | None = None  # fill at most this quantity of each order (base units)
     disconnect_streams: int = 0
+    streams_down: bool = False  # refuse stream connections and close open ones; REST keeps answering
 
     def take_5xx(self) -> bool:
         """Consume one injected 5xx, if any is pending."""
@@ -89,6 +91,7 @@ class Faults:
         self.partial_fill = None
         self.fill_cap = None
         self.disconnect_streams = 0
+        self.streams_down = False
 
 
 class WeightBudget:

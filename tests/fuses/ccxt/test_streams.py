@@ -1,0 +1,145 @@
+"""Market streams of the ccxt fuse against the emulators: Binance's mark-price stream (funding r and
+T), reconnect with backoff after disconnects, staleness while down, polling fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from alpha.domain.clock import LiveClock
+from fuses.ccxt.streams import Backoff, BookUpdate, FeedState, MarketStreams, MarkUpdate, StreamSettings
+
+BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
+SETTINGS = StreamSettings(
+    stale_after=timedelta(seconds=0.4), poll_every=timedelta(seconds=0.1), backoff=Backoff(0.05, 2.0, 0.4)
+)
+
+
+@asynccontextmanager
+async def running(streams: MarketStreams) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(streams.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``condition`` (real time: the emulator and the streams run on the wall clock)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    backoff = Backoff(initial=0.5, factor=2.0, maximum=3.0)
+    assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ValueError):
+        Backoff(initial=0)
+
+
+async def test_mark_stream_carries_the_funding_rate_and_next_time_of_every_market(rig_factory: Any) -> None:
+    async with rig_factory() as rig:
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS)
+        async with running(streams):
+            await wait_for(lambda: all(m in streams.marks and streams.marks[m].source == "stream" for m in (BTC, ETH)))
+            rest = await rig.fuse.funding_rates()
+            for market in (BTC, ETH):
+                update = streams.marks[market]
+                assert update.funding is not None
+                assert update.funding.rate == rest[market].rate
+                assert update.funding.next_settlement == rest[market].next_settlement
+                assert update.funding.interval == timedelta(hours=8)  # from the venue's fundingInfo
+                assert update.index is not None and update.mark > 0
+            assert streams.states == {"marks": FeedState.STREAMING, "books": FeedState.POLLING}
+            assert streams.stale() == {}
+            assert all(isinstance(t, datetime) for t in streams.last_updates().values())
+
+
+async def test_venue_outage_flags_staleness_then_reconnects_without_losing_markets(rig_factory: Any) -> None:
+    seen: list[MarkUpdate | BookUpdate] = []
+    async with rig_factory() as rig:
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS, on_update=seen.append)
+        faults = rig.server.state.faults
+        async with running(streams):
+            await wait_for(lambda: streams.states["marks"] is FeedState.STREAMING and BTC in streams.marks)
+
+            faults.maintenance = True  # streams dropped, REST answers 503: nothing reaches us
+            faults.disconnect_streams += 1
+            await wait_for(lambda: set(streams.stale()) == {BTC, ETH})
+            assert streams.states["marks"] is FeedState.RECONNECTING
+            assert not streams.health().ok and streams.health().stale[BTC] > SETTINGS.stale_after
+            down_for = 1.0
+            await asyncio.sleep(down_for)
+            faults.maintenance = False
+            recovered_at = LiveClock().now()
+
+            await wait_for(
+                lambda: all(
+                    m in streams.marks and streams.marks[m].source == "stream" and streams.marks[m].received > recovered_at
+                    for m in (BTC, ETH)
+                )
+            )
+            await wait_for(lambda: streams.stale() == {})
+            assert streams.states["marks"] is FeedState.STREAMING
+            assert streams.reconnects >= 1
+            [gap] = [g for g in streams.gaps if g.feed == "marks"]
+            assert timedelta(seconds=down_for) <= gap.length < timedelta(seconds=down_for) + timedelta(seconds=3)
+
+        # No loss beyond the gap: every silence longer than the staleness bound lies inside it.
+        marks = [u for u in seen if isinstance(u, MarkUpdate)]
+        for market in (BTC, ETH):
+            times = [u.received for u in marks if u.market == market]
+            for before, after in itertools.pairwise(times):
+                if after - before > SETTINGS.stale_after:
+                    assert gap.start - SETTINGS.stale_after <= before and after <= gap.end + SETTINGS.stale_after
+
+
+async def test_stream_drop_with_rest_up_falls_back_to_polling_and_stays_fresh(rig_factory: Any) -> None:
+    seen: list[MarkUpdate | BookUpdate] = []
+    async with rig_factory() as rig:
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS, on_update=seen.append)
+        faults = rig.server.state.faults
+        async with running(streams):
+            await wait_for(lambda: streams.states["marks"] is FeedState.STREAMING)
+            faults.streams_down = True
+            await wait_for(lambda: streams.states["marks"] is FeedState.RECONNECTING)
+            dropped_at = LiveClock().now()
+            for _ in range(8):
+                await asyncio.sleep(0.1)
+                assert streams.stale() == {}  # REST polling fills in while the stream is away
+            polled = [u for u in seen if isinstance(u, MarkUpdate) and u.source == "poll" and u.received > dropped_at]
+            assert {u.market for u in polled} == {BTC, ETH}
+            assert all(u.funding is not None for u in polled)
+
+            faults.streams_down = False
+            await wait_for(lambda: streams.states["marks"] is FeedState.STREAMING)
+            back = LiveClock().now()
+            await wait_for(lambda: streams.marks[BTC].source == "stream" and streams.marks[BTC].received > back)
+
+
+async def test_a_venue_without_streams_is_polled_with_its_hourly_funding(hl_rig_factory: Any) -> None:
+    async with hl_rig_factory() as rig:
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS)
+        async with running(streams):
+            await wait_for(lambda: "BTC/USDC:USDC" in streams.marks and "BTC/USDC:USDC" in streams.books)
+            first = streams.marks["BTC/USDC:USDC"].received
+            await wait_for(lambda: streams.marks["BTC/USDC:USDC"].received > first)
+            assert streams.states == {"marks": FeedState.POLLING, "books": FeedState.POLLING}
+            update = streams.marks["BTC/USDC:USDC"]
+            assert update.source == "poll" and update.funding is not None
+            assert update.funding.interval == timedelta(hours=1)
+            assert streams.stale() == {}
+        # After stop nothing refreshes: the bound is crossed and the market is reported.
+        later = LiveClock().now() + SETTINGS.stale_after * 2
+        assert set(streams.stale(later)) == {"BTC/USDC:USDC", "ETH/USDC:USDC"}
