@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from asyncio_throttle import Throttler
+from asyncio_throttle.throttler import Throttler
 
 HEADROOM = Decimal("0.9")  # pause when the venue reports this share of its budget used
 
@@ -56,7 +56,7 @@ class WeightLimiter:
         while (pause := self._paused_until - self.monotonic()) > 0:
             await asyncio.sleep(pause)
         for _ in range(min(max(weight, 1), self.budget)):
-            await self._throttler.acquire()
+            await self._throttler.acquire()  # type: ignore[no-untyped-call]  # asyncio-throttle 1.0.2 leaves it unannotated
         self.stats.requests += 1
         self.stats.weight += weight
         self.stats.waited += self.monotonic() - start

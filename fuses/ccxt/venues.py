@@ -128,6 +128,7 @@ _BINANCE_FUTURES_WEIGHTS: dict[tuple[str, str], WeightRule] = {
     ("GET", "/fapi/v1/fundingRate"): WeightRule(1),
     ("GET", "/fapi/v1/ticker/24hr"): WeightRule(1, without_symbol=40),
     ("GET", "/fapi/v1/depth"): WeightRule(by_limit=((50, 2), (100, 5), (500, 10), (1000, 20))),
+    ("GET", "/fapi/v1/klines"): WeightRule(by_limit=((99, 1), (499, 2), (1000, 5), (1500, 10))),
     ("GET", "/fapi/v2/account"): WeightRule(5),
     ("GET", "/fapi/v3/account"): WeightRule(5),
     ("GET", "/fapi/v2/balance"): WeightRule(5),

@@ -68,6 +68,20 @@ def _depth_weight(q: Mapping[str, str]) -> int:
     return 20
 
 
+def _klines_weight(q: Mapping[str, str]) -> int:
+    limit = int(q.get("limit", "500") or 500)
+    for bound, weight in ((99, 1), (499, 2), (1000, 5)):
+        if limit <= bound:
+            return weight
+    return 10
+
+
+KLINE_INTERVALS: dict[str, int] = {  # Binance's interval names -> milliseconds
+    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000,
+    "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000,
+}
+
+
 def _with_symbol(one: int, every: int) -> Callable[[Mapping[str, str]], int]:
     return lambda q: one if q.get("symbol") else every
 
@@ -81,7 +95,7 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("GET", "/fapi/v1/fundingRate"): 1,
     ("GET", "/fapi/v1/ticker/24hr"): _with_symbol(1, 40),
     ("GET", "/fapi/v1/depth"): _depth_weight,
-    ("GET", "/fapi/v1/klines"): 2,
+    ("GET", "/fapi/v1/klines"): _klines_weight,
     ("GET", "/fapi/v2/account"): 5,
     ("GET", "/fapi/v3/account"): 5,
     ("GET", "/fapi/v2/balance"): 5,
@@ -385,7 +399,7 @@ class Api:
         start = int(q.get("startTime", "0") or 0)
         end = int(q.get("endTime", str(2**62)) or 2**62)
         limit = min(int(q.get("limit", "100") or 100), 1000)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in instruments:
             for event in self.state.backend.funding_history(i.symbol):
                 t = _ms(event.ts)
@@ -419,6 +433,28 @@ class Api:
             "bids": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.bids[:limit]],
             "asks": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.asks[:limit]],
         }
+
+    async def klines(self, q: Mapping[str, str], now: datetime) -> Any:
+        """Candles of the marks the venue has shown (sampled at every step), as Binance's arrays."""
+        i = self.instrument(q)
+        width = KLINE_INTERVALS.get(q.get("interval", ""))
+        if width is None:
+            raise BinanceError("bad_param", name="interval")
+        limit = int(q.get("limit", "500") or 500)
+        if not 1 <= limit <= 1500:
+            raise BinanceError("bad_param", name="limit")
+        start = int(q.get("startTime", "0") or 0)
+        end = int(q.get("endTime", str(2**62)) or 2**62)
+        buckets: dict[int, list[Decimal]] = {}
+        for ts, px in self.state.backend.mark_history(i.symbol):
+            t = _ms(ts)
+            if start <= t <= end:
+                buckets.setdefault(t - t % width, []).append(px)
+        rows = [
+            [t, _s(pxs[0]), _s(max(pxs)), _s(min(pxs)), _s(pxs[-1]), "0", t + width - 1, "0", len(pxs), "0", "0", "0"]
+            for t, pxs in sorted(buckets.items())
+        ]
+        return rows[-limit:] if "startTime" not in q else rows[:limit]
 
     # -- private --------------------------------------------------------------------------------
 
@@ -629,7 +665,7 @@ class Api:
         instruments = [self.instrument(q)] if q.get("symbol") else list(self.instruments().values())
         start = int(q.get("startTime", "0") or 0)
         end = int(q.get("endTime", str(2**62)) or 2**62)
-        rows = []
+        rows: list[dict[str, Any]] = []
         for i in instruments:
             for n, event in enumerate(self.state.backend.funding_history(i.symbol, login.account)):
                 t = _ms(event.ts)
@@ -664,6 +700,7 @@ PUBLIC: dict[tuple[str, str], PublicHandler] = {
     ("GET", "/fapi/v1/fundingRate"): Api.funding_rate,
     ("GET", "/fapi/v1/ticker/24hr"): Api.ticker,
     ("GET", "/fapi/v1/depth"): Api.depth,
+    ("GET", "/fapi/v1/klines"): Api.klines,
 }
 PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("GET", "/fapi/v2/account"): Api.account,

@@ -254,6 +254,10 @@ class VenueBackend(Protocol):
         """Past settlements of ``symbol`` (with ``account``: what that account received)."""
         ...
 
+    def mark_history(self, symbol: str) -> Sequence[tuple[datetime, Decimal]]:
+        """Marks of ``symbol`` the venue has shown so far (one per step), oldest first: the source of candles."""
+        ...
+
 
 @dataclass
 class EmulatorState:
@@ -355,9 +359,9 @@ class EmulatorServer:
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
-        server = site._server  # aiohttp exposes the bound port only here
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)  # aiohttp exposes the bound port only here
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
         self._runner = runner
         return self
 
@@ -393,6 +397,7 @@ class EngineBackend:
         self.exchange = world.venues[venue]
         self._history: dict[str, list[FundingEvent]] = {}
         self._received: dict[tuple[str, str], list[FundingEvent]] = {}
+        self._marks: dict[str, list[tuple[datetime, Decimal]]] = {}
         world.subscribe(self._on_event)
 
     def _on_event(self, event: Any) -> None:
@@ -415,6 +420,13 @@ class EngineBackend:
                     self._history.setdefault(market, []).append(FundingEvent(market, when, rate, mark))
             if target >= now:
                 break
+        for market, data in self.exchange.markets.items():
+            seen = self._marks.setdefault(market, [])
+            if not seen or seen[-1][0] < self.world.now:
+                seen.append((self.world.now, data.mark))
+
+    def mark_history(self, symbol: str) -> Sequence[tuple[datetime, Decimal]]:
+        return tuple(self._marks.get(symbol, ()))
 
     def market(self, symbol: str, now: datetime) -> MarketView:
         instrument = self.exchange.instruments[symbol]

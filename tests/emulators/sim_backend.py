@@ -89,6 +89,10 @@ class SimBackend:
         if amount > self.engine.free_balance(account, asset):
             raise InsufficientFundsError(f"{account}: not enough free {asset} for {amount}")
 
+    def mark_history(self, symbol: str) -> Sequence[tuple[datetime, Decimal]]:
+        # The HL emulator builds candles from its own samples; this bare engine keeps no history.
+        return ()
+
     def funding_history(self, symbol: str, account: str | None = None) -> Sequence[FundingEvent]:
         if account is None:
             return [e for e in self.public if e.market == symbol]
