@@ -22,6 +22,7 @@ from typing import Any
 
 from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.daemon.daemon import Daemon, Wiring
+from alpha.daemon.instrumented import TimedFuse
 from alpha.daemon.supervisor import RestartPolicy, ServiceFn
 from alpha.domain.clock import AcceleratedClock, Clock, LiveClock
 from alpha.observability.metrics import Metrics
@@ -56,7 +57,7 @@ def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world
     for fc in config.enabled_fuses:
         if fc.kind not in (FuseKind.SIM, FuseKind.LENDING) or (fc.kind is FuseKind.LENDING and fc.venue != "sim"):
             raise WiringError(f"demo mode simulates every fuse; fuse {fc.name!r} is kind {fc.kind.value} on {fc.venue}")
-        fuses[fc.name] = sim.build(fc, world=world, clock=clock, metrics=metrics)
+        fuses[fc.name] = TimedFuse(sim.build(fc, world=world, clock=clock, metrics=metrics), metrics, fc.name)
     step = config.market.step if config.market is not None else timedelta(minutes=5)
 
     async def vault_cash() -> Decimal:

@@ -39,6 +39,7 @@ from alpha.config import ConfigError, load_config
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.executor import Executor
 from alpha.daemon.http import Health, Servers, control_app, default_token_file, metrics_app, resolve_token
+from alpha.daemon.instrumented import precreate_series
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
 from alpha.daemon.monitors import check_margin, neutralise, pair_reductions, top_up_action
@@ -155,6 +156,7 @@ class Daemon:
             await fuse.start()
             self.started_fuses.append(name)
         await self.marketdata.load_instruments()
+        precreate_series(self.metrics, cfg.enabled_fuses, self.marketdata.instruments)
         self.executor = Executor(
             self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments
         )
@@ -178,6 +180,7 @@ class Daemon:
             log.info("control endpoint token", source=where)
         for name, make in self._services():
             self.supervisor.add(name, make)
+        precreate_series(self.metrics, (), services=self.supervisor.running)
 
     def _start_nav(self, view: PortfolioView) -> Decimal:
         assert self.journal is not None
