@@ -30,8 +30,9 @@ def token(args: argparse.Namespace) -> str:
     value = os.environ.get(args.token_env)
     if value:
         return value.strip()
-    if args.token_file.exists():
-        return args.token_file.read_text(encoding="utf-8").strip()
+    path: Path = args.token_file
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
     raise SystemExit(f"no control token: set {args.token_env} or give --token-file (looked in {args.token_file})")
 
 

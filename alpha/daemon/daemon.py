@@ -26,7 +26,7 @@ import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -42,7 +42,16 @@ from alpha.daemon.http import Health, Servers, control_app, default_token_file, 
 from alpha.daemon.instrumented import precreate_series
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
-from alpha.daemon.monitors import check_margin, neutralise, pair_reductions, top_up_action
+from alpha.daemon.monitors import (
+    check_margin,
+    fund_top_up,
+    largest_debt,
+    neutralise,
+    pair_reductions,
+    repay_action,
+    top_up_action,
+    withdrawable,
+)
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
 from alpha.domain.actions import Action, Transfer, action_rows
 from alpha.domain.clock import Clock, LiveClock
@@ -51,10 +60,12 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.exposure import asset_of, delta_ratio, fuse_gross, fuse_leverage, holdings, net_delta
+from fuses.base import FuseError
 
 log = get_logger("alpha.daemon")
 
 DRIFT_MIN_INTERVAL = timedelta(hours=1)
+LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
 
 
 @dataclass
@@ -570,7 +581,7 @@ class Daemon:
             now=self.clock.now(),
         )
 
-    async def _execute(self, decision_id: str, actions: list[Action], why: str, *, neutralise_after: bool = True) -> int:
+    async def _execute(self, decision_id: str, actions: Sequence[Action], why: str, *, neutralise_after: bool = True) -> int:
         assert self.executor is not None
         completed = 0
         touched: set[tuple[str, str]] = set()
@@ -623,11 +634,42 @@ class Daemon:
                 return
 
     async def margin_check(self) -> list[Action]:
-        """Check every margin account once; top up or deleverage as the policy says."""
+        """Check every margin and lending account once; repay, top up or deleverage as the policy says.
+
+        Lending accounts come first: below ``margin.min_health_factor`` the debt is repaid (by
+        the fuse's own ``restore_health`` where it has one, as the Aave fuse does, otherwise by
+        a ``Repay`` sized like it). Then each margin account: a top-up the idle buffer cannot
+        cover is funded by withdrawing from lending fuses first (never below their minimum
+        health factor); past the deleverage line both legs are reduced together.
+        """
         now = self.clock.now()
         view = await self.view(now)
+        policy = self.config.margin
+        base = self.config.vault.base_asset
         available = view.vault_cash
         actions: list[Action] = []
+        restores: list[tuple[str, str]] = []
+        sources: dict[str, Decimal] = {}
+        for name, acct in view.accounts.items():
+            health = acct.lending
+            if health is None:
+                continue
+            hf = health.health_factor
+            self.metrics.health_factor.labels(fuse=name).set(f(hf) if hf.is_finite() else 1e9)
+            if health.debt_value > 0 and hf < policy.min_health_factor:
+                self.note(f"health factor {hf:.3f} on {name} below {policy.min_health_factor}: repaying")
+                fuse = self.fuses[name]
+                asset = largest_debt(acct, view.prices)
+                if hasattr(fuse, "restore_health") and asset is not None:
+                    restores.append((name, asset))
+                    continue
+                repay = repay_action(name, acct, policy.min_health_factor, view.prices, LENDING_HEADROOM)
+                if repay is not None:
+                    actions.append(repay)
+                    if repay.asset == base:
+                        available -= repay.amount
+                continue
+            sources[name] = withdrawable(acct, base, policy.min_health_factor)
         for name, acct in view.accounts.items():
             if acct.margin is None:
                 continue
@@ -637,32 +679,64 @@ class Daemon:
             if m.maintenance_margin <= 0:
                 self.reference_equity[name] = m.equity
                 continue
-            check = check_margin(name, m, self.reference_equity.get(name, m.equity), self.config, available)
+            check = check_margin(
+                name, m, self.reference_equity.get(name, m.equity), self.config, available + sum(sources.values(), ZERO)
+            )
             if check.deleverage:
                 self.note(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
-                for a in pair_reductions(
-                    view, self.marketdata.instruments, select=lambda fz, _m, n=name: fz == n, fraction=Decimal("0.5"),
-                    reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {self.config.margin.deleverage_ratio}",
+                for reduction in pair_reductions(
+                    view, self.marketdata.instruments, select=_on_fuse(name), fraction=Decimal("0.5"),
+                    reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}",
                     cash=tuple(self.config.stablecoins),
                 ):
                     self.metrics.deleverages.labels(fuse=name).inc()
-                    actions.append(a)
-            top = top_up_action(check, self.config.vault.base_asset)
+                    actions.append(reduction)
+            top = top_up_action(check, base)
             if top is not None:
+                withdrawals = fund_top_up(top, available, sources)
+                if withdrawals:
+                    self.note(f"idle buffer short for the top-up of {name}: withdrawing from {', '.join(w.fuse for w in withdrawals)}")
+                actions.extend(withdrawals)
+                available += sum((w.amount for w in withdrawals), ZERO)
                 actions.append(top)
                 available -= top.amount
-        if actions and not self.kill_switch:
+        if (actions or restores) and not self.kill_switch:
             decision_id = self._next_decision_id()
             assert self.journal is not None
-            self.journal.append("decision", now, decision_id=decision_id, trigger="margin", actions=[r for a in actions for r in action_rows(a)])
+            self.journal.append(
+                "decision", now, decision_id=decision_id, trigger="margin",
+                actions=[r for a in actions for r in action_rows(a)],
+                restore_health=[{"fuse": n, "asset": a} for n, a in restores],
+            )
+            for name, asset in restores:
+                await self._restore_health(decision_id, name, asset)
             await self._execute(decision_id, actions, "margin")
             after = await self.view(self.clock.now())
-            for a in actions:
-                fuse = getattr(a, "fuse", None)
-                if fuse is not None and fuse in after.accounts and after.accounts[fuse].margin is not None:
-                    self.reference_equity[fuse] = after.accounts[fuse].margin.equity  # type: ignore[union-attr]
+            for done in actions:
+                fuse_name = str(getattr(done, "fuse", ""))
+                margin = after.accounts[fuse_name].margin if fuse_name in after.accounts else None
+                if margin is not None:
+                    self.reference_equity[fuse_name] = margin.equity
             self.export_view(after)
         return actions
+
+    async def _restore_health(self, decision_id: str, name: str, asset: str) -> None:
+        """Let a lending fuse that knows how (Aave) repay its own debt back above the minimum health factor."""
+        assert self.journal is not None
+        fuse = self.fuses[name]
+        try:
+            op_id = await fuse.restore_health(self.config.margin.min_health_factor, asset)
+        except FuseError as exc:
+            self.note(f"repay on {name} failed: {exc!r}")
+            return
+        if op_id is None:
+            return
+        after = await fuse.health()
+        self.journal.append(
+            "lending", self.clock.now(), decision_id=decision_id, fuse=name, asset=asset, operation="repay",
+            op_id=str(op_id), reason="restore health factor", health_factor=after.health_factor,
+        )
+        self.note(f"repaid {asset} debt on {name}: health factor now {after.health_factor:.3f}")
 
     async def _margin_service(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -763,6 +837,13 @@ def _gross(view: PortfolioView, asset: str, cash: tuple[str, ...]) -> Decimal:
         if qty > 0 and asset_of(view, fuse, market) == asset:
             total += qty * view.price(asset)
     return total
+
+
+def _on_fuse(name: str) -> Callable[[str, str], bool]:
+    def select(fuse: str, _market: str) -> bool:
+        return fuse == name
+
+    return select
 
 
 def _reason_label(reason: str) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha.config.schema import StrategyConfig
-from alpha.domain.account import MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, ResizeLeg, TopUpMargin
+from alpha.domain.account import AccountSnapshot, LendingHealth, MarginHealth
+from alpha.domain.actions import CloseHedge, Leg, Repay, ResizeLeg, TopUpMargin, Withdraw
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -63,6 +63,96 @@ def top_up_action(check: MarginCheck, asset: str) -> TopUpMargin | None:
         amount=check.top_up,
         reason=f"margin equity fell {check.drawdown * 100:.1f}% (>= top-up drawdown); restoring",
     )
+
+
+CENT = Decimal("0.01")
+ASSET_QUANTUM = Decimal("0.00000001")
+
+
+def largest_debt(account: AccountSnapshot, prices: Mapping[str, Decimal]) -> str | None:
+    """The asset of the account's largest debt by value (None without debt)."""
+    debts = [(lp.borrowed * prices.get(lp.asset, Decimal(1)), lp.asset) for lp in account.lending_positions if lp.borrowed > 0]
+    return max(debts)[1] if debts else None
+
+
+def repay_action(
+    fuse: str, account: AccountSnapshot, min_health_factor: Decimal, prices: Mapping[str, Decimal], headroom: Decimal
+) -> Repay | None:
+    """The repayment that lifts a lending account's health factor back above ``min_health_factor``.
+
+    Same arithmetic as ``fuses.aave.repay_to_restore`` (HF' = HF x debt / (debt - r)), for a
+    lending fuse that has no ``restore_health`` of its own: the largest debt is repaid, by
+    enough value to restore ``min_health_factor x (1 + headroom)``, never more than that debt.
+    """
+    health = account.lending
+    if health is None or health.debt_value <= 0 or health.health_factor >= min_health_factor:
+        return None
+    asset = largest_debt(account, prices)
+    if asset is None:
+        return None
+    from fuses.aave.health import repay_to_restore
+
+    value = repay_to_restore(health, min_health_factor, headroom=headroom)
+    price = prices.get(asset, Decimal(1))
+    debt = next(lp.borrowed for lp in account.lending_positions if lp.asset == asset)
+    amount = min((value / price).quantize(ASSET_QUANTUM, rounding=ROUND_CEILING), debt)
+    if amount <= 0:
+        return None
+    return Repay(
+        fuse=fuse,
+        asset=asset,
+        amount=amount,
+        reason=f"health factor {health.health_factor:.3f} < {min_health_factor}: repay before liquidation",
+    )
+
+
+def withdrawable(account: AccountSnapshot, asset: str, min_health_factor: Decimal) -> Decimal:
+    """How much ``asset`` (valued 1:1, the base stablecoin) can leave a lending account.
+
+    All of it without debt; with debt, only what keeps collateral x threshold / debt at or above
+    ``min_health_factor``. Rounded down to cents.
+    """
+    supplied = sum((lp.supplied for lp in account.lending_positions if lp.asset == asset), ZERO)
+    if supplied <= 0:
+        return ZERO
+    health: LendingHealth | None = account.lending
+    if health is None or health.debt_value <= 0:
+        free = supplied
+    elif health.liquidation_threshold <= 0:
+        free = ZERO
+    else:
+        free = min(supplied, health.collateral_value - min_health_factor * health.debt_value / health.liquidation_threshold)
+    return max(free, ZERO).quantize(CENT, rounding=ROUND_FLOOR)
+
+
+def fund_top_up(
+    top_up: TopUpMargin, idle: Decimal, sources: dict[str, Decimal]
+) -> list[Withdraw]:
+    """Withdrawals from lending fuses that cover what the idle buffer lacks for ``top_up``.
+
+    ``sources`` maps each lending fuse to what it can release (``withdrawable``) and is reduced
+    in place; the largest source is drawn first.
+    """
+    short = top_up.amount - max(idle, ZERO)
+    out: list[Withdraw] = []
+    for name in sorted(sources, key=lambda n: -sources[n]):
+        if short <= 0:
+            break
+        take = min(short, sources[name]).quantize(CENT, rounding=ROUND_CEILING)
+        take = min(take, sources[name])
+        if take <= 0:
+            continue
+        out.append(
+            Withdraw(
+                fuse=name,
+                asset=top_up.asset,
+                amount=take,
+                reason=f"margin top-up of {top_up.fuse} needs {short} more than the idle buffer holds",
+            )
+        )
+        sources[name] -= take
+        short -= take
+    return out
 
 
 def pair_reductions(

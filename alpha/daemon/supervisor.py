@@ -45,7 +45,7 @@ class RestartPolicy:
 
     def backoff(self, attempt: int) -> timedelta:
         """Delay before restart number ``attempt`` (1-based), doubling up to ``backoff_max``."""
-        return min(self.backoff_initial * (2 ** max(attempt - 1, 0)), self.backoff_max)
+        return min(self.backoff_initial * (1 << max(attempt - 1, 0)), self.backoff_max)
 
 
 class Supervisor:
