@@ -32,7 +32,7 @@ run: setup
 	$(BIN)/alpha run --config config/demo.yaml
 
 test: setup system-deps node-deps
-	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check alpha fuses tests

@@ -10,10 +10,11 @@ raises, so ``fuses.ccxt.errors`` can translate by code without reading messages.
 from __future__ import annotations
 
 import contextvars
+import decimal
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import ccxt.pro as ccxtpro
@@ -23,7 +24,21 @@ from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.ratelimit import WeightLimiter, limiter_for
 from fuses.ccxt.venues import VenueSpec, request_weight
 
+T = TypeVar("T")
+
 _ANSWER: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("alpha_ccxt_answer", default=None)
+
+
+async def isolated(awaitable: Awaitable[T]) -> T:
+    """Await a ccxt call inside a private copy of the decimal context.
+
+    ccxt's ``decimal_to_precision`` sets the *current* decimal context's rounding to
+    ROUND_HALF_UP and traps Underflow. That context object is shared by every task of the
+    thread, so without this guard the first ccxt precision call would silently change how
+    every ``Decimal`` in alpha rounds (funding, fees, PnL).
+    """
+    with decimal.localcontext():
+        return await awaitable
 
 
 def _dig(body: Any, path: tuple[str | int, ...]) -> Any:

@@ -28,7 +28,7 @@ from alpha.domain.money import ONE
 from alpha.observability.metrics import Metrics
 from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError
 from fuses.ccxt import parse
-from fuses.ccxt.client import build_client
+from fuses.ccxt.client import build_client, isolated
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
@@ -137,7 +137,7 @@ class CcxtFuse:
         **kwargs: Any,
     ) -> T:
         try:
-            return await fn(*args, **kwargs)
+            return await isolated(fn(*args, **kwargs))
         except ccxt.BaseError as exc:
             error = translate(exc, self.spec, venue=self.name, sends_state=sends_state, client_id=client_id)
             self._count(error)

@@ -41,6 +41,7 @@ from alpha.domain.money import ONE
 from alpha.observability.metrics import Metrics
 from fuses.base import FuseError
 from fuses.ccxt import parse
+from fuses.ccxt.client import isolated
 from fuses.ccxt.errors import translate
 from fuses.ccxt.fuse import CcxtFuse
 
@@ -224,7 +225,7 @@ class MarketStreams:
 
     async def _until(self, awaitable: Awaitable[T], stop: asyncio.Event, timeout: float | None) -> T:
         """Await ``awaitable`` unless ``stop`` comes first (``_Stopped``) or ``timeout`` passes (TimeoutError)."""
-        task = asyncio.ensure_future(awaitable)
+        task = asyncio.ensure_future(isolated(awaitable))
         stopper = asyncio.ensure_future(stop.wait())
         try:
             done, _ = await asyncio.wait({task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)

@@ -142,3 +142,24 @@ def test_secrets_never_show_in_reprs() -> None:
 def test_point_urls_keeps_paths_and_maps_websockets() -> None:
     urls = point_urls({"fapiPublic": "https://fapi.binance.com/fapi/v1", "ws": {"linear": "wss://fstream.binance.com/ws"}}, "http://127.0.0.1:9")
     assert urls == {"fapiPublic": "http://127.0.0.1:9/fapi/v1", "ws": {"linear": "ws://127.0.0.1:9/ws"}}
+
+
+async def test_fuse_calls_leave_the_process_decimal_context_alone(rig_factory: Any) -> None:
+    """ccxt sets the current decimal context to ROUND_HALF_UP with Underflow trapped while it
+    rounds amounts; the fuse must keep that inside its own calls, or every Decimal in alpha
+    (funding, fees, PnL) would change how it rounds after the first order."""
+    import decimal
+
+    with decimal.localcontext() as ours:
+        ours.rounding = decimal.ROUND_HALF_EVEN
+        ours.traps[decimal.Underflow] = False
+        async with rig_factory() as rig:
+            await rig.fuse.instruments()
+            await rig.fuse.submit(OrderRequest("ctx-1", "BTC/USDT:USDT", Side.BUY, Decimal("0.002")))
+            await rig.fuse.order_status("BTC/USDT:USDT", "ctx-1")
+        after = decimal.getcontext()
+        assert after.rounding == decimal.ROUND_HALF_EVEN
+        assert not after.traps[decimal.Underflow]
+        # and a bare ccxt call, for contrast, does change it: the guard is what keeps it intact
+        ccxtpro.binanceusdm().decimal_to_precision("1.5", 0, 0)
+        assert decimal.getcontext().rounding == decimal.ROUND_HALF_UP
