@@ -6,8 +6,9 @@
   funding, interest and liquidations of our accounts.
 * ``live``: real venues through ``fuses.ccxt.build`` and ``fuses.aave.build`` (imported only
   here, lazily: a missing connector is a clear error), the wall clock.
-* ``paper``: real market data, simulated execution: ``paper_wiring`` is the hook the CCXT
-  connector fills in (a ccxt-backed ``MarketSource`` for ``SimWorld``); until then it says so.
+* ``paper``: real market data from the venues' public endpoints (``fuses.ccxt.paper``, no
+  keys), execution on the simulated engine (``paper_wiring``; ``paper_config`` turns each CEX /
+  perp-DEX fuse into a simulated venue of the same name), the wall clock.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from alpha.config.schema import FuseKind, StrategyConfig
+from alpha.config.schema import FuseKind, SimVenue, StrategyConfig
 from alpha.daemon.daemon import Daemon, Wiring
 from alpha.daemon.instrumented import TimedFuse
 from alpha.daemon.supervisor import RestartPolicy, ServiceFn
@@ -50,20 +51,47 @@ def _import(module: str, what: str) -> Any:
 def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world: Any = None) -> Wiring:
     """Build the simulated world and its fuses (``world`` may be given to keep it across daemons)."""
     world_mod = _import("fuses.sim.world", "demo mode")
-    sim = _import("fuses.sim", "demo mode")
     if world is None:
         world = world_mod.SimWorld.from_config(config, start=clock.now())
-    fuses: dict[str, Any] = {}
     for fc in config.enabled_fuses:
         if fc.kind not in (FuseKind.SIM, FuseKind.LENDING) or (fc.kind is FuseKind.LENDING and fc.venue != "sim"):
             raise WiringError(f"demo mode simulates every fuse; fuse {fc.name!r} is kind {fc.kind.value} on {fc.venue}")
-        fuses[fc.name] = TimedFuse(sim.build(fc, world=world, clock=clock, metrics=metrics), metrics, fc.name)
+    fuses = _sim_fuses(config, world, clock, metrics)
     step = config.market.step if config.market is not None else timedelta(minutes=5)
+    box = {"world": world}
+    return Wiring(
+        mode="demo",
+        fuses=fuses,
+        vault_cash=_vault_cash(box, config.vault.base_asset),
+        services=[("world", _world_service(box, fuses, clock, step))],
+        world=world,
+        poll_every=step,
+    )
 
+
+def _sim_fuses(config: StrategyConfig, world: Any, clock: Clock, metrics: Metrics) -> dict[str, Any]:
+    sim = _import("fuses.sim", "simulated execution")
+    return {
+        fc.name: TimedFuse(sim.build(fc, world=world, clock=clock, metrics=metrics), metrics, fc.name)
+        for fc in config.enabled_fuses
+    }
+
+
+def _vault_cash(box: dict[str, Any], base_asset: str) -> Callable[[], Awaitable[Decimal]]:
     async def vault_cash() -> Decimal:
-        return Decimal(world.vault.get(config.vault.base_asset, Decimal(0)))
+        return Decimal(box["world"].vault.get(base_asset, Decimal(0)))
 
-    def world_service(daemon: Daemon) -> ServiceFn:
+    return vault_cash
+
+
+def _world_service(
+    box: dict[str, Any], fuses: dict[str, Any], clock: Clock, step: timedelta | None
+) -> Callable[[Daemon], ServiceFn]:
+    """Step the simulated world on ``step`` (None: the wiring's poll) and journal our accounts' events."""
+
+    def make(daemon: Daemon) -> ServiceFn:
+        world = box["world"]
+        every = step or daemon.wiring.poll_every
         ours = set(fuses)  # our account on each simulated venue is named after its fuse
         # Subscribe rather than read step_to's result: fuses may step the world too.
         world.subscribe(lambda event: daemon.record_events([event], ours))
@@ -71,19 +99,12 @@ def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world
         async def run(stop: asyncio.Event) -> None:
             while not stop.is_set():
                 world.step_to(max(clock.now(), world.now))
-                if await clock.sleep_until(clock.now() + step, stop):
+                if await clock.sleep_until(clock.now() + every, stop):
                     return
 
         return run
 
-    return Wiring(
-        mode="demo",
-        fuses=fuses,
-        vault_cash=vault_cash,
-        services=[("world", world_service)],
-        world=world,
-        poll_every=step,
-    )
+    return make
 
 
 def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiring:
@@ -109,22 +130,66 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
     return Wiring(mode="live", fuses=fuses, vault_cash=vault_cash, poll_every=timedelta(seconds=10))
 
 
-def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiring:
-    """Real market data with simulated execution.
+def paper_config(config: StrategyConfig) -> StrategyConfig:
+    """The config paper mode simulates: every CEX / perp-DEX fuse becomes a simulated venue of the same name.
 
-    Hook for the CCXT connector: ``fuses.ccxt.paper_source(config, clock=clock, metrics=metrics)``
-    returning a ``fuses.sim.source.MarketSource`` fed by public endpoints; the world and the
-    simulated fuses are then built exactly as in demo mode.
+    Name, markets, caps and leverage are kept; credentials are dropped (paper mode never signs).
+    Fees and book depth are the simulated defaults unless the fuse has a ``sim`` section.
     """
-    ccxt = _import("fuses.ccxt", "paper mode")
-    make_source = getattr(ccxt, "paper_source", None)
-    if make_source is None:
-        raise WiringError("paper mode needs fuses.ccxt.paper_source (a MarketSource over public endpoints); not provided yet")
+    fuses = []
+    for fc in config.fuses:
+        if fc.enabled and fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX):
+            fc = fc.model_copy(update={"kind": FuseKind.SIM, "credentials": None, "sim": fc.sim or SimVenue()})
+        elif fc.enabled and not (fc.kind is FuseKind.SIM or (fc.kind is FuseKind.LENDING and fc.venue == "sim")):
+            raise WiringError(f"paper mode cannot simulate fuse {fc.name!r} ({fc.kind.value} on {fc.venue}); use venue: sim")
+        fuses.append(fc)
+    return config.model_copy(update={"fuses": tuple(fuses)})
+
+
+def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiring:
+    """Real market data (public ccxt endpoints, no keys) with execution on the simulated engine.
+
+    At start-up ``fuses.ccxt.paper.CcxtMarketSource`` loads every CEX / perp-DEX fuse's markets
+    and takes a first reading; the simulated world is built over it (``paper_config``), and a
+    ``paper-source`` service refreshes it every ``poll_every`` while the ``world`` service steps
+    the world on the wall clock. Orders only ever reach the simulated engine.
+    """
+    sim_config = paper_config(config)
+    if not any(fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) for fc in config.enabled_fuses):
+        raise WiringError("paper mode needs at least one cex or perp_dex fuse to read market data from")
+    paper = _import("fuses.ccxt.paper", "paper mode")
     world_mod = _import("fuses.sim.world", "paper mode")
-    world = world_mod.SimWorld.from_config(config, source=make_source(config, clock=clock, metrics=metrics), start=clock.now())
-    wiring = demo_wiring(config, clock, metrics, world=world)
-    wiring.mode = "paper"
-    wiring.poll_every = timedelta(seconds=10)
+    fuses: dict[str, Any] = {}
+    box: dict[str, Any] = {}
+
+    async def prepare() -> None:
+        source = paper.CcxtMarketSource.from_configs(config.enabled_fuses, clock=clock, metrics=metrics)
+        box["source"] = source
+        await source.start()
+        box["world"] = world = world_mod.SimWorld.from_config(sim_config, source=source, start=clock.now())
+        wiring.world = world
+        fuses.update(_sim_fuses(sim_config, world, clock, metrics))
+
+    async def close() -> None:
+        source = box.pop("source", None)
+        if source is not None:
+            await source.close()
+
+    def source_service(daemon: Daemon) -> ServiceFn:
+        async def run(stop: asyncio.Event) -> None:
+            await box["source"].run(stop, wiring.poll_every)
+
+        return run
+
+    wiring = Wiring(
+        mode="paper",
+        fuses=fuses,
+        vault_cash=_vault_cash(box, config.vault.base_asset),
+        services=[("paper-source", source_service), ("world", _world_service(box, fuses, clock, None))],
+        close=close,
+        prepare=prepare,
+        poll_every=timedelta(seconds=10),
+    )
     return wiring
 
 
@@ -149,8 +214,9 @@ def build_daemon(
     world: Any = None,
     serve_http: bool = True,
     extra_services: list[tuple[str, Callable[[Daemon], ServiceFn]]] | None = None,
+    poll_every: timedelta | None = None,
 ) -> Daemon:
-    """Wire a daemon for ``mode`` (default: the config's)."""
+    """Wire a daemon for ``mode`` (default: the config's); ``poll_every`` overrides the mode's data cadence."""
     mode = mode or config.mode
     if mode not in WIRINGS:
         raise WiringError(f"mode {mode!r} cannot run as a daemon (choose demo, paper or live)")
@@ -163,6 +229,8 @@ def build_daemon(
         wiring = demo_wiring(config, clock, metrics)
     else:
         wiring = WIRINGS[mode](config, clock, metrics)
+    if poll_every is not None:
+        wiring.poll_every = poll_every
     if run_for is not None:
         wiring.services.append(("deadline", _deadline(clock, run_for)))
     wiring.services.extend(extra_services or [])

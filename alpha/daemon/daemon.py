@@ -77,6 +77,7 @@ class Wiring:
     vault_cash: Callable[[], Awaitable[Decimal]]
     services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = field(default_factory=list)
     close: Callable[[], Awaitable[None]] | None = None
+    prepare: Callable[[], Awaitable[None]] | None = None  # async set-up before the fuses start (paper)
     world: Any = None
     poll_every: timedelta = timedelta(seconds=10)
 
@@ -163,6 +164,8 @@ class Daemon:
         self.metrics.ready.set(0)
         if self.serve_http:
             await self.servers.start("metrics", metrics_app(self.metrics, Health(self.alive, self.readiness)), self.metrics_address)
+        if self.wiring.prepare is not None:
+            await self.wiring.prepare()
         for name, fuse in self.fuses.items():
             await fuse.start()
             self.started_fuses.append(name)

@@ -29,7 +29,7 @@ class MarketData:
     """The latest snapshot per market key (``fuse:market``) and when it was last refreshed."""
 
     def __init__(self, fuses: Mapping[str, object], clock: Clock, metrics: Metrics, *, book_depth: int = 20) -> None:
-        self._fuses = {name: f for name, f in fuses.items() if hasattr(f, "order_book")}
+        self._all = fuses  # read at use: a mode may add its fuses during start-up (paper)
         self._clock = clock
         self._metrics = metrics
         self._book_depth = book_depth
@@ -37,6 +37,10 @@ class MarketData:
         self.snapshots: dict[str, MarketSnapshot] = {}
         self.updated = asyncio.Event()
         self.last_error: dict[str, str] = {}
+
+    @property
+    def _fuses(self) -> dict[str, object]:
+        return {name: f for name, f in self._all.items() if hasattr(f, "order_book")}
 
     async def load_instruments(self) -> None:
         """Read every trading fuse's instruments (once, at start-up)."""
