@@ -3,17 +3,33 @@
 ``--for DURATION`` is measured on the daemon's clock (simulated time in demo mode: at the
 default speed of 3600, ``--for 2d`` takes 48 real seconds). On a terminal a live status
 table is shown (JSON logs go to ``alpha.log`` beside the journal); otherwise JSON log lines go to stdout.
+
+Supervision: a crashed service is restarted after a backoff (``--restart-backoff``, doubling up
+to a minute) at most ``--max-restarts`` times within ``--restart-window``; past that budget the
+process exits 1 so that the container runtime restarts it.
+
+Test hook (environment only, never read from the strategy file): ``ALPHA_TEST_CRASH_SERVICE=NAME``
+makes the supervised service NAME (e.g. ``risk``, ``margin``, ``world``) raise at every start,
+to exercise the restart budget end to end; the daemon logs a warning that it is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alpha.config import ConfigError, load_config
 from alpha.config.types import _duration
+
+if TYPE_CHECKING:
+    from alpha.daemon.supervisor import RestartPolicy
+
+CRASH_ENV = "ALPHA_TEST_CRASH_SERVICE"
 
 help = "run the daemon (demo mode by default: offline, synthetic market, accelerated clock)"
 
@@ -27,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-address", help="override control.address (host:port, loopback only)")
     parser.add_argument("--journal", type=Path, help="override journal.path")
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    parser.add_argument("--max-restarts", type=int, default=5, help="restarts allowed per service within the window (default 5)")
+    parser.add_argument("--restart-window", default="5m", help="window of the restart budget (default 5m)")
+    parser.add_argument("--restart-backoff", default="1s", help="first restart delay, doubling up to 60s (default 1s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     if args.speed is not None and args.speed <= 0:
         print("--speed must be positive", file=sys.stderr)
         return 2
+    try:
+        policy = _restart_policy(args)
+    except ValueError as exc:
+        print(f"restart budget: {exc}", file=sys.stderr)
+        return 2
     table = sys.stdout.isatty() and args.log_format == "auto"
     if table:
         log_path = config.journal.path.parent / "alpha.log"
@@ -68,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
             metrics_address=args.metrics_address,
             control_address=args.control_address,
             run_for=run_for,
+            restart_policy=policy,
+            crash_service=os.environ.get(CRASH_ENV) or None,
         )
     except WiringError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
@@ -77,4 +103,22 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(CLEAR + render(d.status()) + "\n")  # type: ignore[attr-defined]
         sys.stdout.flush()
 
-    return asyncio.run(run_daemon(daemon, on_tick=draw if table else None))
+    from alpha.daemon.daemon import StartupError
+
+    try:
+        return asyncio.run(run_daemon(daemon, on_tick=draw if table else None))
+    except StartupError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+
+
+def _restart_policy(args: argparse.Namespace) -> RestartPolicy:
+    from alpha.daemon.supervisor import RestartPolicy
+
+    max_restarts: int = args.max_restarts
+    if max_restarts < 0:
+        raise ValueError("--max-restarts must not be negative")
+    window, backoff = _duration(args.restart_window), _duration(args.restart_backoff)
+    if window <= timedelta(0) or backoff < timedelta(0):
+        raise ValueError("--restart-window must be positive and --restart-backoff not negative")
+    return RestartPolicy(max_restarts=max_restarts, window=window, backoff_initial=backoff)

@@ -215,8 +215,13 @@ def build_daemon(
     serve_http: bool = True,
     extra_services: list[tuple[str, Callable[[Daemon], ServiceFn]]] | None = None,
     poll_every: timedelta | None = None,
+    crash_service: str | None = None,
 ) -> Daemon:
-    """Wire a daemon for ``mode`` (default: the config's); ``poll_every`` overrides the mode's data cadence."""
+    """Wire a daemon for ``mode`` (default: the config's); ``poll_every`` overrides the mode's data cadence.
+
+    ``crash_service`` names a service that raises at every start (a test hook: ``alpha run`` sets
+    it only from the ``ALPHA_TEST_CRASH_SERVICE`` environment variable).
+    """
     mode = mode or config.mode
     if mode not in WIRINGS:
         raise WiringError(f"mode {mode!r} cannot run as a daemon (choose demo, paper or live)")
@@ -244,6 +249,7 @@ def build_daemon(
         serve_http=serve_http,
         metrics_address=metrics_address,
         control_address=control_address,
+        crash_service=crash_service,
     )
 
 

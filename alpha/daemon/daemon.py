@@ -111,8 +111,10 @@ class Daemon:
         serve_http: bool = True,
         metrics_address: str | None = None,
         control_address: str | None = None,
+        crash_service: str | None = None,
     ) -> None:
         self.config = config
+        self.crash_service = crash_service
         self.clock = clock
         self.real_clock = real_clock or LiveClock()
         self.wiring = wiring
@@ -192,7 +194,10 @@ class Daemon:
             token, where = resolve_token(cfg.control.token, default_token_file(cfg.journal.path))
             await self.servers.start("control", control_app(self, token), self.control_address, loopback_only=True)
             log.info("control endpoint token", source=where)
-        for name, make in self._services():
+        services = self._services()
+        if self.crash_service is not None:
+            services = _inject_crash(services, self.crash_service)
+        for name, make in services:
             self.supervisor.add(name, make)
         precreate_series(self.metrics, (), services=self.supervisor.running)
 
@@ -840,6 +845,26 @@ def _gross(view: PortfolioView, asset: str, cash: tuple[str, ...]) -> Decimal:
         if qty > 0 and asset_of(view, fuse, market) == asset:
             total += qty * view.price(asset)
     return total
+
+
+class StartupError(RuntimeError):
+    """The daemon cannot start as asked (reported without a traceback by ``alpha run``)."""
+
+
+class InjectedCrash(RuntimeError):
+    """The crash a test asked for (``crash_service``)."""
+
+
+def _inject_crash(services: list[tuple[str, ServiceFn]], target: str) -> list[tuple[str, ServiceFn]]:
+    names = [n for n, _ in services]
+    if target not in names:
+        raise StartupError(f"crash_service {target!r} (ALPHA_TEST_CRASH_SERVICE): no such service (services: {', '.join(names)})")
+    log.warning("test hook: service will crash at every start", service=target)
+
+    async def crash(stop: asyncio.Event) -> None:
+        raise InjectedCrash(f"service {target!r}: crash injected by the test hook")
+
+    return [(n, crash if n == target else fn) for n, fn in services]
 
 
 def _on_fuse(name: str) -> Callable[[str, str], bool]:
