@@ -159,6 +159,7 @@ class MarginPolicy(Model):
     deleverage_ratio: Share = Decimal("0.70")  # deleverage both legs when margin ratio passes this
     check_every: Duration = timedelta(seconds=10)
     min_health_factor: Positive = Decimal("1.5")  # lending accounts: repay/deleverage below this
+    initial_cushion: Share = Decimal("0.10")  # margin posted above initial margin (share of it) when a perp leg is funded
 
     @model_validator(mode="after")
     def _ordered(self) -> MarginPolicy:
@@ -176,6 +177,19 @@ class PnlPolicy(Model):
     policy: PnlPolicyKind = PnlPolicyKind.CONSTANT_NOTIONAL
     rebalance_every: Duration = timedelta(hours=8)
     drift_tolerance: Share = Decimal("0.05")  # resize when notional drifts this far from target
+
+
+class RebalancePolicy(Model):
+    """Smallest changes worth making: below these the book is left as it is (no dust trades or transfers).
+
+    A leg is resized only past ``pnl.drift_tolerance``; a transfer, supply or withdrawal only when it
+    moves at least ``min_transfer`` and ``min_capital_share`` of the fuse's capital, unless an order
+    of the plan needs the money or the idle buffer does.
+    """
+
+    min_transfer: NonNegative = Decimal("100")  # smallest transfer, supply or withdrawal, in the base asset
+    min_capital_share: Share = Decimal("0.02")  # and at least this share of the fuse's capital
+    min_hedge_share: Share = Decimal("0.01")  # smallest new hedge: one leg's notional as a share of NAV
 
 
 class RiskLimits(Model):
@@ -274,6 +288,7 @@ class StrategyConfig(Model):
     thresholds: Thresholds = Thresholds()
     margin: MarginPolicy = MarginPolicy()
     pnl: PnlPolicy = PnlPolicy()
+    rebalance: RebalancePolicy = RebalancePolicy()
     risk: RiskLimits = RiskLimits()
     execution: Execution = Execution()
     journal: Journal = Journal()

@@ -149,6 +149,20 @@ def expected_carry(
     return Carry(gross, entry, exit_, cost_apr, gross - cost_apr)
 
 
+def ranking_score(carry: Carry, holding_period: timedelta, *, is_open: bool) -> Decimal:
+    """Return the APR a hedge is ranked by when hedges compete for markets and capital.
+
+    A new hedge ranks by its net APR (entry and exit amortised over the holding period). An
+    open hedge has paid its entry and pays its exit whether it is closed now or later, so it
+    ranks by its gross APR plus its own exit cost amortised: a challenger displaces it only
+    when its gain in carry over the holding period exceeds the round-trip cost of the switch
+    (closing the open hedge, opening the challenger) plus the challenger's own eventual exit.
+    """
+    if is_open:
+        return carry.gross_apr + carry.exit_cost / years(holding_period)
+    return carry.net_apr
+
+
 def worth_holding(carry: Carry, thresholds: Thresholds, *, is_open: bool) -> bool:
     """Say whether a carry clears the entry threshold (new hedge) or the exit threshold (open hedge)."""
     limit = thresholds.exit_min_net_apr if is_open else thresholds.entry_min_net_apr

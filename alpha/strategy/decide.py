@@ -10,16 +10,30 @@ How it chooses:
    and long perp + synthetic short in a lending fuse) and their expected net carry at the
    size the caps allow (``carry.expected_carry``); keep those over the entry threshold (or
    the exit threshold for a hedge that is already open).
-3. Greedily, best net carry first, give each hedge the largest notional that fits every
-   constraint still free: each fuse's capital cap (max_share x NAV; a perp leg ties up
-   notional / max_leverage, a spot leg its notional, a synthetic short its collateral),
-   each venue's gross exposure (max_venue_exposure x NAV) and the NAV above the idle
-   buffer. A market is used by one hedge at most. Both legs get the same base quantity.
-4. PnL policy: an open hedge keeps its quantities while its notional stays within
+3. Greedily, best first, give each hedge the largest notional that fits every constraint
+   still free: each fuse's capital cap (max_share x NAV), each venue's gross exposure
+   (max_venue_exposure x NAV) and the NAV above the idle buffer. A market is used by one
+   hedge at most. Both legs get the same base quantity. New hedges rank by net APR; an open
+   hedge by its gross APR plus its exit cost amortised (``carry.ranking_score``), so it is
+   only displaced when the switch pays its round-trip cost over the holding period, and it
+   is kept while its net carry clears ``thresholds.exit_min_net_apr`` (hysteresis).
+4. Every leg is funded with headroom, so that no order is refused by the venue: a spot leg
+   ties up its notional; a perp leg its initial margin (notional / max_leverage) plus
+   ``margin.initial_cushion`` of it, and at least maintenance / ``margin.target_ratio``; a
+   synthetic short its collateral; and every order a leg needs adds ``COST_HEADROOM`` times
+   its taker fee + slippage estimated from the book. Hedges are sized from the capital left
+   after that headroom, and to ``1 / (1 + pnl.drift_tolerance)`` of the most the caps
+   allow, so that price drift within the tolerance never breaks a cap.
+5. PnL policy: an open hedge keeps its quantities while its notional stays within
    ``pnl.drift_tolerance`` of the target (``constant_notional``); ``sentiment_hybrid`` lets
    the notional grow while prices rise (up to the caps) and rebalances at half the tolerance
-   while they fall.
-5. Capital above the buffer that no hedge needs is supplied to enabled lending fuses.
+   while they fall. A new hedge smaller than ``rebalance.min_hedge_share`` x NAV is not opened.
+6. Capital above the buffer that no hedge needs is supplied to enabled lending fuses.
+7. Dead band: a fuse whose capital would move by less than ``rebalance.min_transfer`` or
+   ``rebalance.min_capital_share`` of its capital keeps what it has, unless an order of the
+   plan needs the money, the fuse is over its cap, or the idle buffer needs it back; a margin
+   deficit on an unchanged hedge is left to the margin monitor while leverage is within the
+   fuse's maximum and the margin ratio within ``margin.target_ratio``.
 """
 
 from __future__ import annotations
@@ -30,12 +44,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig
+from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import FuseAllocation, TargetBook, TargetPosition
 from alpha.domain.instruments import InstrumentKind, Side
 from alpha.domain.market import BadMarketData, MarketSnapshot
 from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.risk.exposure import base_of, holdings
+from alpha.risk.exposure import base_of, fuse_gross, holdings
 from alpha.strategy.carry import (
     BorrowLeg,
     Candidate,
@@ -43,6 +58,8 @@ from alpha.strategy.carry import (
     HedgeKind,
     TradeLeg,
     expected_carry,
+    leg_cost,
+    ranking_score,
     worth_holding,
 )
 from alpha.strategy.signals import Regime, Signals
@@ -52,6 +69,20 @@ HEALTH_HEADROOM = Decimal("1.25")
 # Halvings tried when the full size does not clear the threshold (slippage grows with size).
 SIZE_HALVINGS = 8
 SIZE_BISECTIONS = 6
+# Each order a leg needs is funded with this multiple of its estimated taker fee + slippage.
+COST_HEADROOM = Decimal(2)
+
+
+@dataclass(frozen=True, slots=True)
+class _LegRate:
+    """Capital a leg ties up, per unit of notional held (``base``) and traded (``cost``, an upper bound)."""
+
+    base: Decimal
+    cost: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.base + COST_HEADROOM * self.cost
 
 
 @dataclass(slots=True)
@@ -71,6 +102,7 @@ class _Chosen:
     carry: Carry
     is_open: bool
     note: str
+    rates: dict[str, _LegRate]
 
 
 def _check_price(view: PortfolioView, asset: str) -> Decimal:
@@ -168,12 +200,50 @@ def candidates(
     return out
 
 
-def _coefficients(c: Candidate, venue_of: dict[str, str]) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
-    """Per unit of notional: capital per fuse and gross per venue the hedge uses."""
+def _maintenance_rate(acct: AccountSnapshot | None) -> Decimal:
+    """Maintenance margin per unit of notional a margin account is charged now (0 without positions)."""
+    if acct is None or acct.margin is None:
+        return ZERO
+    notional = sum((abs(p.size) * p.mark_price for p in acct.positions), ZERO)
+    return acct.margin.maintenance_margin / notional if notional > 0 else ZERO
+
+
+def _base_rate(leg: TradeLeg, config: StrategyConfig, view: PortfolioView) -> Decimal:
+    """Capital per unit of notional a leg ties up while held (see the module docstring, point 4)."""
+    if not leg.instrument.kind.is_perp:
+        return ONE / leg.leverage
+    margin = ONE / leg.leverage * (ONE + config.margin.initial_cushion)
+    return max(margin, _maintenance_rate(view.accounts.get(leg.fuse)) / config.margin.target_ratio)
+
+
+def _cost_bound(snap: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal | None:
+    """Taker fee + slippage of trading ``quantity`` either way (the whole book if it is deeper)."""
+    worst = ZERO
+    for s in (side, side.opposite):
+        cost = leg_cost(snap, s, quantity)
+        if cost is None and snap.book is not None and snap.book.depth(s) > 0:
+            cost = leg_cost(snap, s, snap.book.depth(s))
+        if cost is None:
+            return None
+        worst = max(worst, cost)
+    return worst
+
+
+def _budget_rate(c: Candidate, rates: dict[str, _LegRate]) -> Decimal:
+    total = sum((rates[leg.key].total for leg in c.legs), ZERO)
+    if c.borrow is not None:
+        total += c.borrow.collateral_ratio
+    return total
+
+
+def _coefficients(
+    c: Candidate, venue_of: dict[str, str], rates: dict[str, _LegRate]
+) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Per unit of notional: capital per fuse (with headroom) and gross per venue the hedge uses."""
     fuse: dict[str, Decimal] = {}
     venue: dict[str, Decimal] = {}
     for leg in c.legs:
-        fuse[leg.fuse] = fuse.get(leg.fuse, ZERO) + ONE / leg.leverage
+        fuse[leg.fuse] = fuse.get(leg.fuse, ZERO) + rates[leg.key].total
         v = venue_of[leg.fuse]
         venue[v] = venue.get(v, ZERO) + ONE
     if c.borrow is not None:
@@ -183,9 +253,9 @@ def _coefficients(c: Candidate, venue_of: dict[str, str]) -> tuple[dict[str, Dec
     return fuse, venue
 
 
-def _max_notional(c: Candidate, room: _Room, venue_of: dict[str, str]) -> Decimal:
-    fuse_k, venue_k = _coefficients(c, venue_of)
-    limits = [room.budget / c.capital_per_notional()]
+def _max_notional(c: Candidate, room: _Room, venue_of: dict[str, str], rates: dict[str, _LegRate]) -> Decimal:
+    fuse_k, venue_k = _coefficients(c, venue_of, rates)
+    limits = [room.budget / _budget_rate(c, rates)]
     limits += [room.fuse.get(f, ZERO) / k for f, k in fuse_k.items()]
     limits += [room.venue.get(v, ZERO) / k for v, k in venue_k.items()]
     return max(min(limits), ZERO)
@@ -302,20 +372,42 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     room = _Room(
         fuse={f.name: f.max_share * nav for f in config.enabled_fuses},
         venue={},
-        budget=nav * (ONE - config.idle_buffer),
+        # Idle is kept a little above the buffer, so that NAV drifting up between rebalances
+        # does not call for a small withdrawal every time (the dead band, point 7).
+        budget=max(nav * (ONE - config.idle_buffer) - config.rebalance.min_transfer, ZERO),
     )
     for v in set(venue_of.values()):
         room.venue[v] = config.risk.max_venue_exposure * nav
 
     tol = config.delta_tolerance
+    drift = config.pnl.drift_tolerance
     all_candidates = candidates(view, signals, config, snapshots)
     chosen: list[_Chosen] = []
+    holding = config.thresholds.holding_period
 
-    def evaluate(c: Candidate, limit: Decimal) -> tuple[Decimal, Carry] | None:
-        is_open = _current_quantity(c, held, borrowed) > 0
+    def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
+        """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
+        base = {leg.key: _LegRate(_base_rate(leg, config, view), ZERO) for leg in c.legs}
+        x0 = _max_notional(c, room, venue_of, base)
+        if x0 <= 0:
+            return ZERO, base
+        rates: dict[str, _LegRate] = {}
+        for leg in c.legs:
+            snap = snapshots[leg.key]
+            # Slippage grows with size: the cost at x0 bounds the cost at any smaller size.
+            cost = _cost_bound(snap, leg.side, x0 / snap.mark)
+            if cost is None:
+                return None
+            rates[leg.key] = _LegRate(base[leg.key].base, cost)
+        return _max_notional(c, room, venue_of, rates), rates
+
+    def evaluate(c: Candidate, limit: Decimal, *, is_open: bool | None = None) -> tuple[Decimal, Carry] | None:
+        """The largest notional up to ``limit`` whose carry clears the threshold (entry, or exit if open)."""
+        if is_open is None:
+            is_open = _current_quantity(c, held, borrowed) > 0
 
         def passing(x: Decimal) -> Carry | None:
-            carry = expected_carry(c, x, snapshots, config.thresholds.holding_period, is_open=is_open)
+            carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
             ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
             return carry if ok else None
 
@@ -345,45 +437,206 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
 
     ranked: list[tuple[Decimal, str, Candidate]] = []
     for c in all_candidates:
-        found = evaluate(c, _max_notional(c, room, venue_of))
+        lim = limit_for(c)
+        if lim is None:
+            continue
+        found = evaluate(c, lim[0])
         if found is not None:
-            ranked.append((found[1].net_apr, c.hedge_id, c))
+            is_open = _current_quantity(c, held, borrowed) > 0
+            ranked.append((ranking_score(found[1], holding, is_open=is_open), c.hedge_id, c))
     ranked.sort(key=lambda t: (-t[0], t[1]))
 
+    # An open hedge that no better-ranked candidate competes with for its markets keeps its
+    # capital: it is reserved before anything is allocated, so open hedges never trade
+    # capital back and forth between them as their forecasts move.
+    reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal]] = {}
+    claimed: set[str] = set()
+    for _, hedge_id, c in ranked:
+        keys = _keys(c)
+        if keys & claimed:
+            continue
+        claimed |= keys
+        current_q = _current_quantity(c, held, borrowed)
+        if current_q <= 0:
+            continue
+        base = {leg.key: _LegRate(_base_rate(leg, config, view), ZERO) for leg in c.legs}
+        price = view.price(c.asset)
+        fuse_use = _hedge_capital(c, current_q, price, held, base)
+        _, venue_k = _coefficients(c, venue_of, base)
+        venue_use = {v: k * current_q * price for v, k in venue_k.items()}
+        budget_use = sum(fuse_use.values(), ZERO)
+        reserved[hedge_id] = (fuse_use, venue_use, budget_use)
+        _take(room, fuse_use, venue_use, budget_use, sign=ONE)
+
+    min_hedge = config.rebalance.min_hedge_share * nav
     for _, _, c in ranked:
-        keys = {leg.key for leg in c.legs}
-        if c.borrow is not None:
-            keys.add(f"{c.borrow.fuse}:borrow:{c.asset}")
+        keys = _keys(c)
         if keys & room.used_markets:
             continue
-        limit = _max_notional(c, room, venue_of)
-        found = evaluate(c, limit)
-        if found is None:
+        if c.hedge_id in reserved:
+            fuse_use, venue_use, budget_use = reserved.pop(c.hedge_id)
+            _take(room, fuse_use, venue_use, budget_use, sign=-ONE)
+        lim = limit_for(c)
+        if lim is None:
             continue
-        desired, carry = found
+        limit, rates = lim
         price = view.price(c.asset)
         current_q = _current_quantity(c, held, borrowed)
         is_open = current_q > 0
-        target_x, note = desired, "target notional"
+        # Sized below the most the caps allow, so that drift within the tolerance keeps within them.
         if is_open:
             current_x = current_q * price
-            target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
+            kept = evaluate(c, min(current_x, limit), is_open=True)
+            if kept is None:
+                continue
+            carry = kept[1]
+            grown = evaluate(c, limit, is_open=False)
+            if current_x > limit or kept[0] < current_x:
+                # Over a cap, or carry at this size no longer clears the exit threshold: shrink.
+                target_x, note = kept[0] / (ONE + drift), "over a cap or past the exit threshold at this size; reduced"
+            else:
+                desired = max(grown[0] / (ONE + drift), current_x) if grown is not None else current_x
+                target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
+        else:
+            found = evaluate(c, limit)
+            if found is None:
+                continue
+            carry = found[1]
+            target_x, note = found[0] / (ONE + drift), "target notional"
+            if target_x < min_hedge:
+                reasons.append(
+                    f"{c.hedge_id}: {target_x:.2f} is below the smallest new hedge ({config.rebalance.min_hedge_share} x NAV); not opened"
+                )
+                continue
         quantity = current_q if (is_open and target_x == current_q * price) else _round_quantity(c, target_x / price, price, tol)
         if quantity is not None:
             quantity = _snap_to_holdings(c, quantity, held, price)
         if quantity is None or quantity <= 0:
             continue
-        fuse_k, venue_k = _coefficients(c, venue_of)
+        _, venue_k = _coefficients(c, venue_of, rates)
         notional = quantity * price
-        for fuse_name, k in fuse_k.items():
-            room.fuse[fuse_name] -= k * notional
-        for v, k in venue_k.items():
-            room.venue[v] -= k * notional
-        room.budget -= c.capital_per_notional() * notional
+        used = _hedge_capital(c, quantity, price, held, rates)
+        _take(room, used, {v: k * notional for v, k in venue_k.items()}, sum(used.values(), ZERO), sign=ONE)
         room.used_markets |= keys
-        chosen.append(_Chosen(c, quantity, carry, is_open, note))
+        chosen.append(_Chosen(c, quantity, carry, is_open, note, rates))
 
     return _book(view, config, nav, chosen, held, borrowed, supplied, room, all_candidates, reasons)
+
+
+def _hedge_capital(
+    c: Candidate, quantity: Decimal, price: Decimal, held: dict[tuple[str, str], Decimal], rates: dict[str, _LegRate]
+) -> dict[str, Decimal]:
+    """Capital per fuse a hedge of ``quantity`` ties up: what it holds plus headroom for the orders it needs."""
+    out: dict[str, Decimal] = {}
+    notional = quantity * price
+    for leg in c.legs:
+        rate = rates[leg.key]
+        signed = quantity if leg.side is Side.BUY else -quantity
+        traded = abs(signed - held.get((leg.fuse, leg.market), ZERO)) * price
+        out[leg.fuse] = out.get(leg.fuse, ZERO) + notional * rate.base + traded * COST_HEADROOM * rate.cost
+    if c.borrow is not None:
+        out[c.borrow.fuse] = out.get(c.borrow.fuse, ZERO) + notional * c.borrow.collateral_ratio
+    return out
+
+
+def _closing_headroom(view: PortfolioView, fuse: str, market: str, quantity: Decimal) -> Decimal:
+    """Cash a fuse keeps back while it closes ``quantity``: the order's fee and slippage, with headroom."""
+    snap = view.market(fuse, market)
+    if snap is None or quantity == 0:
+        return ZERO
+    side = Side.SELL if quantity > 0 else Side.BUY
+    cost = _cost_bound(snap, side, abs(quantity))
+    if cost is None:
+        cost = snap.instrument.taker_fee
+    return abs(quantity) * snap.mark * COST_HEADROOM * cost
+
+
+def _growing_fuses(positions: Iterable[TargetPosition], held: dict[tuple[str, str], Decimal]) -> set[str]:
+    """Fuses where a target position is larger than (or on the other side of) what is held."""
+    out: set[str] = set()
+    for tp in positions:
+        have = held.get((tp.fuse, tp.market), ZERO)
+        if abs(tp.quantity) > abs(have) or (tp.quantity != 0 and have != 0 and (tp.quantity > 0) != (have > 0)):
+            out.add(tp.fuse)
+    return out
+
+
+def _dead_band(
+    view: PortfolioView,
+    config: StrategyConfig,
+    nav: Decimal,
+    capital: dict[str, Decimal],
+    lending: dict[tuple[str, str], Decimal],
+    borrowing: dict[tuple[str, str], Decimal],
+    borrowed: dict[tuple[str, str], Decimal],
+    growing: set[str],
+    caps: dict[str, Decimal],
+) -> list[str]:
+    """Leave a fuse's capital where it is when moving it is not worth a transfer (module docstring, point 7).
+
+    Change ``capital`` and ``lending`` in place; return the reasons.
+    """
+    rb = config.rebalance
+    base = view.base_asset
+    with_debt = {f for (f, _), amount in (*borrowing.items(), *borrowed.items()) if amount > 0}
+    banded: dict[str, tuple[Decimal, Decimal | None]] = {}  # fuse -> (target capital, target supply of base)
+    gross_of = fuse_gross(view, config.stablecoins)
+    for name in sorted(caps):
+        equity = view.fuse_equity(name)
+        want = capital.get(name, ZERO)
+        diff = want - equity
+        if diff == 0 or name in with_debt or equity > caps[name] or (diff > 0 and name in growing):
+            continue
+        acct = view.accounts.get(name)
+        margin = acct.margin if acct is not None else None
+        max_lev = config.fuse(name).max_leverage
+        if diff > 0 and margin is not None and margin.maintenance_margin > 0:
+            # A deficit on an unchanged hedge: the margin monitor tops it up (DOMAIN.md policy)
+            # while leverage and margin ratio are still within bounds.
+            within = equity > 0 and gross_of.get(name, ZERO) <= equity * max_lev
+            if not (within and margin.margin_ratio <= config.margin.target_ratio):
+                continue
+        elif abs(diff) < max(rb.min_transfer, rb.min_capital_share * max(want, equity)):
+            if diff > 0 and gross_of.get(name, ZERO) > equity * max_lev:
+                continue
+        else:
+            continue
+        supply: Decimal | None = None
+        if (name, base) in lending:
+            supply = lending[(name, base)]
+            lending[(name, base)] = next((lp.supplied for lp in acct.lending_positions if lp.asset == base), ZERO) if acct else ZERO
+        banded[name] = (want, supply)
+        capital[name] = equity
+    # Idle must stay at the buffer: give back the band of the largest surpluses first.
+    floor = config.idle_buffer * nav
+    for name in sorted(banded, key=lambda n: capital[n] - banded[n][0], reverse=True):
+        if nav - sum(capital.values(), ZERO) >= floor:
+            break
+        want, supply = banded.pop(name)
+        if capital[name] <= want:
+            banded[name] = (want, supply)
+            continue
+        capital[name] = want
+        if supply is not None:
+            lending[(name, base)] = supply
+    return [f"{name}: capital change of {want - capital[name]:.2f} is within the dead band; left as is" for name, (want, _) in sorted(banded.items())]
+
+
+def _keys(c: Candidate) -> set[str]:
+    """The markets (and the debt) a candidate would use; one hedge per market."""
+    keys = {leg.key for leg in c.legs}
+    if c.borrow is not None:
+        keys.add(f"{c.borrow.fuse}:borrow:{c.asset}")
+    return keys
+
+
+def _take(room: _Room, fuse_use: dict[str, Decimal], venue_use: dict[str, Decimal], budget_use: Decimal, *, sign: Decimal) -> None:
+    """Take capital, venue exposure and budget from the room (``sign`` -1 gives them back)."""
+    for name, amount in fuse_use.items():
+        room.fuse[name] = room.fuse.get(name, ZERO) - sign * amount
+    for v, amount in venue_use.items():
+        room.venue[v] = room.venue.get(v, ZERO) - sign * amount
+    room.budget -= sign * budget_use
 
 
 def _trend(signals: Signals, asset: str) -> Decimal:
@@ -435,6 +688,8 @@ def _book(
         c = ch.candidate
         price = view.price(c.asset)
         notional = ch.quantity * price
+        for fuse_name, amount in _hedge_capital(c, ch.quantity, price, held, ch.rates).items():
+            capital[fuse_name] = capital.get(fuse_name, ZERO) + amount
         why = (
             f"{c.kind.value} {c.asset}: forecast {c.funding_apr * 100:.2f}% APR"
             f"{f' - borrow {c.borrow.borrow_apr * 100:.2f}%' if c.borrow else ''}, costs {ch.carry.cost_apr * 100:.2f}%,"
@@ -445,14 +700,12 @@ def _book(
             signed = ch.quantity if leg.side is Side.BUY else -ch.quantity
             positions.append(TargetPosition(leg.fuse, leg.market, c.asset, signed, c.hedge_id, why))
             targeted.add((leg.fuse, leg.market))
-            capital[leg.fuse] = capital.get(leg.fuse, ZERO) + notional / leg.leverage
             gross[leg.fuse] = gross.get(leg.fuse, ZERO) + notional
         if c.borrow is not None:
             f = c.borrow.fuse
             borrowing[(f, c.asset)] = borrowing.get((f, c.asset), ZERO) + ch.quantity
             collateral = notional * c.borrow.collateral_ratio
             lending[(f, view.base_asset)] = lending.get((f, view.base_asset), ZERO) + collateral
-            capital[f] = capital.get(f, ZERO) + collateral
             gross[f] = gross.get(f, ZERO) + notional
 
     # Positions no chosen hedge wants: close them, pairing the legs of a hedge that was open.
@@ -466,6 +719,9 @@ def _book(
         for fuse, market in pair:
             positions.append(TargetPosition(fuse, market, c.asset, ZERO, c.hedge_id, reason))
             targeted.add((fuse, market))
+            headroom = _closing_headroom(view, fuse, market, held[(fuse, market)])
+            capital[fuse] = capital.get(fuse, ZERO) + headroom
+            room.budget -= headroom
         reasons.append(reason)
     for (fuse, market), qty in sorted(held.items()):
         if (fuse, market) in targeted or "/" not in market:
@@ -476,13 +732,17 @@ def _book(
             asset = snap.instrument.base
         reason = f"unwind {qty} on {fuse}:{market}: not part of any hedge the strategy holds"
         positions.append(TargetPosition(fuse, market, asset, ZERO, f"unwind|{fuse}:{market}", reason))
+        headroom = _closing_headroom(view, fuse, market, qty)
+        capital[fuse] = capital.get(fuse, ZERO) + headroom
+        room.budget -= headroom
         reasons.append(reason)
 
     # Idle capital above the buffer goes to enabled lending fuses, within their caps.
     for lf in _lending_fuses(config):
         if view.base_asset not in lf.assets or room.budget <= 0:
             continue
-        amount = min(room.fuse.get(lf.name, ZERO), room.budget)
+        # Below the cap by the dead band, so that accrued interest does not call for withdrawals.
+        amount = min(room.fuse.get(lf.name, ZERO) * (ONE - config.rebalance.min_capital_share), room.budget)
         if amount <= 0:
             continue
         room.fuse[lf.name] -= amount
@@ -496,6 +756,13 @@ def _book(
             lending.setdefault(key, ZERO)
         if key in borrowed:
             borrowing.setdefault(key, ZERO)
+
+    caps = {f.name: f.max_share * nav for f in config.enabled_fuses}
+    for name in list(capital):
+        # Headroom for closing orders never takes a fuse over its cap.
+        capital[name] = min(capital[name], max(caps.get(name, ZERO), ZERO))
+    growing = _growing_fuses(positions, held)
+    reasons += _dead_band(view, config, nav, capital, lending, borrowing, borrowed, growing, caps)
 
     allocations: list[FuseAllocation] = []
     names = [f.name for f in config.fuses] + sorted(n for n in view.accounts if n not in {f.name for f in config.fuses})
