@@ -298,14 +298,28 @@ class Daemon:
     async def view(self, now: datetime) -> PortfolioView:
         """Build the portfolio view from every fuse's account and the latest market data."""
         accounts = {name: await fuse.account() for name, fuse in self.fuses.items()}
+        prices = self.marketdata.prices(self.config.vault.base_asset, self.config.stablecoins)
+        await self._oracle_prices(accounts, prices)
         return PortfolioView(
             ts=now,
             base_asset=self.config.vault.base_asset,
             vault_cash=await self.wiring.vault_cash(),
             accounts=accounts,
             markets=dict(self.marketdata.snapshots),
-            prices=self.marketdata.prices(self.config.vault.base_asset, self.config.stablecoins),
+            prices=prices,
         )
+
+    async def _oracle_prices(self, accounts: dict[str, Any], prices: dict[str, Decimal]) -> None:
+        """Price what a lending account holds and no market prices (e.g. WETH) from the fuse's own oracle."""
+        for name, acct in accounts.items():
+            if acct.lending is None:
+                continue
+            held = {b.asset for b in acct.balances if b.total != 0} | {lp.asset for lp in acct.lending_positions}
+            missing = held - set(prices) - {self.config.vault.base_asset}
+            oracle = getattr(self.fuses[name], "price", None)
+            if missing and oracle is not None:
+                for asset in sorted(missing):
+                    prices[asset] = Decimal(await oracle(asset))
 
     def export_view(self, view: PortfolioView) -> None:
         """Export NAV, idle, capital, exposure, delta, margin and PnL metrics from ``view``."""
