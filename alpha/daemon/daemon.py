@@ -173,6 +173,8 @@ class Daemon:
             self.started_fuses.append(name)
         await self.marketdata.load_instruments()
         precreate_series(self.metrics, cfg.enabled_fuses, self.marketdata.instruments)
+        for _, label in (*REFUSAL_LABELS, ("", "other")):
+            self.metrics.actions_refused.labels(reason=label)
         self.executor = Executor(
             self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments
         )
@@ -888,10 +890,30 @@ def _on_fuse(name: str) -> Callable[[str, str], bool]:
     return select
 
 
+# The risk gate's refusal reasons are sentences with numbers in them; the metric label is one of
+# these fixed categories (bounded cardinality, every one exported from start), "other" otherwise.
+REFUSAL_LABELS: tuple[tuple[str, str], ...] = (
+    ("kill switch", "kill_switch"),
+    ("trading paused", "paused"),
+    ("stablecoin depeg", "depeg"),
+    ("bad market data", "bad_market_data"),
+    ("order notional", "order_notional"),
+    ("cannot be applied", "cannot_apply"),
+    ("gross exposure on venue", "venue_exposure"),
+    ("leverage on", "leverage"),
+    ("idle ", "idle_buffer"),
+    ("the vault holds", "vault_cash"),
+    ("fuse ", "unknown_fuse"),
+)
+
+
 def _reason_label(reason: str) -> str:
-    """A low-cardinality label for a refusal reason (its first words)."""
-    head = reason.split(":", 1)[0].strip().lower()
-    return "_".join(head.split()[:4])[:40] or "other"
+    """The low-cardinality label of a refusal reason (``REFUSAL_LABELS``)."""
+    text = reason.strip().lower()
+    for prefix, label in REFUSAL_LABELS:
+        if text.startswith(prefix):
+            return label
+    return "other"
 
 
 def _describe(action: Action) -> str:
