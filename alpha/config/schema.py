@@ -196,6 +196,7 @@ class RiskLimits(Model):
     max_order_notional: Positive = Decimal("250000")
     max_book_share: Share = Decimal("0.10")  # of visible depth per order; larger orders are sliced
     max_venue_exposure: Share = Decimal("0.50")  # gross notional on one venue / NAV
+    max_asset_share: Share = Decimal("1")  # hedged notional of one asset (one leg) / NAV: diversifies across assets
     depeg_threshold: Share = Decimal("0.02")  # stablecoin off its peg by more than this
     max_data_age: Duration = timedelta(seconds=60)
     max_unhedged_notional: Positive = Decimal("50000")

@@ -12,7 +12,8 @@ How it chooses:
    the exit threshold for a hedge that is already open).
 3. Greedily, best first, give each hedge the largest notional that fits every constraint
    still free: each fuse's capital cap (max_share x NAV), each venue's gross exposure
-   (max_venue_exposure x NAV) and the NAV above the idle buffer. A market is used by one
+   (max_venue_exposure x NAV), each asset's hedged notional (risk.max_asset_share x NAV)
+   and the NAV above the idle buffer. A market is used by one
    hedge at most. Both legs get the same base quantity. New hedges rank by net APR; an open
    hedge by its gross APR plus its exit cost amortised (``carry.ranking_score``), so it is
    only displaced when the switch pays its round-trip cost over the holding period, and it
@@ -93,6 +94,8 @@ class _Room:
     venue: dict[str, Decimal]
     budget: Decimal
     used_markets: set[str] = field(default_factory=set)
+    allowance: Decimal = ZERO  # budget held back for hedges' drift; lending may use it meanwhile
+    asset: dict[str, Decimal] = field(default_factory=dict)  # hedged notional (one leg) still allowed per asset
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,17 @@ def _cost_bound(snap: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal 
     return worst
 
 
+def _basis(snap: MarketSnapshot, view: PortfolioView) -> Decimal:
+    """How far a market trades from the price the view values its asset at (a share of that price).
+
+    Capital is valued at the view's price; orders fill around the market's own mark.
+    """
+    price = view.prices.get(snap.instrument.base)
+    if price is None or price <= 0:
+        return ZERO
+    return abs(snap.mark - price) / price
+
+
 def _budget_rate(c: Candidate, rates: dict[str, _LegRate]) -> Decimal:
     total = sum((rates[leg.key].total for leg in c.legs), ZERO)
     if c.borrow is not None:
@@ -258,6 +272,8 @@ def _max_notional(c: Candidate, room: _Room, venue_of: dict[str, str], rates: di
     limits = [room.budget / _budget_rate(c, rates)]
     limits += [room.fuse.get(f, ZERO) / k for f, k in fuse_k.items()]
     limits += [room.venue.get(v, ZERO) / k for v, k in venue_k.items()]
+    if c.asset in room.asset:
+        limits.append(room.asset[c.asset])
     return max(min(limits), ZERO)
 
 
@@ -378,6 +394,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     )
     for v in set(venue_of.values()):
         room.venue[v] = config.risk.max_venue_exposure * nav
+    room.asset = {a: config.risk.max_asset_share * nav for a in config.assets}
 
     tol = config.delta_tolerance
     drift = config.pnl.drift_tolerance
@@ -398,7 +415,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             cost = _cost_bound(snap, leg.side, x0 / snap.mark)
             if cost is None:
                 return None
-            rates[leg.key] = _LegRate(base[leg.key].base, cost)
+            rates[leg.key] = _LegRate(base[leg.key].base, cost + _basis(snap, view))
         return _max_notional(c, room, venue_of, rates), rates
 
     def evaluate(c: Candidate, limit: Decimal, *, is_open: bool | None = None) -> tuple[Decimal, Carry] | None:
@@ -449,7 +466,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     # An open hedge that no better-ranked candidate competes with for its markets keeps its
     # capital: it is reserved before anything is allocated, so open hedges never trade
     # capital back and forth between them as their forecasts move.
-    reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal]] = {}
+    reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
     claimed: set[str] = set()
     for _, hedge_id, c in ranked:
         keys = _keys(c)
@@ -461,12 +478,9 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             continue
         base = {leg.key: _LegRate(_base_rate(leg, config, view), ZERO) for leg in c.legs}
         price = view.price(c.asset)
-        fuse_use = _hedge_capital(c, current_q, price, held, base)
-        _, venue_k = _coefficients(c, venue_of, base)
-        venue_use = {v: k * current_q * price for v, k in venue_k.items()}
-        budget_use = sum(fuse_use.values(), ZERO)
-        reserved[hedge_id] = (fuse_use, venue_use, budget_use)
-        _take(room, fuse_use, venue_use, budget_use, sign=ONE)
+        claim = _claim(c, current_q, price, held, base, venue_of, drift)
+        reserved[hedge_id] = claim
+        _take(room, *claim, sign=ONE)
 
     min_hedge = config.rebalance.min_hedge_share * nav
     for _, _, c in ranked:
@@ -474,8 +488,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         if keys & room.used_markets:
             continue
         if c.hedge_id in reserved:
-            fuse_use, venue_use, budget_use = reserved.pop(c.hedge_id)
-            _take(room, fuse_use, venue_use, budget_use, sign=-ONE)
+            _take(room, *reserved.pop(c.hedge_id), sign=-ONE)
         lim = limit_for(c)
         if lim is None:
             continue
@@ -491,12 +504,20 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                 continue
             carry = kept[1]
             grown = evaluate(c, limit, is_open=False)
+            # The smallest resize worth making: a share of the leg's notional and of its fuse's capital.
+            step = max(drift * current_x, config.rebalance.min_capital_share * max(view.fuse_equity(leg.fuse) for leg in c.legs))
             if current_x > limit or kept[0] < current_x:
-                # Over a cap, or carry at this size no longer clears the exit threshold: shrink.
-                target_x, note = kept[0] / (ONE + drift), "over a cap or past the exit threshold at this size; reduced"
+                # Over a cap, or carry at this size no longer clears the exit threshold: shrink,
+                # by at least one step (so that it does not shrink again by a sliver next time).
+                target_x = min(kept[0] / (ONE + drift), current_x - step)
+                note = "over a cap or past the exit threshold at this size; reduced"
+                if target_x < min_hedge:
+                    target_x, note = ZERO, "reduced below the smallest hedge; closed"
             else:
                 desired = max(grown[0] / (ONE + drift), current_x) if grown is not None else current_x
                 target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
+                if target_x != current_x and abs(target_x - current_x) < step:
+                    target_x, note = current_x, f"resize of {target_x - current_x:.2f} is smaller than one step ({step:.2f})"
         else:
             found = evaluate(c, limit)
             if found is None:
@@ -513,10 +534,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             quantity = _snap_to_holdings(c, quantity, held, price)
         if quantity is None or quantity <= 0:
             continue
-        _, venue_k = _coefficients(c, venue_of, rates)
-        notional = quantity * price
-        used = _hedge_capital(c, quantity, price, held, rates)
-        _take(room, used, {v: k * notional for v, k in venue_k.items()}, sum(used.values(), ZERO), sign=ONE)
+        _take(room, *_claim(c, quantity, price, held, rates, venue_of, drift), sign=ONE)
         room.used_markets |= keys
         chosen.append(_Chosen(c, quantity, carry, is_open, note, rates))
 
@@ -548,7 +566,7 @@ def _closing_headroom(view: PortfolioView, fuse: str, market: str, quantity: Dec
     cost = _cost_bound(snap, side, abs(quantity))
     if cost is None:
         cost = snap.instrument.taker_fee
-    return abs(quantity) * snap.mark * COST_HEADROOM * cost
+    return abs(quantity) * snap.mark * COST_HEADROOM * (cost + _basis(snap, view))
 
 
 def _growing_fuses(positions: Iterable[TargetPosition], held: dict[tuple[str, str], Decimal]) -> set[str]:
@@ -630,13 +648,57 @@ def _keys(c: Candidate) -> set[str]:
     return keys
 
 
-def _take(room: _Room, fuse_use: dict[str, Decimal], venue_use: dict[str, Decimal], budget_use: Decimal, *, sign: Decimal) -> None:
-    """Take capital, venue exposure and budget from the room (``sign`` -1 gives them back)."""
+def _claim(
+    c: Candidate,
+    quantity: Decimal,
+    price: Decimal,
+    held: dict[tuple[str, str], Decimal],
+    rates: dict[str, _LegRate],
+    venue_of: dict[str, str],
+    drift: Decimal,
+) -> tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]:
+    """What a hedge of ``quantity`` takes from the room: its capital plus room to drift by ``drift``.
+
+    Return capital per fuse, gross per venue, budget, the part of the budget that is only
+    the drift allowance, and the notional per asset. Later hedges cannot use the allowance, so one hedge's price drift
+    never pushes another over a cap.
+    """
+    used = _hedge_capital(c, quantity, price, held, rates)
+    notional = quantity * price
+    allowance = ZERO
+    for leg in c.legs:
+        extra = drift * notional * rates[leg.key].base
+        used[leg.fuse] += extra
+        allowance += extra
+    if c.borrow is not None:
+        extra = drift * notional * c.borrow.collateral_ratio
+        used[c.borrow.fuse] += extra
+        allowance += extra
+    _, venue_k = _coefficients(c, venue_of, rates)
+    venue = {v: k * notional * (ONE + drift) for v, k in venue_k.items()}
+    return used, venue, sum(used.values(), ZERO), allowance, {c.asset: notional * (ONE + drift)}
+
+
+def _take(
+    room: _Room,
+    fuse_use: dict[str, Decimal],
+    venue_use: dict[str, Decimal],
+    budget_use: Decimal,
+    allowance: Decimal,
+    asset_use: dict[str, Decimal],
+    *,
+    sign: Decimal,
+) -> None:
+    """Take capital, venue and asset exposure and budget from the room (``sign`` -1 gives them back)."""
+    for asset, amount in asset_use.items():
+        if asset in room.asset:
+            room.asset[asset] -= sign * amount
     for name, amount in fuse_use.items():
         room.fuse[name] = room.fuse.get(name, ZERO) - sign * amount
     for v, amount in venue_use.items():
         room.venue[v] = room.venue.get(v, ZERO) - sign * amount
     room.budget -= sign * budget_use
+    room.allowance += sign * allowance
 
 
 def _trend(signals: Signals, asset: str) -> Decimal:
@@ -739,10 +801,11 @@ def _book(
 
     # Idle capital above the buffer goes to enabled lending fuses, within their caps.
     for lf in _lending_fuses(config):
-        if view.base_asset not in lf.assets or room.budget <= 0:
+        spare = room.budget + room.allowance
+        if view.base_asset not in lf.assets or spare <= 0:
             continue
         # Below the cap by the dead band, so that accrued interest does not call for withdrawals.
-        amount = min(room.fuse.get(lf.name, ZERO) * (ONE - config.rebalance.min_capital_share), room.budget)
+        amount = min(room.fuse.get(lf.name, ZERO) * (ONE - config.rebalance.min_capital_share), spare)
         if amount <= 0:
             continue
         room.fuse[lf.name] -= amount
