@@ -637,7 +637,18 @@ def _dead_band(
         capital[name] = want
         if supply is not None:
             lending[(name, base)] = supply
-    return [f"{name}: capital change of {want - capital[name]:.2f} is within the dead band; left as is" for name, (want, _) in sorted(banded.items())]
+    reasons = [f"{name}: capital change of {want - capital[name]:.2f} is within the dead band; left as is" for name, (want, _) in sorted(banded.items())]
+    # A fuse that an order needs to fund gets at least one minimum transfer (never a sliver),
+    # when its cap and the idle buffer allow it.
+    for name in sorted(growing & set(caps)):
+        equity = view.fuse_equity(name)
+        want = capital.get(name, ZERO)
+        if ZERO < want - equity < rb.min_transfer and name not in with_debt:
+            raised = min(equity + rb.min_transfer, caps[name])
+            if nav - sum(capital.values(), ZERO) - (raised - want) >= floor:
+                capital[name] = raised
+                reasons.append(f"{name}: funding of {want - equity:.2f} raised to the minimum transfer")
+    return reasons
 
 
 def _keys(c: Candidate) -> set[str]:

@@ -19,6 +19,7 @@ import asyncio
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -28,7 +29,9 @@ from typing import Any
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.daemon.journal import Journal
+from alpha.domain.actions import OpenHedge, ResizeLeg
 from alpha.observability.logging import configure
+from alpha.risk.exposure import holdings
 from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 CAPITAL_ACTIONS = ("Transfer", "TopUpMargin", "Supply", "Withdraw", "Borrow", "Repay")
@@ -46,6 +49,7 @@ class DemoReport:
     rejected: int = 0
     unknown: int = 0
     liquidations: int = 0
+    incomplete: int = 0  # strategy actions the executor could not complete (failed transfers included)
     opened: Counter[str] = field(default_factory=Counter)  # OpenHedge per asset
     closed: Counter[str] = field(default_factory=Counter)  # CloseHedge per asset (strategy decisions)
     resizes: int = 0
@@ -76,6 +80,7 @@ class DemoReport:
             f"orders sent / filled      {self.orders} / {self.filled}",
             f"orders rejected by venue  {self.rejected}",
             f"orders of unknown outcome {self.unknown}",
+            f"incomplete actions        {self.incomplete}",
             f"liquidations              {self.liquidations}",
             f"hedges opened per asset   {dict(sorted(self.opened.items()))}",
             f"hedges closed per asset   {dict(sorted(self.closed.items()))}",
@@ -104,6 +109,7 @@ def _report(daemon: Daemon, days: float) -> DemoReport:
     rep.rejected = outcomes.get("rejected", 0)
     rep.unknown = outcomes.get("unknown", 0)
     rep.liquidations = sum(daemon.wiring.world.ledger.liquidations.values())
+    rep.incomplete = sum(len(d.actions) - d.completed for d in daemon.decisions)
     closed_ids: set[str] = set()
     for rec in journal.records("decision"):
         trigger = str(rec.data.get("trigger"))
@@ -152,13 +158,26 @@ def _report(daemon: Daemon, days: float) -> DemoReport:
     return rep
 
 
-async def run_demo(tmp_path: Path, days: float, **overrides: Any) -> tuple[DemoReport, Daemon]:
-    """Run config/demo.yaml in-process for ``days`` simulated days; return its report and the daemon."""
+async def run_demo(
+    tmp_path: Path, days: float, on_decision: Callable[[Daemon], Awaitable[None]] | None = None, **overrides: Any
+) -> tuple[DemoReport, Daemon]:
+    """Run config/demo.yaml in-process for ``days`` simulated days; return its report and the daemon.
+
+    ``on_decision`` is awaited after every step in which the daemon took a decision.
+    """
     cfg = demo_config(tmp_path, **overrides)
     clock = SteppedClock(cfg.clock.start)
     daemon = build_daemon(cfg, clock=clock, serve_http=False)
     task = asyncio.create_task(daemon.run(install_signals=False))
-    await run_for(daemon, clock, timedelta(days=days))
+    seen = 0
+
+    async def after_step() -> None:
+        nonlocal seen
+        if on_decision is not None and len(daemon.decisions) > seen:
+            seen = len(daemon.decisions)
+            await on_decision(daemon)
+
+    await run_for(daemon, clock, timedelta(days=days), after_step)
     daemon.request_stop()
     code = await asyncio.wait_for(task, 30)
     assert code == 0
@@ -173,6 +192,67 @@ def main(argv: list[str]) -> int:
         rep, _ = asyncio.run(run_demo(Path(tmp), days))
     print("\n".join(rep.lines()))
     return 0
+
+
+DAYS = 10  # two settlement-driven weeks of decisions would be slower; ten days show every behaviour
+
+
+async def test_demo_over_ten_days_trades_like_a_funding_farmer(tmp_path: Path) -> None:
+    checked: list[str] = []
+    done = 0
+
+    async def check_resizes(daemon: Daemon) -> None:
+        # Every strategy resize moves at least pnl.drift_tolerance of what the leg holds after it
+        # (a growth of d on top of x moves d >= tol x, so d >= tol / (1 + tol) of x + d).
+        nonlocal done
+        view = daemon.last_view
+        assert view is not None
+        held = holdings(view, daemon.config.stablecoins)
+        drift = daemon.config.pnl.drift_tolerance
+        for rec in daemon.decisions[done:]:
+            for action in rec.actions:
+                if isinstance(action, ResizeLeg):
+                    after = abs(held.get((action.leg.fuse, action.leg.market), Decimal(0)))
+                    assert action.leg.quantity >= drift / (1 + drift) * after * Decimal("0.999"), (rec.ts, action)
+                    checked.append(action.hedge_id)
+                if isinstance(action, OpenHedge):
+                    snap = view.market(action.legs[0].fuse, action.legs[0].market)
+                    assert snap is not None
+                    smallest = daemon.config.rebalance.min_hedge_share * view.nav
+                    assert action.legs[0].quantity * snap.mark >= smallest * Decimal("0.98"), (rec.ts, action)
+        done = len(daemon.decisions)
+
+    rep, daemon = await run_demo(tmp_path, DAYS, check_resizes)
+    cfg = daemon.config
+
+    # Zero refusals of any kind in normal operation, and nothing liquidated.
+    assert rep.rejected == 0 and rep.unknown == 0 and rep.incomplete == 0, rep.lines()
+    assert rep.liquidations == 0
+    assert rep.risk_actions.get("ResizeLeg", 0) == 0, "no leg ever needed neutralising after a failure"
+    # Bounded turnover: hedges persist (at most two opened per asset per week, none re-opened)
+    assert rep.opened, "no hedge was opened"
+    weeks = Decimal(DAYS) / 7
+    for asset, n in rep.opened.items():
+        assert n <= 2 * weeks, f"{asset}: {n} hedges opened in {DAYS} days"
+    assert rep.reopened == []
+    assert rep.resizes <= 4 * DAYS, f"{rep.resizes} leg resizes in {DAYS} days"
+    # ... and no capital action below the minimum size (margin top-ups are risk actions, sized by policy).
+    for kind, amount in rep.capital_rows:
+        assert amount >= cfg.rebalance.min_transfer, (kind, amount)
+    # The carry pays: funding received, and a positive result after fees and slippage.
+    assert rep.funding > 0
+    assert rep.net > 0, rep.lines()
+    assert rep.funding > rep.fees + rep.slippage
+
+
+async def test_the_first_forty_hours_show_hedges_funding_rebalances_and_a_top_up(tmp_path: Path) -> None:
+    # What `make run` shows within its first minute (one simulated hour per second).
+    rep, daemon = await run_demo(tmp_path, 40 / 24)
+    assert sum(rep.opened.values()) >= 2  # both assets hedged at once
+    assert daemon.wiring.world.ledger.settlements > 0 and rep.funding > 0
+    assert rep.resizes > 0 or rep.actions.get("Transfer", 0) > 1  # rebalances after the first decision
+    assert rep.top_ups >= 1  # the scripted 30% gap at 30h is met with a margin top-up
+    assert rep.rejected == 0 and rep.incomplete == 0 and rep.liquidations == 0
 
 
 if __name__ == "__main__":
