@@ -159,7 +159,7 @@ class MarginPolicy(Model):
     deleverage_ratio: Share = Decimal("0.70")  # deleverage both legs when margin ratio passes this
     check_every: Duration = timedelta(seconds=10)
     min_health_factor: Positive = Decimal("1.5")  # lending accounts: repay/deleverage below this
-    initial_cushion: Share = Decimal("0.10")  # margin posted above initial margin (share of it) when a perp leg is funded
+    initial_cushion: Share = Decimal("0")  # margin posted above initial margin (share of it) when a perp leg is funded
 
     @model_validator(mode="after")
     def _ordered(self) -> MarginPolicy:

@@ -415,7 +415,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             cost = _cost_bound(snap, leg.side, x0 / snap.mark)
             if cost is None:
                 return None
-            rates[leg.key] = _LegRate(base[leg.key].base, cost + _basis(snap, view))
+            # Spot coins are valued at the view's price but sell at their market: the whole basis
+            # counts. A perp's equity is the venue's own; only its margin (at mark) moves with it.
+            basis = _basis(snap, view) * (base[leg.key].base if snap.instrument.kind.is_perp else ONE)
+            rates[leg.key] = _LegRate(base[leg.key].base, cost + basis)
         return _max_notional(c, room, venue_of, rates), rates
 
     def evaluate(c: Candidate, limit: Decimal, *, is_open: bool | None = None) -> tuple[Decimal, Carry] | None:
@@ -566,7 +569,8 @@ def _closing_headroom(view: PortfolioView, fuse: str, market: str, quantity: Dec
     cost = _cost_bound(snap, side, abs(quantity))
     if cost is None:
         cost = snap.instrument.taker_fee
-    return abs(quantity) * snap.mark * COST_HEADROOM * (cost + _basis(snap, view))
+    basis = ZERO if snap.instrument.kind.is_perp else _basis(snap, view)
+    return abs(quantity) * snap.mark * COST_HEADROOM * (cost + basis)
 
 
 def _growing_fuses(positions: Iterable[TargetPosition], held: dict[tuple[str, str], Decimal]) -> set[str]:
@@ -638,12 +642,12 @@ def _dead_band(
         if supply is not None:
             lending[(name, base)] = supply
     reasons = [f"{name}: capital change of {want - capital[name]:.2f} is within the dead band; left as is" for name, (want, _) in sorted(banded.items())]
-    # A fuse that an order needs to fund gets at least one minimum transfer (never a sliver),
-    # when its cap and the idle buffer allow it.
-    for name in sorted(growing & set(caps)):
+    # A fuse that must be funded (an order needs the money, or margin is past its limits) gets
+    # at least one minimum transfer, never a sliver, when its cap and the idle buffer allow it.
+    for name in sorted(caps):
         equity = view.fuse_equity(name)
         want = capital.get(name, ZERO)
-        if ZERO < want - equity < rb.min_transfer and name not in with_debt:
+        if ZERO < want - equity < rb.min_transfer and name not in with_debt and name not in banded:
             raised = min(equity + rb.min_transfer, caps[name])
             if nav - sum(capital.values(), ZERO) - (raised - want) >= floor:
                 capital[name] = raised

@@ -42,7 +42,7 @@ def _held_view(qty: Decimal, rates: dict[str, str], *, perp_extra: Decimal = ZER
 
 
 def test_every_leg_is_funded_for_its_fill_fee_and_margin_cushion() -> None:
-    cfg = config()
+    cfg = config(margin={"initial_cushion": "0.10"})
     view = fresh_view(rates=HIGH)
     actions = make_plan(_decide(view, cfg), view).actions
     funded: dict[str, Decimal] = {}
@@ -92,7 +92,7 @@ def test_an_open_hedge_is_switched_when_the_gain_pays_for_the_switch() -> None:
 
 
 def test_small_capital_differences_stay_in_the_dead_band_large_ones_move() -> None:
-    cfg = config()
+    cfg = config(margin={"initial_cushion": "0.10"})  # as _held_view funds the perp
     qty = next(p.quantity for p in _decide(fresh_view(rates=HIGH), cfg).positions if p.fuse == "spot" and p.asset == "BTC")
     # The hedge decide would open, lending supplied as decide wants it, perp-cex 700 over its target.
     quiet = _held_view(qty, HIGH, perp_extra=D("700"), supplied=D("196000"))
