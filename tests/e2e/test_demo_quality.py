@@ -29,7 +29,7 @@ from typing import Any
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.daemon.journal import Journal
-from alpha.domain.actions import OpenHedge, ResizeLeg
+from alpha.domain.actions import CloseHedge, OpenHedge, ResizeLeg
 from alpha.observability.logging import configure
 from alpha.risk.exposure import holdings
 from tests.e2e.harness import SteppedClock, demo_config, run_for
@@ -85,7 +85,7 @@ class DemoReport:
             f"hedges opened per asset   {dict(sorted(self.opened.items()))}",
             f"hedges closed per asset   {dict(sorted(self.closed.items()))}",
             f"hedges re-opened          {len(self.reopened)}",
-            f"leg resizes               {self.resizes}",
+            f"resizes (legs or pairs)   {self.resizes}",
             f"actions (rows) by type    {dict(sorted(self.actions.items()))}",
             f"risk actions (rows)       {dict(sorted(self.risk_actions.items()))}",
             f"margin top-ups            {self.top_ups}",
@@ -111,6 +111,7 @@ def _report(daemon: Daemon, days: float) -> DemoReport:
     rep.liquidations = sum(daemon.wiring.world.ledger.liquidations.values())
     rep.incomplete = sum(len(d.actions) - d.completed for d in daemon.decisions)
     closed_ids: set[str] = set()
+    size: dict[str, Decimal] = {}  # base quantity each hedge holds, from its journalled actions
     for rec in journal.records("decision"):
         trigger = str(rec.data.get("trigger"))
         seen_hedges: set[tuple[str, str]] = set()
@@ -123,17 +124,29 @@ def _report(daemon: Daemon, days: float) -> DemoReport:
                     rep.top_ups += 1
                 continue
             hedge = (kind, str(row.get("hedge_id")))
+            hid, qty = hedge[1], Decimal(row["quantity"])
+            # Both legs of a resize may travel together as one two-leg action (the daemon pairs
+            # them): growing an open hedge is not opening one, shrinking it is not closing it.
             if kind in ("OpenHedge", "CloseHedge") and hedge not in seen_hedges:
                 seen_hedges.add(hedge)
                 if kind == "OpenHedge":
-                    rep.opened[str(row.get("asset"))] += 1
-                    if hedge[1] in closed_ids:
-                        rep.reopened.append(hedge[1])
-                elif not hedge[1].startswith(("reduce-", "unwind|")):
-                    rep.closed[str(row.get("asset"))] += 1
-                    closed_ids.add(hedge[1])
+                    if size.get(hid, Decimal(0)) > 0:
+                        rep.resizes += 1
+                    else:
+                        rep.opened[str(row.get("asset"))] += 1
+                        if hid in closed_ids:
+                            rep.reopened.append(hid)
+                    size[hid] = size.get(hid, Decimal(0)) + qty
+                elif not hid.startswith(("reduce-", "unwind|")):
+                    size[hid] = size.get(hid, Decimal(0)) - qty
+                    if size[hid] > 0:
+                        rep.resizes += 1
+                    else:
+                        size[hid] = Decimal(0)
+                        rep.closed[str(row.get("asset"))] += 1
+                        closed_ids.add(hid)
             elif kind == "ResizeLeg":
-                rep.resizes += 1
+                rep.resizes += 1  # one per leg
                 rep.resize_rows.append((str(row["fuse"]), str(row["market"]), Decimal(row["quantity"]), Decimal(0)))
             elif kind in CAPITAL_ACTIONS:
                 amount = Decimal(row["quantity"])
@@ -211,15 +224,19 @@ async def test_demo_over_ten_days_trades_like_a_funding_farmer(tmp_path: Path) -
         drift = daemon.config.pnl.drift_tolerance
         for rec in daemon.decisions[done:]:
             for action in rec.actions:
-                if isinstance(action, ResizeLeg):
-                    after = abs(held.get((action.leg.fuse, action.leg.market), Decimal(0)))
-                    assert action.leg.quantity >= drift / (1 + drift) * after * Decimal("0.999"), (rec.ts, action)
-                    checked.append(action.hedge_id)
-                if isinstance(action, OpenHedge):
-                    snap = view.market(action.legs[0].fuse, action.legs[0].market)
-                    assert snap is not None
-                    smallest = daemon.config.rebalance.min_hedge_share * view.nav
-                    assert action.legs[0].quantity * snap.mark >= smallest * Decimal("0.98"), (rec.ts, action)
+                legs = (action.leg,) if isinstance(action, ResizeLeg) else action.legs if isinstance(action, OpenHedge | CloseHedge) else ()
+                for leg in legs:
+                    after = abs(held.get((leg.fuse, leg.market), Decimal(0)))
+                    if isinstance(action, OpenHedge) and after <= leg.quantity:
+                        # a new hedge: at least rebalance.min_hedge_share of NAV
+                        snap = view.market(leg.fuse, leg.market)
+                        assert snap is not None
+                        smallest = daemon.config.rebalance.min_hedge_share * view.nav
+                        assert leg.quantity * snap.mark >= smallest * Decimal("0.98"), (rec.ts, action)
+                    elif after > 0:
+                        # a resize, on its own or paired with the other leg
+                        assert leg.quantity >= drift / (1 + drift) * after * Decimal("0.999"), (rec.ts, action)
+                        checked.append(rec.decision_id)
         done = len(daemon.decisions)
 
     rep, daemon = await run_demo(tmp_path, DAYS, check_resizes)
