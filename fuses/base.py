@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Protocol, runtime_checkable
 
-from alpha.domain.account import AccountSnapshot, LendingHealth, Order, OrderRequest
+from alpha.domain.account import AccountSnapshot, FundingPayment, LendingHealth, Order, OrderRequest
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import OrderBook
@@ -138,6 +138,10 @@ class Fuse(Protocol):
 
     async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
         """Move ``amount`` between this venue's wallets (e.g. 'spot' -> 'futures') or to/from 'vault'."""
+        ...
+
+    async def funding_payments(self, since: datetime) -> list[FundingPayment]:
+        """Return the funding our positions received or paid at settlements at or after ``since``, oldest first."""
         ...
 
 

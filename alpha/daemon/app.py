@@ -28,6 +28,8 @@ from alpha.daemon.supervisor import RestartPolicy, ServiceFn
 from alpha.domain.clock import AcceleratedClock, Clock, LiveClock
 from alpha.observability.metrics import Metrics
 
+FUNDING_POLL = timedelta(minutes=5)  # live: how often the venues are asked for new funding payments
+
 
 class WiringError(RuntimeError):
     """A mode cannot be wired (a connector is missing or the config does not fit the mode)."""
@@ -108,26 +110,54 @@ def _world_service(
 
 
 def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiring:
-    """Build real connectors: ccxt for CEX and perp DEX fuses, Aave for lending fuses."""
+    """Build real connectors: ccxt for CEX and perp DEX fuses, Aave for lending fuses.
+
+    * The vault is a ``LiveVault``: idle capital stays in each venue's free balance and is
+      allocated to the vault in the journal; a transfer between the vault and a fuse with no
+      on-venue path is such an allocation (see ``alpha.daemon.vault`` and the operations guide).
+    * Funding income is read back from the venues (``Fuse.funding_payments``) by a ``funding``
+      service every ``FUNDING_POLL`` and journalled once per venue payment id
+      (``alpha.daemon.funding``); no simulated world reports it here.
+    * Venue timeouts are real time, never the strategy clock: ccxt's request timeout, the
+      executor's ``execution.order_timeout`` (``asyncio.wait_for``), back-offs and the rate
+      limiter's waits all bound a real network counterpart and its per-minute budget. A
+      strategy clock that jumps (an accelerated or test clock) must therefore only be moved
+      while no service is awaiting a venue; the live tests advance it only once every service
+      sleeps on it (``tests/live``).
+    """
+    from alpha.daemon.funding import FundingCollector
+    from alpha.daemon.vault import LiveVault
+
     builders: dict[FuseKind, Callable[..., Any]] = {}
-    fuses: dict[str, Any] = {}
+    raw: dict[str, Any] = {}
     for fc in config.enabled_fuses:
         if fc.kind not in builders:
             module = {FuseKind.CEX: "fuses.ccxt", FuseKind.PERP_DEX: "fuses.ccxt", FuseKind.LENDING: "fuses.aave"}.get(fc.kind)
             if module is None:
                 raise WiringError(f"live mode cannot run fuse {fc.name!r} of kind {fc.kind.value}")
             builders[fc.kind] = _import(module, f"fuse {fc.name!r}").build
-        fuses[fc.name] = builders[fc.kind](fc, clock=clock, metrics=metrics)
+        raw[fc.name] = builders[fc.kind](fc, clock=clock, metrics=metrics)
+    vault = LiveVault(config.vault.base_asset, tuple(config.stablecoins), clock)
+    fuses = vault.wrap(raw)
 
-    async def vault_cash() -> Decimal:
-        # The on-chain vault's idle balance is read by a vault fuse when one exists; until then
-        # the vault holds nothing outside the fuses in live mode.
-        vault = fuses.get("vault")
-        if vault is not None and hasattr(vault, "idle_cash"):
-            return Decimal(await vault.idle_cash())
-        return Decimal(0)
+    def attach(daemon: Daemon) -> None:
+        assert daemon.journal is not None
+        vault.attach(daemon.journal)
 
-    return Wiring(mode="live", fuses=fuses, vault_cash=vault_cash, poll_every=timedelta(seconds=10))
+    def funding_service(daemon: Daemon) -> ServiceFn:
+        assert daemon.journal is not None
+        collector = FundingCollector(daemon.fuses, daemon.journal, daemon.metrics, clock, settlements=daemon.marketdata.settlements)
+        daemon.funding = collector
+
+        async def run(stop: asyncio.Event) -> None:
+            await collector.run(stop, FUNDING_POLL)
+
+        return run
+
+    return Wiring(
+        mode="live", fuses=fuses, vault_cash=vault.cash, services=[("funding", funding_service)], attach=attach,
+        poll_every=timedelta(seconds=10),
+    )
 
 
 def paper_config(config: StrategyConfig) -> StrategyConfig:

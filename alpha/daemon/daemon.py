@@ -52,6 +52,7 @@ from alpha.daemon.monitors import (
     top_up_action,
     withdrawable,
 )
+from alpha.daemon.pairing import pair_resizes
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
 from alpha.domain.actions import Action, Transfer, action_rows
 from alpha.domain.clock import Clock, LiveClock
@@ -78,6 +79,7 @@ class Wiring:
     services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = field(default_factory=list)
     close: Callable[[], Awaitable[None]] | None = None
     prepare: Callable[[], Awaitable[None]] | None = None  # async set-up before the fuses start (paper)
+    attach: Callable[[Daemon], None] | None = None  # called once the journal is open, before anything else (live)
     world: Any = None
     poll_every: timedelta = timedelta(seconds=10)
 
@@ -145,6 +147,7 @@ class Daemon:
         self.last_decision_at: datetime | None = None
         self.last_drift_at: datetime | None = None
         self.liquidations = 0
+        self.funding: Any = None  # live: the FundingCollector (alpha.daemon.funding) once its service is made
         self._seq = 0
         self._history: Any = None
         self._config_mtime: float | None = None
@@ -156,6 +159,8 @@ class Daemon:
         """Recover: open the journal, start fuses, load market data, reconcile; then serve."""
         cfg = self.config
         self.journal = Journal(cfg.journal.path)
+        if self.wiring.attach is not None:
+            self.wiring.attach(self)
         self.metrics.build_info.info({"mode": self.wiring.mode, "run_id": self.run_id})
         self.metrics.idle_buffer_target.set(f(cfg.idle_buffer))
         self.metrics.delta_tolerance.set(f(cfg.delta_tolerance))
@@ -565,6 +570,7 @@ class Daemon:
                 return rec
             actions = list(plan(target, view))
             gated = gate(actions, view, self.config, self._gate_state())
+            approved = pair_resizes(gated.approved, view)
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             self.metrics.decisions.labels(trigger=trigger).inc()
             for refusal in gated.refused:
@@ -576,12 +582,12 @@ class Daemon:
                 trigger=trigger,
                 nav=view.nav,
                 target_nav=target.nav,
-                actions=[row for a in gated.approved for row in action_rows(a)],
+                actions=[row for a in approved for row in action_rows(a)],
                 refused=[{"rows": action_rows(r.action), "reason": r.reason} for r in gated.refused],
             )
-            completed = await self._execute(decision_id, list(gated.approved), trigger)
+            completed = await self._execute(decision_id, approved, trigger)
             rec = DecisionRecord(
-                decision_id, trigger, now, list(gated.approved), [(r.action, r.reason) for r in gated.refused], completed
+                decision_id, trigger, now, approved, [(r.action, r.reason) for r in gated.refused], completed
             )
             self.decisions.append(rec)
             self.last_decision_at = now

@@ -67,8 +67,12 @@ class MarketData:
 
     async def _refresh_fuse(self, name: str, fuse: object) -> None:
         symbols = [inst.symbol for key, inst in self.instruments.items() if key.startswith(name + ":")]
-        funding = await fuse.funding_rates(symbols)  # type: ignore[attr-defined]
-        marks = await fuse.marks(symbols)  # type: ignore[attr-defined]
+        both = getattr(fuse, "funding_and_marks", None)
+        if both is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
+            funding, marks = await both(symbols)
+        else:
+            funding = await fuse.funding_rates(symbols)  # type: ignore[attr-defined]
+            marks = await fuse.marks(symbols)  # type: ignore[attr-defined]
         now = self._clock.now()
         for symbol in symbols:
             inst = self.instruments[market_key(name, symbol)]

@@ -124,6 +124,25 @@ class Fill:
 
 
 @dataclass(frozen=True, slots=True)
+class FundingPayment:
+    """One funding settlement of one of our positions, as the venue reports it.
+
+    ``amount`` is what the account received in ``asset`` (negative: paid); ``size`` is the
+    signed position size it was paid on, ``rate`` the settled rate. ``venue_id`` identifies
+    the payment at the venue, so journalling the same payment twice can be refused.
+    """
+
+    fuse: str
+    market: str
+    asset: str
+    amount: Decimal
+    rate: Decimal | None
+    size: Decimal | None
+    ts: datetime
+    venue_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class MarginHealth:
     """Margin state of a derivatives account, in its settlement asset.
 

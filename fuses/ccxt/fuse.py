@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt
 
-from alpha.domain.account import AccountSnapshot, Order, OrderRequest, OrderType, TimeInForce
+from alpha.domain.account import AccountSnapshot, FundingPayment, Order, OrderRequest, OrderType, TimeInForce
 from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument, Side
@@ -56,6 +56,8 @@ def _cloid(client_id: str) -> str:
 
 # How our client id travels to a venue (``VenueSpec.client_id_format``).
 CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid}
+
+FUNDING_PAGES = 20  # most pages of funding history read per call
 
 TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PO"}
 
@@ -226,8 +228,21 @@ class CcxtFuse:
         perps = self._perps(markets)
         if not perps:
             return {}
-        now = self.clock.now()
+        return await self._funding_from(perps, await self._raw_funding(perps))
+
+    async def funding_and_marks(self, markets: Sequence[str] | None = None) -> tuple[dict[str, FundingRate], dict[str, Decimal]]:
+        """Return ``funding_rates`` and ``marks`` together: where the bulk funding answer carries the
+        marks (``bulk_funding``), perps cost one request instead of two (the market data poll's pair)."""
+        chosen = list(markets) if markets is not None else list(self._instruments)
+        perps = self._perps(chosen)
+        if not (perps and self.capabilities.bulk_funding):
+            return await self.funding_rates(chosen), await self.marks(chosen)
         raw = await self._raw_funding(perps)
+        funding = await self._funding_from(perps, raw)
+        return funding, await self._marks_from(chosen, raw)
+
+    async def _funding_from(self, perps: list[str], raw: dict[str, dict[str, Any]]) -> dict[str, FundingRate]:
+        now = self.clock.now()
         table = await self._interval_table(now) if self.spec.interval_source is IntervalSource.INTERVALS else {}
         out = {}
         for symbol, entry in raw.items():
@@ -245,10 +260,13 @@ class CcxtFuse:
         """Return mark prices: from the bulk funding answer for perps, tickers for spot."""
         chosen = list(markets) if markets is not None else list(self._instruments)
         perps = self._perps(chosen)
+        raw = await self._raw_funding(perps) if perps and self.capabilities.bulk_funding else {}
+        return await self._marks_from(chosen, raw)
+
+    async def _marks_from(self, chosen: list[str], raw: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
-        if perps and self.capabilities.bulk_funding:
-            for symbol, entry in (await self._raw_funding(perps)).items():
-                out[symbol] = parse.dec(entry.get("markPrice"), f"{symbol}.markPrice")
+        for symbol, entry in raw.items():
+            out[symbol] = parse.dec(entry.get("markPrice"), f"{symbol}.markPrice")
         rest = [m for m in chosen if m not in out]
         if rest:
             tickers = await self._call(self.client.fetch_tickers, rest)
@@ -276,7 +294,65 @@ class CcxtFuse:
         if self.spec.maintenance_margin_path:
             found = parse.dig(balance.get("info"), self.spec.maintenance_margin_path)
             maintenance = parse.dec(found, "maintenance margin") if found is not None else None
-        return parse.snapshot(self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle, maintenance)
+        return parse.snapshot(
+            self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle, maintenance,
+            total_includes_upnl=self.spec.balance_total_includes_upnl,
+        )
+
+    async def funding_payments(self, since: datetime) -> list[FundingPayment]:
+        """Return our funding payments settled at or after ``since`` (ccxt fetch_funding_history), oldest first.
+
+        Amounts, rates and sizes are read exactly from the raw entry where the venue table says
+        where they are. The venue id is the venue's own (Binance ``tranId``); a venue that gives
+        none (Hyperliquid's zero hash) gets ``market@timestamp``, unique per market and settlement.
+        """
+        perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
+        if not perps:
+            return []
+        found: dict[str, FundingPayment] = {}
+        for symbol in perps if self.spec.funding_history_per_market else [None]:
+            start = int(since.timestamp() * 1000)
+            for _ in range(FUNDING_PAGES):
+                batch = await self._call(self.client.fetch_funding_history, symbol, start, self.spec.funding_history_limit)
+                fresh = 0
+                for entry in batch:
+                    payment = self._funding_payment(entry)
+                    if payment is not None and payment.venue_id not in found and payment.ts >= since:
+                        found[payment.venue_id] = payment
+                        fresh += 1
+                page = self.spec.funding_history_limit
+                if not fresh or page is None or len(batch) < page:
+                    break
+                start = max(int(e.get("timestamp") or start) for e in batch)
+        return sorted(found.values(), key=lambda p: (p.ts, p.market, p.venue_id))
+
+    def _funding_payment(self, entry: Mapping[str, Any]) -> FundingPayment | None:
+        symbol = entry.get("symbol")
+        if symbol not in self._instruments:
+            return None  # a market this fuse does not trade
+        info = entry.get("info") or {}
+        fields = self.spec.funding_income_fields
+
+        def exact(name: str, fallback: Any) -> Any:
+            path = fields.get(name)
+            found = parse.dig(info, path) if path else None
+            return fallback if found is None else found
+
+        ts = parse.ms_to_dt(entry.get("timestamp"), f"{symbol} funding time")
+        venue_id = str(entry.get("id") or "")
+        if not venue_id.lower().removeprefix("0x").strip("0"):
+            venue_id = f"{symbol}@{int(ts.timestamp() * 1000)}"
+        size = parse.opt_dec(exact("size", None), f"{symbol} funding size")
+        return FundingPayment(
+            fuse=self.name,
+            market=str(symbol),
+            asset=str(entry.get("code") or self._instruments[symbol].settle),
+            amount=parse.dec(exact("amount", entry.get("amount")), f"{symbol} funding amount"),
+            rate=parse.opt_dec(exact("rate", entry.get("rate")), f"{symbol} funding rate"),
+            size=None if size is None else size * self._contract_sizes.get(symbol, ONE),
+            ts=ts,
+            venue_id=venue_id,
+        )
 
     # -- orders -----------------------------------------------------------------------------------
 

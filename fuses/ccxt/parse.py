@@ -251,14 +251,20 @@ def snapshot(
     contract_sizes: Mapping[str, Decimal],
     settle_asset: str | None,
     maintenance: Decimal | None = None,
+    total_includes_upnl: bool = False,
 ) -> AccountSnapshot:
-    """Assemble an ``AccountSnapshot`` from ccxt's balance and positions."""
+    """Assemble an ``AccountSnapshot`` from ccxt's balance and positions.
+
+    ``total_includes_upnl``: the venue's balance total is already its margin balance (wallet +
+    unrealised PnL: ccxt reads Binance USD-M ``marginBalance`` and Hyperliquid ``accountValue``),
+    so equity is that total, not the total plus the positions' unrealised PnL again.
+    """
     pos = positions(raw_positions, contract_sizes)
     bals = balances(raw_balance)
     health = None
     if settle_asset is not None:
         open_raw = [p for p in raw_positions if dec(p.get("contracts"), "contracts", default=ZERO) != 0]
         wallet = next((b.total for b in bals if b.asset == settle_asset), ZERO)
-        upnl = sum((p.unrealised_pnl for p in pos), ZERO)
+        upnl = ZERO if total_includes_upnl else sum((p.unrealised_pnl for p in pos), ZERO)
         health = margin(open_raw, wallet, upnl, maintenance)
     return AccountSnapshot(fuse=fuse, ts=now, balances=bals, positions=pos, margin=health)

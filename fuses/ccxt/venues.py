@@ -81,6 +81,7 @@ class VenueSpec:
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     balance_params: dict[str, Any] = field(default_factory=dict)
     maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
+    balance_total_includes_upnl: bool = False  # ccxt's balance total is the margin balance (wallet + unrealised PnL)
     # errors ccxt itself must raise as a given class, deep-merged into the client's ``exceptions``
     # table (for venues without error codes, whose ccxt table maps texts to classes)
     ccxt_exceptions: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -89,6 +90,12 @@ class VenueSpec:
     mark_stream: str | None = None
     mark_stream_fields: dict[str, str] = field(default_factory=dict)
     book_stream: str | None = None  # the ccxt.pro order book method, where the venue (and its emulator) has one
+    # funding payments (ccxt fetch_funding_history): paths in each raw entry (ccxt's ``info``) to
+    # the exact ``amount``, ``rate`` and ``size`` (ccxt's parsed numbers are floats), the page
+    # size to ask for, and whether the venue answers only one market per request
+    funding_income_fields: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
+    funding_history_limit: int | None = None
+    funding_history_per_market: bool = False
 
 
 _BINANCE_ERRORS: dict[str, ErrorKind] = {
@@ -212,6 +219,10 @@ VENUES: dict[str, VenueSpec] = {
         wallets={"spot": "spot", "futures": "linear"},
         mark_stream="watch_mark_prices",
         mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T", "time": "E"},
+
+        balance_total_includes_upnl=True,  # ccxt: total = marginBalance
+        funding_income_fields={"amount": ("income",)},  # GET /fapi/v1/income incomeType FUNDING_FEE
+        funding_history_limit=1000,
     ),
     "binance": VenueSpec(
         ccxt_id="binance",
@@ -252,6 +263,8 @@ VENUES: dict[str, VenueSpec] = {
         interval_source=IntervalSource.RATE,
         wallets={"spot": "unified", "futures": "unified"},
         balance_params={"type": "unified"},
+
+        funding_history_per_market=True,
     ),
     "okx": VenueSpec(
         ccxt_id="okx",
@@ -296,6 +309,10 @@ VENUES: dict[str, VenueSpec] = {
         client_id_format="cloid",  # 128-bit hex cloid derived from our client id
         margin_mode_call=False,  # updateLeverage carries isCross
         maintenance_margin_path=("crossMaintenanceMarginUsed",),
+        balance_total_includes_upnl=True,  # ccxt: total = accountValue
+
+        # POST /info userFunding: {"time", "hash" (zeros), "delta": {"coin", "usdc", "szi", "fundingRate"}}
+        funding_income_fields={"amount": ("delta", "usdc"), "rate": ("delta", "fundingRate"), "size": ("delta", "szi")},
     ),
 }
 

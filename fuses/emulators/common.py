@@ -52,7 +52,10 @@ class Faults:
     ``hang_seconds`` instead of answering (the client times out: outcome unknown).
     ``maintenance``: answer every request as the venue does during maintenance.
     ``partial_fill``: fill at most this share of each order's quantity (the rest rests or
-    expires per its time in force); ``fill_cap`` caps it at a quantity. ``disconnect_streams``: close every stream connection now
+    expires per its time in force); ``fill_cap`` caps it at a quantity. ``drop_next``: drop the
+    connection of the next N requests before they are handled (the client sees a disconnect;
+    nothing took effect). ``fault_paths``: aim ``fail_next`` and ``drop_next`` at these paths only
+    (e.g. the order endpoint). ``disconnect_streams``: close every stream connection now
     (an emulator's stream loop polls it); ``streams_down``: refuse and close stream connections
     while REST keeps answering.
     """
@@ -67,6 +70,8 @@ class Faults:
     fill_cap: Decimal | None = None  # fill at most this quantity of each order (base units)
     disconnect_streams: int = 0
     streams_down: bool = False  # refuse stream connections and close open ones; REST keeps answering
+    drop_next: int = 0  # close the connection of the next N requests without answering (REST disconnect)
+    fault_paths: tuple[str, ...] = ()  # when set, fail_next and drop_next hit only requests to these paths
 
     def take_5xx(self) -> bool:
         """Consume one injected 5xx, if any is pending."""
@@ -82,6 +87,13 @@ class Faults:
             return True
         return False
 
+    def take_drop(self) -> bool:
+        """Consume one injected disconnect, if any is pending."""
+        if self.drop_next > 0:
+            self.drop_next -= 1
+            return True
+        return False
+
     def clear(self) -> None:
         """Switch every fault off."""
         self.latency = 0.0
@@ -92,6 +104,8 @@ class Faults:
         self.fill_cap = None
         self.disconnect_streams = 0
         self.streams_down = False
+        self.drop_next = 0
+        self.fault_paths = ()
 
 
 class WeightBudget:
@@ -298,7 +312,7 @@ def fault_middleware(
     maintenance: Callable[[], web.Response],
     server_error: Callable[[int], web.Response],
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Build a middleware applying latency, maintenance and injected 5xx before any handler."""
+    """Build a middleware applying latency, maintenance, disconnects and injected 5xx before any handler."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -308,7 +322,12 @@ def fault_middleware(
             response = maintenance()
             state.log.add(request.method, request.path, 0, response.status)
             return response
-        if state.faults.take_5xx():
+        aimed = not state.faults.fault_paths or request.path in state.faults.fault_paths
+        if aimed and request.transport is not None and state.faults.take_drop():
+            state.log.add(request.method, request.path, 0, 0)
+            request.transport.abort()  # the client reads a disconnect, nothing was handled
+            raise asyncio.CancelledError
+        if aimed and state.faults.take_5xx():
             response = server_error(state.faults.fail_status)
             state.log.add(request.method, request.path, 0, response.status)
             return response

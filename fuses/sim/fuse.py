@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from alpha.config.schema import FuseConfig
-from alpha.domain.account import AccountSnapshot, LendingHealth, Order, OrderRequest
+from alpha.domain.account import AccountSnapshot, FundingPayment, LendingHealth, Order, OrderRequest
 from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
@@ -109,6 +110,18 @@ class SimFuse(_SimBase):
             funding_interval_default=self.venue.funding_interval,
             extra={"simulated": "true"},
         )
+        self._funding: list[FundingPayment] = []
+        world.subscribe(self._on_event)
+
+    def _on_event(self, event: object) -> None:
+        if type(event).__name__ == "FundingPaid" and getattr(event, "venue", None) == self.name and getattr(event, "account", None) == self.name:
+            e: Any = event
+            self._funding.append(
+                FundingPayment(
+                    fuse=self.name, market=e.market, asset=e.asset, amount=e.amount, rate=e.rate, size=e.size, ts=e.ts,
+                    venue_id=f"{e.market}@{e.ts.isoformat()}",
+                )
+            )
 
     def _allowed(self, markets: Sequence[str] | None) -> list[str]:
         allowed = [m for m in self.config.markets if m in self.venue.instruments]
@@ -205,6 +218,11 @@ class SimFuse(_SimBase):
                 code="leverage",
             )
         self.venue.set_leverage(self.name, market, leverage)
+
+    async def funding_payments(self, since: datetime) -> list[FundingPayment]:
+        """Return the funding the world settled on this fuse's positions at or after ``since``, oldest first."""
+        await self._enter()
+        return [p for p in self._funding if p.ts >= since]
 
     async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
         """Move money between 'vault' (or another simulated fuse) and this fuse's account.
