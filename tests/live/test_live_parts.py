@@ -16,7 +16,7 @@ from alpha.daemon.journal import Journal
 from alpha.daemon.pairing import pair_resizes
 from alpha.daemon.vault import LiveVault
 from alpha.domain.account import AccountSnapshot, OrderRequest, Position
-from alpha.domain.actions import CloseHedge, Leg, OpenHedge, ResizeLeg, Transfer
+from alpha.domain.actions import Action, CloseHedge, Leg, OpenHedge, ResizeLeg, Transfer
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
@@ -130,7 +130,7 @@ def _view(positions: dict[str, Decimal]) -> PortfolioView:
 
 
 def test_resized_hedge_legs_are_paired_into_one_two_leg_action() -> None:
-    grow = [
+    grow: list[Action] = [
         Transfer("a", "vault", "USDC", Decimal(5), "idle"),
         ResizeLeg("h1", "BTC", Leg("a", MARKET, Side.BUY, Decimal("2.0")), "grow"),
         ResizeLeg("h1", "BTC", Leg("b", MARKET, Side.SELL, Decimal("2.5")), "grow"),
