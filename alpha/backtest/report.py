@@ -46,6 +46,8 @@ class Summary:
     margin_actions: int
     events: int
     events_per_second: float
+    max_net_delta_share: Decimal = ZERO  # largest |net delta| / NAV seen
+    unhedged_share: float | None = None  # share of samples with |net delta| > tolerance x gross
 
     def as_json(self) -> dict[str, Any]:
         """Amounts as decimal strings, ratios as numbers, times in ISO-8601."""
@@ -55,7 +57,7 @@ class Summary:
             if isinstance(value, Decimal):
                 out[key] = str(
                     value.quantize(Decimal("0.01"))
-                    if key not in ("net_apr", "max_drawdown")
+                    if key not in ("net_apr", "max_drawdown", "max_net_delta_share")
                     else value.quantize(Decimal("0.000001"))
                 )
             elif isinstance(value, datetime):
@@ -84,9 +86,27 @@ def max_drawdown(navs: Sequence[Decimal]) -> Decimal:
     return worst
 
 
-def summarise(result: RunResult) -> Summary:
-    """Compute the summary of one replay."""
+def hedge_quality(result: RunResult, delta_tolerance: Decimal) -> tuple[Decimal, float | None]:
+    """Return the largest |net delta| / NAV and the share of samples outside the delta tolerance.
+
+    A run whose hedge broke (a liquidated leg leaves the other one naked) earns or loses on
+    price, not on funding; these two figures say so beside its return.
+    """
+    worst = ZERO
+    outside = 0
+    for s in result.samples:
+        if s.nav > 0:
+            worst = max(worst, abs(s.net_delta) / s.nav)
+        if abs(s.net_delta) > delta_tolerance * s.gross and abs(s.net_delta) > 0:
+            outside += 1
+    share = outside / len(result.samples) if result.samples else None
+    return worst, share
+
+
+def summarise(result: RunResult, delta_tolerance: Decimal = Decimal("0.02")) -> Summary:
+    """Compute the summary of one replay (``delta_tolerance`` as in the strategy file)."""
     navs = [s.nav for s in result.samples] or [result.initial_nav]
+    worst_delta, unhedged = hedge_quality(result, delta_tolerance)
     seconds = Decimal(max((result.end - result.start).total_seconds(), 1.0))
     years = seconds / (DAYS_PER_YEAR * 86400)
     net = (result.final_nav - result.initial_nav) / result.initial_nav
@@ -118,6 +138,8 @@ def summarise(result: RunResult) -> Summary:
         margin_actions=result.margin_actions,
         events=result.events,
         events_per_second=result.events / result.wall_seconds if result.wall_seconds > 0 else 0.0,
+        max_net_delta_share=worst_delta,
+        unhedged_share=unhedged,
     )
 
 
@@ -144,9 +166,18 @@ def summary_lines(strategy: Summary, baseline: Summary) -> list[str]:
         ("rebalances", str(strategy.rebalances), str(baseline.rebalances)),
         ("liquidations", str(strategy.liquidations), str(baseline.liquidations)),
         ("margin actions", str(strategy.margin_actions), str(baseline.margin_actions)),
+        ("max |net delta| / NAV", pct(strategy.max_net_delta_share), pct(baseline.max_net_delta_share)),
+        ("time outside delta tolerance", pct(strategy.unhedged_share), pct(baseline.unhedged_share)),
     ]
     out = [f"{'':28} {'strategy':>32} {'passive baseline':>20}"]
     out += [f"{name:28} {a:>32} {b:>20}" for name, a, b in rows]
+    for label, s in (("strategy", strategy), ("passive baseline", baseline)):
+        if s.liquidations or (s.unhedged_share or 0) > 0.05:
+            out.append(
+                f"note: the {label} was not delta-neutral for {pct(s.unhedged_share)} of the time"
+                f" (largest net delta {pct(s.max_net_delta_share)} of NAV); its return includes price exposure,"
+                " not only funding."
+            )
     return out
 
 

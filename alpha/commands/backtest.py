@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     strategy, baseline = run_both(config, tapes, start, end)
-    s, b = summarise(strategy), summarise(baseline)
+    s, b = summarise(strategy, config.delta_tolerance), summarise(baseline, config.delta_tolerance)
     out: Path = args.out
     write_json(out / "summary.json", s, b)
     images = plot([strategy, baseline], out)

@@ -242,3 +242,36 @@ def test_missing_history_is_refused_with_the_file(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     with pytest.raises(DataError, match=r"binance_BTCUSDT_funding\.csv"):
         load_tapes(cfg, tmp_path)
+
+
+def test_a_liquidated_hedge_is_reported_as_not_delta_neutral(bybit_dir: Path, tmp_path: Path) -> None:
+    from alpha.backtest.report import summarise, summary_lines
+
+    cfg = config(
+        tmp_path,
+        venue="bybit",
+        spot_symbol="BTCUSD-spot",
+        perp_symbol="BTCUSD",
+        spot_share="0.85",
+        perp_share="0.10",
+        leverage="10",
+    )
+    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
+    broken = summarise(run(cfg, bybit_dir, start, end), cfg.delta_tolerance)
+    # After the perp leg is liquidated the spot leg is naked: most of the book is price exposure.
+    assert broken.max_net_delta_share > Decimal("0.5")
+    assert broken.unhedged_share is not None and broken.unhedged_share > 0.5
+    assert any("not delta-neutral" in line for line in summary_lines(broken, broken))
+
+    safe_cfg = config(
+        tmp_path,
+        venue="bybit",
+        spot_symbol="BTCUSD-spot",
+        perp_symbol="BTCUSD",
+        spot_share="0.60",
+        perp_share="0.35",
+        leverage="2",
+    )
+    safe = summarise(run(safe_cfg, bybit_dir, start, end), safe_cfg.delta_tolerance)
+    assert safe.max_net_delta_share < Decimal("0.05")
+    assert not any("not delta-neutral" in line for line in summary_lines(safe, safe))
