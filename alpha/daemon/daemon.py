@@ -426,7 +426,10 @@ class Daemon:
                 metric = self.metrics.funding_received if ev.amount >= 0 else self.metrics.funding_paid
                 metric.labels(fuse=ev.venue, market=ev.market).inc(f(abs(ev.amount)))
             elif kind == "InterestAccrued":
-                self.journal.append("interest", ev.ts, fuse=ev.venue, asset=ev.asset, amount=ev.amount, side=ev.side)
+                # PnL is in the base asset: interest on a borrowed coin (e.g. ETH) is journalled at its value.
+                value = getattr(ev, "value", None)
+                amount = value if value is not None else ev.amount
+                self.journal.append("interest", ev.ts, fuse=ev.venue, asset=ev.asset, amount=amount, side=ev.side, units=ev.amount)
             elif kind in ("Liquidated", "LendingLiquidated"):
                 self.liquidations += 1
                 self.metrics.liquidations.labels(fuse=ev.venue).inc()

@@ -18,6 +18,29 @@ Rules it keeps:
   ``risk.max_unhedged_time``; then the filled excess is unwound (reduce-only).
 * When ``stop`` is set, no new slice starts; a hedge in progress is balanced (retry or unwind)
   before ``execute`` returns.
+
+Synthetic shorts (``Borrow``/``Repay`` of an asset that is not cash):
+
+* Convention: the borrowed coins are sold on the *sale venue*, the first enabled trading fuse
+  (in strategy order) with a spot market ``<ASSET>/<base asset>`` and wallet transfers that
+  can reach the lending fuse (``transfer(asset, amount, lending_fuse, sale_fuse)``, as every
+  simulated fuse can). ``Borrow`` = borrow, move the coins to the sale venue, sell them, and
+  move the proceeds back to the lending fuse's wallet (where ``alpha.strategy.apply`` books
+  them, so that the lending fuse's equity stays collateral + proceeds - debt). ``Repay`` = move
+  cash (the lending wallet's proceeds first, the vault for the rest) to the sale venue, buy the
+  coins back, move them and the change to the lending fuse, repay. Without a sale venue the
+  action is refused before anything is borrowed.
+* A synthetic short's perp leg (an action whose hedge id ends in ``<lending fuse>:borrow``,
+  as ``decide`` names them) is executed slice by slice *with* its lending side: each slice
+  first borrows and sells (or buys back and repays) on the lending side, then trades the same
+  quantity on the perp; slices are cut like hedge legs (``max_unhedged_notional``,
+  ``max_order_notional``, ``max_book_share`` of both markets), a lagging perp slice is retried
+  within ``max_unhedged_time`` and the lending side's excess is otherwise unwound. What the
+  slices borrowed or repaid is credited to the same decision's ``Borrow``/``Repay``, which then
+  only does what is left (e.g. accrued interest).
+* Every lending operation is journalled (``lending_intent``, with a client id) before it is
+  sent, and its result (``lending``, same client id) after; every sale and buy-back order is
+  an ordinary order (``order_intent`` first).
 """
 
 from __future__ import annotations
@@ -31,7 +54,7 @@ from typing import Any
 
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.journal import Journal
-from alpha.domain.account import Order, OrderRequest, OrderStatus, OrderType
+from alpha.domain.account import AccountSnapshot, Order, OrderRequest, OrderStatus, OrderType
 from alpha.domain.actions import (
     Action,
     Borrow,
@@ -46,7 +69,7 @@ from alpha.domain.actions import (
     Withdraw,
 )
 from alpha.domain.clock import Clock
-from alpha.domain.instruments import Instrument
+from alpha.domain.instruments import Instrument, InstrumentKind, Side
 from alpha.domain.money import ZERO, ceil_to_step, floor_to_step
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
@@ -61,6 +84,26 @@ from fuses.base import (
 log = get_logger("alpha.executor")
 
 RESOLVE_ATTEMPTS = 5
+BORROW_MARK = ":borrow"
+# Cash moved to the sale venue for a buy-back: estimated cost (book walk + taker fee) plus this share.
+BUY_BACK_HEADROOM = Decimal("0.01")
+
+
+def synthetic_lending_fuse(hedge_id: str) -> str | None:
+    """Return the lending fuse of a synthetic short's hedge id (``ASSET|perp key|<lending>:borrow``), else None."""
+    parts = hedge_id.split("|")
+    if len(parts) == 3 and parts[2].endswith(BORROW_MARK):
+        return parts[2][: -len(BORROW_MARK)]
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class SaleVenue:
+    """Where a lending fuse's borrowed coins are sold and bought back: ``fuse``'s spot ``market``."""
+
+    fuse: str
+    market: str
+    instrument: Instrument
 
 
 class ExecutionError(RuntimeError):
@@ -119,6 +162,9 @@ class Executor:
         self.unhedged = ZERO
         self.orders_sent = 0
         self._last_known: dict[str, Order] = {}  # the venue's answer, kept by _resolve for _order
+        # Debt (+) borrowed or (-) repaid by a synthetic short's perp slices, per (decision, lending fuse, asset),
+        # which that decision's Borrow / Repay then need not do again.
+        self._lending_credit: dict[tuple[str, str, str], Decimal] = {}
 
     # -- public ----------------------------------------------------------------------------
 
@@ -130,6 +176,11 @@ class Executor:
         """Carry out one action; never raises for venue refusals (see ``ActionResult``)."""
         async with self.lock:
             try:
+                synthetic = self._synthetic_of(action)
+                if synthetic is not None:
+                    return await self._synthetic(*synthetic, decision_id)
+                if isinstance(action, Borrow | Repay) and not self._is_cash(action.asset):
+                    return await self._lending_trade(action, decision_id)
                 if isinstance(action, OpenHedge | CloseHedge) and len(action.legs) == 2:
                     return await self._hedge(action, action.legs[0], action.legs[1], decision_id)
                 if isinstance(action, OpenHedge | CloseHedge):
@@ -383,7 +434,11 @@ class Executor:
             # A lending fuse has no wallet transfers (LendingFuse): its supply draws from the
             # vault and its withdraw returns there, so its leg of a transfer is implicit.
             implicit: list[str] = []
-            if action.source != "vault" and await self._move(action.source, action.asset, action.amount, action.source, "vault"):
+            if (
+                action.source != "vault"
+                and await self._move(action.source, action.asset, action.amount, action.source, "vault")
+                and await self._wallet_to_vault(action.source, action.asset, action.amount) < action.amount
+            ):
                 implicit.append(action.source)
             if action.destination != "vault" and await self._move(
                 action.destination, action.asset, action.amount, "vault", action.destination
@@ -417,6 +472,245 @@ class Executor:
             return True
         await fuse.transfer(asset, amount, source, destination)
         return False
+
+    # -- synthetic shorts ------------------------------------------------------------------
+
+    def _is_cash(self, asset: str) -> bool:
+        return asset == self.config.vault.base_asset or asset in self.config.stablecoins
+
+    def _synthetic_of(self, action: Action) -> tuple[ResizeLeg | OpenHedge | CloseHedge, Leg, str] | None:
+        """The perp leg and lending fuse of a synthetic short's one-leg action, else None."""
+        if isinstance(action, ResizeLeg):
+            leg = action.leg
+        elif isinstance(action, OpenHedge | CloseHedge) and len(action.legs) == 1:
+            leg = action.legs[0]
+        else:
+            return None
+        lending = synthetic_lending_fuse(action.hedge_id)
+        if lending is None or lending not in self.fuses:
+            return None
+        inst = self.instruments.get(f"{leg.fuse}:{leg.market}")
+        if inst is None or not inst.kind.is_perp or f"{leg.fuse}:{leg.market}" != action.hedge_id.split("|")[1]:
+            return None
+        return action, leg, lending
+
+    def sale_venue(self, asset: str) -> SaleVenue:
+        """Return where ``asset`` borrowed from a lending fuse is sold (see the module docstring)."""
+        base = self.config.vault.base_asset
+        for fc in self.config.enabled_fuses:
+            fuse = self.fuses.get(fc.name)
+            if fuse is None or not hasattr(fuse, "transfer") or not hasattr(fuse, "submit"):
+                continue
+            for market in fc.markets:
+                inst = self.instruments.get(f"{fc.name}:{market}")
+                if inst is not None and inst.kind is InstrumentKind.SPOT and inst.base == asset and inst.quote == base:
+                    return SaleVenue(fc.name, market, inst)
+        raise RejectedError(f"no enabled fuse has a spot market {asset}/{base} to sell borrowed {asset} on", code="no_sale_venue")
+
+    async def _synthetic(self, action: ResizeLeg | OpenHedge | CloseHedge, leg: Leg, lending: str, decision_id: str) -> ActionResult:
+        """Trade a synthetic short's perp leg slice by slice with its lending side (borrow+sell or buy back+repay)."""
+        asset = action.asset
+        grow = leg.side is Side.BUY  # the perp leg of a synthetic short is long: buying grows the hedge
+        venue = self.sale_venue(asset)
+        progress = LegProgress(leg)
+        result = ActionResult(action, False, [progress])
+        sale = Leg(venue.fuse, venue.market, Side.SELL if grow else Side.BUY, leg.quantity)
+        n = max(len(await self._slices(leg, hedge=True)), len(await self._slices(sale, hedge=True)))
+        coarse = max((self._inst(leg), venue.instrument), key=lambda i: i.lot_step)
+        key = (decision_id, lending, asset)
+        for q in _spread(leg.quantity, n, coarse):
+            if self.stop.is_set():
+                result.error = "stopping: remaining slices not started"
+                break
+            if q <= 0:
+                continue
+            if grow:
+                done = await self._borrow_and_sell(lending, asset, q, venue, decision_id, purpose="hedge")
+            else:
+                done = await self._buy_and_repay(lending, asset, q, venue, decision_id, purpose="hedge")
+            done = floor_to_step(done, self._inst(leg).lot_step)
+            if done <= 0:
+                result.error = f"{'borrow and sale' if grow else 'buy-back and repayment'} of {q} {asset} on {lending} did nothing"
+                break
+            self._lending_credit[key] = self._lending_credit.get(key, ZERO) + (done if grow else -done)
+            filled = await self._perp_slice(progress, done, decision_id, reduce=not grow)
+            if filled < done:
+                excess = done - filled
+                log.error("synthetic short: perp slice not filled; unwinding the lending side", decision_id=decision_id, lending=lending, asset=asset, excess=excess)
+                if grow:
+                    undone = await self._buy_and_repay(lending, asset, excess, venue, decision_id, purpose="unwind")
+                else:
+                    undone = await self._borrow_and_sell(lending, asset, excess, venue, decision_id, purpose="unwind")
+                self._lending_credit[key] -= undone if grow else -undone
+                self.metrics.orders.labels(fuse=venue.fuse, outcome="unwound").inc()
+                result.unwound = undone
+                self._set_unhedged(max(excess - undone, ZERO) * await self._mark(leg))
+                result.error = "the perp leg could not follow its lending side; the excess was unwound"
+                break
+            self._set_unhedged(ZERO)
+        else:
+            result.completed = progress.filled == leg.quantity
+        return result
+
+    async def _perp_slice(self, progress: LegProgress, quantity: Decimal, decision_id: str, *, reduce: bool) -> Decimal:
+        """Trade ``quantity`` on the perp leg, retrying what is missing while unhedged time allows; return the filled quantity."""
+        leg = progress.leg
+        self._set_unhedged(quantity * await self._mark(leg))
+        started = self.clock.now()
+        filled = ZERO
+        for attempt in range(self.config.execution.leg_retries + 1):
+            missing = quantity - filled
+            if missing <= 0 or (attempt > 0 and self.clock.now() - started > self.config.risk.max_unhedged_time):
+                break
+            fill = await self._order(leg, missing, decision_id, reduce=reduce, purpose="hedge" if attempt == 0 else "retry")
+            _add(progress, fill)
+            if fill is not None:
+                filled += fill.filled
+            self._set_unhedged((quantity - filled) * await self._mark(leg))
+        return filled
+
+    async def _lending_trade(self, action: Borrow | Repay, decision_id: str) -> ActionResult:
+        """A ``Borrow`` (borrow and sell) or ``Repay`` (buy back and repay) of a non-cash asset, less what paired slices did."""
+        grow = isinstance(action, Borrow)
+        key = (decision_id, action.fuse, action.asset)
+        credit = self._lending_credit.get(key, ZERO)
+        done = min(credit if grow else -credit, action.amount) if (credit > 0) == grow and credit != 0 else ZERO
+        if done > 0:
+            self._lending_credit[key] = credit - done if grow else credit + done
+            self.journal.append(
+                "lending", self.clock.now(), decision_id=decision_id, fuse=action.fuse, asset=action.asset, amount=done,
+                operation=("borrow" if grow else "repay") + "_with_hedge", reason="done slice by slice with the hedge's perp leg",
+            )
+        left = action.amount - done
+        venue = self.sale_venue(action.asset)
+        progress = LegProgress(Leg(venue.fuse, venue.market, Side.SELL if grow else Side.BUY, left))
+        result = ActionResult(action, False, [progress])
+        if left <= 0:
+            result.completed = True
+            return result
+        if grow:
+            for q in await self._slices(progress.leg, hedge=True):
+                if self.stop.is_set():
+                    result.error = "stopping: remaining slices not started"
+                    return result
+                sold = await self._borrow_and_sell(action.fuse, action.asset, q, venue, decision_id, purpose="leg")
+                progress.filled += sold
+                if sold < floor_to_step(q, venue.instrument.lot_step):
+                    result.error = f"sold {sold} of {q} {action.asset} borrowed"
+                    return result
+            result.completed = progress.filled >= floor_to_step(left, venue.instrument.lot_step)
+            return result
+        repaid = await self._buy_and_repay(action.fuse, action.asset, left, venue, decision_id, purpose="leg")
+        progress.filled = repaid
+        result.completed = repaid >= left
+        if not result.completed:
+            result.error = f"repaid {repaid} of {left} {action.asset}"
+        return result
+
+    async def _lending_op(self, lending: str, operation: str, asset: str, amount: Decimal, decision_id: str, reason: str) -> None:
+        """Journal a lending operation (client id first), perform it, journal the result."""
+        fuse = self.fuses[lending]
+        client_id = self.new_client_id(decision_id)
+        self.journal.append(
+            "lending_intent", self.clock.now(), decision_id=decision_id, client_id=client_id, fuse=lending, asset=asset, amount=amount,
+            operation=operation, reason=reason,
+        )
+        op_id = await getattr(fuse, operation)(asset, amount)
+        self.journal.append(
+            "lending", self.clock.now(), decision_id=decision_id, client_id=client_id, fuse=lending, asset=asset, amount=amount,
+            operation=operation, op_id=str(op_id), reason=reason,
+        )
+
+    async def _carry(self, venue: str, asset: str, amount: Decimal, source: str, destination: str, decision_id: str, reason: str) -> None:
+        """Move ``amount`` of ``asset`` through the sale venue's transfers and journal it."""
+        if amount <= 0:
+            return
+        await self.fuses[venue].transfer(asset, amount, source, destination)
+        self.journal.transfer(self.clock.now(), source, destination, asset, amount, reason, decision_id=decision_id)
+
+    async def _borrow_and_sell(self, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str, *, purpose: str) -> Decimal:
+        """Borrow ``quantity`` (to the sale venue's lot step), sell it, send the proceeds to the lending wallet; return the quantity sold."""
+        q = floor_to_step(quantity, venue.instrument.lot_step)
+        if q <= 0:
+            return ZERO
+        quote = venue.instrument.quote
+        await self._lending_op(lending, "borrow", asset, q, decision_id, f"synthetic short ({purpose}): borrow to sell")
+        await self._carry(venue.fuse, asset, q, lending, venue.fuse, decision_id, "borrowed coins to the sale venue")
+        sale = Leg(venue.fuse, venue.market, Side.SELL, q)
+        sold = ZERO
+        proceeds = ZERO
+        for attempt in range(self.config.execution.leg_retries + 1):
+            if sold >= q:
+                break
+            fill = await self._order(sale, q - sold, decision_id, reduce=False, purpose="synthetic-sell" if attempt == 0 else "retry")
+            if fill is not None and fill.filled > 0:
+                sold += fill.filled
+                proceeds += fill.filled * (fill.average_price or ZERO) - (fill.fee if fill.fee_asset == quote else ZERO)
+        unsold = q - sold
+        if unsold > 0:  # coins the venue would not buy go back and repay their debt: nothing is left unhedged
+            await self._carry(venue.fuse, asset, unsold, venue.fuse, lending, decision_id, "unsold borrowed coins back")
+            await self._lending_op(lending, "repay", asset, unsold, decision_id, "repay borrowed coins that could not be sold")
+        await self._carry(venue.fuse, quote, proceeds, venue.fuse, lending, decision_id, "sale proceeds to the lending fuse")
+        return sold
+
+    async def _buy_and_repay(self, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str, *, purpose: str) -> Decimal:
+        """Buy back up to ``quantity`` of debt (coins already in the lending wallet first) and repay it; return the amount repaid."""
+        acct: AccountSnapshot = await self.fuses[lending].account()
+        debt = next((lp.borrowed for lp in acct.lending_positions if lp.asset == asset), ZERO)
+        q = min(quantity, debt)
+        if q <= 0:
+            return ZERO
+        inst = venue.instrument
+        quote = inst.quote
+        coins = acct.balance(asset).total
+        need = q - coins
+        if need > 0:
+            mark = await self._mark(Leg(venue.fuse, venue.market, Side.BUY, need))
+            smallest = max(inst.min_quantity, inst.min_notional / mark * Decimal("1.01"))
+            buy = ceil_to_step(max(need, smallest), inst.lot_step)
+            book = await self.fuses[venue.fuse].order_book(venue.market)
+            price = book.fill_price(Side.BUY, buy) or mark
+            cash = (buy * price * (1 + inst.taker_fee) * (1 + BUY_BACK_HEADROOM)).quantize(Decimal("0.00000001"))
+            from_wallet = min(cash, max(acct.balance(quote).total, ZERO))
+            from_vault = cash - from_wallet
+            await self._carry(venue.fuse, quote, from_wallet, lending, venue.fuse, decision_id, "buy-back cash from the lending fuse")
+            await self._carry(venue.fuse, quote, from_vault, "vault", venue.fuse, decision_id, "buy-back cash from the vault")
+            back = Leg(venue.fuse, venue.market, Side.BUY, buy)
+            bought = ZERO
+            spent = ZERO
+            for attempt in range(self.config.execution.leg_retries + 1):
+                if bought >= buy:
+                    break
+                fill = await self._order(back, buy - bought, decision_id, reduce=False, purpose="synthetic-buy" if attempt == 0 else "retry")
+                if fill is not None and fill.filled > 0:
+                    bought += fill.filled
+                    spent += fill.filled * (fill.average_price or ZERO) + (fill.fee if fill.fee_asset == quote else ZERO)
+            await self._carry(venue.fuse, asset, bought, venue.fuse, lending, decision_id, "bought-back coins to the lending fuse")
+            change = cash - spent
+            to_vault = min(max(change, ZERO), from_vault)
+            await self._carry(venue.fuse, quote, to_vault, venue.fuse, "vault", decision_id, "buy-back change to the vault")
+            await self._carry(venue.fuse, quote, change - to_vault, venue.fuse, lending, decision_id, "buy-back change to the lending fuse")
+            coins += bought
+        repay = min(q, coins)
+        if repay > 0:
+            await self._lending_op(lending, "repay", asset, repay, decision_id, f"synthetic short ({purpose}): repay bought-back coins")
+        return repay
+
+    async def _wallet_to_vault(self, lending: str, asset: str, amount: Decimal) -> Decimal:
+        """Move cash a lending fuse holds in its wallet (sale proceeds) to the vault through a fuse with transfers; return what moved."""
+        fuse = self.fuses.get(lending)
+        if fuse is None or not hasattr(fuse, "account"):
+            return ZERO
+        acct: AccountSnapshot = await fuse.account()
+        if acct.lending is None:
+            return ZERO
+        movable: Decimal = min(amount, acct.balance(asset).total)
+        carrier = next((fc.name for fc in self.config.enabled_fuses if hasattr(self.fuses.get(fc.name), "transfer") and hasattr(self.fuses.get(fc.name), "submit")), None)
+        if movable <= 0 or carrier is None:
+            return ZERO
+        await self.fuses[carrier].transfer(asset, movable, lending, carrier)
+        await self.fuses[carrier].transfer(asset, movable, carrier, "vault")
+        return movable
 
     # -- helpers ---------------------------------------------------------------------------
 

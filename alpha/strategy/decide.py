@@ -600,7 +600,9 @@ def _dead_band(
     """
     rb = config.rebalance
     base = view.base_asset
-    with_debt = {f for (f, _), amount in (*borrowing.items(), *borrowed.items()) if amount > 0}
+    # Fuses whose debt changes: their collateral moves with it, never held back by the band.
+    with_debt = {f for key, amount in borrowing.items() if amount != borrowed.get(key, ZERO) for f in key[:1]}
+    with_debt |= {f for key, amount in borrowed.items() if amount != borrowing.get(key, ZERO) for f in key[:1]}
     banded: dict[str, tuple[Decimal, Decimal | None]] = {}  # fuse -> (target capital, target supply of base)
     gross_of = fuse_gross(view, config.stablecoins)
     for name in sorted(caps):
@@ -780,15 +782,21 @@ def _book(
             gross[leg.fuse] = gross.get(leg.fuse, ZERO) + notional
         if c.borrow is not None:
             f = c.borrow.fuse
-            borrowing[(f, c.asset)] = borrowing.get((f, c.asset), ZERO) + ch.quantity
+            debt = ch.quantity
+            have = borrowed.get((f, c.asset), ZERO)
+            if ch.is_open and min(held.get((c.long.fuse, c.long.market), ZERO), have) == ch.quantity:
+                debt = have  # unchanged hedge: accrued interest stays borrowed (no buy-back of dust each time)
+            borrowing[(f, c.asset)] = borrowing.get((f, c.asset), ZERO) + debt
             collateral = notional * c.borrow.collateral_ratio
             lending[(f, view.base_asset)] = lending.get((f, view.base_asset), ZERO) + collateral
             gross[f] = gross.get(f, ZERO) + notional
 
     # Positions no chosen hedge wants: close them, pairing the legs of a hedge that was open.
     for c in all_candidates:
+        # A synthetic short closes its perp leg under its own hedge id (the executor buys back
+        # and repays the debt slice by slice with it); the debt goes to zero below.
         pair = [(leg.fuse, leg.market) for leg in c.legs]
-        if c.short is None or any(p in targeted or p not in held for p in pair):
+        if any(p in targeted or p not in held for p in pair):
             continue
         if _current_quantity(c, held, borrowed) <= 0:
             continue

@@ -8,14 +8,17 @@ never opens one side alone.
 
 Order of the actions (the executor performs them in this order):
 
-1. ``Repay`` and ``Withdraw`` (lending reductions free cash);
-2. ``CloseHedge`` and the ``ResizeLeg`` orders that reduce a position;
+1. ``CloseHedge`` and the ``ResizeLeg`` orders that reduce a position (a synthetic short's
+   perp leg first: the executor buys back and repays its debt slice by slice with it);
+2. ``Repay`` (what the reductions left: e.g. accrued interest) and then ``Withdraw``
+   (collateral comes out once the debt it backs is repaid; lending reductions free cash);
 3. ``Transfer`` of surplus capital from fuses back to the vault;
 4. ``Transfer`` (new capital) and ``TopUpMargin`` (margin drawn down on an unchanged
    hedge) from the vault to fuses, before any leg is opened;
 5. ``Supply`` (collateral and idle yield);
 6. ``OpenHedge`` and the ``ResizeLeg`` orders that grow a position;
-7. ``Borrow`` (a synthetic short: borrow the asset and sell it).
+7. ``Borrow`` (a synthetic short: borrow the asset and sell it; the executor does this slice
+   by slice with the synthetic short's growing perp leg, so the ``Borrow`` finds it done).
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
             (reducing if o.reducing else growing).append(action)
 
     lending_down: list[Action] = []
+    repays: list[Action] = []
     lending_supply: list[Action] = []
     borrows: list[Action] = []
     for fuse, asset, amount in target.lending:
@@ -181,7 +185,7 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
         if diff > 0 and (q := diff.quantize(AMOUNT_QUANTUM, ROUND_DOWN)) > 0:
             borrows.append(Borrow(fuse, asset, q, f"synthetic short: borrow {q} {asset} and sell it"))
         elif diff < 0 and (q := (-diff).quantize(AMOUNT_QUANTUM, ROUND_UP)) > 0:
-            lending_down.insert(0, Repay(fuse, asset, min(q, have), f"buy back and repay {asset} debt to {amount}"))
+            repays.append(Repay(fuse, asset, min(q, have), f"buy back and repay {asset} debt to {amount}"))
 
     transfers_out: list[Action] = []
     transfers_in: list[Action] = []
@@ -213,7 +217,7 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
                     Transfer(alloc.fuse, VAULT, base, amount, f"return surplus over target {alloc.capital:.2f} to the vault")
                 )
 
-    actions = [*lending_down, *reducing, *transfers_out, *transfers_in, *lending_supply, *growing, *borrows]
+    actions = [*reducing, *repays, *lending_down, *transfers_out, *transfers_in, *lending_supply, *growing, *borrows]
     return Plan(tuple(actions), tuple(dropped))
 
 

@@ -111,6 +111,7 @@ class InterestAccrued:
     asset: str
     amount: Decimal
     side: str  # "supply" or "borrow"
+    value: Decimal | None = None  # ``amount`` valued in the market's base asset at the accrual's price
 
 
 @dataclass(frozen=True, slots=True)

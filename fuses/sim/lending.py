@@ -13,14 +13,14 @@ the treasury's share, exactly). Amounts are rounded to ``AMOUNT_QUANTUM``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition
 from alpha.domain.money import ONE, ZERO
-from fuses.base import InsufficientFundsError, RejectedError
+from fuses.base import FuseError, InsufficientFundsError, RejectedError
 from fuses.sim.engine import AMOUNT_QUANTUM, quantize_amount
 from fuses.sim.events import Deposited, Event, InterestAccrued, LendingLiquidated, Withdrawn
 
@@ -98,11 +98,19 @@ class SimLendingMarket:
         reserves: dict[str, ReserveParams],
         price_of: Callable[[str], Decimal],
         start: datetime,
+        *,
+        collateral_asset: str | None = None,
+        listed: Iterable[str] | None = None,
     ) -> None:
         if not reserves:
             raise ValueError(f"{name}: a lending market needs at least one reserve")
+        if collateral_asset is not None and collateral_asset not in reserves:
+            raise ValueError(f"{name}: collateral asset {collateral_asset} has no reserve")
         self.name = name
         self.reserves = dict(reserves)
+        self.collateral_asset = collateral_asset
+        # Reserves an account snapshot always shows (the fuse's allowed assets); default: every reserve.
+        self.listed = tuple(listed) if listed is not None else None
         self.price_of = price_of
         self.now = start
         self.accounts: dict[str, LendingAccount] = {n: LendingAccount(n) for n in SYSTEM_ACCOUNTS}
@@ -267,19 +275,35 @@ class SimLendingMarket:
             weighted_lt += value * p.liquidation_threshold
         debt = sum((amount * self.price_of(asset) for asset, amount in acct.borrowed.items() if amount > 0), ZERO)
         hf = weighted_lt / debt if debt > 0 else INFINITE
+        if collateral > 0:
+            ltv, threshold = weighted_ltv / collateral, weighted_lt / collateral
+        elif self.collateral_asset is not None:
+            # Nothing supplied yet: the parameters the first collateral will get, so that a
+            # planner can size a synthetic short before anything is supplied.
+            params = self.reserves[self.collateral_asset]
+            ltv, threshold = params.ltv, params.liquidation_threshold
+        else:
+            ltv = threshold = ZERO
         return LendingHealth(
             collateral_value=collateral,
             debt_value=debt,
             available_borrows=max(weighted_ltv - debt, ZERO),
-            ltv=weighted_ltv / collateral if collateral > 0 else ZERO,
-            liquidation_threshold=weighted_lt / collateral if collateral > 0 else ZERO,
+            ltv=ltv,
+            liquidation_threshold=threshold,
             health_factor=hf,
         )
 
-    def snapshot(self, account: str, now: datetime, *, fuse: str | None = None) -> AccountSnapshot:
-        """The account as an ``AccountSnapshot`` with lending positions and health."""
+    def snapshot(self, account: str, now: datetime, *, fuse: str | None = None, assets: Iterable[str] | None = None) -> AccountSnapshot:
+        """The account as an ``AccountSnapshot`` with lending positions and health.
+
+        Every reserve in ``assets`` (default: ``listed``, else every reserve) that the market can
+        price has a position, with zero amounts when nothing is supplied or borrowed, so that
+        the reserve's rates are known before the first supply or borrow.
+        """
         acct = self._account(account)
-        assets = sorted(set(acct.supplied) | set(acct.borrowed))
+        shown = assets if assets is not None else self.listed if self.listed is not None else self.reserves
+        wanted = {a for a in shown if a in self.reserves and self._value(a, ONE) is not None}
+        names = sorted(set(acct.supplied) | set(acct.borrowed) | wanted)
         positions = tuple(
             LendingPosition(
                 asset=a,
@@ -288,8 +312,8 @@ class SimLendingMarket:
                 supply_apr=self.supply_rate(a),
                 borrow_apr=self.borrow_rate(a),
             )
-            for a in assets
-            if acct.supplied.get(a, ZERO) != 0 or acct.borrowed.get(a, ZERO) != 0
+            for a in names
+            if a in wanted or acct.supplied.get(a, ZERO) != 0 or acct.borrowed.get(a, ZERO) != 0
         )
         balances = tuple(Balance(a, v, v) for a, v in sorted(acct.wallet.items()) if v != 0)
         return AccountSnapshot(fuse=fuse or self.name, ts=now, balances=balances, lending=self.health(account), lending_positions=positions)
@@ -319,7 +343,7 @@ class SimLendingMarket:
                 _add(acct.borrowed, asset, interest)
                 interest_total += interest
                 if acct.name not in SYSTEM_ACCOUNTS:
-                    events.append(InterestAccrued(now, self.name, acct.name, asset, -interest, "borrow"))
+                    events.append(InterestAccrued(now, self.name, acct.name, asset, -interest, "borrow", self._value(asset, -interest)))
             if interest_total == 0 or supplied_total <= 0:
                 if interest_total:
                     _add(self.accounts[TREASURY].supplied, asset, interest_total)
@@ -336,9 +360,15 @@ class SimLendingMarket:
                 _add(acct.supplied, asset, earned)
                 shared += earned
                 if acct.name not in SYSTEM_ACCOUNTS:
-                    events.append(InterestAccrued(now, self.name, acct.name, asset, earned, "supply"))
+                    events.append(InterestAccrued(now, self.name, acct.name, asset, earned, "supply", self._value(asset, earned)))
             _add(self.accounts[TREASURY].supplied, asset, interest_total - shared)
         return self._emit(events)
+
+    def _value(self, asset: str, amount: Decimal) -> Decimal | None:
+        try:
+            return amount * self.price_of(asset)
+        except FuseError:
+            return None  # no price for it (yet): the amount stays in asset units only
 
     def check_liquidations(self, now: datetime) -> list[Event]:
         """Liquidate accounts with health factor below 1: repay part of the debt, seize collateral plus the bonus."""

@@ -215,7 +215,8 @@ class SimWorld:
         for fuse in lending_fuses:
             assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
             reserves = reserve_overrides({a: reserve_params_for(a) for a in assets}, fuse.options, fuse.name)
-            world.add_lending(fuse.name, SimLendingMarket(fuse.name, reserves, world.price_of, begin))
+            collateral = config.vault.base_asset if config.vault.base_asset in reserves else None
+            world.add_lending(fuse.name, SimLendingMarket(fuse.name, reserves, world.price_of, begin, collateral_asset=collateral, listed=fuse.assets or None))
         return world
 
     def add_lending(self, name: str, market: SimLendingMarket) -> None:
