@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.app import build_daemon
@@ -91,6 +92,10 @@ def _perp_longs(view: PortfolioView) -> dict[str, Decimal]:
     return out
 
 
+def intents_by_seq(intents: dict[str | None, Any]) -> list[Any]:
+    return sorted(intents.values(), key=lambda r: r.seq)
+
+
 def _pnl(daemon: Daemon, component: str) -> float:
     value = daemon.metrics.registry.get_sample_value("alpha_pnl_component_usd", {"component": component})
     assert value is not None, f"no PnL metric for {component}"
@@ -157,6 +162,15 @@ async def test_bear_market_synthetic_short_then_unwind(tmp_path: Path) -> None:
     assert {r.data["operation"] for r in done} >= {"borrow", "repay"}
     for r in done:
         assert intents[r.client_id].seq < r.seq
+    # Slices no larger than the unhedged bound, each borrow followed by its perp slice before the next borrow.
+    first = min(r.seq for r in intents.values())
+    opening = [r for r in journal.records() if r.seq >= first and r.decision_id == intents_by_seq(intents)[0].decision_id]
+    steps = [("borrow" if r.kind == "lending_intent" else "perp") for r in opening
+             if (r.kind == "lending_intent" and r.data["operation"] == "borrow") or (r.kind == "order_intent" and ":" in (r.market or ""))]
+    assert steps.count("borrow") >= 2 and steps == ["borrow", "perp"] * (len(steps) // 2), steps
+    for r in intents.values():
+        if r.data["operation"] == "borrow" and r.asset is not None:
+            assert (r.amount or Decimal(0)) * max(v.price(r.asset) for v in samples) <= cfg.risk.max_unhedged_notional * Decimal("1.05")
     purposes = [r.data.get("purpose") for r in journal.records("order_intent")]
     assert "synthetic-sell" in purposes and "synthetic-buy" in purposes
 

@@ -124,3 +124,35 @@ def test_repay_more_than_debt_repays_the_debt_only() -> None:
     assert m.accounts["a"].wallet["BTC"] == D("1")
     with pytest.raises(RejectedError, match="owes no"):
         m.repay("a", "BTC", D("1"))
+
+
+def test_fresh_account_shows_listed_reserves_rates_and_collateral_parameters() -> None:
+    reserves = {"USDC": reserve_params_for("USDC"), "BTC": reserve_params_for("BTC")}
+    box = {"USDC": D(1), "BTC": D("40000")}
+    m = SimLendingMarket("lend", reserves, lambda a: box[a], T0, collateral_asset="USDC", listed=("USDC", "BTC"))
+    m.open_account("a")
+    snap = m.snapshot("a", T0)
+    rows = {lp.asset: lp for lp in snap.lending_positions}
+    assert set(rows) == {"USDC", "BTC"}
+    assert rows["BTC"].supplied == rows["BTC"].borrowed == 0
+    assert rows["BTC"].borrow_apr == m.borrow_rate("BTC") > 0
+    assert snap.lending is not None
+    # nothing supplied yet: the collateral asset's parameters, so a synthetic short can be sized
+    assert snap.lending.liquidation_threshold == reserves["USDC"].liquidation_threshold
+    assert snap.lending.ltv == reserves["USDC"].ltv
+    assert snap.lending.collateral_value == 0 and snap.lending.available_borrows == 0
+    # without a collateral asset the health stays as the contracts report it (zero)
+    bare = SimLendingMarket("lend", reserves, lambda a: box[a], T0)
+    bare.open_account("a")
+    assert bare.snapshot("a", T0).lending.liquidation_threshold == 0  # type: ignore[union-attr]
+
+
+def test_borrow_interest_carries_its_value_in_the_base_asset() -> None:
+    m, box = market()
+    m.deposit("a", "USDC", D("100000"), T0)
+    m.supply("a", "USDC", D("100000"))
+    m.borrow("a", "BTC", D("1"))
+    events = m.accrue(T0 + timedelta(days=30))
+    owed = [e for e in events if isinstance(e, InterestAccrued) and e.side == "borrow"]
+    assert owed and owed[0].asset == "BTC" and owed[0].amount < 0
+    assert owed[0].value == owed[0].amount * box["BTC"]
