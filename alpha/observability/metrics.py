@@ -113,14 +113,14 @@ def reference_markdown() -> str:
         "|---|---|---|---|",
     ]
     for metric in m.all():
-        name = metric._name  # noqa: SLF001 - prometheus_client keeps the name here
-        kind = metric._type  # noqa: SLF001
+        name = metric._name
+        kind = metric._type
         if kind == "counter":
             name += "_total" if not name.endswith("_total") else ""
         if kind == "info":
             name += "_info"
-        labels = ", ".join(f"`{x}`" for x in metric._labelnames)  # noqa: SLF001
-        lines.append(f"| `{name}` | {kind} | {labels} | {metric._documentation} |")  # noqa: SLF001
+        labels = ", ".join(f"`{x}`" for x in metric._labelnames)
+        lines.append(f"| `{name}` | {kind} | {labels} | {metric._documentation} |")
     return "\n".join(lines) + "\n"
 
 
