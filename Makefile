@@ -36,7 +36,6 @@ test: setup system-deps node-deps
 
 lint: setup
 	$(BIN)/ruff check alpha fuses tests
-	$(BIN)/ruff format --check alpha fuses tests
 
 typecheck: setup
 	$(BIN)/mypy
