@@ -376,7 +376,7 @@ class Executor:
         """Ask the venue what became of ``client_id``; journal and return the outcome."""
         for attempt in range(RESOLVE_ATTEMPTS):
             try:
-                order = await fuse.order_status(market, client_id)
+                order: Order = await fuse.order_status(market, client_id)
             except OrderNotFoundError:
                 self.journal.order_result(self.clock.now(), name, client_id, market, "not_found")
                 self.unresolved.discard(client_id)
@@ -733,7 +733,8 @@ class Executor:
             book = await self.fuses[leg.fuse].order_book(leg.market)
         except FuseError:
             return None
-        return book.mid
+        mid: Decimal | None = book.mid
+        return mid
 
     def _set_unhedged(self, notional: Decimal) -> None:
         self.unhedged = notional
