@@ -11,7 +11,10 @@ Venue errors are translated once, at the edge, into four kinds that decide what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -66,6 +69,60 @@ class FatalError(FuseError):
 
 class OrderNotFoundError(RejectedError):
     """The venue has no order with that client id (it never arrived, or has been purged)."""
+
+
+class NotSentError(TransientError):
+    """Never sent: the request waited past its bound for our own rate limiter (nothing reached the venue)."""
+
+
+class SendWindow:
+    """Keep one order's waits for request budget apart from the time after it is sent.
+
+    The caller of ``Fuse.submit`` (the executor) sets one in ``SEND_WINDOW`` around the call; a
+    fuse with its own rate limiter passes every budget wait of that call through
+    ``wait_for_budget``. The caller's order timeout then counts only ``active()`` time, and the
+    waits before the state-changing request leaves are bounded by ``max_wait`` in total: past it
+    the request is not sent and ``NotSentError`` is raised. A fuse without a limiter ignores it.
+    """
+
+    def __init__(self, max_wait: float, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.max_wait = max_wait
+        self.monotonic = monotonic
+        self.opened = monotonic()
+        self.waited = 0.0  # seconds spent waiting for budget, finished waits
+        self.sent = False  # the state-changing request has left
+        self._since: float | None = None
+
+    @property
+    def waiting(self) -> bool:
+        """Whether a request of the call is waiting for budget right now."""
+        return self._since is not None
+
+    def active(self) -> float:
+        """Return the seconds since the window opened, budget waits (finished or current) excluded."""
+        now = self.monotonic()
+        current = now - self._since if self._since is not None else 0.0
+        return now - self.opened - self.waited - current
+
+    async def wait_for_budget(self, acquire: Awaitable[None], *, sends_state: bool) -> None:
+        """Await ``acquire`` (the limiter's wait); raise ``NotSentError`` if the bound runs out first."""
+        if self.sent:  # the order has left: later waits are ordinary time under the order timeout
+            await acquire
+            return
+        start = self.monotonic()
+        self._since = start
+        try:
+            await asyncio.wait_for(acquire, max(self.max_wait - self.waited, 0.0))
+        except TimeoutError:
+            raise NotSentError(f"waited {self.waited + self.monotonic() - start:.3f}s for request budget; not sent") from None
+        finally:
+            self.waited += self.monotonic() - start
+            self._since = None
+        if sends_state:
+            self.sent = True
+
+
+SEND_WINDOW: ContextVar[SendWindow | None] = ContextVar("alpha_send_window", default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,6 +206,7 @@ class RiskLimits(Model):
 class Execution(Model):
     leg_retries: int = Field(default=3, ge=0, le=20)
     order_timeout: Duration = timedelta(seconds=10)
+    budget_wait: Duration = timedelta(seconds=10)  # longest an order waits for our own rate limiter; then it is not sent
     shutdown_bound: Duration = timedelta(seconds=20)
     rebalance_lead: Duration = timedelta(minutes=10)  # before a funding settlement
 

@@ -10,7 +10,9 @@ Rules it keeps:
   over ``risk.max_order_notional``, or over ``risk.max_unhedged_notional`` for a hedge leg,
   are sliced; the two legs of a hedge advance slice by slice together.
 * A timeout after sending (``UnknownOutcomeError``, or no answer within
-  ``execution.order_timeout``) is resolved by asking the venue (``order_status`` by client
+  ``execution.order_timeout`` counted from when the request is sent: time waiting for our own
+  rate limiter's budget does not count; that wait is bounded by ``execution.budget_wait``, past
+  which the order is not sent and journalled ``not_sent``) is resolved by asking the venue (``order_status`` by client
   id); it is never assumed rejected. If the venue cannot answer, the order stays pending in
   the journal and trading pauses until it is resolved.
 * If one leg fills and the other does not, the lagging leg is retried (new client id) up to
@@ -46,6 +48,7 @@ Synthetic shorts (``Borrow``/``Repay`` of an asset that is not cash):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -74,9 +77,12 @@ from alpha.domain.money import ZERO, ceil_to_step, floor_to_step
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from fuses.base import (
+    SEND_WINDOW,
     FuseError,
+    NotSentError,
     OrderNotFoundError,
     RejectedError,
+    SendWindow,
     TransientError,
     UnknownOutcomeError,
 )
@@ -331,8 +337,13 @@ class Executor:
         order: Order | None = None
         for attempt in range(self.config.execution.leg_retries + 1):
             try:
-                order = await asyncio.wait_for(fuse.submit(request), self.config.execution.order_timeout.total_seconds())
+                order = await self._submit(fuse, request)
                 break
+            except NotSentError as exc:  # a known outcome: our own limiter held it back, the venue never saw it
+                self.journal.order_result(self.clock.now(), leg.fuse, request.client_id, leg.market, "not_sent", error=repr(exc))
+                self.metrics.orders.labels(fuse=leg.fuse, outcome="not_sent").inc()
+                log.warning("order not sent: request budget wait too long", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
+                return None
             except (UnknownOutcomeError, TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):  # our own deadline: the fuse cannot have counted it
                     self._count_error(leg.fuse, "unknown_outcome")
@@ -361,6 +372,35 @@ class Executor:
             order = await self._await_final(leg.fuse, fuse, leg.market, order)
         self._record(leg.fuse, leg.market, order, mid)
         return order if order.filled > 0 else None
+
+    async def _submit(self, fuse: Any, request: OrderRequest) -> Order:
+        """Submit through a ``SendWindow``: ``order_timeout`` runs only while not waiting for request budget.
+
+        Waits in the fuse's own rate limiter are bounded by ``execution.budget_wait`` instead (the
+        fuse then raises ``NotSentError``). Past the timeout the call is cancelled and
+        ``TimeoutError`` raised: the outcome is unknown. Timeouts are real time, like the venue's.
+        """
+        timeout = self.config.execution.order_timeout.total_seconds()
+        window = SendWindow(self.config.execution.budget_wait.total_seconds())
+        token = SEND_WINDOW.set(window)
+        try:
+            task: asyncio.Task[Order] = asyncio.ensure_future(fuse.submit(request))  # runs in a copy of this context
+        finally:
+            SEND_WINDOW.reset(token)
+        try:
+            while not task.done():
+                left = timeout - window.active()
+                if left <= 0 and not window.waiting:
+                    break
+                await asyncio.wait({task}, timeout=max(left, 0.01))
+        finally:
+            if not task.done():  # timed out, or we are cancelled: the call must not outlive us
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, FuseError):
+                    await task
+        if task.cancelled():
+            raise TimeoutError(f"no answer to order {request.client_id} within {timeout}s of sending it")
+        return task.result()
 
     async def _await_final(self, name: str, fuse: Any, market: str, order: Order) -> Order:
         for _ in range(RESOLVE_ATTEMPTS):

@@ -4,7 +4,9 @@ code and rate-limit headers captured from every answer, and URLs pointed at ``ap
 The client class is the venue's ccxt.pro class (REST and streams) with ``AlphaTransport``
 mixed in. ``AlphaTransport.fetch`` spends the request's weight before sending and attaches
 ``alpha_venue_code``, ``alpha_status`` and ``alpha_retry_after`` to any exception ccxt
-raises, so ``fuses.ccxt.errors`` can translate by code without reading messages.
+raises, so ``fuses.ccxt.errors`` can translate by code without reading messages. Inside a
+caller's ``fuses.base.SendWindow`` (an order being submitted) the wait for weight goes through
+the window, which keeps it out of the order timeout and bounds it (``NotSentError``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 import ccxt.pro as ccxtpro
 
 from alpha.observability.metrics import Metrics
+from fuses.base import SEND_WINDOW
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.ratelimit import WeightLimiter, limiter_for
 from fuses.ccxt.venues import VenueSpec, request_weight
@@ -27,6 +30,8 @@ from fuses.ccxt.venues import VenueSpec, request_weight
 T = TypeVar("T")
 
 _ANSWER: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("alpha_ccxt_answer", default=None)
+# Set while a state-changing call (an order) is in progress: its request leaving marks the send window sent.
+SENDS_STATE: contextvars.ContextVar[bool] = contextvars.ContextVar("alpha_ccxt_sends_state", default=False)
 
 
 async def isolated(awaitable: Awaitable[T]) -> T:
@@ -92,7 +97,11 @@ class AlphaTransport:
             elif "=" in body:
                 query.update(parse_qsl(body))
         weight = request_weight(self.alpha_spec, method, parts.path, query)
-        await self.alpha_limiter.acquire(weight)
+        window = SEND_WINDOW.get()
+        if window is None:
+            await self.alpha_limiter.acquire(weight)
+        else:
+            await window.wait_for_budget(self.alpha_limiter.acquire(weight), sends_state=SENDS_STATE.get())
         endpoint = f"{method} {parts.path}"
         metrics = self.alpha_metrics
         if metrics is not None:

@@ -28,7 +28,7 @@ from alpha.domain.money import ONE
 from alpha.observability.metrics import Metrics
 from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError
 from fuses.ccxt import parse
-from fuses.ccxt.client import build_client, isolated
+from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
@@ -138,6 +138,7 @@ class CcxtFuse:
         client_id: str | None = None,
         **kwargs: Any,
     ) -> T:
+        token = SENDS_STATE.set(sends_state)
         try:
             return await isolated(fn(*args, **kwargs))
         except ccxt.BaseError as exc:
@@ -148,6 +149,8 @@ class CcxtFuse:
             error = translate(ccxt.RequestTimeout(str(exc)), self.spec, venue=self.name, sends_state=sends_state, client_id=client_id)
             self._count(error)
             raise error from exc
+        finally:
+            SENDS_STATE.reset(token)
 
     def _count(self, error: FuseError) -> None:
         if self.metrics is not None and not isinstance(error, NoChange):
