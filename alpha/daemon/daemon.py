@@ -616,6 +616,15 @@ class Daemon:
 
     async def _execute(self, decision_id: str, actions: Sequence[Action], why: str, *, neutralise_after: bool = True) -> int:
         assert self.executor is not None
+        self.executor.begin(decision_id, actions)
+        try:
+            return await self._execute_approved(decision_id, actions, why, neutralise_after=neutralise_after)
+        finally:
+            if neutralise_after:  # the outermost call: the decision is done
+                self.executor.end(decision_id)
+
+    async def _execute_approved(self, decision_id: str, actions: Sequence[Action], why: str, *, neutralise_after: bool) -> int:
+        assert self.executor is not None
         completed = 0
         touched: set[tuple[str, str]] = set()
         failed = False

@@ -39,7 +39,9 @@ Synthetic shorts (``Borrow``/``Repay`` of an asset that is not cash):
   ``max_order_notional``, ``max_book_share`` of both markets), a lagging perp slice is retried
   within ``max_unhedged_time`` and the lending side's excess is otherwise unwound. What the
   slices borrowed or repaid is credited to the same decision's ``Borrow``/``Repay``, which then
-  only does what is left (e.g. accrued interest).
+  only does what is left (e.g. accrued interest). The slices borrow (repay) only within the
+  ``Borrow`` (``Repay``) the risk gate approved for that decision (``begin``): without one the
+  perp leg is not traded at all, and it is cut to the approved amount.
 * Every lending operation is journalled (``lending_intent``, with a client id) before it is
   sent, and its result (``lending``, same client id) after; every sale and buy-back order is
   an ordinary order (``order_intent`` first).
@@ -50,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -171,8 +173,28 @@ class Executor:
         # Debt (+) borrowed or (-) repaid by a synthetic short's perp slices, per (decision, lending fuse, asset),
         # which that decision's Borrow / Repay then need not do again.
         self._lending_credit: dict[tuple[str, str, str], Decimal] = {}
+        # What the risk gate approved per (decision, lending fuse, asset): + Borrow, - Repay (non-cash assets).
+        self._lending_approved: dict[tuple[str, str, str], Decimal] = {}
 
     # -- public ----------------------------------------------------------------------------
+
+    def begin(self, decision_id: str, approved: Sequence[Action]) -> None:
+        """Note what the risk gate approved for ``decision_id`` before any of it is executed.
+
+        A synthetic short's paired slices borrow (or repay) only within the decision's approved
+        ``Borrow`` (or ``Repay``) of that asset on that lending fuse; calls add up.
+        """
+        for action in approved:
+            if isinstance(action, Borrow | Repay) and not self._is_cash(action.asset):
+                key = (decision_id, action.fuse, action.asset)
+                signed = action.amount if isinstance(action, Borrow) else -action.amount
+                self._lending_approved[key] = self._lending_approved.get(key, ZERO) + signed
+
+    def end(self, decision_id: str) -> None:
+        """Forget ``decision_id``'s approvals and paired-slice credits (the decision is done)."""
+        for table in (self._lending_approved, self._lending_credit):
+            for key in [k for k in table if k[0] == decision_id]:
+                del table[key]
 
     def new_client_id(self, decision_id: str) -> str:
         """A client id unique across restarts: decision id (run id + sequence) and a counter."""
@@ -554,11 +576,23 @@ class Executor:
         venue = self.sale_venue(asset)
         progress = LegProgress(leg)
         result = ActionResult(action, False, [progress])
-        sale = Leg(venue.fuse, venue.market, Side.SELL if grow else Side.BUY, leg.quantity)
-        n = max(len(await self._slices(leg, hedge=True)), len(await self._slices(sale, hedge=True)))
         coarse = max((self._inst(leg), venue.instrument), key=lambda i: i.lot_step)
         key = (decision_id, lending, asset)
-        for q in _spread(leg.quantity, n, coarse):
+        # The lending side may do only what the risk gate approved (a Borrow for growth, a Repay
+        # for reduction); the perp leg follows no further, so a refusal is never overridden.
+        approved = self._lending_approved.get(key, ZERO) * (1 if grow else -1)
+        used = self._lending_credit.get(key, ZERO) * (1 if grow else -1)
+        quantity = min(leg.quantity, floor_to_step(max(approved - used, ZERO), coarse.lot_step))
+        operation = "Borrow" if grow else "Repay"
+        if quantity <= 0:
+            result.error = f"the risk gate did not approve a {operation} of {asset} on {lending}: the perp leg is not traded"
+            log.warning("synthetic short: lending side not approved; perp leg not traded", decision_id=decision_id, lending=lending, asset=asset)
+            return result
+        if quantity < leg.quantity:
+            log.warning("synthetic short: perp leg cut to the approved lending amount", decision_id=decision_id, asset=asset, approved=quantity, asked=leg.quantity)
+        sale = Leg(venue.fuse, venue.market, Side.SELL if grow else Side.BUY, quantity)
+        n = max(len(await self._slices(Leg(leg.fuse, leg.market, leg.side, quantity), hedge=True)), len(await self._slices(sale, hedge=True)))
+        for q in _spread(quantity, n, coarse):
             if self.stop.is_set():
                 result.error = "stopping: remaining slices not started"
                 break
@@ -590,6 +624,8 @@ class Executor:
             self._set_unhedged(ZERO)
         else:
             result.completed = progress.filled == leg.quantity
+            if quantity < leg.quantity:
+                result.error = f"only {quantity} of {leg.quantity} {asset}: the approved {operation} covers no more"
         return result
 
     async def _perp_slice(self, progress: LegProgress, quantity: Decimal, decision_id: str, *, reduce: bool) -> Decimal:
