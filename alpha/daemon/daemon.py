@@ -185,10 +185,11 @@ class Daemon:
         )
         await self.marketdata.refresh()
         resolved = await self.executor.reconcile()
+        resolved += await self.executor.reconcile_lending()
         now = self.clock.now()
         self.journal.append("start", now, run_id=self.run_id, mode=self.wiring.mode, reconciled=resolved)
         if resolved:
-            self.note(f"reconciled {len(resolved)} order(s) of unknown outcome: {resolved}")
+            self.note(f"reconciled {len(resolved)} order(s) or lending step(s) left unfinished: {resolved}")
         view = await self.view(now)
         self.start_nav = self._start_nav(view)
         self.export_view(view)

@@ -687,9 +687,10 @@ class Executor:
         """Journal a lending operation (client id first), perform it, journal the result."""
         fuse = self.fuses[lending]
         client_id = self.new_client_id(decision_id)
+        before = await self._debt(lending, asset)  # lets a restart tell whether the operation happened
         self.journal.append(
             "lending_intent", self.clock.now(), decision_id=decision_id, client_id=client_id, fuse=lending, asset=asset, amount=amount,
-            operation=operation, reason=reason,
+            operation=operation, reason=reason, debt_before=before,
         )
         op_id = await getattr(fuse, operation)(asset, amount)
         self.journal.append(
@@ -710,6 +711,7 @@ class Executor:
         if q <= 0:
             return ZERO
         quote = venue.instrument.quote
+        step = self._begin_step("borrow_and_sell", lending, asset, q, venue, decision_id)
         await self._lending_op(lending, "borrow", asset, q, decision_id, f"synthetic short ({purpose}): borrow to sell")
         await self._carry(venue.fuse, asset, q, lending, venue.fuse, decision_id, "borrowed coins to the sale venue")
         sale = Leg(venue.fuse, venue.market, Side.SELL, q)
@@ -727,6 +729,7 @@ class Executor:
             await self._carry(venue.fuse, asset, unsold, venue.fuse, lending, decision_id, "unsold borrowed coins back")
             await self._lending_op(lending, "repay", asset, unsold, decision_id, "repay borrowed coins that could not be sold")
         await self._carry(venue.fuse, quote, proceeds, venue.fuse, lending, decision_id, "sale proceeds to the lending fuse")
+        self._end_step(step, lending, asset, decision_id, sold=sold)
         return sold
 
     async def _buy_and_repay(self, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str, *, purpose: str) -> Decimal:
@@ -740,6 +743,7 @@ class Executor:
         quote = inst.quote
         coins = acct.balance(asset).total
         need = q - coins
+        step = self._begin_step("buy_and_repay", lending, asset, q, venue, decision_id)
         if need > 0:
             mark = await self._mark(Leg(venue.fuse, venue.market, Side.BUY, need))
             smallest = max(inst.min_quantity, inst.min_notional / mark * Decimal("1.01"))
@@ -770,7 +774,118 @@ class Executor:
         repay = min(q, coins)
         if repay > 0:
             await self._lending_op(lending, "repay", asset, repay, decision_id, f"synthetic short ({purpose}): repay bought-back coins")
+        self._end_step(step, lending, asset, decision_id, repaid=repay)
         return repay
+
+    # -- restart: lending steps ------------------------------------------------------------
+
+    def _begin_step(self, operation: str, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str) -> str:
+        """Journal the start of a borrow-and-sell or buy-back-and-repay (closed by ``_end_step``)."""
+        step = self.new_client_id(decision_id)
+        self.journal.append(
+            "synthetic_begin", self.clock.now(), decision_id=decision_id, client_id=step, fuse=lending, asset=asset, amount=quantity,
+            operation=operation, sale_fuse=venue.fuse, sale_market=venue.market,
+        )
+        return step
+
+    def _end_step(self, step: str, lending: str, asset: str, decision_id: str, **done: Any) -> None:
+        self.journal.append("synthetic_end", self.clock.now(), decision_id=decision_id, client_id=step, fuse=lending, asset=asset, **done)
+
+    async def _debt(self, lending: str, asset: str) -> Decimal:
+        acct: AccountSnapshot = await self.fuses[lending].account()
+        return next((lp.borrowed for lp in acct.lending_positions if lp.asset == asset), ZERO)
+
+    async def reconcile_lending(self) -> list[tuple[str, str]]:
+        """Resolve lending operations and synthetic-short steps a previous run left half done.
+
+        A lending intent without a result is resolved from the lending fuse's account: the debt
+        now against the debt journalled before it was sent (a borrow happened if the debt grew by
+        at least half its amount; a repay if it shrank so). An interrupted borrow-and-sell is
+        unwound for what was not sold (unsold coins back to the lending wallet, repaid; the sale's
+        proceeds, if any, carried to the lending fuse); an interrupted buy-back-and-repay is
+        completed (bought coins to the lending wallet, repaid). Nothing is ever borrowed here.
+        Return ``(client id, outcome)`` pairs; a step that fails stays in ``unresolved``.
+        """
+        out: list[tuple[str, str]] = []
+        for intent in self.journal.pending_lending():
+            lending, asset = intent.fuse or "", intent.asset or ""
+            if lending not in self.fuses or intent.client_id is None:
+                continue
+            try:
+                now_debt = await self._debt(lending, asset)
+            except FuseError as exc:
+                log.error("cannot read lending account to resolve an operation", fuse=lending, client_id=intent.client_id, error=repr(exc))
+                self.unresolved.add(intent.client_id)
+                continue
+            before = Decimal(str(intent.data.get("debt_before", now_debt)))
+            change = (now_debt - before) if intent.data.get("operation") == "borrow" else (before - now_debt)
+            happened = "debt_before" in intent.data and change * 2 >= (intent.amount or ZERO)
+            outcome = "happened" if happened else "not_happened"
+            self.journal.append(
+                "lending", self.clock.now(), decision_id=intent.decision_id, client_id=intent.client_id, fuse=lending, asset=asset,
+                amount=intent.amount if happened else ZERO, operation=intent.data.get("operation"), reconciled=outcome,
+                debt_before=before, debt_after=now_debt,
+            )
+            out.append((intent.client_id, outcome))
+        for step in self.journal.open_sequences():
+            assert step.client_id is not None
+            try:
+                outcome = await self._finish_step(step)
+            except FuseError as exc:
+                log.error("cannot finish an interrupted synthetic-short step", client_id=step.client_id, error=repr(exc))
+                self.unresolved.add(step.client_id)
+                continue
+            out.append((step.client_id, outcome))
+        return out
+
+    async def _finish_step(self, step: Any) -> str:
+        lending, asset, decision_id = step.fuse, step.asset, step.decision_id
+        sale_fuse, sale_market = str(step.data["sale_fuse"]), str(step.data["sale_market"])
+        inst = self.instruments.get(f"{sale_fuse}:{sale_market}")
+        if inst is None:
+            raise RejectedError(f"{sale_fuse}:{sale_market}: unknown instrument; cannot finish step {step.client_id}", venue=sale_fuse)
+        later = self.journal.since(step.seq, decision_id)
+        purposes = {r.client_id: str(r.data.get("purpose")) for r in later if r.kind == "order_intent"}
+        fills = [r for r in later if r.kind == "fill" and r.client_id in purposes and r.market == sale_market]
+
+        def moved(reason: str) -> Decimal:
+            return sum((r.amount or ZERO for r in later if r.kind == "transfer" and r.data.get("reason") == reason), ZERO)
+
+        def lent(operation: str) -> Decimal:
+            return sum((r.amount or ZERO for r in later if r.kind == "lending" and r.data.get("operation") == operation), ZERO)
+
+        quote = inst.quote
+        if step.data.get("operation") == "borrow_and_sell":
+            borrowed = lent("borrow")
+            sales = [r for r in fills if purposes[r.client_id] in ("synthetic-sell", "retry")]
+            sold = sum((r.amount or ZERO for r in sales), ZERO)
+            proceeds = sum(
+                ((r.amount or ZERO) * Decimal(str(r.data.get("price") or 0)) - (Decimal(str(r.data.get("fee") or 0)) if r.data.get("fee_asset") == quote else ZERO) for r in sales),
+                ZERO,
+            )
+            unsold = max(borrowed - sold, ZERO)
+            on_venue = max(moved("borrowed coins to the sale venue") - sold - moved("unsold borrowed coins back"), ZERO)
+            await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, "restart: unsold borrowed coins back")
+            to_repay = min(max(unsold - lent("repay"), ZERO), await self._debt(lending, asset))
+            if to_repay > 0:
+                await self._lending_op(lending, "repay", asset, to_repay, decision_id, "restart: repay borrowed coins that were never sold")
+            if proceeds > 0 and moved("sale proceeds to the lending fuse") == 0:
+                await self._carry(sale_fuse, quote, proceeds, sale_fuse, lending, decision_id, "restart: sale proceeds to the lending fuse")
+            self._end_step(step.client_id, lending, asset, decision_id, sold=sold, repaid=to_repay, reconciled=True)
+            log.warning("restart: interrupted borrow-and-sell unwound", client_id=step.client_id, borrowed=borrowed, sold=sold, repaid=to_repay)
+            return f"borrow_and_sell: borrowed {borrowed}, sold {sold}, repaid {to_repay}"
+        buys = [r for r in fills if purposes[r.client_id] in ("synthetic-buy", "retry")]
+        bought = sum((r.amount or ZERO for r in buys), ZERO)
+        on_venue = max(bought - moved("bought-back coins to the lending fuse"), ZERO)
+        await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, "restart: bought-back coins to the lending fuse")
+        acct: AccountSnapshot = await self.fuses[lending].account()
+        coins = acct.balance(asset).total
+        to_repay = min(max((step.amount or ZERO) - lent("repay"), ZERO), coins, await self._debt(lending, asset))
+        if to_repay > 0:
+            await self._lending_op(lending, "repay", asset, to_repay, decision_id, "restart: repay bought-back coins")
+        self._end_step(step.client_id, lending, asset, decision_id, repaid=to_repay, reconciled=True)
+        log.warning("restart: interrupted buy-back-and-repay completed", client_id=step.client_id, bought=bought, repaid=to_repay)
+        return f"buy_and_repay: bought {bought}, repaid {to_repay}"
 
     async def _wallet_to_vault(self, lending: str, asset: str, amount: Decimal) -> Decimal:
         """Move cash a lending fuse holds in its wallet (sale proceeds) to the vault through a fuse with transfers; return what moved."""

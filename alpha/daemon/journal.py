@@ -19,7 +19,7 @@ from typing import Any
 
 from alpha.domain.account import Order, OrderRequest
 
-FINAL_OUTCOMES = frozenset({"filled", "partially_filled", "rejected", "canceled", "expired", "not_found"})
+FINAL_OUTCOMES = frozenset({"filled", "partially_filled", "rejected", "canceled", "expired", "not_found", "not_sent"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -265,6 +265,36 @@ class Journal:
             for cid, rec in intents.items()
             if last.get(cid) not in FINAL_OUTCOMES
         ]
+
+    def pending_lending(self) -> list[Record]:
+        """Lending intents (``lending_intent``) with no result (``lending`` with the same client id)."""
+        intents: dict[str, Record] = {}
+        done: set[str] = set()
+        for rec in self.records():
+            if rec.client_id is None:
+                continue
+            if rec.kind == "lending_intent":
+                intents[rec.client_id] = rec
+            elif rec.kind == "lending":
+                done.add(rec.client_id)
+        return [rec for cid, rec in intents.items() if cid not in done]
+
+    def open_sequences(self) -> list[Record]:
+        """Synthetic-short steps begun (``synthetic_begin``) and never ended (``synthetic_end``, same client id)."""
+        begun: dict[str, Record] = {}
+        ended: set[str] = set()
+        for rec in self.records():
+            if rec.client_id is None:
+                continue
+            if rec.kind == "synthetic_begin":
+                begun[rec.client_id] = rec
+            elif rec.kind == "synthetic_end":
+                ended.add(rec.client_id)
+        return [rec for cid, rec in begun.items() if cid not in ended]
+
+    def since(self, seq: int, decision_id: str | None) -> list[Record]:
+        """Records after ``seq`` of one decision, in order."""
+        return [rec for rec in self.records() if rec.seq > seq and rec.decision_id == decision_id]
 
     def client_ids(self) -> list[str]:
         """Every client id ever intended, in order."""

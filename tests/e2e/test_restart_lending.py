@@ -1,0 +1,140 @@
+"""Restart reconciliation of a synthetic short's lending side.
+
+One simulated world is kept across two daemon instances in this process (the world is the
+venue and the lending market: it survives the daemon). The first daemon is killed in the middle
+of a ``Borrow`` (borrow and sell): once after the borrow and before the sale, once while the
+borrow itself is in flight. The second daemon must read the lending account, unwind what was
+borrowed and not sold, never borrow again, and leave the book neutral.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from alpha.config.schema import StrategyConfig
+from alpha.daemon.app import build_daemon
+from alpha.daemon.daemon import Daemon
+from alpha.daemon.journal import Journal
+from alpha.domain.actions import Borrow
+from alpha.risk.exposure import net_delta
+from tests.e2e.harness import SteppedClock, demo_config
+
+LATENCY = timedelta(seconds=30)
+QTY = Decimal("0.3")
+
+
+def _config(tmp_path: Path) -> StrategyConfig:
+    cfg = demo_config(tmp_path)
+    fuses = [f.model_copy(update={"assets": ("USDC", "BTC")}) if f.name == "lending" else f for f in cfg.fuses]
+    return cfg.model_copy(update={"fuses": fuses})
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0)
+
+
+async def _crash_borrow(first: Daemon, clock: SteppedClock, slow: str, crashed: Any) -> None:
+    """Run a Borrow with fuse ``slow`` answering after ``LATENCY``; cancel it once ``crashed(journal)`` holds."""
+    assert first.executor is not None and first.journal is not None
+    journal = first.journal
+    first.fuses[slow].faults.latency = LATENCY
+    task = asyncio.create_task(first.executor.execute(Borrow("lending", "BTC", QTY, "synthetic short"), "crash00001"))
+    while not crashed(journal):
+        await _until(lambda: clock.asleep() >= 1 or task.done())
+        assert not task.done(), "the borrow finished before the crash point"
+        if not crashed(journal):
+            clock.advance(LATENCY)
+    await _until(lambda: clock.asleep() >= 1)
+    task.cancel()  # the crash: nothing more is journalled by this process
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    journal.close()
+
+
+async def _lending_state(daemon: Daemon) -> tuple[Decimal, Decimal]:
+    acct = await daemon.fuses["lending"].account()
+    debt = next((lp.borrowed for lp in acct.lending_positions if lp.asset == "BTC"), Decimal(0))
+    return debt, acct.balance("BTC").total
+
+
+async def _restart(cfg: StrategyConfig, clock: SteppedClock, world: Any) -> tuple[Daemon, asyncio.Task[int]]:
+    second = build_daemon(cfg, clock=clock, world=world, serve_http=False)
+    task = asyncio.create_task(second.run(install_signals=False))
+    await _until(lambda: second.ready or task.done())
+    assert second.ready
+    return second, task
+
+
+async def test_crash_between_borrow_and_sale_is_unwound_at_restart_without_borrowing_again(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    clock = SteppedClock(cfg.clock.start)
+    first = build_daemon(cfg, clock=clock, serve_http=False)
+    world = first.wiring.world
+    await first.start()
+    await first.fuses["lending"].supply("USDC", Decimal("100000"))
+
+    def borrowed(journal: Journal) -> bool:
+        return any(r.data.get("operation") == "borrow" for r in journal.records("lending"))
+
+    # The sale venue is slow: the borrow completes, then the process dies carrying the coins to it.
+    await _crash_borrow(first, clock, "spot", borrowed)
+    debt, coins = await _lending_state(first)
+    assert debt >= QTY and coins == QTY, "the crash left borrowed coins unsold in the lending wallet"
+
+    second, task = await _restart(cfg, clock, world)
+    try:
+        debt, coins = await _lending_state(second)
+        view = await second.view(clock.now())
+    finally:
+        second.request_stop()
+        code = await asyncio.wait_for(task, 30)
+    journal = Journal(cfg.journal.path)
+    ops = [(r.data.get("operation"), r.data.get("reason", "")) for r in journal.records("lending_intent")]
+    assert [op for op, _ in ops].count("borrow") == 1, f"a borrow was repeated: {ops}"
+    assert any(op == "repay" and reason.startswith("restart") for op, reason in ops)
+    assert debt < Decimal("0.00001") and coins == 0  # only the interest of a few simulated minutes is left
+    assert abs(net_delta(view, tuple(cfg.stablecoins)).get("BTC", Decimal(0))) < Decimal(1)  # < 1 USDC of BTC
+    assert journal.open_sequences() == [] and journal.pending_lending() == []
+    starts = [r for r in journal.records("start")]
+    assert any("borrow_and_sell" in str(item) for item in starts[-1].data["reconciled"])
+    assert code == 0
+
+
+async def test_borrow_in_flight_at_the_crash_is_resolved_from_the_account_not_repeated(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    clock = SteppedClock(cfg.clock.start)
+    first = build_daemon(cfg, clock=clock, serve_http=False)
+    world = first.wiring.world
+    await first.start()
+    await first.fuses["lending"].supply("USDC", Decimal("100000"))
+
+    def intended(journal: Journal) -> bool:
+        return any(r.data.get("operation") == "borrow" for r in journal.records("lending_intent"))
+
+    # The lending market is slow: the borrow intent is journalled, the process dies before it arrives.
+    await _crash_borrow(first, clock, "lending", intended)
+    assert first.journal is not None
+
+    second, task = await _restart(cfg, clock, world)
+    try:
+        debt, coins = await _lending_state(second)
+    finally:
+        second.request_stop()
+        code = await asyncio.wait_for(task, 30)
+    journal = Journal(cfg.journal.path)
+    results = [r for r in journal.records("lending") if r.data.get("operation") == "borrow"]
+    assert [r.data.get("reconciled") for r in results] == ["not_happened"]
+    assert [r.data.get("operation") for r in journal.records("lending_intent")].count("borrow") == 1
+    assert debt == 0 and coins == 0
+    assert journal.open_sequences() == []
+    assert code == 0
