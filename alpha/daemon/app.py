@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -26,7 +27,10 @@ from alpha.daemon.daemon import Daemon, Wiring
 from alpha.daemon.instrumented import TimedFuse
 from alpha.daemon.supervisor import RestartPolicy, ServiceFn
 from alpha.domain.clock import AcceleratedClock, Clock, LiveClock
+from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics
+
+log = get_logger("alpha.app")
 
 FUNDING_POLL = timedelta(minutes=5)  # live: how often the venues are asked for new funding payments
 
@@ -319,11 +323,16 @@ async def run_daemon(daemon: Daemon, *, on_tick: Callable[[Daemon], Awaitable[No
         async def tick() -> None:
             while True:
                 await asyncio.sleep(1.0)
-                await on_tick(daemon)
+                try:
+                    await on_tick(daemon)
+                except Exception as exc:  # the status table must not die silently, nor take the daemon down
+                    log.error("status display failed", error=repr(exc))
 
-        ticker = asyncio.create_task(tick())
+        ticker = asyncio.create_task(tick(), name="status-table")
     try:
         return await daemon.run()
     finally:
         if ticker is not None:
             ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker

@@ -260,6 +260,9 @@ class Daemon:
             except RestartBudgetExceeded as exc:
                 log.error("giving up: restart budget exceeded", service=exc.service, error=str(exc))
                 self.exit_code = 1
+            except Exception as exc:  # the supervisor itself failed (not a service): never silent, never exit 0
+                log.exception("supervisor failed", error=repr(exc))
+                self.exit_code = 1
             stopped.cancel()
         finally:
             await self.shutdown()
@@ -270,15 +273,21 @@ class Daemon:
 
     async def shutdown(self) -> None:
         """Close fuses (reverse order), stop servers, flush and close the journal."""
+        bound = self.config.execution.shutdown_bound.total_seconds()
         for name in reversed(self.started_fuses):
             try:
-                await self.fuses[name].close()
+                await asyncio.wait_for(self.fuses[name].close(), bound)
             except Exception as exc:
                 log.error("fuse failed to close", fuse=name, error=repr(exc))
         self.started_fuses.clear()
-        if self.wiring.close is not None:
-            await self.wiring.close()
-        await self.servers.stop()
+        # Whatever fails here, the journal below is still flushed and closed.
+        for what, close in (("wiring", self.wiring.close), ("servers", self.servers.stop)):
+            if close is None:
+                continue
+            try:
+                await asyncio.wait_for(close(), bound)
+            except Exception as exc:
+                log.error("clean-up step failed", step=what, error=repr(exc))
         if self.journal is not None:
             self.journal.append("stop", self.clock.now(), run_id=self.run_id, exit_code=self.exit_code)
             self.journal.close()

@@ -229,6 +229,9 @@ class MarketStreams:
         stopper = asyncio.ensure_future(stop.wait())
         try:
             done, _ = await asyncio.wait({task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled while waiting: the read must not outlive us unobserved
+            task.cancel()
+            raise
         finally:
             stopper.cancel()
         if task in done:
