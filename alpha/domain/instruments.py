@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from alpha.domain.margin import MarginTiers
 from alpha.domain.money import ONE, ZERO, floor_to_step, is_multiple
 
 
@@ -80,6 +81,7 @@ class Instrument:
     contract_size: Decimal = ONE
     maker_fee: Decimal = Decimal("0.0002")
     taker_fee: Decimal = Decimal("0.0005")
+    margin_tiers: MarginTiers | None = None  # perps: the venue's leverage brackets (None: notional / leverage)
 
     def __post_init__(self) -> None:
         for name in ("tick_size", "lot_step", "contract_size"):
@@ -94,6 +96,12 @@ class Instrument:
     @property
     def key(self) -> str:
         return f"{self.venue}:{self.symbol}"
+
+    def initial_margin(self, notional: Decimal, leverage: Decimal) -> Decimal:
+        """Initial margin the venue charges on an absolute ``notional`` at ``leverage`` (tiered if known)."""
+        if self.margin_tiers is None:
+            return abs(notional) / leverage
+        return self.margin_tiers.initial_margin(notional, leverage)
 
     def round_quantity(self, quantity: Decimal) -> Decimal:
         """Round a base quantity towards zero to the lot step."""

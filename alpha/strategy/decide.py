@@ -63,6 +63,7 @@ from alpha.strategy.carry import (
     ranking_score,
     worth_holding,
 )
+from alpha.strategy.margin import pinned
 from alpha.strategy.signals import Regime, Signals
 
 # Collateral of a synthetic short is sized for this multiple of the minimum health factor.
@@ -211,12 +212,34 @@ def _maintenance_rate(acct: AccountSnapshot | None) -> Decimal:
     return acct.margin.maintenance_margin / notional if notional > 0 else ZERO
 
 
-def _base_rate(leg: TradeLeg, config: StrategyConfig, view: PortfolioView) -> Decimal:
-    """Capital per unit of notional a leg ties up while held (see the module docstring, point 4)."""
+def _perp_margin(leg: TradeLeg, snap: MarketSnapshot, quantity: Decimal, config: StrategyConfig, view: PortfolioView) -> Decimal:
+    """Capital a perp leg of ``quantity`` ties up on its venue (see the module docstring, point 4).
+
+    The venue's initial margin at its own mark, tiered by notional when the instrument carries
+    the venue's tiers (``Instrument.margin_tiers``), plus ``margin.initial_cushion`` of it; at
+    least maintenance / ``margin.target_ratio``.
+    """
+    notional = abs(quantity) * snap.mark
+    margin = snap.instrument.initial_margin(notional, leg.leverage) * (ONE + config.margin.initial_cushion)
+    tiers = snap.instrument.margin_tiers
+    if tiers is not None:
+        maintenance = tiers.maintenance_margin(notional)
+    else:
+        maintenance = notional * _maintenance_rate(view.accounts.get(leg.fuse))
+    return max(margin, maintenance / config.margin.target_ratio)
+
+
+def _base_rate(leg: TradeLeg, config: StrategyConfig, view: PortfolioView, snap: MarketSnapshot, notional: Decimal) -> Decimal:
+    """Capital per unit of notional (valued at the view's price) a leg of ``notional`` ties up while held.
+
+    Tiered margin only grows per unit with size, so the rate at ``notional`` bounds the rate
+    of every smaller leg; ``notional`` 0 gives the rate of the smallest tier.
+    """
     if not leg.instrument.kind.is_perp:
         return ONE / leg.leverage
-    margin = ONE / leg.leverage * (ONE + config.margin.initial_cushion)
-    return max(margin, _maintenance_rate(view.accounts.get(leg.fuse)) / config.margin.target_ratio)
+    price = view.price(leg.instrument.base)
+    notional = notional if notional > 0 else price
+    return _perp_margin(leg, snap, notional / price, config, view) / notional
 
 
 def _cost_bound(snap: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal | None:
@@ -360,13 +383,13 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         for market in f.markets:
             if base_of(market) in config.assets:
                 snapshots[market_key(f.name, market)] = _validated(view, f.name, market, now, config, "the strategy trades it")
-    reasons: list[str] = []
+    notes: list[str] = []
     for (fuse, market), qty in sorted(held.items()):
         key = market_key(fuse, market)
         if key in snapshots:
             continue
         if "/" not in market:
-            reasons.append(f"{fuse} holds {qty} {market} with no market to trade it on; left as is")
+            notes.append(f"{fuse} holds {qty} {market} with no market to trade it on; left as is")
             continue
         snapshots[key] = _validated(view, fuse, market, now, config, f"a position of {qty} is held")
     for asset in {*config.assets, *(s.instrument.base for s in snapshots.values())}:
@@ -385,176 +408,200 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     venue_of = {f.name: f.venue for f in config.fuses}
     for name in view.accounts:
         venue_of.setdefault(name, name)
-    room = _Room(
-        fuse={f.name: f.max_share * nav for f in config.enabled_fuses},
-        venue={},
-        # Idle is kept a little above the buffer, so that NAV drifting up between rebalances
-        # does not call for a small withdrawal every time (the dead band, point 7).
-        budget=max(nav * (ONE - config.idle_buffer) - config.rebalance.min_transfer, ZERO),
-    )
-    for v in set(venue_of.values()):
-        room.venue[v] = config.risk.max_venue_exposure * nav
-    room.asset = {a: config.risk.max_asset_share * nav for a in config.assets}
+    def allocate(held_back: Decimal) -> tuple[TargetBook, Decimal]:
+        """Allocate with ``held_back`` of the budget kept for capital that cannot leave its fuse."""
+        reasons = list(notes)
+        room = _Room(
+            fuse={f.name: f.max_share * nav for f in config.enabled_fuses},
+            venue={},
+            # Idle is kept a little above the buffer, so that NAV drifting up between rebalances
+            # does not call for a small withdrawal every time (the dead band, point 7).
+            budget=max(nav * (ONE - config.idle_buffer) - config.rebalance.min_transfer - held_back, ZERO),
+        )
+        for v in set(venue_of.values()):
+            room.venue[v] = config.risk.max_venue_exposure * nav
+        room.asset = {a: config.risk.max_asset_share * nav for a in config.assets}
 
-    tol = config.delta_tolerance
-    drift = config.pnl.drift_tolerance
-    all_candidates = candidates(view, signals, config, snapshots)
-    chosen: list[_Chosen] = []
-    holding = config.thresholds.holding_period
+        tol = config.delta_tolerance
+        drift = config.pnl.drift_tolerance
+        all_candidates = candidates(view, signals, config, snapshots)
+        chosen: list[_Chosen] = []
+        holding = config.thresholds.holding_period
 
-    def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
-        """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
-        base = {leg.key: _LegRate(_base_rate(leg, config, view), ZERO) for leg in c.legs}
-        x0 = _max_notional(c, room, venue_of, base)
-        if x0 <= 0:
-            return ZERO, base
-        rates: dict[str, _LegRate] = {}
-        for leg in c.legs:
-            snap = snapshots[leg.key]
-            # Slippage grows with size: the cost at x0 bounds the cost at any smaller size.
-            cost = _cost_bound(snap, leg.side, x0 / snap.mark)
-            if cost is None:
+        def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
+            """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
+            base = {leg.key: _LegRate(_base_rate(leg, config, view, snapshots[leg.key], ZERO), ZERO) for leg in c.legs}
+            x0 = _max_notional(c, room, venue_of, base)
+            if x0 <= 0:
+                return ZERO, base
+            rates: dict[str, _LegRate] = {}
+            for leg in c.legs:
+                snap = snapshots[leg.key]
+                # Slippage and tiered margin grow with size: their rates at x0 bound any smaller size.
+                cost = _cost_bound(snap, leg.side, x0 / snap.mark)
+                if cost is None:
+                    return None
+                # Spot coins are valued at the view's price but sell at their market: the whole basis
+                # counts. A perp's equity is the venue's own; its margin is taken at mark in the base rate.
+                basis = ZERO if snap.instrument.kind.is_perp else _basis(snap, view)
+                rates[leg.key] = _LegRate(_base_rate(leg, config, view, snap, x0), cost + basis)
+            return _max_notional(c, room, venue_of, rates), rates
+
+        def evaluate(c: Candidate, limit: Decimal, *, is_open: bool | None = None) -> tuple[Decimal, Carry] | None:
+            """The largest notional up to ``limit`` whose carry clears the threshold (entry, or exit if open)."""
+            if is_open is None:
+                is_open = _current_quantity(c, held, borrowed) > 0
+
+            def passing(x: Decimal) -> Carry | None:
+                carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
+                ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
+                return carry if ok else None
+
+            if limit <= 0:
                 return None
-            # Spot coins are valued at the view's price but sell at their market: the whole basis
-            # counts. A perp's equity is the venue's own; only its margin (at mark) moves with it.
-            basis = _basis(snap, view) * (base[leg.key].base if snap.instrument.kind.is_perp else ONE)
-            rates[leg.key] = _LegRate(base[leg.key].base, cost + basis)
-        return _max_notional(c, room, venue_of, rates), rates
-
-    def evaluate(c: Candidate, limit: Decimal, *, is_open: bool | None = None) -> tuple[Decimal, Carry] | None:
-        """The largest notional up to ``limit`` whose carry clears the threshold (entry, or exit if open)."""
-        if is_open is None:
-            is_open = _current_quantity(c, held, borrowed) > 0
-
-        def passing(x: Decimal) -> Carry | None:
-            carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
-            ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
-            return carry if ok else None
-
-        if limit <= 0:
-            return None
-        carry = passing(limit)
-        if carry is not None:
-            return limit, carry
-        # Slippage grows with size: halve until a size clears the threshold, then bisect up.
-        high, x = limit, limit / 2
-        for _ in range(SIZE_HALVINGS):
-            carry = passing(x)
+            carry = passing(limit)
             if carry is not None:
-                break
-            high, x = x, x / 2
-        else:
-            return None
-        low, best = x, carry
-        for _ in range(SIZE_BISECTIONS):
-            mid = (low + high) / 2
-            found = passing(mid)
+                return limit, carry
+            # Slippage grows with size: halve until a size clears the threshold, then bisect up.
+            high, x = limit, limit / 2
+            for _ in range(SIZE_HALVINGS):
+                carry = passing(x)
+                if carry is not None:
+                    break
+                high, x = x, x / 2
+            else:
+                return None
+            low, best = x, carry
+            for _ in range(SIZE_BISECTIONS):
+                mid = (low + high) / 2
+                found = passing(mid)
+                if found is not None:
+                    low, best = mid, found
+                else:
+                    high = mid
+            return low, best
+
+        ranked: list[tuple[Decimal, str, Candidate]] = []
+        for c in all_candidates:
+            lim = limit_for(c)
+            if lim is None:
+                continue
+            found = evaluate(c, lim[0])
             if found is not None:
-                low, best = mid, found
-            else:
-                high = mid
-        return low, best
+                is_open = _current_quantity(c, held, borrowed) > 0
+                ranked.append((ranking_score(found[1], holding, is_open=is_open), c.hedge_id, c))
+        ranked.sort(key=lambda t: (-t[0], t[1]))
 
-    ranked: list[tuple[Decimal, str, Candidate]] = []
-    for c in all_candidates:
-        lim = limit_for(c)
-        if lim is None:
-            continue
-        found = evaluate(c, lim[0])
-        if found is not None:
-            is_open = _current_quantity(c, held, borrowed) > 0
-            ranked.append((ranking_score(found[1], holding, is_open=is_open), c.hedge_id, c))
-    ranked.sort(key=lambda t: (-t[0], t[1]))
-
-    # An open hedge that no better-ranked candidate competes with for its markets keeps its
-    # capital: it is reserved before anything is allocated, so open hedges never trade
-    # capital back and forth between them as their forecasts move.
-    reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
-    claimed: set[str] = set()
-    for _, hedge_id, c in ranked:
-        keys = _keys(c)
-        if keys & claimed:
-            continue
-        claimed |= keys
-        current_q = _current_quantity(c, held, borrowed)
-        if current_q <= 0:
-            continue
-        base = {leg.key: _LegRate(_base_rate(leg, config, view), ZERO) for leg in c.legs}
-        price = view.price(c.asset)
-        claim = _claim(c, current_q, price, held, base, venue_of, drift)
-        reserved[hedge_id] = claim
-        _take(room, *claim, sign=ONE)
-
-    min_hedge = config.rebalance.min_hedge_share * nav
-    for _, _, c in ranked:
-        keys = _keys(c)
-        if keys & room.used_markets:
-            continue
-        if c.hedge_id in reserved:
-            _take(room, *reserved.pop(c.hedge_id), sign=-ONE)
-        lim = limit_for(c)
-        if lim is None:
-            continue
-        limit, rates = lim
-        price = view.price(c.asset)
-        current_q = _current_quantity(c, held, borrowed)
-        is_open = current_q > 0
-        # Sized below the most the caps allow, so that drift within the tolerance keeps within them.
-        if is_open:
-            current_x = current_q * price
-            kept = evaluate(c, min(current_x, limit), is_open=True)
-            if kept is None:
+        # An open hedge that no better-ranked candidate competes with for its markets keeps its
+        # capital: it is reserved before anything is allocated, so open hedges never trade
+        # capital back and forth between them as their forecasts move.
+        reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
+        claimed: set[str] = set()
+        for _, hedge_id, c in ranked:
+            keys = _keys(c)
+            if keys & claimed:
                 continue
-            carry = kept[1]
-            grown = evaluate(c, limit, is_open=False)
-            # The smallest resize worth making: a share of the leg's notional and of its fuse's capital.
-            step = max(drift * current_x, config.rebalance.min_capital_share * max(view.fuse_equity(leg.fuse) for leg in c.legs))
-            if current_x > limit or kept[0] < current_x:
-                # Over a cap, or carry at this size no longer clears the exit threshold: shrink,
-                # by at least one step (so that it does not shrink again by a sliver next time).
-                target_x = min(kept[0] / (ONE + drift), current_x - step)
-                note = "over a cap or past the exit threshold at this size; reduced"
+            claimed |= keys
+            current_q = _current_quantity(c, held, borrowed)
+            if current_q <= 0:
+                continue
+            price = view.price(c.asset)
+            held_x = current_q * price * (ONE + drift)
+            base = {leg.key: _LegRate(_base_rate(leg, config, view, snapshots[leg.key], held_x), ZERO) for leg in c.legs}
+            claim = _claim(c, current_q, price, held, base, venue_of, drift, snapshots, config, view)
+            reserved[hedge_id] = claim
+            _take(room, *claim, sign=ONE)
+
+        min_hedge = config.rebalance.min_hedge_share * nav
+        for _, _, c in ranked:
+            keys = _keys(c)
+            if keys & room.used_markets:
+                continue
+            if c.hedge_id in reserved:
+                _take(room, *reserved.pop(c.hedge_id), sign=-ONE)
+            lim = limit_for(c)
+            if lim is None:
+                continue
+            limit, rates = lim
+            price = view.price(c.asset)
+            current_q = _current_quantity(c, held, borrowed)
+            is_open = current_q > 0
+            # Sized below the most the caps allow, so that drift within the tolerance keeps within them.
+            if is_open:
+                current_x = current_q * price
+                kept = evaluate(c, min(current_x, limit), is_open=True)
+                if kept is None:
+                    continue
+                carry = kept[1]
+                grown = evaluate(c, limit, is_open=False)
+                # The smallest resize worth making: a share of the leg's notional and of its fuse's capital.
+                step = max(drift * current_x, config.rebalance.min_capital_share * max(view.fuse_equity(leg.fuse) for leg in c.legs))
+                if current_x > limit or kept[0] < current_x:
+                    # Over a cap, or carry at this size no longer clears the exit threshold: shrink,
+                    # by at least one step (so that it does not shrink again by a sliver next time).
+                    target_x = min(kept[0] / (ONE + drift), current_x - step)
+                    note = "over a cap or past the exit threshold at this size; reduced"
+                    if target_x < min_hedge:
+                        target_x, note = ZERO, "reduced below the smallest hedge; closed"
+                else:
+                    desired = max(grown[0] / (ONE + drift), current_x) if grown is not None else current_x
+                    target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
+                    if target_x != current_x and abs(target_x - current_x) < step:
+                        target_x, note = current_x, f"resize of {target_x - current_x:.2f} is smaller than one step ({step:.2f})"
+            else:
+                found = evaluate(c, limit)
+                if found is None:
+                    continue
+                carry = found[1]
+                target_x, note = found[0] / (ONE + drift), "target notional"
                 if target_x < min_hedge:
-                    target_x, note = ZERO, "reduced below the smallest hedge; closed"
-            else:
-                desired = max(grown[0] / (ONE + drift), current_x) if grown is not None else current_x
-                target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
-                if target_x != current_x and abs(target_x - current_x) < step:
-                    target_x, note = current_x, f"resize of {target_x - current_x:.2f} is smaller than one step ({step:.2f})"
-        else:
-            found = evaluate(c, limit)
-            if found is None:
+                    reasons.append(
+                        f"{c.hedge_id}: {target_x:.2f} is below the smallest new hedge ({config.rebalance.min_hedge_share} x NAV); not opened"
+                    )
+                    continue
+            quantity = current_q if (is_open and target_x == current_q * price) else _round_quantity(c, target_x / price, price, tol)
+            if quantity is not None:
+                quantity = _snap_to_holdings(c, quantity, held, price)
+            if quantity is None or quantity <= 0:
                 continue
-            carry = found[1]
-            target_x, note = found[0] / (ONE + drift), "target notional"
-            if target_x < min_hedge:
-                reasons.append(
-                    f"{c.hedge_id}: {target_x:.2f} is below the smallest new hedge ({config.rebalance.min_hedge_share} x NAV); not opened"
-                )
-                continue
-        quantity = current_q if (is_open and target_x == current_q * price) else _round_quantity(c, target_x / price, price, tol)
-        if quantity is not None:
-            quantity = _snap_to_holdings(c, quantity, held, price)
-        if quantity is None or quantity <= 0:
-            continue
-        _take(room, *_claim(c, quantity, price, held, rates, venue_of, drift), sign=ONE)
-        room.used_markets |= keys
-        chosen.append(_Chosen(c, quantity, carry, is_open, note, rates))
+            _take(room, *_claim(c, quantity, price, held, rates, venue_of, drift, snapshots, config, view), sign=ONE)
+            room.used_markets |= keys
+            chosen.append(_Chosen(c, quantity, carry, is_open, note, rates))
 
-    return _book(view, config, nav, chosen, held, borrowed, supplied, room, all_candidates, reasons)
+        return _book(view, config, nav, chosen, held, borrowed, supplied, room, all_candidates, reasons, snapshots)
+
+    book, pinned_extra = allocate(ZERO)
+    if pinned_extra > 0:
+        # Capital that cannot leave a margin fuse (unrealised profit) is not in the budget.
+        book, _ = allocate(pinned_extra)
+    return book
 
 
 def _hedge_capital(
-    c: Candidate, quantity: Decimal, price: Decimal, held: dict[tuple[str, str], Decimal], rates: dict[str, _LegRate]
+    c: Candidate,
+    quantity: Decimal,
+    price: Decimal,
+    held: dict[tuple[str, str], Decimal],
+    rates: dict[str, _LegRate],
+    snapshots: dict[str, MarketSnapshot],
+    config: StrategyConfig,
+    view: PortfolioView,
 ) -> dict[str, Decimal]:
-    """Capital per fuse a hedge of ``quantity`` ties up: what it holds plus headroom for the orders it needs."""
+    """Capital per fuse a hedge of ``quantity`` ties up: what it holds plus headroom for the orders it needs.
+
+    A perp leg holds the venue's own margin requirement (``_perp_margin``: tiered, at mark).
+    """
     out: dict[str, Decimal] = {}
     notional = quantity * price
     for leg in c.legs:
         rate = rates[leg.key]
         signed = quantity if leg.side is Side.BUY else -quantity
         traded = abs(signed - held.get((leg.fuse, leg.market), ZERO)) * price
-        out[leg.fuse] = out.get(leg.fuse, ZERO) + notional * rate.base + traded * COST_HEADROOM * rate.cost
+        if leg.instrument.kind.is_perp:
+            holds = _perp_margin(leg, snapshots[leg.key], quantity, config, view)
+        else:
+            holds = notional * rate.base
+        out[leg.fuse] = out.get(leg.fuse, ZERO) + holds + traded * COST_HEADROOM * rate.cost
     if c.borrow is not None:
         out[c.borrow.fuse] = out.get(c.borrow.fuse, ZERO) + notional * c.borrow.collateral_ratio
     return out
@@ -673,6 +720,9 @@ def _claim(
     rates: dict[str, _LegRate],
     venue_of: dict[str, str],
     drift: Decimal,
+    snapshots: dict[str, MarketSnapshot],
+    config: StrategyConfig,
+    view: PortfolioView,
 ) -> tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]:
     """What a hedge of ``quantity`` takes from the room: its capital plus room to drift by ``drift``.
 
@@ -680,7 +730,7 @@ def _claim(
     the drift allowance, and the notional per asset. Later hedges cannot use the allowance, so one hedge's price drift
     never pushes another over a cap.
     """
-    used = _hedge_capital(c, quantity, price, held, rates)
+    used = _hedge_capital(c, quantity, price, held, rates, snapshots, config, view)
     notional = quantity * price
     allowance = ZERO
     for leg in c.legs:
@@ -755,7 +805,9 @@ def _book(
     room: _Room,
     all_candidates: Iterable[Candidate],
     reasons: list[str],
-) -> TargetBook:
+    snapshots: dict[str, MarketSnapshot],
+) -> tuple[TargetBook, Decimal]:
+    """Return the target book and the capital it had to keep in fuses beyond the allocation (pinned)."""
     positions: list[TargetPosition] = []
     capital: dict[str, Decimal] = {}
     gross: dict[str, Decimal] = {}
@@ -767,7 +819,7 @@ def _book(
         c = ch.candidate
         price = view.price(c.asset)
         notional = ch.quantity * price
-        for fuse_name, amount in _hedge_capital(c, ch.quantity, price, held, ch.rates).items():
+        for fuse_name, amount in _hedge_capital(c, ch.quantity, price, held, ch.rates, snapshots, config, view).items():
             capital[fuse_name] = capital.get(fuse_name, ZERO) + amount
         why = (
             f"{c.kind.value} {c.asset}: forecast {c.funding_apr * 100:.2f}% APR"
@@ -849,6 +901,7 @@ def _book(
         capital[name] = min(capital[name], max(caps.get(name, ZERO), ZERO))
     growing = _growing_fuses(positions, held)
     reasons += _dead_band(view, config, nav, capital, lending, borrowing, borrowed, growing, caps)
+    pinned_extra = _keep_pinned(view, config, positions, capital, reasons)
 
     allocations: list[FuseAllocation] = []
     names = [f.name for f in config.fuses] + sorted(n for n in view.accounts if n not in {f.name for f in config.fuses})
@@ -862,7 +915,7 @@ def _book(
     idle = nav - sum(capital.values(), ZERO)
     if not chosen:
         reasons.append("no hedge clears the entry threshold after costs")
-    return TargetBook(
+    book = TargetBook(
         nav=nav,
         positions=tuple(positions),
         allocations=tuple(allocations),
@@ -871,3 +924,29 @@ def _book(
         idle=idle,
         reasons=tuple(reasons),
     )
+    return book, pinned_extra
+
+
+def _keep_pinned(
+    view: PortfolioView, config: StrategyConfig, positions: Iterable[TargetPosition], capital: dict[str, Decimal], reasons: list[str]
+) -> Decimal:
+    """Keep in each margin fuse at least what its venue will not let out (``margin.pinned``).
+
+    Change ``capital`` in place; return the capital added above the allocation.
+    """
+    targets: dict[str, dict[str, Decimal]] = {}
+    for tp in positions:
+        targets.setdefault(tp.fuse, {})[tp.market] = tp.quantity
+    extra = ZERO
+    for name, acct in sorted(view.accounts.items()):
+        if acct.margin is None:
+            continue
+        fc = next((f for f in config.fuses if f.name == name), None)
+        leverage = fc.max_leverage if fc is not None else ONE
+        keep = pinned(view, name, targets.get(name, {}), leverage)
+        want = capital.get(name, ZERO)
+        if keep > want:
+            capital[name] = keep
+            extra += keep - want
+            reasons.append(f"{name}: keeps {keep:.2f} (target {want:.2f}): the venue lets only its free margin out")
+    return extra

@@ -12,7 +12,8 @@ Order of the actions (the executor performs them in this order):
    perp leg first: the executor buys back and repays its debt slice by slice with it);
 2. ``Repay`` (what the reductions left: e.g. accrued interest) and then ``Withdraw``
    (collateral comes out once the debt it backs is repaid; lending reductions free cash);
-3. ``Transfer`` of surplus capital from fuses back to the vault;
+3. ``Transfer`` of surplus capital from fuses back to the vault (from a margin fuse, never
+   more than ``margin.withdrawable``: free margin after the trades, minus a cushion);
 4. ``Transfer`` (new capital) and ``TopUpMargin`` (margin drawn down on an unchanged
    hedge) from the vault to fuses, before any leg is opened;
 5. ``Supply`` (collateral and idle yield);
@@ -46,6 +47,7 @@ from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import DEFAULT_CASH, holdings
+from alpha.strategy.margin import withdrawable
 
 VAULT = "vault"
 AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the asset's units
@@ -191,6 +193,9 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
     transfers_in: list[Action] = []
     base = current.base_asset
     stuck = {d.fuse for d in dropped}
+    targets: dict[str, dict[str, Decimal]] = {}
+    for tp in target.positions:
+        targets.setdefault(tp.fuse, {})[tp.market] = tp.quantity
     for alloc in target.allocations:
         equity = current.fuse_equity(alloc.fuse)
         diff = alloc.capital - equity
@@ -212,6 +217,10 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
             amount = (-diff).quantize(AMOUNT_QUANTUM, ROUND_DOWN)
             if alloc.fuse in stuck:
                 continue  # an order there was dropped: its position still needs the capital
+            free = withdrawable(current, alloc.fuse, targets.get(alloc.fuse, {}), alloc.max_leverage)
+            if free is not None:
+                # A margin venue lets out only its free margin after the trades, never unrealised profit.
+                amount = min(amount, free.quantize(AMOUNT_QUANTUM, ROUND_DOWN))
             if amount > 0:
                 transfers_out.append(
                     Transfer(alloc.fuse, VAULT, base, amount, f"return surplus over target {alloc.capital:.2f} to the vault")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -52,7 +53,7 @@ from fuses.sim.events import (
     OrderFilled,
     Withdrawn,
 )
-from fuses.sim.margin import MarginTier, initial_margin, maintenance_margin, tiers_for
+from fuses.sim.margin import MarginTier, MarginTiers, tiers_for
 
 MARKET = "market"
 FEES = "fees"
@@ -126,7 +127,14 @@ class SimExchange:
         self.margin_asset: str | None = next(iter(settles)) if settles else None
         self.depth = depth or DepthModel()
         self.funding_interval = funding_interval
-        self._tiers = {s: tiers_for(i.base, margin_tiers) for s, i in self.instruments.items()}
+        # Perps carry their tiers (the core sizes margin with them): an instrument's own tiers
+        # (e.g. a real venue's brackets in paper mode) unless a table is given.
+        self._tiers: dict[str, MarginTiers] = {}
+        for s, i in self.instruments.items():
+            own = i.margin_tiers if margin_tiers is None else None
+            self._tiers[s] = own or MarginTiers(tiers_for(i.base, margin_tiers))
+            if i.kind.is_perp and i.margin_tiers != self._tiers[s]:
+                self.instruments[s] = replace(i, margin_tiers=self._tiers[s])
         self.default_leverage = default_leverage
         self.accounts: dict[str, AccountState] = {n: AccountState(n) for n in SYSTEM_ACCOUNTS}
         self.markets: dict[str, MarketData] = {}
@@ -503,7 +511,7 @@ class SimExchange:
             if market != inst.symbol and p.size != 0:
                 im_other += self._position_im(acct, market, p.size)
         worst = abs(new_size) + resting
-        im_this = initial_margin(worst * data.mark, self._leverage(acct, inst.symbol), self._tiers[inst.symbol])
+        im_this = self._tiers[inst.symbol].initial_margin(worst * data.mark, self._leverage(acct, inst.symbol))
         im_orders = self._order_margin(acct, exclude=inst.symbol)
         need = im_other + im_this + im_orders
         if need > equity_after:
@@ -585,7 +593,7 @@ class SimExchange:
 
     def _position_im(self, acct: AccountState, market: str, size: Decimal) -> Decimal:
         mark = self.markets[market].mark
-        return initial_margin(abs(size) * mark, self._leverage(acct, market), self._tiers[market])
+        return self._tiers[market].initial_margin(abs(size) * mark, self._leverage(acct, market))
 
     def _order_margin(self, acct: AccountState, exclude: str | None = None) -> Decimal:
         """Initial margin reserved by resting perp orders that would grow a position."""
@@ -596,7 +604,7 @@ class SimExchange:
             inst = self.instruments[order.market]
             if not inst.kind.is_perp or order.price is None:
                 continue
-            total += initial_margin(order.remaining * order.price, self._leverage(acct, order.market), self._tiers[order.market])
+            total += self._tiers[order.market].initial_margin(order.remaining * order.price, self._leverage(acct, order.market))
         return total
 
     def _locked_by_orders(self, acct: AccountState, asset: str) -> Decimal:
@@ -637,8 +645,8 @@ class SimExchange:
             if pos.size == 0:
                 continue
             notional = abs(pos.size) * self.markets[market].mark
-            im += initial_margin(notional, self._leverage(acct, market), self._tiers[market])
-            mm += maintenance_margin(notional, self._tiers[market])
+            im += self._tiers[market].initial_margin(notional, self._leverage(acct, market))
+            mm += self._tiers[market].maintenance_margin(notional)
         liq: Decimal | None = None
         open_markets = [m for m, p in acct.positions.items() if p.size != 0]
         if len(open_markets) == 1:
@@ -658,12 +666,12 @@ class SimExchange:
                 continue
             mark = self.markets[m].mark
             others_upnl += p.unrealised(mark)
-            others_mm += maintenance_margin(abs(p.size) * mark, self._tiers[m])
+            others_mm += self._tiers[m].maintenance_margin(abs(p.size) * mark)
         a = acct.balance(self.margin_asset) + others_upnl - pos.cost
         s = pos.size
         lower = ZERO
         cumulative = ZERO
-        for tier in self._tiers[market]:
+        for tier in self._tiers[market].tiers:
             r = tier.maintenance_rate
             denominator = s - r * abs(s)
             if denominator != 0:

@@ -1,27 +1,28 @@
 """Initial and maintenance margin tiered by position notional (tables as data).
 
-Maintenance margin is charged marginally, tier by tier (the same total as the venues'
-"rate x notional - cumulative amount" formula), so it is continuous in notional. Initial
-margin is notional / leverage, with leverage capped by the tier the notional falls in.
+The tier type and its arithmetic live in ``alpha.domain.margin`` (the core sizes margin with
+the same tiers through ``Instrument.margin_tiers``); this module holds the simulated venues'
+tables. Maintenance margin is charged marginally, tier by tier, so it is continuous in
+notional. Initial margin is notional / leverage, with leverage capped by the tier the
+notional falls in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
-from alpha.domain.money import ZERO
+from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
 
-INFINITE = Decimal("Infinity")
-
-
-@dataclass(frozen=True, slots=True)
-class MarginTier:
-    """Notional up to ``up_to`` (quote): at most ``max_leverage``, maintenance rate ``maintenance_rate``."""
-
-    up_to: Decimal
-    max_leverage: Decimal
-    maintenance_rate: Decimal
+__all__ = [
+    "INFINITE",
+    "MARGIN_TIERS",
+    "MarginTier",
+    "MarginTiers",
+    "initial_margin",
+    "maintenance_margin",
+    "max_leverage_at",
+    "tiers_for",
+]
 
 
 def _tiers(*rows: tuple[str, str, str]) -> tuple[MarginTier, ...]:
@@ -61,30 +62,14 @@ def tiers_for(base: str, table: dict[str, tuple[MarginTier, ...]] | None = None)
 
 def maintenance_margin(notional: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
     """Maintenance margin of an absolute ``notional``, charged tier by tier."""
-    notional = abs(notional)
-    total = ZERO
-    lower = ZERO
-    for tier in tiers:
-        if notional <= lower:
-            break
-        portion = min(notional, tier.up_to) - lower
-        total += portion * tier.maintenance_rate
-        lower = tier.up_to
-    return total
+    return MarginTiers(tiers).maintenance_margin(notional)
 
 
 def max_leverage_at(notional: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
     """The highest leverage allowed for a position of absolute ``notional``."""
-    notional = abs(notional)
-    for tier in tiers:
-        if notional <= tier.up_to:
-            return tier.max_leverage
-    return tiers[-1].max_leverage
+    return MarginTiers(tiers).max_leverage_at(notional)
 
 
 def initial_margin(notional: Decimal, leverage: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
     """Initial margin of an absolute ``notional`` at the chosen ``leverage`` (capped by its tier)."""
-    notional = abs(notional)
-    if notional == 0:
-        return ZERO
-    return notional / min(leverage, max_leverage_at(notional, tiers))
+    return MarginTiers(tiers).initial_margin(notional, leverage)
