@@ -48,6 +48,8 @@ class Summary:
     events_per_second: float
     max_net_delta_share: Decimal = ZERO  # largest |net delta| / NAV seen
     unhedged_share: float | None = None  # share of samples with |net delta| > tolerance x gross
+    rejected_orders: int = 0  # orders the simulated venues refused
+    failed_actions: int = 0  # approved actions the executor could not complete
 
     def as_json(self) -> dict[str, Any]:
         """Amounts as decimal strings, ratios as numbers, times in ISO-8601."""
@@ -140,6 +142,8 @@ def summarise(result: RunResult, delta_tolerance: Decimal = Decimal("0.02")) -> 
         events_per_second=result.events / result.wall_seconds if result.wall_seconds > 0 else 0.0,
         max_net_delta_share=worst_delta,
         unhedged_share=unhedged,
+        rejected_orders=result.rejected_orders,
+        failed_actions=result.failed_actions,
     )
 
 
@@ -166,6 +170,8 @@ def summary_lines(strategy: Summary, baseline: Summary) -> list[str]:
         ("rebalances", str(strategy.rebalances), str(baseline.rebalances)),
         ("liquidations", str(strategy.liquidations), str(baseline.liquidations)),
         ("margin actions", str(strategy.margin_actions), str(baseline.margin_actions)),
+        ("orders refused by venues", str(strategy.rejected_orders), str(baseline.rejected_orders)),
+        ("actions failed", str(strategy.failed_actions), str(baseline.failed_actions)),
         ("max |net delta| / NAV", pct(strategy.max_net_delta_share), pct(baseline.max_net_delta_share)),
         ("time outside delta tolerance", pct(strategy.unhedged_share), pct(baseline.unhedged_share)),
     ]

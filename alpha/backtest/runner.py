@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from alpha.backtest.source import MarketTape, RecordedSource
 from alpha.config.schema import FuseKind, StrategyConfig
-from alpha.daemon.executor import Executor
+from alpha.daemon.executor import ActionResult, Executor
 from alpha.daemon.journal import Journal
 from alpha.daemon.monitors import check_margin, pair_reductions, top_up_action
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
@@ -76,6 +76,9 @@ class RunResult:
     liquidation_events: list[Liquidated] = field(default_factory=list)
     fills: list[OrderFilled] = field(default_factory=list)
     refused: int = 0
+    rejected_orders: int = 0  # orders the simulated venues refused
+    failed_actions: int = 0  # approved actions the executor could not complete
+    unwinds: int = 0  # hedge legs that filled unequally and had their excess unwound
     events: int = 0
     steps: int = 0
     wall_seconds: float = 0.0
@@ -133,8 +136,9 @@ class Replay:
         }
         self.instruments = instruments
         self.journal = Journal(":memory:")
+        self.metrics = Metrics()
         self.executor = Executor(
-            self.fuses, self.journal, Metrics(), self.clock, config, run_id="bt", instruments=instruments
+            self.fuses, self.journal, self.metrics, self.clock, config, run_id="bt", instruments=instruments
         )
         self.history = FundingHistory()  # the daemon's default bound
         self.reference_equity: dict[str, Decimal] = {}
@@ -200,6 +204,7 @@ class Replay:
         traded = False
         for action in gated.approved:
             outcome = await self.executor.execute(action, f"bt{self.result.decisions:06d}")
+            self._count(outcome)
             if isinstance(action, TRADES) and any(leg.filled > 0 for leg in outcome.legs):
                 traded = True
         if traded:
@@ -219,6 +224,12 @@ class Replay:
         self.result.rebalances += 1
         self.opened = True
         self._reset_reference(self.world.portfolio_view(self.clock.now()))
+
+    def _count(self, outcome: ActionResult) -> None:
+        if not outcome.completed:
+            self.result.failed_actions += 1
+        if outcome.unwound > 0:
+            self.result.unwinds += 1
 
     def _reset_reference(self, view: PortfolioView) -> None:
         for name, acct in view.accounts.items():
@@ -253,7 +264,7 @@ class Replay:
         if not actions:
             return
         for action in actions:
-            await self.executor.execute(action, f"bm{self.result.margin_actions:06d}")
+            self._count(await self.executor.execute(action, f"bm{self.result.margin_actions:06d}"))
             self.result.margin_actions += 1
         self._reset_reference(self.world.portfolio_view(self.clock.now()))
 
@@ -289,6 +300,14 @@ class Replay:
             by_fuse[fuse] += amount
         r.funding_by_fuse = dict(by_fuse)
         r.events = self.source.count_events(self.start, self.end)
+        r.rejected_orders = int(
+            sum(
+                s.value
+                for metric in self.metrics.orders.collect()
+                for s in metric.samples
+                if s.name.endswith("_total") and s.labels.get("outcome") == "rejected"
+            )
+        )
         self.journal.close()
 
 
