@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -183,7 +183,24 @@ class CcxtFuse:
             raw = markets[symbol]
             self._instruments[symbol] = parse.instrument(self.name, raw)
             self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
+        if self.settings.options.get("margin_tiers") is True:
+            await self.load_margin_tiers()
         self._started = True
+
+    async def load_margin_tiers(self) -> None:
+        """Attach the venue's leverage brackets to its perp instruments (``Instrument.margin_tiers``).
+
+        Opt-in per fuse (``options: {margin_tiers: true}``): the brackets are a signed endpoint
+        on most venues. A venue without them keeps margin = notional / leverage.
+        """
+        perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
+        if not perps or not self.client.has.get("fetchLeverageTiers"):
+            return
+        raw = await self._call(self.client.fetch_leverage_tiers, perps)
+        for symbol in perps:
+            tiers = parse.margin_tiers(raw.get(symbol) or [], symbol)
+            if tiers is not None:
+                self._instruments[symbol] = replace(self._instruments[symbol], margin_tiers=tiers)
 
     async def close(self) -> None:
         """Close the client's HTTP session and streams; idempotent."""

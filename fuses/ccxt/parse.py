@@ -23,6 +23,7 @@ from alpha.domain.account import (
 )
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument, InstrumentKind, Side
+from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
 from alpha.domain.market import BookLevel, OrderBook
 from alpha.domain.money import ONE, ZERO, NotExact, to_decimal
 from fuses.base import FatalError
@@ -93,6 +94,31 @@ def instrument(venue: str, market: Mapping[str, Any]) -> Instrument:
         maker_fee=dec(market.get("maker"), f"{symbol}.maker", default=Decimal("0.0002")),
         taker_fee=dec(market.get("taker"), f"{symbol}.taker", default=Decimal("0.0005")),
     )
+
+
+def margin_tiers(raws: Sequence[Mapping[str, Any]], symbol: str) -> MarginTiers | None:
+    """Build ``MarginTiers`` from ccxt leverage tiers (``fetch_leverage_tiers``); None if there are none.
+
+    Each ccxt tier has ``maxNotional``, ``maxLeverage`` and ``maintenanceMarginRate``; the last
+    tier is treated as unbounded.
+    """
+    rows = sorted(raws, key=lambda r: dec(r.get("minNotional"), f"{symbol}.tiers.minNotional", default=ZERO))
+    if not rows:
+        return None
+    tiers = []
+    for i, raw in enumerate(rows):
+        up_to = INFINITE if i == len(rows) - 1 else dec(raw.get("maxNotional"), f"{symbol}.tiers.maxNotional")
+        tiers.append(
+            MarginTier(
+                up_to,
+                dec(raw.get("maxLeverage"), f"{symbol}.tiers.maxLeverage"),
+                dec(raw.get("maintenanceMarginRate"), f"{symbol}.tiers.maintenanceMarginRate"),
+            )
+        )
+    try:
+        return MarginTiers(tuple(tiers))
+    except ValueError as exc:
+        raise BadPayload(f"{symbol}: {exc}") from exc
 
 
 def funding_rate(raw: Mapping[str, Any], interval: timedelta, now: datetime) -> FundingRate:
