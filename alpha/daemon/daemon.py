@@ -46,6 +46,8 @@ from alpha.daemon.monitors import (
     check_margin,
     fund_top_up,
     largest_debt,
+    margin_surplus,
+    move_collateral,
     neutralise,
     pair_reductions,
     repay_action,
@@ -54,6 +56,7 @@ from alpha.daemon.monitors import (
 )
 from alpha.daemon.pairing import pair_resizes
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
+from alpha.domain.account import MarginHealth
 from alpha.domain.actions import Action, Transfer, action_rows
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.money import ZERO
@@ -722,6 +725,7 @@ class Daemon:
                         available -= repay.amount
                 continue
             sources[name] = withdrawable(acct, base, policy.min_health_factor)
+        margins: dict[str, MarginHealth] = {}
         for name, acct in view.accounts.items():
             if acct.margin is None:
                 continue
@@ -731,9 +735,23 @@ class Daemon:
             if m.maintenance_margin <= 0:
                 self.reference_equity[name] = m.equity
                 continue
+            margins[name] = m
+        # What winning venues may give to losing ones (a venue that needs a top-up gives nothing).
+        surpluses = {
+            name: margin_surplus(m, self.reference_equity.get(name, m.equity), self.config)
+            for name, m in margins.items()
+            if m.margin_ratio < policy.deleverage_ratio
+        }
+        for name, m in margins.items():
             check = check_margin(
-                name, m, self.reference_equity.get(name, m.equity), self.config, available + sum(sources.values(), ZERO)
+                name,
+                m,
+                self.reference_equity.get(name, m.equity),
+                self.config,
+                available + sum(sources.values(), ZERO) + sum((v for k, v in surpluses.items() if k != name), ZERO),
             )
+            if check.top_up > 0:
+                surpluses.pop(name, None)
             if check.deleverage:
                 self.note(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
                 for reduction in pair_reductions(
@@ -750,6 +768,11 @@ class Daemon:
                     self.note(f"idle buffer short for the top-up of {name}: withdrawing from {', '.join(w.fuse for w in withdrawals)}")
                 actions.extend(withdrawals)
                 available += sum((w.amount for w in withdrawals), ZERO)
+                moves = move_collateral(top, top.amount - max(available, ZERO), surpluses)
+                if moves:
+                    self.note(f"moving collateral to {name} from {', '.join(t.source for t in moves)}")
+                actions.extend(moves)
+                available += sum((t.amount for t in moves), ZERO)
                 actions.append(top)
                 available -= top.amount
         if (actions or restores) and not self.kill_switch:
@@ -765,7 +788,7 @@ class Daemon:
             await self._execute(decision_id, actions, "margin")
             after = await self.view(self.clock.now())
             for done in actions:
-                fuse_name = str(getattr(done, "fuse", ""))
+                fuse_name = done.source if isinstance(done, Transfer) else str(getattr(done, "fuse", ""))
                 margin = after.accounts[fuse_name].margin if fuse_name in after.accounts else None
                 if margin is not None:
                     self.reference_equity[fuse_name] = margin.equity

@@ -12,7 +12,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha.config.schema import StrategyConfig
 from alpha.domain.account import AccountSnapshot, LendingHealth, MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, Repay, ResizeLeg, TopUpMargin, Withdraw
+from alpha.domain.actions import CloseHedge, Leg, Repay, ResizeLeg, TopUpMargin, Transfer, Withdraw
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -151,6 +151,49 @@ def fund_top_up(
             )
         )
         sources[name] -= take
+        short -= take
+    return out
+
+
+def margin_surplus(health: MarginHealth, reference_equity: Decimal, config: StrategyConfig) -> Decimal:
+    """How much settlement cash may leave a margin account to cover another venue's top-up.
+
+    In a hedge one leg's loss is the other leg's gain: the winning venue's equity rises above
+    its reference while the losing one's falls. Only that gain may move, and never so much that
+    the account would drop below its initial margin or past ``margin.target_ratio``. Rounded
+    down to cents.
+    """
+    keep = max(reference_equity, health.initial_margin)
+    if health.maintenance_margin > 0:
+        keep = max(keep, health.maintenance_margin / config.margin.target_ratio)
+    return max(health.equity - keep, ZERO).quantize(CENT, rounding=ROUND_FLOOR)
+
+
+def move_collateral(top_up: TopUpMargin, short: Decimal, surpluses: dict[str, Decimal]) -> list[Transfer]:
+    """Transfers from other margin venues' surpluses into the vault that cover ``short`` of ``top_up``.
+
+    ``surpluses`` maps each venue to what it can release (``margin_surplus``) and is reduced in
+    place; the largest surplus is drawn first, and the top-up's own venue never.
+    """
+    out: list[Transfer] = []
+    for name in sorted(surpluses, key=lambda n: -surpluses[n]):
+        if short <= 0:
+            break
+        if name == top_up.fuse:
+            continue
+        take = min(short.quantize(CENT, rounding=ROUND_CEILING), surpluses[name])
+        if take <= 0:
+            continue
+        out.append(
+            Transfer(
+                source=name,
+                destination="vault",
+                asset=top_up.asset,
+                amount=take,
+                reason=f"move collateral: {name}'s gain covers the margin top-up of {top_up.fuse}",
+            )
+        )
+        surpluses[name] -= take
         short -= take
     return out
 
