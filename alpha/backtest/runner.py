@@ -79,6 +79,7 @@ class RunResult:
     rejected_orders: int = 0  # orders the simulated venues refused
     failed_actions: int = 0  # approved actions the executor could not complete
     unwinds: int = 0  # hedge legs that filled unequally and had their excess unwound
+    actions: list[tuple[datetime, Action]] = field(default_factory=list)  # approved by the gate, in order
     events: int = 0
     steps: int = 0
     wall_seconds: float = 0.0
@@ -203,6 +204,7 @@ class Replay:
         self.result.refused += len(gated.refused)
         traded = False
         for action in gated.approved:
+            self.result.actions.append((now, action))
             outcome = await self.executor.execute(action, f"bt{self.result.decisions:06d}")
             self._count(outcome)
             if isinstance(action, TRADES) and any(leg.filled > 0 for leg in outcome.legs):

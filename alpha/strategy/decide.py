@@ -19,7 +19,8 @@ How it chooses:
    only displaced when the switch pays its round-trip cost over the holding period, and it
    is kept while its net carry clears ``thresholds.exit_min_net_apr`` (hysteresis).
 4. Every leg is funded with headroom, so that no order is refused by the venue: a spot leg
-   ties up its notional; a perp leg its initial margin (notional / max_leverage) plus
+   ties up its notional; a perp leg the venue's initial margin at its own mark (tiered by
+   notional when the instrument carries ``margin_tiers``, else notional / max_leverage) plus
    ``margin.initial_cushion`` of it, and at least maintenance / ``margin.target_ratio``; a
    synthetic short its collateral; and every order a leg needs adds ``COST_HEADROOM`` times
    its taker fee + slippage estimated from the book. Hedges are sized from the capital left
@@ -35,6 +36,9 @@ How it chooses:
    plan needs the money, the fuse is over its cap, or the idle buffer needs it back; a margin
    deficit on an unchanged hedge is left to the margin monitor while leverage is within the
    fuse's maximum and the margin ratio within ``margin.target_ratio``.
+8. A margin fuse keeps at least what its venue will not let out (``margin.pinned``: its
+   unrealised profit, and the initial margin of the positions it keeps); if that takes idle
+   below the buffer, the allocation runs again without that capital in the budget.
 """
 
 from __future__ import annotations
@@ -571,8 +575,9 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         return _book(view, config, nav, chosen, held, borrowed, supplied, room, all_candidates, reasons, snapshots)
 
     book, pinned_extra = allocate(ZERO)
-    if pinned_extra > 0:
-        # Capital that cannot leave a margin fuse (unrealised profit) is not in the budget.
+    if pinned_extra > 0 and book.idle < config.idle_buffer * nav:
+        # Capital that cannot leave a margin fuse (unrealised profit) took idle below the
+        # buffer: allocate again without it in the budget.
         book, _ = allocate(pinned_extra)
     return book
 
