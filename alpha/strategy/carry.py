@@ -15,6 +15,7 @@ lower exit threshold (hysteresis).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -23,7 +24,7 @@ from enum import StrEnum
 from alpha.config.schema import Thresholds
 from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.instruments import Instrument, Side
-from alpha.domain.market import MarketSnapshot
+from alpha.domain.market import BookLevel, MarketSnapshot, OrderBook
 from alpha.domain.money import ZERO
 
 # Assumed cost of each swap of a synthetic short (selling what is borrowed, buying it back):
@@ -100,11 +101,61 @@ class Carry:
     net_apr: Decimal
 
 
+class _Walk:
+    """One side of a book as prefix sums, to price a market order in O(log levels).
+
+    Gives exactly ``OrderBook.fill_price``: the same products summed in the same order.
+    """
+
+    __slots__ = ("cum_cost", "cum_qty", "prices")
+
+    def __init__(self, levels: tuple[BookLevel, ...]) -> None:
+        self.prices = [lvl.price for lvl in levels]
+        self.cum_qty = [ZERO]
+        self.cum_cost = [ZERO]
+        for lvl in levels:
+            self.cum_qty.append(self.cum_qty[-1] + lvl.quantity)
+            self.cum_cost.append(self.cum_cost[-1] + lvl.quantity * lvl.price)
+
+    def fill_price(self, quantity: Decimal) -> Decimal | None:
+        j = bisect_left(self.cum_qty, quantity, 1)
+        if j == len(self.cum_qty):
+            return None
+        k = j - 1
+        return (self.cum_cost[k] + (quantity - self.cum_qty[k]) * self.prices[k]) / quantity
+
+
+# Books seen recently (by identity) and their two sides as prefix sums; a replay reads the
+# same book many times per decision while it sizes hedges.
+_WALKS: dict[int, tuple[OrderBook, dict[Side, _Walk]]] = {}
+_WALKS_MAX = 256
+
+
+def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | None:
+    """Return ``book.slippage_rate(side, quantity)``, computed from cached prefix sums."""
+    if quantity <= 0:
+        return book.slippage_rate(side, quantity)
+    entry = _WALKS.get(id(book))
+    if entry is None or entry[0] is not book:
+        if len(_WALKS) >= _WALKS_MAX:
+            _WALKS.clear()
+        entry = (book, {})
+        _WALKS[id(book)] = entry
+    walk = entry[1].get(side)
+    if walk is None:
+        walk = entry[1][side] = _Walk(book.asks if side is Side.BUY else book.bids)
+    mid = book.mid
+    price = walk.fill_price(quantity)
+    if mid is None or price is None or mid <= 0:
+        return None
+    return (price - mid) / mid * side.sign
+
+
 def leg_cost(snapshot: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal | None:
     """Return taker fee + slippage (fraction of notional) of a market order, None if the book cannot fill it."""
     if snapshot.book is None:
         return None
-    slip = snapshot.book.slippage_rate(side, quantity)
+    slip = slippage_rate(snapshot.book, side, quantity)
     if slip is None:
         return None
     return snapshot.instrument.taker_fee + max(slip, ZERO)

@@ -14,8 +14,9 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from enum import StrEnum
+from functools import lru_cache
 
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
@@ -153,6 +154,14 @@ class Signals:
 
 
 def _decay(age: timedelta, halflife: timedelta) -> Decimal:
+    ctx = getcontext()
+    return _decay_in(age, halflife, ctx.prec, ctx.rounding)
+
+
+@lru_cache(maxsize=1 << 16)
+def _decay_in(age: timedelta, halflife: timedelta, _prec: int, _rounding: str) -> Decimal:
+    # Cached (per decimal context): a replay asks for the same few thousand ages at every
+    # decision, and Decimal.exp is slow.
     ratio = Decimal(age.total_seconds()) / Decimal(halflife.total_seconds())
     return (-(ratio * LN2)).exp()
 
