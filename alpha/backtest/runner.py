@@ -211,7 +211,7 @@ class Replay:
                 traded = True
         if traded:
             self.result.rebalances += 1
-        after = self.world.portfolio_view(self.clock.now())
+        after = self.world.portfolio_view(self.clock.now(), books=False)
         # The baseline's hedge is open once any perp position is held after a decision.
         self.opened = self.opened or any(p.size != 0 for a in after.accounts.values() for p in a.positions)
         self._reset_reference(after)
@@ -225,7 +225,7 @@ class Replay:
                 raise RuntimeError(f"opening action failed at {now.isoformat()}: {result.error or action}")
         self.result.rebalances += 1
         self.opened = True
-        self._reset_reference(self.world.portfolio_view(self.clock.now()))
+        self._reset_reference(self.world.portfolio_view(self.clock.now(), books=False))
 
     def _count(self, outcome: ActionResult) -> None:
         if not outcome.completed:
@@ -268,10 +268,10 @@ class Replay:
         for action in actions:
             self._count(await self.executor.execute(action, f"bm{self.result.margin_actions:06d}"))
             self.result.margin_actions += 1
-        self._reset_reference(self.world.portfolio_view(self.clock.now()))
+        self._reset_reference(self.world.portfolio_view(self.clock.now(), books=False))
 
     def _sample(self, now: datetime) -> None:
-        view = self.world.portfolio_view(now)
+        view = self.world.portfolio_view(now, books=False)
         cash = tuple(self.config.stablecoins)
         ledger = self.world.ledger
         by_fuse: dict[str, Decimal] = defaultdict(Decimal)

@@ -125,9 +125,21 @@ class _Walk:
         return (self.cum_cost[k] + (quantity - self.cum_qty[k]) * self.prices[k]) / quantity
 
 
-# Books seen recently (by identity) and their two sides as prefix sums; a replay reads the
-# same book many times per decision while it sizes hedges.
-_WALKS: dict[int, tuple[OrderBook, dict[Side, _Walk]]] = {}
+class _BookWalks:
+    """A book's mid and both sides as prefix sums."""
+
+    __slots__ = ("book", "buy", "mid", "sell")
+
+    def __init__(self, book: OrderBook) -> None:
+        self.book = book
+        self.mid = book.mid
+        self.buy = _Walk(book.asks)
+        self.sell = _Walk(book.bids)
+
+
+# Books seen recently (by identity) as prefix sums; a replay reads the same book many times
+# per decision while it sizes hedges.
+_WALKS: dict[int, _BookWalks] = {}
 _WALKS_MAX = 256
 
 
@@ -135,17 +147,13 @@ def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | N
     """Return ``book.slippage_rate(side, quantity)``, computed from cached prefix sums."""
     if quantity <= 0:
         return book.slippage_rate(side, quantity)
-    entry = _WALKS.get(id(book))
-    if entry is None or entry[0] is not book:
+    walks = _WALKS.get(id(book))
+    if walks is None or walks.book is not book:
         if len(_WALKS) >= _WALKS_MAX:
             _WALKS.clear()
-        entry = (book, {})
-        _WALKS[id(book)] = entry
-    walk = entry[1].get(side)
-    if walk is None:
-        walk = entry[1][side] = _Walk(book.asks if side is Side.BUY else book.bids)
-    mid = book.mid
-    price = walk.fill_price(quantity)
+        walks = _WALKS[id(book)] = _BookWalks(book)
+    mid = walks.mid
+    price = (walks.buy if side is Side.BUY else walks.sell).fill_price(quantity)
     if mid is None or price is None or mid <= 0:
         return None
     return (price - mid) / mid * side.sign

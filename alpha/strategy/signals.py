@@ -94,6 +94,15 @@ class FundingHistory:
         """Return the observations of one market, oldest first."""
         return tuple(self._samples.get(key, ()))
 
+    def iter_samples(self, key: str) -> Iterable[FundingSample]:
+        """Iterate over the observations of one market, oldest first (no copy)."""
+        return iter(self._samples.get(key, ()))
+
+    def last(self, key: str) -> FundingSample | None:
+        """Return the latest observation of one market, if any."""
+        samples = self._samples.get(key)
+        return samples[-1] if samples else None
+
     def keys(self) -> tuple[str, ...]:
         return tuple(self._samples)
 
@@ -174,18 +183,33 @@ def _ou_average_weight(horizon: timedelta, reversion: timedelta) -> Decimal:
     return (ONE - (-x).exp()) / x
 
 
-def forecast_market(samples: Iterable[FundingSample], now: datetime, params: SignalParams) -> tuple[Decimal, Decimal, Decimal]:
-    """Return ``(recent EWMA, long-run mean, forecast)`` APRs from observations (at least one)."""
+def forecast_market(
+    samples: Iterable[FundingSample],
+    now: datetime,
+    params: SignalParams,
+    *,
+    weights: dict[datetime, Decimal] | None = None,
+) -> tuple[Decimal, Decimal, Decimal]:
+    """Return ``(recent EWMA, long-run mean, forecast)`` APRs from observations (at least one).
+
+    ``weights`` (optional) caches the decay weight of each observation time for this ``now``
+    and ``params``, shared by the markets observed at the same times.
+    """
     obs = [s for s in samples if s.ts <= now]
     if not obs:
         raise ValueError("no observation at or before now")
-    num = den = ZERO
+    cache = {} if weights is None else weights
+    halflife = params.halflife
+    num = den = total = ZERO
     for s in obs:
-        w = _decay(now - s.ts, params.halflife)
+        w = cache.get(s.ts)
+        if w is None:
+            w = cache[s.ts] = _decay(now - s.ts, halflife)
         num += w * s.apr
         den += w
+        total += s.apr
     recent = num / den
-    mean = sum((s.apr for s in obs), ZERO) / len(obs)
+    mean = total / len(obs)
     span = obs[-1].ts - obs[0].ts
     coverage = min(ONE, Decimal(span.total_seconds()) / Decimal(params.min_history.total_seconds()))
     long_run = mean * coverage
@@ -202,20 +226,22 @@ def compute_signals(
     have it yet (the history itself is not changed).
     """
     p = params or SignalParams()
+    weights: dict[datetime, Decimal] = {}
     markets: dict[str, MarketSignal] = {}
     per_asset: dict[str, list[tuple[str, list[FundingSample]]]] = {}
     for key, snap in sorted(view.markets.items()):
         if not snap.instrument.kind.is_perp or snap.funding is None:
             continue
-        obs = list(history.samples(key))
-        if not obs or obs[-1].ts < snap.ts:
+        obs = [s for s in history.iter_samples(key) if s.ts <= now]
+        last = history.last(key)
+        if last is None or last.ts < snap.ts:
             if not snap.mark.is_finite() or snap.mark <= 0:
                 continue
-            obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
-        obs = [s for s in obs if s.ts <= now]
+            if snap.ts <= now:
+                obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
         if not obs:
             continue
-        recent, long_run, forecast = forecast_market(obs, now, p)
+        recent, long_run, forecast = forecast_market(obs, now, p, weights=weights)
         asset = snap.instrument.base
         markets[key] = MarketSignal(
             key=key,

@@ -382,8 +382,12 @@ class SimWorld:
             return self.lending[fuse].snapshot(fuse, when, fuse=fuse)
         raise KeyError(f"no simulated fuse named {fuse!r}")
 
-    def market_snapshots(self) -> dict[str, MarketSnapshot]:
-        """Every simulated market's snapshot (mark, index, funding, book), keyed by ``market_key``."""
+    def market_snapshots(self, *, books: bool = True) -> dict[str, MarketSnapshot]:
+        """Every simulated market's snapshot (mark, index, funding, book), keyed by ``market_key``.
+
+        ``books=False`` leaves the books out (None): building them is the costly part, and
+        valuing the portfolio does not need them.
+        """
         out: dict[str, MarketSnapshot] = {}
         for name, venue in self.venues.items():
             for symbol, inst in venue.instruments.items():
@@ -400,12 +404,16 @@ class SimWorld:
                     mark=data.mark,
                     index=data.index,
                     funding=funding,
-                    book=data.book,
+                    book=data.book if books else None,
                 )
         return out
 
-    def portfolio_view(self, now: datetime | None = None) -> PortfolioView:
-        """The portfolio at ``now`` (the world is stepped there first if it is behind)."""
+    def portfolio_view(self, now: datetime | None = None, *, books: bool = True) -> PortfolioView:
+        """The portfolio at ``now`` (the world is stepped there first if it is behind).
+
+        ``books=False``: market snapshots without order books (for valuation only; ``decide``
+        refuses a market without its book).
+        """
         when = now or self.now
         if when > self.now:
             self.step_to(when)
@@ -418,6 +426,6 @@ class SimWorld:
             base_asset=self.base_asset,
             vault_cash=self.vault.get(self.base_asset, ZERO),
             accounts=accounts,
-            markets=self.market_snapshots(),
+            markets=self.market_snapshots(books=books),
             prices=prices,
         )
