@@ -145,7 +145,8 @@ _WALKS_MAX = 256
 
 def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | None:
     """Return ``book.slippage_rate(side, quantity)``, computed from cached prefix sums."""
-    if quantity <= 0:
+    if quantity <= 0 or +quantity != quantity:
+        # (more digits than the context keeps: the book's own walk rounds step by step)
         return book.slippage_rate(side, quantity)
     walks = _WALKS.get(id(book))
     if walks is None or walks.book is not book:
