@@ -10,11 +10,11 @@ a worse average price.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import BookLevel, OrderBook
-from alpha.domain.money import ZERO, ceil_to_step, floor_to_step
+from alpha.domain.money import ZERO, floor_to_step
 
 BPS = Decimal("0.0001")
 
@@ -43,26 +43,35 @@ def build_book(mid: Decimal, instrument: Instrument, model: DepthModel) -> Order
     """Return the book around ``mid`` for ``instrument`` under ``model``."""
     if not isinstance(mid, Decimal) or not mid.is_finite() or mid <= 0:
         raise ValueError(f"{instrument.key}: cannot build a book around mid {mid!r}")
+    # The arithmetic of floor_to_step / ceil_to_step / _level_quantity, inlined (a replay
+    # builds a book for every market at every decision); tick and lot step are positive.
     tick = instrument.tick_size
+    lot = instrument.lot_step
+    levels = model.levels
     half = mid * model.spread_bps * BPS / 2
     far = max(mid * model.depth_bps * BPS, half)
-    per_level = model.depth_notional / model.levels
+    width = far - half
+    per_level = model.depth_notional / levels
     bids: list[BookLevel] = []
     asks: list[BookLevel] = []
-    for i in range(model.levels):
-        offset = half if model.levels == 1 else half + (far - half) * i / (model.levels - 1)
-        bid = floor_to_step(mid - offset, tick)
-        ask = ceil_to_step(mid + offset, tick)
-        if bids and bid >= bids[-1].price:
-            bid = bids[-1].price - tick
-        if asks and ask <= asks[-1].price:
-            ask = asks[-1].price + tick
+    last_bid = last_ask = None
+    for i in range(levels):
+        offset = half if levels == 1 else half + width * i / (levels - 1)
+        bid = ((mid - offset) / tick).to_integral_value(rounding=ROUND_DOWN) * tick
+        ask = ((mid + offset) / tick).to_integral_value(rounding=ROUND_UP) * tick
+        if last_bid is not None and bid >= last_bid:
+            bid = last_bid - tick
+        if last_ask is not None and ask <= last_ask:
+            ask = last_ask + tick
         if bid <= 0:
             break
         if bid == ask:
             bid -= tick
-        bids.append(BookLevel(bid, _level_quantity(per_level, bid, instrument)))
-        asks.append(BookLevel(ask, _level_quantity(per_level, ask, instrument)))
+        bid_qty = (per_level / bid / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+        ask_qty = (per_level / ask / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+        bids.append(BookLevel(bid, bid_qty if bid_qty > 0 else lot))
+        asks.append(BookLevel(ask, ask_qty if ask_qty > 0 else lot))
+        last_bid, last_ask = bid, ask
     return OrderBook(bids=tuple(bids), asks=tuple(asks))
 
 
