@@ -412,9 +412,6 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     venue_of = {f.name: f.venue for f in config.fuses}
     for name in view.accounts:
         venue_of.setdefault(name, name)
-    # Expected carry by (hedge, notional, open): sizing asks for the same ones repeatedly.
-    carries: dict[tuple[str, Decimal, bool], Carry | None] = {}
-
     def allocate(held_back: Decimal) -> tuple[TargetBook, Decimal]:
         """Allocate with ``held_back`` of the budget kept for capital that cannot leave its fuse."""
         reasons = list(notes)
@@ -460,11 +457,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                 is_open = _current_quantity(c, held, borrowed) > 0
 
             def passing(x: Decimal) -> Carry | None:
-                key = (c.hedge_id, x, is_open)
-                if key in carries:
-                    carry = carries[key]
-                else:
-                    carry = carries[key] = expected_carry(c, x, snapshots, holding, is_open=is_open)
+                carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
                 ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
                 return carry if ok else None
 

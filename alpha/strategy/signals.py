@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, getcontext
 from enum import StrEnum
 from functools import lru_cache
+from operator import mul
 
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
@@ -198,19 +199,40 @@ def forecast_market(
     obs = [s for s in samples if s.ts <= now]
     if not obs:
         raise ValueError("no observation at or before now")
-    cache = {} if weights is None else weights
-    halflife = params.halflife
-    num = den = total = ZERO
-    for s in obs:
-        w = cache.get(s.ts)
-        if w is None:
-            w = cache[s.ts] = _decay(now - s.ts, halflife)
-        num += w * s.apr
-        den += w
-        total += s.apr
-    recent = num / den
-    mean = total / len(obs)
-    span = obs[-1].ts - obs[0].ts
+    return _forecast([s.ts for s in obs], [s.apr for s in obs], now, params, weights if weights is not None else {}, [])
+
+
+_Weighted = tuple[list[datetime], list[Decimal], Decimal]  # observation times, their weights, the weights' sum
+
+
+def _forecast(
+    times: list[datetime],
+    aprs: list[Decimal],
+    now: datetime,
+    params: SignalParams,
+    weights: dict[datetime, Decimal],
+    seen: list[_Weighted],
+) -> tuple[Decimal, Decimal, Decimal]:
+    """``forecast_market`` over columns; markets observed at the same times share their weights (``seen``).
+
+    The sums run oldest first, exactly as a plain loop adding one observation at a time.
+    """
+    shared = next((entry for entry in seen if entry[0] == times), None)
+    if shared is not None:
+        _, ws, den = shared
+    else:
+        halflife = params.halflife
+        ws = []
+        for t in times:
+            w = weights.get(t)
+            if w is None:
+                w = weights[t] = _decay(now - t, halflife)
+            ws.append(w)
+        den = sum(ws, ZERO)
+        seen.append((times, ws, den))
+    recent = sum(map(mul, ws, aprs), ZERO) / den
+    mean = sum(aprs, ZERO) / len(aprs)
+    span = times[-1] - times[0]
     coverage = min(ONE, Decimal(span.total_seconds()) / Decimal(params.min_history.total_seconds()))
     long_run = mean * coverage
     w = _ou_average_weight(params.horizon, params.reversion)
@@ -227,6 +249,7 @@ def compute_signals(
     """
     p = params or SignalParams()
     weights: dict[datetime, Decimal] = {}
+    seen: list[_Weighted] = []
     markets: dict[str, MarketSignal] = {}
     per_asset: dict[str, list[tuple[str, list[FundingSample]]]] = {}
     for key, snap in sorted(view.markets.items()):
@@ -241,7 +264,7 @@ def compute_signals(
                 obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
         if not obs:
             continue
-        recent, long_run, forecast = forecast_market(obs, now, p, weights=weights)
+        recent, long_run, forecast = _forecast([s.ts for s in obs], [s.apr for s in obs], now, p, weights, seen)
         asset = snap.instrument.base
         markets[key] = MarketSignal(
             key=key,

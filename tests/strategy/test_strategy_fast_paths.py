@@ -80,3 +80,37 @@ def test_forecast_with_shared_weights_equals_the_plain_loop(aprs: list[Decimal],
     first = forecast_market(samples, now, p, weights=shared)
     again = forecast_market(samples, now, p, weights=shared)  # weights from the shared cache
     assert first == again == _plain_forecast(samples, now, p)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rates=st.lists(st.decimals(min_value=D("-0.001"), max_value=D("0.002"), places=6), min_size=40, max_size=40),
+    skew=st.integers(min_value=0, max_value=3),
+)
+def test_signals_share_weights_across_markets_exactly(rates: list[Decimal], skew: int) -> None:
+    """Markets observed at the same times share their weights; others do not; eviction is respected."""
+    from strategy_builders import NOW, fresh_view
+
+    from alpha.domain.funding import FundingRate
+    from alpha.strategy.signals import FundingHistory, compute_signals
+
+    view = fresh_view()
+    perps = sorted(k for k, s in view.markets.items() if s.instrument.kind.is_perp)
+    history = FundingHistory(maxlen=25)  # 40 observations each: the oldest are evicted
+    for i, rate in enumerate(rates):
+        for j, key in enumerate(perps):
+            # the first markets share their times; the last ones are shifted by ``skew`` hours
+            shift = timedelta(hours=skew if j >= len(perps) - 2 else 0)
+            ts = NOW - timedelta(hours=8 * (len(rates) - i)) + shift
+            history.record(key, ts, FundingRate(rate * (j + 1), timedelta(hours=8), ts), D("100"))
+
+    signals = compute_signals(history, view, NOW)
+
+    p = SignalParams()
+    for key in perps:
+        snap = view.markets[key]
+        assert snap.funding is not None
+        obs = [*history.samples(key), FundingSample(snap.ts, snap.funding.annualised, snap.mark)]
+        recent, long_run, forecast = _plain_forecast(obs, NOW, p)
+        sig = signals.markets[key]
+        assert (sig.recent_apr, sig.long_run_apr, sig.forecast_apr) == (recent, long_run, forecast)
