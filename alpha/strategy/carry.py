@@ -157,7 +157,8 @@ def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | N
     price = (walks.buy if side is Side.BUY else walks.sell).fill_price(quantity)
     if mid is None or price is None or mid <= 0:
         return None
-    return (price - mid) / mid * side.sign
+    rate = (price - mid) / mid
+    return rate if side is Side.BUY else rate * -1  # exactly ``* side.sign``
 
 
 def leg_cost(snapshot: MarketSnapshot, side: Side, quantity: Decimal) -> Decimal | None:

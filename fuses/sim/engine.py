@@ -688,8 +688,17 @@ class SimExchange:
     def check_liquidations(self, now: datetime) -> list[Event]:
         """Liquidate every account whose equity is at or below its maintenance margin."""
         events: list[Event] = []
+        if self.margin_asset is None:
+            return []
         for acct in list(self.accounts.values()):
             if acct.name in SYSTEM_ACCOUNTS:
+                continue
+            # Maintenance and equity first (cheap); the full health only for an account on the line.
+            maintenance = ZERO
+            for market, pos in acct.positions.items():
+                if pos.size != 0:
+                    maintenance += self._tiers[market].maintenance_margin(abs(pos.size) * self.markets[market].mark)
+            if maintenance <= 0 or self.equity(acct.name) > maintenance:
                 continue
             health = self.margin_health(acct.name)
             if health is not None and health.is_liquidatable:
