@@ -14,7 +14,7 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import BookLevel, OrderBook
-from alpha.domain.money import ZERO, floor_to_step
+from alpha.domain.money import ZERO
 
 BPS = Decimal("0.0001")
 
@@ -43,7 +43,7 @@ def build_book(mid: Decimal, instrument: Instrument, model: DepthModel) -> Order
     """Return the book around ``mid`` for ``instrument`` under ``model``."""
     if not isinstance(mid, Decimal) or not mid.is_finite() or mid <= 0:
         raise ValueError(f"{instrument.key}: cannot build a book around mid {mid!r}")
-    # The arithmetic of floor_to_step / ceil_to_step / _level_quantity, inlined (a replay
+    # The arithmetic of floor_to_step / ceil_to_step, inlined (a replay
     # builds a book for every market at every decision); tick and lot step are positive.
     tick = instrument.tick_size
     lot = instrument.lot_step
@@ -63,21 +63,16 @@ def build_book(mid: Decimal, instrument: Instrument, model: DepthModel) -> Order
             bid = last_bid - tick
         if last_ask is not None and ask <= last_ask:
             ask = last_ask + tick
-        if bid <= 0:
-            break
         if bid == ask:
             bid -= tick
+        if bid <= 0:
+            break  # no room below a mark this close to zero: the book has fewer bid levels
         bid_qty = (per_level / bid / lot).to_integral_value(rounding=ROUND_DOWN) * lot
         ask_qty = (per_level / ask / lot).to_integral_value(rounding=ROUND_DOWN) * lot
         bids.append(BookLevel(bid, bid_qty if bid_qty > 0 else lot))
         asks.append(BookLevel(ask, ask_qty if ask_qty > 0 else lot))
         last_bid, last_ask = bid, ask
     return OrderBook(bids=tuple(bids), asks=tuple(asks))
-
-
-def _level_quantity(notional: Decimal, price: Decimal, instrument: Instrument) -> Decimal:
-    quantity = floor_to_step(notional / price, instrument.lot_step)
-    return quantity if quantity > 0 else instrument.lot_step
 
 
 def walk(book: OrderBook, side: Side, quantity: Decimal, limit: Decimal | None = None) -> list[tuple[Decimal, Decimal]]:

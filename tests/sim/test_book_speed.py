@@ -36,10 +36,10 @@ def _plain_book(mid: Decimal, tick: Decimal, lot: Decimal, model: DepthModel) ->
             bid = bids[-1].price - tick
         if asks and ask <= asks[-1].price:
             ask = asks[-1].price + tick
-        if bid <= 0:
-            break
         if bid == ask:
             bid -= tick
+        if bid <= 0:
+            break
         bids.append(BookLevel(bid, qty(bid)))
         asks.append(BookLevel(ask, qty(ask)))
     return OrderBook(tuple(bids), tuple(asks))
@@ -67,3 +67,14 @@ def _outcome(build: Callable[[], OrderBook]) -> OrderBook | type[BaseException]:
         return build()
     except ArithmeticError as exc:
         return type(exc)
+
+
+def test_a_mark_of_one_tick_with_no_spread_gives_an_empty_book_not_a_division_by_zero() -> None:
+    inst = make_instrument("v", "X/USDC:USDC", Decimal("1"), maker_fee=Decimal("0"), taker_fee=Decimal("0"))
+    tick = inst.tick_size
+    model = DepthModel(spread_bps=Decimal("0"), levels=3)
+    assert build_book(tick, inst, model) == OrderBook((), ())  # no room for a bid above zero
+    wider = build_book(tick * 5, inst, model)
+    assert wider.bids and wider.asks
+    assert all(level.price > 0 for level in (*wider.bids, *wider.asks))
+    assert wider.bids[0].price < wider.asks[0].price
