@@ -24,6 +24,7 @@ import ccxt.pro as ccxtpro
 from alpha.observability.metrics import Metrics
 from fuses.base import SEND_WINDOW
 from fuses.ccxt.config import CcxtSettings
+from fuses.ccxt.parse import dig
 from fuses.ccxt.ratelimit import WeightLimiter, limiter_for
 from fuses.ccxt.venues import VenueSpec, request_weight
 
@@ -44,19 +45,6 @@ async def isolated(awaitable: Awaitable[T]) -> T:
     """
     with decimal.localcontext():
         return await awaitable
-
-
-def _dig(body: Any, path: tuple[str | int, ...]) -> Any:
-    for step in path:
-        if isinstance(step, int):
-            if not isinstance(body, list) or len(body) <= step:
-                return None
-            body = body[step]
-        else:
-            if not isinstance(body, dict):
-                return None
-            body = body.get(step)
-    return body
 
 
 def _header(headers: Mapping[str, str] | None, name: str | None) -> str | None:
@@ -147,7 +135,7 @@ class AlphaTransport:
             except ValueError:
                 parsed = None
         for path in spec.error_code_paths:
-            found = _dig(parsed, path)
+            found = dig(parsed, path)
             if found not in (None, "", "0", 0, 200, "200"):
                 venue_code = str(found)
                 break
