@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+
+from alpha.domain.money import to_decimal
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -16,29 +18,9 @@ MAX_DIGITS = 28
 
 def _exact(value: Any) -> Decimal:
     """Read a YAML/JSON scalar as an exact Decimal; refuse what cannot be exact."""
-    if isinstance(value, bool):
-        raise ValueError("expected a number, got a boolean")
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, float):
-        # The YAML loader keeps numbers as exact decimals; a binary float here came from
-        # code or JSON. Take it only if its shortest repr is what was meant.
-        text = repr(value)
-        mantissa = text.lstrip("-").split("e")[0].split("E")[0].replace(".", "").lstrip("0")
-        if len(mantissa) > 15:
-            raise ValueError(f"float {text} is not an exact decimal; write the amount as a string")
-        result = Decimal(text)
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip().replace("_", ""))
-        except InvalidOperation:
-            raise ValueError(f"{value!r} is not a number") from None
-    else:
-        raise ValueError(f"expected a number, got {type(value).__name__}")
-    if not result.is_finite():
-        raise ValueError(f"{value} is not a finite number")
+    # The YAML loader keeps numbers as exact decimals; a binary float here came from code or
+    # JSON and to_decimal takes it only if its shortest repr is what was meant.
+    result = to_decimal(value.replace("_", "") if isinstance(value, str) else value)
     if len(result.as_tuple().digits) > MAX_DIGITS:
         raise ValueError(f"{value} has more than {MAX_DIGITS} significant digits and cannot be held exactly")
     return result
