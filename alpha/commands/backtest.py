@@ -5,25 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from alpha.commands._args import utc_date
+
 help = "run the strategy and a passive baseline over recorded funding and prices"
-
-
-def _date(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or ISO-8601)") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, type=Path, help="strategy YAML file")
     parser.add_argument("--data", required=True, type=Path, help="directory of canonical funding and price files")
-    parser.add_argument("--from", dest="start", type=_date, help="start (default: first instant every market has data)")
-    parser.add_argument("--to", dest="end", type=_date, help="end (default: last instant every market has data)")
+    parser.add_argument("--from", dest="start", type=utc_date, help="start (default: first instant every market has data)")
+    parser.add_argument("--to", dest="end", type=utc_date, help="end (default: last instant every market has data)")
     parser.add_argument(
         "--out", type=Path, default=Path("backtest-report"), help="report directory (default ./backtest-report)"
     )

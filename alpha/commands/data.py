@@ -8,15 +8,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from alpha.commands._args import utc_date
+
 help = "market history: fetch through ccxt, import recorded exports, check files"
-
-
-def _date(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or ISO-8601)") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     f = sub.add_parser("fetch", help="download funding and price history into the canonical format (resumable)")
     f.add_argument("--venue", required=True, help="binance, bybit, okx or hyperliquid")
     f.add_argument("--symbol", required=True, help="market, unified (BTC/USDT:USDT) or the venue's id (BTCUSDT)")
-    f.add_argument("--since", required=True, type=_date, help="first date to fetch (UTC)")
-    f.add_argument("--until", type=_date, help="last instant to fetch (default: now)")
+    f.add_argument("--since", required=True, type=utc_date, help="first date to fetch (UTC)")
+    f.add_argument("--until", type=utc_date, help="last instant to fetch (default: now)")
     f.add_argument("--out", type=Path, default=Path("data"), help="directory for the canonical files (default ./data)")
     f.add_argument("--timeframe", default="1h", help="candle period for prices: 1h, 4h, 8h, 1d (default 1h)")
     f.add_argument("--api-url", help="base URL override (a testnet, proxy or local emulator)")

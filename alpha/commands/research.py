@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+
+from alpha.commands._args import utc_date
 
 help = "research studies on recorded history (insurance-fund: UXD's study)"
 
@@ -21,21 +22,13 @@ def _decimal(text: str) -> Decimal:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _date(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD or ISO-8601)") from None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="study", metavar="STUDY", required=True)
     p = sub.add_parser("insurance-fund", help="a fund receiving a share of a delta-neutral book's funding")
     p.add_argument("--data", required=True, type=Path, help="funding history (any format alpha imports)")
     p.add_argument("--symbol", help="market in the file when it holds several")
-    p.add_argument("--start", type=_date, help="first settlement date (default: the first in the data)")
-    p.add_argument("--end", type=_date, help="stop before this date (default: the end of the data)")
+    p.add_argument("--start", type=utc_date, help="first settlement date (default: the first in the data)")
+    p.add_argument("--end", type=utc_date, help="stop before this date (default: the end of the data)")
     p.add_argument("--notional", type=_decimal, default=Decimal("500000000"), help="book notional (default 500000000)")
     p.add_argument(
         "--initial-fund", type=_decimal, default=Decimal("57000000"), help="starting balance (default 57000000)"
