@@ -38,6 +38,7 @@ from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import OrderBook
+from fuses.sim.events import Event, FundingPaid
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorBody = Callable[[int], dict[str, Any] | list[Any] | str]
@@ -419,8 +420,8 @@ class EngineBackend:
         self._marks: dict[str, list[tuple[datetime, Decimal]]] = {}
         world.subscribe(self._on_event)
 
-    def _on_event(self, event: Any) -> None:
-        if type(event).__name__ == "FundingPaid" and getattr(event, "venue", None) == self.venue:
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, FundingPaid) and event.venue == self.venue:
             item = FundingEvent(event.market, event.ts, event.rate, event.mark, event.amount)
             self._received.setdefault((event.account, event.market), []).append(item)
 

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
 
 from alpha.config.schema import FuseConfig
 from alpha.domain.account import AccountSnapshot, FundingPayment, LendingHealth, Order, OrderRequest
@@ -38,6 +37,7 @@ from fuses.base import (
     TransientError,
     UnknownOutcomeError,
 )
+from fuses.sim.events import Event, FundingPaid
 from fuses.sim.world import VAULT, SimWorld
 
 ERROR_KINDS: tuple[tuple[type[FuseError], str], ...] = (
@@ -113,13 +113,12 @@ class SimFuse(_SimBase):
         self._funding: list[FundingPayment] = []
         world.subscribe(self._on_event)
 
-    def _on_event(self, event: object) -> None:
-        if type(event).__name__ == "FundingPaid" and getattr(event, "venue", None) == self.name and getattr(event, "account", None) == self.name:
-            e: Any = event
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, FundingPaid) and event.venue == self.name and event.account == self.name:
             self._funding.append(
                 FundingPayment(
-                    fuse=self.name, market=e.market, asset=e.asset, amount=e.amount, rate=e.rate, size=e.size, ts=e.ts,
-                    venue_id=f"{e.market}@{e.ts.isoformat()}",
+                    fuse=self.name, market=event.market, asset=event.asset, amount=event.amount, rate=event.rate,
+                    size=event.size, ts=event.ts, venue_id=f"{event.market}@{event.ts.isoformat()}",
                 )
             )
 
