@@ -25,7 +25,7 @@ close before the candle ended.
 from __future__ import annotations
 
 import csv
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -513,12 +513,6 @@ def import_file(path: str | Path, *, duplicates: Duplicates = Duplicates.REFUSE)
         raise DataError(f"{p}: no such file")
     _, importer = detect(p)
     return importer(p, duplicates=duplicates)
-
-
-def duplicate_count(rows: Iterable[Sequence[str]]) -> int:
-    """Count rows that exactly repeat an earlier one."""
-    c = Counter(tuple(r) for r in rows)
-    return sum(v - 1 for v in c.values())
 
 
 __all__ = [

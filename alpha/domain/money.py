@@ -77,8 +77,3 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
     if step <= 0:
         return True
     return (value % step) == 0
-
-
-def quantize_cents(value: Decimal) -> Decimal:
-    """Round an amount to cents for display and reports (never for accounting)."""
-    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN)

@@ -82,13 +82,6 @@ class Candidate:
     def legs(self) -> tuple[TradeLeg, ...]:
         return (self.long,) if self.short is None else (self.long, self.short)
 
-    def capital_per_notional(self) -> Decimal:
-        """Capital the hedge ties up per unit of one leg's notional (margin, spot value, collateral)."""
-        total = sum((1 / leg.leverage for leg in self.legs), ZERO)
-        if self.borrow is not None:
-            total += self.borrow.collateral_ratio
-        return total
-
 
 @dataclass(frozen=True, slots=True)
 class Carry:

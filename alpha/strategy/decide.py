@@ -345,11 +345,6 @@ def _snap_to_holdings(c: Candidate, quantity: Decimal, held: dict[tuple[str, str
     return None
 
 
-def _round_down(q: Decimal, step: Decimal) -> Decimal | None:
-    r = floor_to_step(q, step)
-    return r if r > 0 else None
-
-
 def _current_quantity(c: Candidate, held: dict[tuple[str, str], Decimal], borrowed: dict[tuple[str, str], Decimal]) -> Decimal:
     """Return the hedged quantity a candidate already holds (0 when it is not open)."""
     long_q = held.get((c.long.fuse, c.long.market), ZERO)
