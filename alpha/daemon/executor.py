@@ -714,16 +714,7 @@ class Executor:
         step = self._begin_step("borrow_and_sell", lending, asset, q, venue, decision_id)
         await self._lending_op(lending, "borrow", asset, q, decision_id, f"synthetic short ({purpose}): borrow to sell")
         await self._carry(venue.fuse, asset, q, lending, venue.fuse, decision_id, "borrowed coins to the sale venue")
-        sale = Leg(venue.fuse, venue.market, Side.SELL, q)
-        sold = ZERO
-        proceeds = ZERO
-        for attempt in range(self.config.execution.leg_retries + 1):
-            if sold >= q:
-                break
-            fill = await self._order(sale, q - sold, decision_id, reduce=False, purpose="synthetic-sell" if attempt == 0 else "retry")
-            if fill is not None and fill.filled > 0:
-                sold += fill.filled
-                proceeds += fill.filled * (fill.average_price or ZERO) - (fill.fee if fill.fee_asset == quote else ZERO)
+        sold, proceeds = await self._spot_fill(Leg(venue.fuse, venue.market, Side.SELL, q), quote, decision_id, purpose="synthetic-sell")
         unsold = q - sold
         if unsold > 0:  # coins the venue would not buy go back and repay their debt: nothing is left unhedged
             await self._carry(venue.fuse, asset, unsold, venue.fuse, lending, decision_id, "unsold borrowed coins back")
@@ -755,16 +746,7 @@ class Executor:
             from_vault = cash - from_wallet
             await self._carry(venue.fuse, quote, from_wallet, lending, venue.fuse, decision_id, "buy-back cash from the lending fuse")
             await self._carry(venue.fuse, quote, from_vault, "vault", venue.fuse, decision_id, "buy-back cash from the vault")
-            back = Leg(venue.fuse, venue.market, Side.BUY, buy)
-            bought = ZERO
-            spent = ZERO
-            for attempt in range(self.config.execution.leg_retries + 1):
-                if bought >= buy:
-                    break
-                fill = await self._order(back, buy - bought, decision_id, reduce=False, purpose="synthetic-buy" if attempt == 0 else "retry")
-                if fill is not None and fill.filled > 0:
-                    bought += fill.filled
-                    spent += fill.filled * (fill.average_price or ZERO) + (fill.fee if fill.fee_asset == quote else ZERO)
+            bought, spent = await self._spot_fill(Leg(venue.fuse, venue.market, Side.BUY, buy), quote, decision_id, purpose="synthetic-buy")
             await self._carry(venue.fuse, asset, bought, venue.fuse, lending, decision_id, "bought-back coins to the lending fuse")
             change = cash - spent
             to_vault = min(max(change, ZERO), from_vault)
@@ -778,6 +760,20 @@ class Executor:
         return repay
 
     # -- restart: lending steps ------------------------------------------------------------
+
+    async def _spot_fill(self, leg: Leg, quote: str, decision_id: str, *, purpose: str) -> tuple[Decimal, Decimal]:
+        """Trade ``leg.quantity``, retrying what is missing; return the filled quantity and the quote cash it moved, fees in ``quote`` included (spent on a buy, received on a sale)."""
+        fee_sign = 1 if leg.side is Side.BUY else -1
+        filled = ZERO
+        cash = ZERO
+        for attempt in range(self.config.execution.leg_retries + 1):
+            if filled >= leg.quantity:
+                break
+            fill = await self._order(leg, leg.quantity - filled, decision_id, reduce=False, purpose=purpose if attempt == 0 else "retry")
+            if fill is not None and fill.filled > 0:
+                filled += fill.filled
+                cash += fill.filled * (fill.average_price or ZERO) + fee_sign * (fill.fee if fill.fee_asset == quote else ZERO)
+        return filled, cash
 
     def _begin_step(self, operation: str, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str) -> str:
         """Journal the start of a borrow-and-sell or buy-back-and-repay (closed by ``_end_step``)."""
