@@ -268,29 +268,23 @@ class Journal:
 
     def pending_lending(self) -> list[Record]:
         """Lending intents (``lending_intent``) with no result (``lending`` with the same client id)."""
-        intents: dict[str, Record] = {}
-        done: set[str] = set()
-        for rec in self.records():
-            if rec.client_id is None:
-                continue
-            if rec.kind == "lending_intent":
-                intents[rec.client_id] = rec
-            elif rec.kind == "lending":
-                done.add(rec.client_id)
-        return [rec for cid, rec in intents.items() if cid not in done]
+        return self._unmatched("lending_intent", "lending")
 
     def open_sequences(self) -> list[Record]:
         """Synthetic-short steps begun (``synthetic_begin``) and never ended (``synthetic_end``, same client id)."""
-        begun: dict[str, Record] = {}
-        ended: set[str] = set()
+        return self._unmatched("synthetic_begin", "synthetic_end")
+
+    def _unmatched(self, opening: str, closing: str) -> list[Record]:
+        opened: dict[str, Record] = {}
+        closed: set[str] = set()
         for rec in self.records():
             if rec.client_id is None:
                 continue
-            if rec.kind == "synthetic_begin":
-                begun[rec.client_id] = rec
-            elif rec.kind == "synthetic_end":
-                ended.add(rec.client_id)
-        return [rec for cid, rec in begun.items() if cid not in ended]
+            if rec.kind == opening:
+                opened[rec.client_id] = rec
+            elif rec.kind == closing:
+                closed.add(rec.client_id)
+        return [rec for cid, rec in opened.items() if cid not in closed]
 
     def since(self, seq: int, decision_id: str | None) -> list[Record]:
         """Records after ``seq`` of one decision, in order."""
