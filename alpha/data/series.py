@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import TypeVar
 
 ABSURD_RATE_PER_HOUR = Decimal("0.005")  # 0.5% an hour is about 4,400% a year: flag it
 IMPOSSIBLE_RATE = Decimal("1")  # a rate of 100% or more per interval is not data: refuse it
@@ -141,6 +142,9 @@ class PriceSeries:
         return len(self.points)
 
 
+_Row = TypeVar("_Row", FundingRecord, PricePoint)
+
+
 def _key_order(ts: Sequence[datetime], source: str, rows: Sequence[int]) -> None:
     for i in range(1, len(ts)):
         if ts[i] < ts[i - 1]:
@@ -148,6 +152,31 @@ def _key_order(ts: Sequence[datetime], source: str, rows: Sequence[int]) -> None
                 f"{source}: row {rows[i]} ({ts[i].isoformat()}) is earlier than row {rows[i - 1]} "
                 f"({ts[i - 1].isoformat()}): times must increase (sort newest-first exports on import)"
             )
+
+
+def _dedupe(
+    items: Sequence[tuple[int, _Row]], *, source: str, duplicates: Duplicates, differs: str
+) -> tuple[list[tuple[int, _Row]], int, int]:
+    """Apply ``duplicates`` to rows stamped at the same instant as the row before.
+
+    Return the kept ``(row number, row)`` pairs and how many repeats were dropped and kept.
+    """
+    kept: list[tuple[int, _Row]] = []
+    dropped = kept_dup = 0
+    for n, r in items:
+        if kept and kept[-1][1].ts == r.ts:
+            same = kept[-1][1] == r
+            if duplicates is Duplicates.KEEP:
+                kept_dup += 1
+            elif duplicates is Duplicates.DROP and same:
+                dropped += 1
+                continue
+            else:
+                what = "repeats" if same else f"has the same time as, but {differs} from,"
+                hint = "; pass duplicates=drop to drop exact repeats" if same else ""
+                raise DataError(f"{source}: row {n} ({r.ts.isoformat()}) {what} row {kept[-1][0]}{hint}")
+        kept.append((n, r))
+    return kept, dropped, kept_dup
 
 
 def validate_funding(
@@ -182,29 +211,9 @@ def validate_funding(
             if price is not None and (not price.is_finite() or price <= 0):
                 raise DataError(f"{source}: row {n}: {name} price {price} is not a positive number")
     _key_order([r.ts for r in recs], source, rows)
-    kept: list[FundingRecord] = []
-    kept_rows: list[int] = []
-    dropped = kept_dup = 0
-    for n, r in zip(rows, recs, strict=True):
-        if kept and kept[-1].ts == r.ts:
-            same = kept[-1] == r
-            if duplicates is Duplicates.KEEP:
-                kept_dup += 1
-            elif duplicates is Duplicates.DROP and same:
-                dropped += 1
-                continue
-            else:
-                what = "repeats" if same else "has the same time as, but different values from,"
-                raise DataError(
-                    f"{source}: row {n} ({r.ts.isoformat()}) {what} row {kept_rows[-1]}"
-                    + (
-                        ""
-                        if not same or duplicates is Duplicates.DROP
-                        else "; pass duplicates=drop to drop exact repeats"
-                    )
-                )
-        kept.append(r)
-        kept_rows.append(n)
+    pairs, dropped, kept_dup = _dedupe(items, source=source, duplicates=duplicates, differs="different values")
+    kept_rows = [n for n, _ in pairs]
+    kept = [r for _, r in pairs]
     gaps: list[Gap] = []
     flags: list[Flag] = []
     for i, r in enumerate(kept):
@@ -243,20 +252,7 @@ def validate_prices(
         if not p.price.is_finite() or p.price <= 0:
             raise DataError(f"{source}: row {n}: price {p.price} is not a positive number")
     _key_order([p.ts for _, p in items], source, [n for n, _ in items])
-    kept: list[tuple[int, PricePoint]] = []
-    dropped = kept_dup = 0
-    for n, p in items:
-        if kept and kept[-1][1].ts == p.ts:
-            same = kept[-1][1] == p
-            if duplicates is Duplicates.KEEP:
-                kept_dup += 1
-            elif duplicates is Duplicates.DROP and same:
-                dropped += 1
-                continue
-            else:
-                what = "repeats" if same else "has the same time as, but a different price from,"
-                raise DataError(f"{source}: row {n} ({p.ts.isoformat()}) {what} row {kept[-1][0]}")
-        kept.append((n, p))
+    kept, dropped, kept_dup = _dedupe(items, source=source, duplicates=duplicates, differs="a different price")
     gaps: list[Gap] = []
     if period is not None:
         for (_, a), (_, b) in itertools.pairwise(kept):
