@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +53,16 @@ async def wait_idle(clock: SteppedClock, services: int, timeout: float = 30.0) -
         calm = calm + 1 if clock.asleep() >= services else 0
         if loop.time() > deadline:
             raise TimeoutError(f"daemon not idle: {clock.asleep()} of {services} services asleep")
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Yield to the event loop until ``predicate()`` holds; fail after ``timeout`` real seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0)
 
 
 def demo_config(tmp_path: Path, **overrides: object) -> StrategyConfig:

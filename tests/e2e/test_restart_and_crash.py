@@ -19,18 +19,9 @@ from alpha.daemon.journal import Journal
 from alpha.daemon.supervisor import RestartPolicy
 from alpha.domain.actions import Leg, OpenHedge
 from alpha.domain.instruments import Side
-from tests.e2e.harness import SERVICES, SteppedClock, demo_config, run_for, wait_idle
+from tests.e2e.harness import SERVICES, SteppedClock, demo_config, run_for, until, wait_idle
 
 LATENCY = timedelta(seconds=30)
-
-
-async def _until(predicate: object, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > end:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0)
 
 
 async def test_restart_resolves_unknown_order_by_client_id_and_never_duplicates_it(tmp_path: Path) -> None:
@@ -51,10 +42,10 @@ async def test_restart_resolves_unknown_order_by_client_id_and_never_duplicates_
     task = asyncio.create_task(first.executor.execute(hedge, "crash00001"))
     venue = world.venues["perp-cex"]
     while not venue.accounts["perp-cex"].orders:  # every call to the slow venue waits its latency
-        await _until(lambda: clock.asleep() >= 1)
+        await until(lambda: clock.asleep() >= 1)
         clock.advance(LATENCY)
-        await _until(lambda: clock.asleep() >= 1 or bool(venue.accounts["perp-cex"].orders))
-    await _until(lambda: clock.asleep() >= 1)  # filled, answer lost; now order_status waits
+        await until(lambda: clock.asleep() >= 1 or bool(venue.accounts["perp-cex"].orders))
+    await until(lambda: clock.asleep() >= 1)  # filled, answer lost; now order_status waits
     task.cancel()  # the crash: no result is ever journalled by this process
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -66,7 +57,7 @@ async def test_restart_resolves_unknown_order_by_client_id_and_never_duplicates_
 
     second = build_daemon(cfg, clock=clock, world=world, serve_http=False)
     task2 = asyncio.create_task(second.run(install_signals=False))
-    await _until(lambda: second.ready)
+    await until(lambda: second.ready)
     assert second.journal is not None
     assert second.journal.pending_orders() == []
     results = [r for r in second.journal.records("order_result") if r.client_id == lost]
@@ -111,7 +102,7 @@ async def test_crashed_service_is_restarted_and_the_daemon_keeps_running(tmp_pat
     policy = RestartPolicy(max_restarts=3, window=timedelta(minutes=1), backoff_initial=timedelta(milliseconds=5))
     daemon = build_daemon(cfg, clock=clock, serve_http=False, restart_policy=policy, extra_services=[("flaky", make)])  # type: ignore[list-item]
     task = asyncio.create_task(daemon.run(install_signals=False))
-    await _until(lambda: calls["n"] >= 3, timeout=10)
+    await until(lambda: calls["n"] >= 3, timeout=10)
     await wait_idle(clock, SERVICES)
     assert daemon.supervisor.running["flaky"] is True
     assert daemon.metrics.registry.get_sample_value("alpha_supervisor_restarts_total", {"service": "flaky"}) == 2

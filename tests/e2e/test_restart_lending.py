@@ -22,7 +22,7 @@ from alpha.daemon.daemon import Daemon
 from alpha.daemon.journal import Journal
 from alpha.domain.actions import Borrow
 from alpha.risk.exposure import net_delta
-from tests.e2e.harness import SteppedClock, demo_config
+from tests.e2e.harness import SteppedClock, demo_config, until
 
 LATENCY = timedelta(seconds=30)
 QTY = Decimal("0.3")
@@ -34,15 +34,6 @@ def _config(tmp_path: Path) -> StrategyConfig:
     return cfg.model_copy(update={"fuses": fuses})
 
 
-async def _until(predicate: Any, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not predicate():
-        if loop.time() > end:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0)
-
-
 async def _crash_borrow(first: Daemon, clock: SteppedClock, slow: str, crashed: Any) -> None:
     """Run a Borrow with fuse ``slow`` answering after ``LATENCY``; cancel it once ``crashed(journal)`` holds."""
     assert first.executor is not None and first.journal is not None
@@ -50,11 +41,11 @@ async def _crash_borrow(first: Daemon, clock: SteppedClock, slow: str, crashed: 
     first.fuses[slow].faults.latency = LATENCY
     task = asyncio.create_task(first.executor.execute(Borrow("lending", "BTC", QTY, "synthetic short"), "crash00001"))
     while not crashed(journal):
-        await _until(lambda: clock.asleep() >= 1 or task.done())
+        await until(lambda: clock.asleep() >= 1 or task.done())
         assert not task.done(), "the borrow finished before the crash point"
         if not crashed(journal):
             clock.advance(LATENCY)
-    await _until(lambda: clock.asleep() >= 1)
+    await until(lambda: clock.asleep() >= 1)
     task.cancel()  # the crash: nothing more is journalled by this process
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -70,7 +61,7 @@ async def _lending_state(daemon: Daemon) -> tuple[Decimal, Decimal]:
 async def _restart(cfg: StrategyConfig, clock: SteppedClock, world: Any) -> tuple[Daemon, asyncio.Task[int]]:
     second = build_daemon(cfg, clock=clock, world=world, serve_http=False)
     task = asyncio.create_task(second.run(install_signals=False))
-    await _until(lambda: second.ready or task.done())
+    await until(lambda: second.ready or task.done())
     assert second.ready
     return second, task
 
