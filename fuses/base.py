@@ -75,6 +75,20 @@ class NotSentError(TransientError):
     """Never sent: the request waited past its bound for our own rate limiter (nothing reached the venue)."""
 
 
+# The metrics label (``request_errors`` kind) of each kind; most specific first.
+ERROR_KINDS: tuple[tuple[type[FuseError], str], ...] = (
+    (UnknownOutcomeError, "unknown_outcome"),
+    (TransientError, "transient"),
+    (RejectedError, "rejected"),
+    (FatalError, "fatal"),
+)
+
+
+def error_kind(exc: FuseError) -> str | None:
+    """Return the kind label of ``exc`` for metrics, or None for an error outside the four kinds."""
+    return next((kind for cls, kind in ERROR_KINDS if isinstance(exc, cls)), None)
+
+
 class SendWindow:
     """Keep one order's waits for request budget apart from the time after it is sent.
 

@@ -26,7 +26,7 @@ from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import OrderBook
 from alpha.domain.money import ONE
 from alpha.observability.metrics import Metrics
-from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError
+from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError, error_kind
 from fuses.ccxt import parse
 from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
@@ -35,17 +35,6 @@ from fuses.ccxt.venues import IntervalSource, VenueSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-ERROR_KINDS: dict[str, str] = {
-    "TransientError": "transient",
-    "RateLimitedError": "transient",
-    "RejectedError": "rejected",
-    "InsufficientFundsError": "rejected",
-    "OrderNotFoundError": "rejected",
-    "UnknownOutcomeError": "unknown_outcome",
-    "FatalError": "fatal",
-    "BadPayload": "fatal",
-}
 
 def _cloid(client_id: str) -> str:
     """Hyperliquid-style client id: 128 bits of hex, derived from ours (so a lookup needs no table)."""
@@ -153,8 +142,8 @@ class CcxtFuse:
             SENDS_STATE.reset(token)
 
     def _count(self, error: FuseError) -> None:
-        if self.metrics is not None and not isinstance(error, NoChange):
-            kind = ERROR_KINDS.get(type(error).__name__, "fatal")
+        kind = error_kind(error)
+        if self.metrics is not None and kind is not None:
             self.metrics.request_errors.labels(fuse=self.name, kind=kind).inc()
 
     def _instrument(self, market: str) -> Instrument:

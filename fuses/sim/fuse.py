@@ -30,22 +30,14 @@ from alpha.domain.market import OrderBook
 from alpha.observability.metrics import Metrics
 from fuses.base import (
     Capabilities,
-    FatalError,
     FuseError,
     OrderNotFoundError,
     RejectedError,
-    TransientError,
     UnknownOutcomeError,
+    error_kind,
 )
 from fuses.sim.events import Event, FundingPaid
 from fuses.sim.world import VAULT, SimWorld
-
-ERROR_KINDS: tuple[tuple[type[FuseError], str], ...] = (
-    (UnknownOutcomeError, "unknown_outcome"),
-    (TransientError, "transient"),
-    (RejectedError, "rejected"),
-    (FatalError, "fatal"),
-)
 
 
 @dataclass
@@ -86,12 +78,9 @@ class _SimBase:
             self.world.step_to(now)
 
     def _count_error(self, exc: FuseError) -> None:
-        if self.metrics is None:
-            return
-        for cls, kind in ERROR_KINDS:
-            if isinstance(exc, cls):
-                self.metrics.request_errors.labels(fuse=self.name, kind=kind).inc()
-                return
+        kind = error_kind(exc)
+        if self.metrics is not None and kind is not None:
+            self.metrics.request_errors.labels(fuse=self.name, kind=kind).inc()
 
 
 class SimFuse(_SimBase):
