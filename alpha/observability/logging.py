@@ -3,7 +3,8 @@
 Context (fuse, market, decision id) is bound with ``structlog.contextvars`` or ``log.bind``.
 Secrets never reach a log line: every event passes through ``redact``, which masks values
 of keys that name a secret and any string registered with ``register_secret`` (the control
-token, API keys read at start-up).
+token). Venue API keys are not registered: the fuses keep them in ``fuses.ccxt.config.Secret``,
+whose repr and str name only where the key came from.
 """
 
 from __future__ import annotations
