@@ -128,12 +128,12 @@ def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig,
     current = view
 
     for action in actions:
-        reason = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg)
-        if reason is not None:
-            refused.append(Refusal(action, reason))
+        judged = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg)
+        if isinstance(judged, str):
+            refused.append(Refusal(action, judged))
             continue
         approved.append(action)
-        current = apply(current, [action], cash=config.stablecoins)
+        current = judged
     return GateResult(tuple(approved), tuple(refused))
 
 
@@ -148,7 +148,8 @@ def _judge(
     venue_of: dict[str, str],
     max_lev: dict[str, Decimal],
     depeg: list[str],
-) -> str | None:
+) -> str | PortfolioView:
+    """Return why ``action`` is refused, or the portfolio after it when it may go ahead."""
     if state.kill_switch:
         return "kill switch engaged: no trading"
     risk_action = _is_risk_action(action, view)
@@ -189,4 +190,4 @@ def _judge(
     target_fuse = _fuse_of(action)
     if target_fuse is not None and target_fuse != "vault" and target_fuse not in max_lev:
         return f"fuse {target_fuse} is not in the strategy"
-    return None
+    return after
