@@ -24,7 +24,7 @@ from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import OrderBook
-from alpha.domain.money import ONE
+from alpha.domain.money import ONE, ZERO
 from alpha.observability.metrics import Metrics
 from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError, error_kind
 from fuses.ccxt import parse
@@ -365,7 +365,7 @@ class CcxtFuse:
 
     # -- orders -----------------------------------------------------------------------------------
 
-    async def _order_price(self, instrument: Instrument, request: OrderRequest) -> Decimal:
+    async def _order_price(self, request: OrderRequest) -> Decimal:
         if request.price is not None:
             return request.price
         book = await self.order_book(request.market, 5)
@@ -381,10 +381,10 @@ class CcxtFuse:
             raise RejectedError(f"{self.name}: limit order {request.client_id} has no price", venue=self.name)
         if request.reduce_only and not self.capabilities.reduce_only:
             raise RejectedError(f"{self.name}: the venue has no reduce-only orders", venue=self.name)
-        reference = await self._order_price(instrument, request)
-        problems = instrument.order_problems(request.quantity, reference)
-        if problems and request.reduce_only:
-            problems = [p for p in problems if "below minimum" not in p]
+        reference = await self._order_price(request)
+        # a reduce-only order may close a remainder below the venue's minimums
+        checked = replace(instrument, min_quantity=ZERO, min_notional=ZERO) if request.reduce_only else instrument
+        problems = checked.order_problems(request.quantity, reference)
         digits = self.spec.price_significant_digits
         price_in = request.price
         if (
