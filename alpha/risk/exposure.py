@@ -129,9 +129,10 @@ def market_exposure(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> 
 
 def fuse_gross(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
     """Return gross notional per fuse (positions, spot coins and debt), in base-asset value."""
+    cash_assets = _cash(view, cash)
     out: dict[str, Decimal] = {name: ZERO for name in view.accounts}
-    for asset, fuse, _, qty in contributions(view, cash):
-        if asset in _cash(view, cash):
+    for asset, fuse, _, qty in contributions(view, cash_assets):
+        if asset in cash_assets:
             continue
         out[fuse] = out.get(fuse, ZERO) + abs(qty) * view.price(asset)
     return out
