@@ -58,8 +58,7 @@ class CcxtMarketSource:
         """Read marks and funding from every venue; keep the previous state of a venue that fails."""
         for name, fuse in self.fuses.items():
             try:
-                marks = await fuse.marks()
-                funding = await fuse.funding_rates()
+                funding, marks = await fuse.funding_and_marks()
             except TransientError:
                 continue
             states = self.states.setdefault(name, {})
