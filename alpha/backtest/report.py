@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from alpha.backtest.runner import RunResult
+from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.money import ZERO
-
-DAYS_PER_YEAR = Decimal(365)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +109,7 @@ def summarise(result: RunResult, delta_tolerance: Decimal = Decimal("0.02")) -> 
     navs = [s.nav for s in result.samples] or [result.initial_nav]
     worst_delta, unhedged = hedge_quality(result, delta_tolerance)
     seconds = Decimal(max((result.end - result.start).total_seconds(), 1.0))
-    years = seconds / (DAYS_PER_YEAR * 86400)
+    years = seconds / SECONDS_PER_YEAR
     net = (result.final_nav - result.initial_nav) / result.initial_nav
     daily = daily_nav(result)
     returns = [float(b / a - 1) for (_, a), (_, b) in itertools.pairwise(daily) if a > 0]
