@@ -147,7 +147,6 @@ class Replay:
         initial = self.world.portfolio_view(start)
         self.result = RunResult("passive" if passive else "strategy", start, end, initial.nav)
         self.world.subscribe(self._on_event)
-        self._funding_by_fuse: dict[str, Decimal] = defaultdict(Decimal)
 
     def _on_event(self, event: Event) -> None:
         if getattr(event, "account", None) != getattr(event, "venue", None):
@@ -161,11 +160,8 @@ class Replay:
         """Replay from ``start`` to ``end``."""
         t0 = time.perf_counter()
         cfg = self.config
-        times = sorted(
-            set(self.source.event_times(self.start, self.end))
-            | set(decision_times(self.start, self.end, cfg.pnl.rebalance_every, cfg.execution.rebalance_lead))
-        )
         decisions = decision_times(self.start, self.end, cfg.pnl.rebalance_every, cfg.execution.rebalance_lead)
+        times = sorted(set(self.source.event_times(self.start, self.end)) | set(decisions))
         d = 0
         next_sample = self.start
         for t in times:
@@ -273,21 +269,23 @@ class Replay:
     def _sample(self, now: datetime) -> None:
         view = self.world.portfolio_view(now, books=False)
         cash = tuple(self.config.stablecoins)
-        ledger = self.world.ledger
-        by_fuse: dict[str, Decimal] = defaultdict(Decimal)
-        for (fuse, _), amount in ledger.funding.items():
-            by_fuse[fuse] += amount
         ratios = {name: acct.margin.margin_ratio for name, acct in view.accounts.items() if acct.margin is not None}
         self.result.samples.append(
             Sample(
                 ts=now,
                 nav=view.nav,
-                funding_by_fuse=dict(by_fuse),
+                funding_by_fuse=self._funding_by_fuse(),
                 gross=sum(gross(view, cash).values(), ZERO),
                 net_delta=sum(net_delta(view, cash).values(), ZERO),
                 margin_ratio=ratios,
             )
         )
+
+    def _funding_by_fuse(self) -> dict[str, Decimal]:
+        by_fuse: dict[str, Decimal] = defaultdict(Decimal)
+        for (fuse, _), amount in self.world.ledger.funding.items():
+            by_fuse[fuse] += amount
+        return dict(by_fuse)
 
     def _finish(self) -> None:
         ledger = self.world.ledger
@@ -297,10 +295,7 @@ class Replay:
         r.slippage = ledger.total_slippage()
         r.lending_income = ledger.total_interest()
         r.liquidations = sum(ledger.liquidations.values())
-        by_fuse: dict[str, Decimal] = defaultdict(Decimal)
-        for (fuse, _), amount in ledger.funding.items():
-            by_fuse[fuse] += amount
-        r.funding_by_fuse = dict(by_fuse)
+        r.funding_by_fuse = self._funding_by_fuse()
         r.events = self.source.count_events(self.start, self.end)
         r.rejected_orders = int(
             sum(
