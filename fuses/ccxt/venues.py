@@ -76,7 +76,6 @@ class VenueSpec:
     margin_mode: str = "cross"
     market_order_slippage: str | None = None  # market orders sent as IOC limits this far through mid
     price_significant_digits: int | None = None  # limit prices beyond this many significant digits are refused (unless whole)
-    client_id_param: str = "clientOrderId"
     client_id_format: str = "plain"  # how our client id travels: a key of fuses.ccxt.fuse.CLIENT_ID_FORMATS
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     balance_params: dict[str, Any] = field(default_factory=dict)
@@ -210,7 +209,8 @@ VENUES: dict[str, VenueSpec] = {
             spot=False, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
             bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=8),
         ),
-        ccxt_options={**_BINANCE_OPTIONS, "defaultType": "swap", "fetchMarkets": {"types": ["linear"]}},
+        # watchOrderBookLimit: levels of the REST snapshot a streamed book starts from (weight 5)
+        ccxt_options={**_BINANCE_OPTIONS, "defaultType": "swap", "fetchMarkets": {"types": ["linear"]}, "watchOrderBookLimit": 100},
         weight_limit=2400,
         weights=_BINANCE_FUTURES_WEIGHTS,
         used_weight_header="X-MBX-USED-WEIGHT-1M",
@@ -219,6 +219,7 @@ VENUES: dict[str, VenueSpec] = {
         wallets={"spot": "spot", "futures": "linear"},
         mark_stream="watch_mark_prices",
         mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T", "time": "E"},
+        book_stream="watch_order_book",
 
         balance_total_includes_upnl=True,  # ccxt: total = marginBalance
         funding_income_fields={"amount": ("income",)},  # GET /fapi/v1/income incomeType FUNDING_FEE
