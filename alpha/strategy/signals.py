@@ -21,7 +21,7 @@ from operator import mul
 
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
-from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.domain.portfolio import PortfolioView
 
 LN2 = Decimal(2).ln()
 
@@ -320,11 +320,6 @@ def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: dat
     return AssetSignal(asset, regime, positive, negative, trend)
 
 
-def key_of(fuse: str, market: str) -> str:
-    """Return the view key of a market (re-exported for callers of signals)."""
-    return market_key(fuse, market)
-
-
 __all__ = [
     "AssetSignal",
     "FundingHistory",
@@ -336,5 +331,4 @@ __all__ = [
     "Spread",
     "compute_signals",
     "forecast_market",
-    "key_of",
 ]
