@@ -9,6 +9,8 @@ from typing import Any
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 
+VAULT = "vault"  # the name actions use for the vault itself (not a fuse)
+
 
 @dataclass(frozen=True, slots=True)
 class TargetPosition:
@@ -94,7 +96,7 @@ class TopUpMargin:
     asset: str
     amount: Decimal
     reason: str
-    source: str = "vault"
+    source: str = VAULT
 
 
 @dataclass(frozen=True, slots=True)

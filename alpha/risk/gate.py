@@ -29,6 +29,7 @@ from decimal import Decimal
 
 from alpha.config.schema import StrategyConfig
 from alpha.domain.actions import (
+    VAULT,
     Action,
     Borrow,
     CloseHedge,
@@ -188,6 +189,6 @@ def _judge(
     if after.vault_cash < 0:
         return f"the vault holds {view.vault_cash:.2f}, not enough for this action"
     target_fuse = _fuse_of(action)
-    if target_fuse is not None and target_fuse != "vault" and target_fuse not in max_lev:
+    if target_fuse is not None and target_fuse != VAULT and target_fuse not in max_lev:
         return f"fuse {target_fuse} is not in the strategy"
     return after

@@ -22,6 +22,7 @@ from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot, Balance, LendingPosition, Position
 from alpha.domain.actions import (
+    VAULT,
     Action,
     Borrow,
     CloseHedge,
@@ -38,8 +39,6 @@ from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import DEFAULT_CASH
-
-VAULT = "vault"
 
 
 class CannotApply(ValueError):
@@ -58,8 +57,7 @@ def _add_balance(acct: AccountSnapshot, asset: str, amount: Decimal) -> AccountS
             break
     else:
         balances.append(Balance(asset, amount, amount))
-    margin = acct.margin
-    return replace(acct, balances=tuple(balances), margin=margin)
+    return replace(acct, balances=tuple(balances))
 
 
 def _add_equity(acct: AccountSnapshot, amount: Decimal) -> AccountSnapshot:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 
 from alpha.domain.actions import (
+    VAULT,
     Action,
     Borrow,
     CloseHedge,
@@ -49,7 +50,6 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import DEFAULT_CASH, holdings
 from alpha.strategy.margin import withdrawable
 
-VAULT = "vault"
 AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the asset's units
 
 
