@@ -365,7 +365,9 @@ class MarketStreams:
         attempt = 0
         while not stop.is_set():
             try:
-                pending = [watch(m, self.settings.book_depth) for m in self.markets]
+                # no limit: ccxt keeps every level (a depth-limited book loses the levels that
+                # move up as top ones go); the snapshot size is the venue's watchOrderBookLimit
+                pending = [watch(m) for m in self.markets]
                 raws = await self._until(asyncio.gather(*pending), stop, self.settings.stale_after.total_seconds())
             except _Stopped:
                 return
@@ -383,7 +385,9 @@ class MarketStreams:
             now = self.clock.now()
             for market, raw in zip(self.markets, raws, strict=True):
                 try:
-                    book = parse.book(raw, self.fuse._contract_sizes.get(market, ONE))
+                    depth = self.settings.book_depth
+                    top = {"bids": raw["bids"][:depth], "asks": raw["asks"][:depth]}
+                    book = parse.book(top, self.fuse._contract_sizes.get(market, ONE))
                 except FuseError as exc:
                     self.last_error = str(exc)
                     continue

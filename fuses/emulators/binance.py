@@ -10,7 +10,13 @@ reports ``X-MBX-USED-WEIGHT-1M`` on every answer. Errors are Binance's JSON
 Streams: ``/ws``, ``/market/ws``, ``/public/ws`` (with an optional trailing stream index, as
 ccxt.pro connects) accept ``SUBSCRIBE`` for ``<symbol>@markPrice[@1s]`` and
 ``!markPrice@arr[@1s]`` and push ``markPriceUpdate`` events carrying the funding rate ``r`` and
-the next funding time ``T``.
+the next funding time ``T``; and for ``<symbol>@depth[@100ms|@250ms|@500ms]``, the diff-depth
+stream: ``depthUpdate`` events with the changed levels (quantity "0" removes one) and the update
+ids ``U`` (first), ``u`` (last) and ``pu`` (the previous event's ``u``) of one sequence per market
+that the REST snapshot's ``lastUpdateId`` belongs to, so a client that buffers events, fetches
+``/fapi/v1/depth`` and applies the events after its ``lastUpdateId`` holds the same book. A
+subscribed market gets an event every ``stream_interval``, empty when its book did not change
+(an emulated market may stay still for a minute; a real one rarely does).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import hmac
 import itertools
 import json
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +60,8 @@ from fuses.emulators.common import (
 )
 
 WEIGHT_LIMIT_1M = 2400
+DEPTH_LEVELS = 1000  # levels per side the emulator tracks for the diff-depth sequence (REST's maximum)
+DEPTH_EVENTS_KEPT = 1000  # recent depth events per market a (re)connecting stream can still be sent
 BAN_AFTER_429S = 20  # a caller that keeps sending after this many 429s in a window gets 418
 
 # Request weights of the endpoints served (Binance's published weights). A callable takes the
@@ -180,6 +189,36 @@ def _decimals(step: Decimal) -> int:
 
 
 @dataclass
+class DepthFeed:
+    """One market's diff-depth sequence: the levels last published and the last update id."""
+
+    update_id: int
+    bids: dict[Decimal, Decimal] = field(default_factory=dict)
+    asks: dict[Decimal, Decimal] = field(default_factory=dict)
+    events: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=DEPTH_EVENTS_KEPT))
+
+    def publish(self, bids: dict[Decimal, Decimal], asks: dict[Decimal, Decimal], symbol: str, now_ms: int, *, empty_ok: bool) -> None:
+        """Record the change from the published levels to ``bids``/``asks`` as the next event
+        (an empty one only when ``empty_ok``)."""
+        changed_bids = _changes(self.bids, bids)
+        changed_asks = _changes(self.asks, asks)
+        if not (changed_bids or changed_asks or empty_ok):
+            return
+        previous, self.update_id = self.update_id, self.update_id + 1
+        self.bids, self.asks = bids, asks
+        self.events.append({
+            "e": "depthUpdate", "E": now_ms, "T": now_ms, "s": symbol, "U": self.update_id, "u": self.update_id,
+            "pu": previous, "b": changed_bids, "a": changed_asks,
+        })
+
+
+def _changes(before: Mapping[Decimal, Decimal], after: Mapping[Decimal, Decimal]) -> list[list[str]]:
+    out = [[_s(price), _s(qty)] for price, qty in after.items() if before.get(price) != qty]
+    out.extend([_s(price), "0"] for price in before if price not in after)
+    return out
+
+
+@dataclass
 class BinanceState:
     """The Binance-specific part of an emulator: ids, margin modes, ban list, stream cadence."""
 
@@ -192,6 +231,8 @@ class BinanceState:
     banned_until: dict[str, float] = field(default_factory=dict)
     next_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1_000_000_001))
     transfers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    depth: dict[str, DepthFeed] = field(default_factory=dict)  # Binance market id -> its diff-depth sequence
+    depth_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7_000_000_000, 1_000_000_000))
 
 
 BINANCE_KEY: web.AppKey[BinanceState] = web.AppKey("binance_state", BinanceState)
@@ -422,16 +463,30 @@ class Api:
             return one(self.instrument(q))
         return [one(i) for i in self.instruments().values()]
 
+    def depth_feed(self, i: Instrument, now: datetime, *, empty_ok: bool = False) -> DepthFeed:
+        """Return ``i``'s diff-depth sequence brought up to the venue's book at ``now``."""
+        mid = market_id(i)
+        feed = self.x.depth.get(mid)
+        if feed is None:
+            feed = self.x.depth[mid] = DepthFeed(next(self.x.depth_ids))
+        book = self.state.backend.book(i.symbol, DEPTH_LEVELS, now)
+        bids = {lvl.price: lvl.quantity for lvl in book.bids}
+        asks = {lvl.price: lvl.quantity for lvl in book.asks}
+        feed.publish(bids, asks, mid, _ms(now), empty_ok=empty_ok)
+        return feed
+
     async def depth(self, q: Mapping[str, str], now: datetime) -> Any:
         i = self.instrument(q)
         limit = int(q.get("limit", "500") or 500)
-        book = self.state.backend.book(i.symbol, limit, now)
+        feed = self.depth_feed(i, now)  # a change seen here is also the stream's next event
+        bids = sorted(feed.bids.items(), reverse=True)[:limit]
+        asks = sorted(feed.asks.items())[:limit]
         return {
-            "lastUpdateId": _ms(now),
+            "lastUpdateId": feed.update_id,
             "E": _ms(now),
             "T": _ms(now),
-            "bids": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.bids[:limit]],
-            "asks": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.asks[:limit]],
+            "bids": [[_s(price), _s(qty)] for price, qty in bids],
+            "asks": [[_s(price), _s(qty)] for price, qty in asks],
         }
 
     async def klines(self, q: Mapping[str, str], now: datetime) -> Any:
@@ -790,6 +845,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     state.streams.add(ws)
     symbols: set[str] = set()
+    depth_sent: dict[str, int] = {}  # market id (lower case) -> last update id sent
     every = False
     disconnects_seen = state.faults.disconnect_streams
 
@@ -810,6 +866,16 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                 else:
                     for event in events:
                         await ws.send_str(_dumps(event))
+            for mid, i in instruments.items():
+                sent = depth_sent.get(mid.lower())
+                if sent is None:
+                    continue
+                feed = api.depth_feed(i, now)
+                if feed.update_id == sent:
+                    feed = api.depth_feed(i, now, empty_ok=True)
+                for event in [e for e in feed.events if e["u"] > sent]:
+                    await ws.send_str(_dumps(event))
+                depth_sent[mid.lower()] = feed.update_id
             await asyncio.sleep(extra.stream_interval)
 
     task = asyncio.create_task(pusher())
@@ -831,6 +897,13 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                         every = method == "SUBSCRIBE"
                     elif "@markprice" in stream:
                         (symbols.add if method == "SUBSCRIBE" else symbols.discard)(stream.split("@", 1)[0])
+                    elif stream.split("@")[1:2] == ["depth"]:
+                        symbol = stream.split("@", 1)[0]
+                        found = api.instruments().get(symbol.upper())
+                        if method == "UNSUBSCRIBE":
+                            depth_sent.pop(symbol, None)
+                        elif found is not None:  # events from now on, as Binance sends them
+                            depth_sent[symbol] = api.depth_feed(found, state.now()).update_id
                 await ws.send_str(_dumps({"result": None, "id": data.get("id")}))
             else:
                 await ws.send_str(_dumps({"error": {"code": 2, "msg": f"Invalid request: unknown method {method}"}, "id": data.get("id")}))

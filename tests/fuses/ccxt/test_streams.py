@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +41,15 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
+async def wait_for_async(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+    """Poll an awaitable ``condition`` until it holds (real time)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
 def test_backoff_doubles_up_to_its_cap() -> None:
     backoff = Backoff(initial=0.5, factor=2.0, maximum=3.0)
     assert [backoff.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
@@ -61,9 +70,55 @@ async def test_mark_stream_carries_the_funding_rate_and_next_time_of_every_marke
                 assert update.funding.next_settlement == rest[market].next_settlement
                 assert update.funding.interval == timedelta(hours=8)  # from the venue's fundingInfo
                 assert update.index is not None and update.mark > 0
-            assert streams.states == {"marks": FeedState.STREAMING, "books": FeedState.POLLING}
+            await wait_for(lambda: streams.states["books"] is FeedState.STREAMING)
+            assert streams.states == {"marks": FeedState.STREAMING, "books": FeedState.STREAMING}
             assert streams.stale() == {}
             assert all(isinstance(t, datetime) for t in streams.last_updates().values())
+
+
+class ShiftedClock(LiveClock):
+    """The wall clock moved on by ``offset``: the emulator's venue jumps ahead (its synthetic
+    market steps once a minute) while ccxt and the streams keep real time."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return super().now() + self.offset
+
+
+async def test_streamed_book_equals_the_rest_book_after_the_venue_moves(rig_factory: Any) -> None:
+    async with rig_factory() as rig:
+        venue_clock = ShiftedClock()
+        rig.server.state.clock = venue_clock
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS)
+        log = rig.server.state.log
+        async with running(streams):
+            await wait_for(lambda: all(m in streams.books and streams.books[m].source == "stream" for m in (BTC, ETH)))
+            snapshots = log.count("/fapi/v1/depth")
+            ours = 0
+            for step in range(3):
+                before = {m: streams.books[m].book for m in (BTC, ETH)}
+                venue_clock.offset += timedelta(minutes=7)  # the venue's marks move, and its books with them
+                moved_at = LiveClock().now()
+
+                async def same(moved_at: datetime = moved_at) -> bool:
+                    nonlocal ours
+                    rest = {m: await rig.fuse.order_book(m, SETTINGS.book_depth) for m in (BTC, ETH)}
+                    ours += 2
+                    return all(
+                        streams.books[m].source == "stream" and streams.books[m].received > moved_at and streams.books[m].book == rest[m]
+                        for m in (BTC, ETH)
+                    )
+
+                await wait_for_async(same)
+                for market in (BTC, ETH):
+                    book = streams.books[market].book
+                    assert book != before[market], (step, market)
+                    assert len(book.bids) == len(book.asks) == SETTINGS.book_depth and book.bids[0].price < book.asks[0].price
+            # the changes arrived as diffs: the only depth requests since are the test's own
+            assert log.count("/fapi/v1/depth") == snapshots + ours
+            assert streams.states["books"] is FeedState.STREAMING and streams.reconnects == 0
 
 
 async def test_venue_outage_flags_staleness_then_reconnects_without_losing_markets(rig_factory: Any) -> None:
