@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from alpha.config.schema import StrategyConfig
+from alpha.config.schema import SecretRef, StrategyConfig
 
 PathKey = tuple[str | int, ...]
 
@@ -132,6 +132,20 @@ def _model_at(loc: PathKey) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
+def _in_secret(loc: PathKey) -> bool:
+    """Say whether ``loc`` is a secret reference or inside one (its input may be a pasted secret)."""
+    model: Any = StrategyConfig
+    for part in loc:
+        if model is SecretRef:
+            return True
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return False
+        model = _unwrap(model.model_fields[part].annotation)
+    return model is SecretRef
+
+
 def _unwrap(annotation: Any) -> Any:
     for arg in (annotation, *typing.get_args(annotation)):
         if isinstance(arg, type) and issubclass(arg, BaseModel):
@@ -160,7 +174,8 @@ def _message(err: Any) -> str:
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]
-    if kind != "value_error" and "input" in err and not isinstance(err["input"], dict | list | tuple):
+    echo = not isinstance(err.get("input"), dict | list | tuple) and not _in_secret(loc)
+    if kind != "value_error" and "input" in err and echo:
         msg = f"{msg} (got {err['input']!r})"
     return msg
 

@@ -120,6 +120,17 @@ def test_inline_secret_is_refused() -> None:
     assert "abcdef123456" not in message  # the secret itself is not echoed
 
 
+@pytest.mark.parametrize(
+    ("reference", "where"),
+    [("{env: sk-live-abc123/XYZ}", "credentials.api_key.env"), ("1234567890", "credentials.api_key")],
+)
+def test_a_secret_pasted_into_a_reference_is_not_echoed(reference: str, where: str) -> None:
+    text = VALID.replace("{env: BINANCE_API_KEY}", reference)
+    [(line, path, message)] = problems_of(text)
+    assert (line, path) == (14, f"fuses[0](binance).{where}")
+    assert reference.strip("{}").removeprefix("env: ") not in message
+
+
 def test_every_error_is_reported_not_just_the_first() -> None:
     text = VALID.replace("assets: [BTC]", "assets: [BTC]\nbogus: 1").replace('max_leverage: "3"', "max_leverage: -3")
     text = text.replace("venue: hyperliquid", "venue: hyperliquid\n    colour: red")
