@@ -11,18 +11,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
+from alpha.domain.margin import MarginTier, MarginTiers
 
-__all__ = [
-    "INFINITE",
-    "MARGIN_TIERS",
-    "MarginTier",
-    "MarginTiers",
-    "initial_margin",
-    "maintenance_margin",
-    "max_leverage_at",
-    "tiers_for",
-]
+__all__ = ["MARGIN_TIERS", "MarginTier", "MarginTiers", "tiers_for"]
 
 
 def _tiers(*rows: tuple[str, str, str]) -> tuple[MarginTier, ...]:
@@ -59,17 +50,3 @@ def tiers_for(base: str, table: dict[str, tuple[MarginTier, ...]] | None = None)
     table = MARGIN_TIERS if table is None else table
     return table.get(base, table["*"])
 
-
-def maintenance_margin(notional: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
-    """Maintenance margin of an absolute ``notional``, charged tier by tier."""
-    return MarginTiers(tiers).maintenance_margin(notional)
-
-
-def max_leverage_at(notional: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
-    """The highest leverage allowed for a position of absolute ``notional``."""
-    return MarginTiers(tiers).max_leverage_at(notional)
-
-
-def initial_margin(notional: Decimal, leverage: Decimal, tiers: tuple[MarginTier, ...]) -> Decimal:
-    """Initial margin of an absolute ``notional`` at the chosen ``leverage`` (capped by its tier)."""
-    return MarginTiers(tiers).initial_margin(notional, leverage)
