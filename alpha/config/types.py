@@ -20,7 +20,7 @@ def _exact(value: Any) -> Decimal:
     """Read a YAML/JSON scalar as an exact Decimal; refuse what cannot be exact."""
     # The YAML loader keeps numbers as exact decimals; a binary float here came from code or
     # JSON and to_decimal takes it only if its shortest repr is what was meant.
-    result = to_decimal(value.replace("_", "") if isinstance(value, str) else value)
+    result = to_decimal(value.replace("_", "") if isinstance(value, str) else value, field="")
     if len(result.as_tuple().digits) > MAX_DIGITS:
         raise ValueError(f"{value} has more than {MAX_DIGITS} significant digits and cannot be held exactly")
     return result

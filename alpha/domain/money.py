@@ -24,9 +24,11 @@ def to_decimal(value: object, *, field: str = "value") -> Decimal:
     round-trips to the same binary value *and* has at most 15 significant digits, so that
     ``0.1`` (what the author wrote) is taken as ``Decimal("0.1")`` but a float that came out
     of arithmetic (``0.1 + 0.2``) is refused.
+    Errors name the value as ``field`` (empty: unnamed, when the caller says where it is).
     """
+    where = f"{field}: " if field else ""
     if isinstance(value, bool):
-        raise NotExact(f"{field}: expected a number, got a boolean")
+        raise NotExact(f"{where}expected a number, got a boolean")
     if isinstance(value, Decimal):
         result = value
     elif isinstance(value, int):
@@ -36,18 +38,18 @@ def to_decimal(value: object, *, field: str = "value") -> Decimal:
         digits = len(text.lstrip("-").replace(".", "").split("e")[0].split("E")[0].lstrip("0"))
         if digits > 15:
             raise NotExact(
-                f"{field}: float {text} is not an exact decimal; write it as a string, e.g. '{text[:12]}'"
+                f"{where}float {text} is not an exact decimal; write it as a string, e.g. '{text[:12]}'"
             )
         result = Decimal(text)
     elif isinstance(value, str):
         try:
             result = Decimal(value.strip())
         except InvalidOperation as exc:
-            raise NotExact(f"{field}: {value!r} is not a number") from exc
+            raise NotExact(f"{where}{value!r} is not a number") from exc
     else:
-        raise NotExact(f"{field}: expected a number, got {type(value).__name__}")
+        raise NotExact(f"{where}expected a number, got {type(value).__name__}")
     if not result.is_finite():
-        raise NotExact(f"{field}: {value!r} is not finite")
+        raise NotExact(f"{where}{value!r} is not finite")
     return result
 
 
