@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alpha.config import ConfigError, load_config
-from alpha.config.types import _duration
+from alpha.config.types import parse_duration
 
 if TYPE_CHECKING:
     from alpha.daemon.supervisor import RestartPolicy
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.journal is not None:
         config = config.model_copy(update={"journal": config.journal.model_copy(update={"path": args.journal})})
     try:
-        run_for = _duration(args.run_for) if args.run_for else None
+        run_for = parse_duration(args.run_for) if args.run_for else None
     except ValueError as exc:
         print(f"--for: {exc}", file=sys.stderr)
         return 2
@@ -118,7 +118,7 @@ def _restart_policy(args: argparse.Namespace) -> RestartPolicy:
     max_restarts: int = args.max_restarts
     if max_restarts < 0:
         raise ValueError("--max-restarts must not be negative")
-    window, backoff = _duration(args.restart_window), _duration(args.restart_backoff)
+    window, backoff = parse_duration(args.restart_window), parse_duration(args.restart_backoff)
     if window <= timedelta(0) or backoff < timedelta(0):
         raise ValueError("--restart-window must be positive and --restart-backoff not negative")
     return RestartPolicy(max_restarts=max_restarts, window=window, backoff_initial=backoff)

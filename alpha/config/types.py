@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 from alpha.domain.money import to_decimal
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600), "d": Decimal(86400), "w": Decimal(604800)}
 MAX_DIGITS = 28
 
 
@@ -44,15 +44,21 @@ def _share(v: Decimal) -> Decimal:
     return v
 
 
-def _duration(value: Any) -> timedelta:
+def _seconds(seconds: Decimal) -> timedelta:
+    """A duration of exactly ``seconds`` (to the microsecond), fractions kept: 0.5 is 500 ms."""
+    return timedelta(microseconds=int((seconds * 1_000_000).to_integral_value()))
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Read a duration: "30s", "5m", "8h", "7d", "250ms", or a number of seconds (fractions kept)."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
-        return timedelta(seconds=int(value))
+        return _seconds(Decimal(value))
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
-            return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+            return _seconds(Decimal(m.group(1)) * _UNITS[m.group(2)])
     raise ValueError(f"{value!r} is not a duration; write e.g. '30s', '5m', '8h', '7d'")
 
 
@@ -77,4 +83,4 @@ Exact = Annotated[Decimal, BeforeValidator(_exact), _dec_ser]
 NonNegative = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_non_negative), _dec_ser]
 Positive = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_positive), _dec_ser]
 Share = Annotated[Decimal, BeforeValidator(_exact), AfterValidator(_share), _dec_ser]
-Duration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive_duration), _td_ser]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive_duration), _td_ser]

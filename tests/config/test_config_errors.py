@@ -164,3 +164,14 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     fail = subprocess.run([sys.executable, "-m", "alpha", "check", str(bad)], capture_output=True, text=True)
     assert fail.returncode == 1
     assert f"{bad}:6: idle_bufer: unknown key" in fail.stderr
+
+
+@pytest.mark.parametrize(("written", "seconds"), [("0.5", 0.5), ('"1.5s"', 1.5), ('"250ms"', 0.25), ('"8h"', 28800), ("90", 90)])
+def test_durations_keep_their_fractions(written: str, seconds: float) -> None:
+    config = load_config_text(VALID.replace("assets: [BTC]", f"assets: [BTC]\nrisk: {{max_data_age: {written}}}"))
+    assert config.risk.max_data_age.total_seconds() == seconds
+
+
+def test_a_zero_duration_is_refused_by_name() -> None:
+    [(line, path, message)] = problems_of(VALID.replace("assets: [BTC]", "assets: [BTC]\nrisk: {max_data_age: 0s}"))
+    assert (line, path) == (6, "risk.max_data_age") and "positive duration" in message
