@@ -17,6 +17,12 @@ that the REST snapshot's ``lastUpdateId`` belongs to, so a client that buffers e
 ``/fapi/v1/depth`` and applies the events after its ``lastUpdateId`` holds the same book. A
 subscribed market gets an event every ``stream_interval``, empty when its book did not change
 (an emulated market may stay still for a minute; a real one rarely does).
+
+User data stream: ``POST``/``PUT``/``DELETE /fapi/v1/listenKey`` (API key only, as Binance)
+create, keep alive (60 minutes) and close a listen key; ``/private/ws?listenKey=K`` then
+pushes ``ORDER_TRADE_UPDATE`` on every order change (NEW, each TRADE, CANCELED)
+and ``ACCOUNT_UPDATE`` (balances and positions) after fills, funding and money moves, read from
+the engine's events when the backend offers them (``EngineEvents``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 from aiohttp import WSMsgType, web
@@ -61,6 +67,7 @@ from fuses.emulators.common import (
 
 WEIGHT_LIMIT_1M = 2400
 DEPTH_LEVELS = 1000  # levels per side the emulator tracks for the diff-depth sequence (REST's maximum)
+LISTEN_KEY_TTL = 3600.0  # seconds a listen key lives without a keepalive
 DEPTH_EVENTS_KEPT = 1000  # recent depth events per market a (re)connecting stream can still be sent
 BAN_AFTER_429S = 20  # a caller that keeps sending after this many 429s in a window gets 418
 
@@ -120,6 +127,9 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("GET", "/fapi/v1/openOrders"): _with_symbol(1, 40),
     ("GET", "/fapi/v1/income"): 30,
     ("POST", "/sapi/v1/asset/transfer"): 900,
+    ("POST", "/fapi/v1/listenKey"): 1,
+    ("PUT", "/fapi/v1/listenKey"): 1,
+    ("DELETE", "/fapi/v1/listenKey"): 1,
 }
 
 # Errors as Binance sends them: (HTTP status, code, message).
@@ -139,6 +149,7 @@ ERRORS: dict[str, tuple[int, int, str]] = {
     "duplicate_client_id": (400, -4116, "ClientOrderId is duplicated."),
     "rejected": (400, -1013, "{detail}"),
     "margin_type_unchanged": (400, -4046, "No need to change margin type."),
+    "listen_key_missing": (400, -1125, "This listenKey does not exist."),
     "not_found": (404, -1000, "Unknown path."),
 }
 
@@ -188,6 +199,13 @@ def _decimals(step: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
+@runtime_checkable
+class EngineEvents(Protocol):
+    """A backend that reports its engine's events (``EngineBackend.listen``)."""
+
+    def listen(self, callback: Callable[[Any], None]) -> None: ...
+
+
 @dataclass
 class DepthFeed:
     """One market's diff-depth sequence: the levels last published and the last update id."""
@@ -232,6 +250,9 @@ class BinanceState:
     next_id: itertools.count[int] = field(default_factory=lambda: itertools.count(1_000_000_001))
     transfers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     depth: dict[str, DepthFeed] = field(default_factory=dict)  # Binance market id -> its diff-depth sequence
+    listen_keys: dict[str, tuple[str, float]] = field(default_factory=dict)  # listen key -> (account, expiry on wall)
+    user_queues: dict[str, set[asyncio.Queue[dict[str, Any] | str]]] = field(default_factory=dict)  # account -> open user streams
+    fills: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)  # (account, client id) -> (filled, cost)
     depth_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7_000_000_000, 1_000_000_000))
 
 
@@ -259,11 +280,15 @@ class Api:
             raise BinanceError("bad_symbol")
         return found
 
-    def login(self, request: web.Request, q: Mapping[str, str], raw_query: str) -> ApiAccount:
-        key = request.headers.get("X-MBX-APIKEY", "")
-        login = self.state.accounts.get(key)
+    def key_login(self, request: web.Request) -> ApiAccount:
+        """Return the login of the request's API key (USER_STREAM endpoints need no signature)."""
+        login = self.state.accounts.get(request.headers.get("X-MBX-APIKEY", ""))
         if login is None:
             raise BinanceError("invalid_api_key")
+        return login
+
+    def login(self, request: web.Request, q: Mapping[str, str], raw_query: str) -> ApiAccount:
+        login = self.key_login(request)
         signature = q.get("signature")
         if not signature:
             raise BinanceError("mandatory", name="signature")
@@ -743,6 +768,97 @@ class Api:
         return {"tranId": next(self.x.transfers)}
 
 
+def _listen_key(api: Api, login: ApiAccount, method: str) -> dict[str, Any]:
+    """Create (POST), extend (PUT) or close (DELETE) ``login``'s listen key, as Binance does."""
+    x = api.x
+    key = next((k for k, (acct, _) in x.listen_keys.items() if acct == login.account), None)
+    if method == "DELETE":
+        if key is not None:
+            del x.listen_keys[key]
+        for queue in x.user_queues.get(login.account, set()):
+            queue.put_nowait("close")
+        return {}
+    if key is None:
+        if method == "PUT":
+            raise BinanceError("listen_key_missing")
+        key = hashlib.sha256(f"{login.key}:{next(x.next_id)}:{x.wall()}".encode()).hexdigest()
+    x.listen_keys[key] = (login.account, x.wall() + LISTEN_KEY_TTL)
+    return {"listenKey": key}
+
+
+def _order_update(api: Api, event: Any) -> tuple[str, dict[str, Any]] | None:
+    """Return (account, ORDER_TRADE_UPDATE) for an engine order event, or None for other events."""
+    x = api.x
+    kind = type(event).__name__
+    if kind == "OrderFilled":
+        cid, market, account = event.fill.client_id, event.fill.market, event.account
+    elif kind in ("OrderAccepted", "OrderCanceled"):
+        cid, market, account = event.client_id, event.market, event.account
+    else:
+        return None
+    instrument = {i.symbol: i for i in api.instruments().values()}.get(market)
+    if instrument is None:
+        return None
+    order = api.state.backend.order(account, market, cid)
+    body = api.order_json(account, order, instrument, event.ts)
+    filled, cost = x.fills.get((account, cid), (Decimal(0), Decimal(0)))
+    last_qty, last_px, fee, fee_asset = Decimal(0), Decimal(0), Decimal(0), instrument.settle
+    if kind == "OrderFilled":
+        fill = event.fill
+        filled, cost = filled + fill.quantity, cost + fill.quantity * fill.price
+        x.fills[(account, cid)] = (filled, cost)
+        last_qty, last_px, fee, fee_asset = fill.quantity, fill.price, fill.fee, fill.fee_asset
+        execution, status = "TRADE", "FILLED" if filled >= order.quantity else "PARTIALLY_FILLED"
+    elif kind == "OrderAccepted":
+        execution, status = "NEW", "NEW"
+    else:
+        execution = "CANCELED"
+        status = STATUS[order.status] if order.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED) else "CANCELED"
+    ms = _ms(event.ts)
+    return account, {
+        "e": "ORDER_TRADE_UPDATE", "E": ms, "T": ms,
+        "o": {
+            "s": body["symbol"], "c": cid, "S": body["side"], "o": body["type"], "f": body["timeInForce"],
+            "q": body["origQty"], "p": body["price"], "ap": _s(cost / filled if filled else Decimal(0)), "sp": "0",
+            "x": execution, "X": status, "i": body["orderId"], "l": _s(last_qty), "z": _s(filled), "L": _s(last_px),
+            "N": fee_asset, "n": _s(fee), "T": ms, "t": ms if execution == "TRADE" else 0, "b": "0", "a": "0",
+            "m": False, "R": order.reduce_only, "wt": "CONTRACT_PRICE", "ot": body["type"], "ps": "BOTH",
+            "cp": False, "rp": "0", "pP": False, "si": 0, "ss": 0, "V": "NONE", "pm": "NONE", "gtd": 0,
+        },
+    }
+
+
+ACCOUNT_REASONS = {  # engine event -> ACCOUNT_UPDATE reason ("m")
+    "OrderFilled": "ORDER", "FundingPaid": "FUNDING_FEE", "Deposited": "DEPOSIT", "Withdrawn": "WITHDRAW",
+    "Liquidated": "ORDER",
+}
+
+
+def _account_update(api: Api, account: str, reason: str, now: datetime) -> dict[str, Any]:
+    """Return ``account``'s ACCOUNT_UPDATE: every settle-asset balance and every position (zero ones included)."""
+    login = ApiAccount("", "", account)
+    body = api._account_json(login, now)
+    snap = api.state.backend.account(account, now)
+    held = {p.market for p in snap.positions}
+    positions = [
+        {"s": market_id(i), "pa": _s(p.size), "ep": _s(p.entry_price), "bep": _s(p.entry_price), "cr": "0",
+         "up": _s(p.unrealised_pnl), "mt": "cross", "iw": "0", "ps": "BOTH", "ma": i.settle}
+        for i in api.instruments().values() for p in snap.positions if p.market == i.symbol
+    ] + [
+        {"s": mid, "pa": "0", "ep": "0", "bep": "0", "cr": "0", "up": "0", "mt": "cross", "iw": "0", "ps": "BOTH", "ma": i.settle}
+        for mid, i in api.instruments().items() if i.symbol not in held
+    ]
+    ms = _ms(now)
+    return {
+        "e": "ACCOUNT_UPDATE", "E": ms, "T": ms,
+        "a": {
+            "m": reason,
+            "B": [{"a": a["asset"], "wb": a["walletBalance"], "cw": a["crossWalletBalance"], "bc": "0"} for a in body["assets"]],
+            "P": positions,
+        },
+    }
+
+
 PublicHandler = Callable[[Api, Mapping[str, str], datetime], Awaitable[Any]]
 PrivateHandler = Callable[[Api, ApiAccount, Mapping[str, str], datetime], Awaitable[Any]]
 
@@ -775,6 +891,8 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("POST", "/sapi/v1/asset/transfer"): Api.transfer,
 }
 
+USER_STREAM = {("POST", "/fapi/v1/listenKey"), ("PUT", "/fapi/v1/listenKey"), ("DELETE", "/fapi/v1/listenKey")}
+
 # Engine errors (fuses.base kinds) as Binance answers them, most specific class first.
 ENGINE_ERRORS: tuple[tuple[type[FuseError], str], ...] = (
     (InsufficientFundsError, "margin_insufficient"),
@@ -795,11 +913,15 @@ async def _rest(request: web.Request) -> web.StreamResponse:
     status = 200
     used = 0
     try:
-        if key not in PUBLIC and key not in PRIVATE:
+        if key not in PUBLIC and key not in PRIVATE and key not in USER_STREAM:
             raise BinanceError("not_found")
         weight_spec = WEIGHTS.get(key, 1)
         weight = weight_spec(q) if callable(weight_spec) else weight_spec
         used = api.spend(request, weight)
+        if key in USER_STREAM:
+            payload = _listen_key(api, api.key_login(request), request.method)
+            state.log.add(request.method, request.path, weight, status)
+            return web.json_response(payload, headers={"X-MBX-USED-WEIGHT-1M": str(used)}, dumps=_dumps)
         login = api.login(request, q, raw_query) if key in PRIVATE else None
         now = state.now()
         try:
@@ -913,6 +1035,78 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     return ws
 
 
+async def _user_stream(request: web.Request) -> web.StreamResponse:
+    """Push one account's ORDER_TRADE_UPDATE and ACCOUNT_UPDATE events to the holder of its listen key."""
+    state = state_of(request)
+    extra = request.app[BINANCE_KEY]
+    api = Api(state, extra)
+    listen_key = request.query.get("listenKey") or request.match_info.get("key", "")
+    found = extra.listen_keys.get(listen_key)
+    if state.faults.streams_down or state.faults.maintenance:
+        state.log.add(request.method, request.path, 0, 503)
+        return web.Response(status=503, text="stream service unavailable")
+    if found is None or found[1] < extra.wall():
+        state.log.add(request.method, request.path, 0, 400)
+        return web.json_response({"code": -1125, "msg": "This listenKey does not exist."}, status=400)
+    account = found[0]
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    state.streams.add(ws)
+    queue: asyncio.Queue[dict[str, Any] | str] = asyncio.Queue()
+    extra.user_queues.setdefault(account, set()).add(queue)
+    disconnects_seen = state.faults.disconnect_streams
+
+    async def pusher() -> None:
+        while not ws.closed:
+            faults = state.faults
+            expired = extra.listen_keys.get(listen_key, ("", 0.0))[1] < extra.wall()
+            if faults.disconnect_streams > disconnects_seen or faults.maintenance or faults.streams_down or expired:
+                await ws.close()
+                return
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout=extra.stream_interval)
+            except TimeoutError:
+                state.now()  # the venue moves on: resting orders fill, funding settles
+                continue
+            if item == "close":
+                await ws.close()
+                return
+            if isinstance(item, str):  # an account change: its balances and positions now
+                item = _account_update(api, account, item, state.now())
+            await ws.send_str(_dumps(item))
+
+    task = asyncio.create_task(pusher())
+    try:
+        async for _ in ws:  # the user stream takes no requests; reading keeps the connection served
+            pass
+    finally:
+        task.cancel()
+        extra.user_queues.get(account, set()).discard(queue)
+        state.streams.discard(ws)
+    return ws
+
+
+def _engine_listener(api: Api) -> Callable[[Any], None]:
+    """Return the callback that turns engine events into user-stream items for their account's streams."""
+
+    def on_event(event: Any) -> None:
+        account = getattr(event, "account", None)
+        queues = api.x.user_queues.get(account or "", set())
+        try:
+            update = _order_update(api, event)
+        except FuseError:  # the stream must never fail the engine's own operation
+            return
+        if update is not None:
+            for queue in queues:
+                queue.put_nowait(update[1])
+        reason = ACCOUNT_REASONS.get(type(event).__name__)
+        if reason is not None:
+            for queue in queues:
+                queue.put_nowait(reason)
+
+    return on_event
+
+
 def create_app(
     backend: VenueBackend,
     *,
@@ -943,6 +1137,9 @@ def create_app(
 
     app = make_app(state, [fault_middleware(state, maintenance=maintenance, server_error=server_error)])
     app[BINANCE_KEY] = BinanceState(wall=wall, stream_interval=stream_interval)
+    if isinstance(backend, EngineEvents):
+        backend.listen(_engine_listener(Api(state, app[BINANCE_KEY])))
+    app.router.add_get("/private/ws", _user_stream)
     for path in ("/ws", "/ws/{n}", "/market/ws", "/market/ws/{n}", "/public/ws", "/public/ws/{n}", "/stream"):
         app.router.add_get(path, _stream)
     app.router.add_route("*", "/{tail:.*}", _rest)

@@ -418,9 +418,17 @@ class EngineBackend:
         self._history: dict[str, list[FundingEvent]] = {}
         self._received: dict[tuple[str, str], list[FundingEvent]] = {}
         self._marks: dict[str, list[tuple[datetime, Decimal]]] = {}
+        self._listeners: list[Callable[[Event], None]] = []
         world.subscribe(self._on_event)
 
+    def listen(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with every engine event of this venue (orders, fills, funding, money moves)."""
+        self._listeners.append(callback)
+
     def _on_event(self, event: Event) -> None:
+        if getattr(event, "venue", None) == self.venue:
+            for callback in self._listeners:
+                callback(event)
         if isinstance(event, FundingPaid) and event.venue == self.venue:
             item = FundingEvent(event.market, event.ts, event.rate, event.mark, event.amount)
             self._received.setdefault((event.account, event.market), []).append(item)

@@ -8,6 +8,7 @@ import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -198,3 +199,33 @@ async def test_a_venue_without_streams_is_polled_with_its_hourly_funding(hl_rig_
         # After stop nothing refreshes: the bound is crossed and the market is reported.
         later = LiveClock().now() + SETTINGS.stale_after * 2
         assert set(streams.stale(later)) == {"BTC/USDC:USDC", "ETH/USDC:USDC"}
+
+
+async def test_an_orders_fill_arrives_through_the_user_stream_before_any_rest_poll(rig_factory: Any) -> None:
+    from alpha.domain.account import OrderRequest, OrderType
+    from alpha.domain.instruments import Side
+
+    async with rig_factory() as rig:
+        client, log = rig.fuse.client, rig.server.state.log
+        watching = asyncio.create_task(client.watch_orders())
+        positions = asyncio.create_task(client.watch_positions())
+        await wait_for(lambda: log.count("/fapi/v1/listenKey", "POST") == 1 and rig.server.state.streams)
+        await asyncio.sleep(0.2)  # the user stream is open
+        polls_before = log.count("/fapi/v1/order", "GET") + log.count("/fapi/v1/openOrders")
+        await rig.fuse.submit(OrderRequest("stream-fill-1", BTC, Side.BUY, Decimal("0.01"), OrderType.MARKET))
+        await asyncio.wait_for(watching, 5)  # woken by the first update; later ones land in ccxt's cache
+
+        def ours() -> list[Any]:
+            return [o for o in client.orders or [] if o["clientOrderId"] == "stream-fill-1"]
+
+        await wait_for(lambda: bool(ours()) and ours()[-1]["status"] == "closed")
+        done = ours()[-1]
+        assert done["filled"] == 0.01 and done["info"]["x"] == "TRADE" and done["info"]["z"] == "0.01"
+        assert log.count("/fapi/v1/order", "GET") + log.count("/fapi/v1/openOrders") == polls_before  # no REST poll
+        await asyncio.wait_for(positions, 5)  # the REST snapshot; ACCOUNT_UPDATE after the fill updates the cache
+
+        def btc_long() -> list[Any]:
+            return [p for p in (client.positions or {}).get("linear", []) if p["symbol"] == BTC and p["contracts"]]
+
+        await wait_for(lambda: bool(btc_long()))
+        assert btc_long()[-1]["side"] == "long" and btc_long()[-1]["contracts"] == 0.01
