@@ -69,7 +69,11 @@ def _positive_duration(v: timedelta) -> timedelta:
 
 
 def format_duration(td: timedelta) -> str:
-    seconds = int(td.total_seconds())
+    """Write a duration the way the strategy file takes it ("8h", "90s", "250ms"); it reads back equal."""
+    micro = (td.days * 86400 + td.seconds) * 1_000_000 + td.microseconds
+    if micro % 1_000_000:
+        return f"{micro // 1000}ms" if micro % 1000 == 0 else f"{Decimal(micro) / 1_000_000}s"
+    seconds = micro // 1_000_000
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"

@@ -175,3 +175,10 @@ def test_durations_keep_their_fractions(written: str, seconds: float) -> None:
 def test_a_zero_duration_is_refused_by_name() -> None:
     [(line, path, message)] = problems_of(VALID.replace("assets: [BTC]", "assets: [BTC]\nrisk: {max_data_age: 0s}"))
     assert (line, path) == (6, "risk.max_data_age") and "positive duration" in message
+
+
+@pytest.mark.parametrize("text", ["8h", "7d", "90s", "250ms", "1.5s", "10m"])
+def test_durations_are_written_back_as_they_read(text: str) -> None:
+    from alpha.config.types import format_duration, parse_duration
+
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
