@@ -37,7 +37,7 @@ class Secret:
         return isinstance(other, Secret) and other._value == self._value
 
     def __hash__(self) -> int:
-        return hash(self._source)
+        return hash(self._value)  # equal secrets (same value, any source) must hash alike
 
 
 def read_secret(ref: SecretRef, environ: dict[str, str] | None = None) -> Secret:
