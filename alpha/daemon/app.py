@@ -5,7 +5,9 @@
   overrides). A ``world`` service steps the world on ``config.market.step`` and journals
   funding, interest and liquidations of our accounts.
 * ``live``: real venues through ``fuses.ccxt.build`` and ``fuses.aave.build`` (imported only
-  here, lazily: a missing connector is a clear error), the wall clock.
+  here, lazily: a missing connector is a clear error), the wall clock. Every ccxt fuse whose
+  venue has streams gets a supervised ``streams-<fuse>`` service (``fuses.ccxt.streams``) that
+  feeds the daemon's market data instead of polling.
 * ``paper``: real market data from the venues' public endpoints (``fuses.ccxt.paper``, no
   keys), execution on the simulated engine (``paper_wiring``; ``paper_config`` turns each CEX /
   perp-DEX fuse into a simulated venue of the same name), the wall clock.
@@ -158,10 +160,45 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
 
         return run
 
+    services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = [("funding", funding_service)]
+    for fc in config.enabled_fuses:
+        if fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) and _has_streams(raw[fc.name]):
+            services.append((f"streams-{fc.name}", _streams_service(fc.name, raw[fc.name], config, clock, metrics)))
     return Wiring(
-        mode="live", fuses=fuses, vault_cash=vault.cash, services=[("funding", funding_service)], attach=attach,
+        mode="live", fuses=fuses, vault_cash=vault.cash, services=services, attach=attach,
         poll_every=timedelta(seconds=10),
     )
+
+
+def _has_streams(fuse: Any) -> bool:
+    spec = getattr(fuse, "spec", None)
+    return spec is not None and (spec.mark_stream is not None or spec.book_stream is not None)
+
+
+def _streams_service(
+    name: str, fuse: Any, config: StrategyConfig, clock: Clock, metrics: Metrics
+) -> Callable[[Daemon], ServiceFn]:
+    """Feed the daemon's market data from the ccxt fuse's streams (``fuses.ccxt.streams.MarketStreams``).
+
+    The feed is a supervised service: a crash is logged, counted and restarted, and while it is
+    down the market data service polls the fuse itself. Its staleness bound is the strategy's
+    ``risk.max_data_age`` (at most the feed's default) and its REST cadence the daemon's poll.
+    """
+    streams_mod = _import("fuses.ccxt.streams", f"the streams of fuse {name!r}")
+
+    def make(daemon: Daemon) -> ServiceFn:
+        defaults = streams_mod.StreamSettings()
+        settings = streams_mod.StreamSettings(
+            stale_after=min(defaults.stale_after, config.risk.max_data_age),
+            poll_every=daemon.wiring.poll_every,
+        )
+        feed = streams_mod.MarketStreams(
+            fuse, clock=clock, settings=settings, metrics=metrics, on_update=daemon.marketdata.on_stream_update(name)
+        )
+        daemon.marketdata.attach_streams(name, feed)
+        return feed.run  # type: ignore[no-any-return]
+
+    return make
 
 
 def paper_config(config: StrategyConfig) -> StrategyConfig:

@@ -1,20 +1,28 @@
 """Keep the latest funding, marks and books per market, with their age.
 
-The service polls each trading fuse on a cadence (streams can replace polling per fuse
-later without changing readers): funding for every perp, marks, and the visible book of
-every allowed market. Readers get ``MarketSnapshot``s stamped with the time they were seen;
-``max_age`` tells the risk monitor when data is too old to trade on.
+The service polls each trading fuse on a cadence: funding for every perp, marks, and the
+visible book of every allowed market. A fuse with a stream feed attached (``attach_streams``:
+live mode attaches a ``fuses.ccxt.streams.MarketStreams`` to every ccxt fuse whose venue has
+streams) is read from that feed instead: its snapshots are rebuilt on every stream update and
+stamped with the feed's per-market update time (``updated_at``), so a silent stream ages the
+data the risk monitor reads (``oldest_age``) and pauses trading; the feed itself polls REST
+while its stream reconnects. While the feed is not running (not yet started, or crashed and
+waiting for the supervisor's restart), for markets it has no data for yet and for markets whose
+feed data is older than two polls (a stream lagging the clock), the fuse is polled here as
+before; a failed poll leaves the data ageing. Readers get ``MarketSnapshot``s stamped with the time they were seen.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from statistics import median
+from typing import Any, Protocol
 
 from alpha.domain.clock import Clock
+from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import MarketSnapshot
 from alpha.domain.portfolio import market_key
@@ -23,6 +31,20 @@ from alpha.observability.metrics import Metrics, f
 from fuses.base import FuseError, TransientError
 
 log = get_logger("alpha.marketdata")
+
+
+class StreamFeed(Protocol):
+    """What the service reads from a fuse's stream feed (``fuses.ccxt.streams.MarketStreams``)."""
+
+    marks: Mapping[str, Any]  # market -> update with .mark, .index, .funding, .received
+    books: Mapping[str, Any]  # market -> update with .book, .received
+    states: Mapping[str, Any]  # feed -> state ("stopped" once ``run`` has ended)
+    started_at: datetime | None
+    last_error: str | None
+
+    def updated_at(self, market: str) -> datetime | None: ...
+
+    def health(self, now: datetime | None = None) -> Any: ...
 
 
 class MarketData:
@@ -37,6 +59,35 @@ class MarketData:
         self.snapshots: dict[str, MarketSnapshot] = {}
         self.updated = asyncio.Event()
         self.last_error: dict[str, str] = {}
+        self.streams: dict[str, StreamFeed] = {}
+        self._every = timedelta(seconds=10)  # the poll cadence (``run`` sets it)
+
+    def attach_streams(self, name: str, feed: StreamFeed) -> None:
+        """Read fuse ``name``'s marks, funding and books from ``feed`` while it runs."""
+        self.streams[name] = feed
+
+    def on_stream_update(self, name: str) -> Callable[[Any], None]:
+        """Return the ``on_update`` callback of fuse ``name``'s feed: rebuild the market's snapshot."""
+
+        def update(event: Any) -> None:
+            feed = self.streams.get(name)
+            if feed is not None and self.streaming(name):
+                self._take_stream(name, feed, event.market)
+
+        return update
+
+    def streaming(self, name: str) -> bool:
+        """True while fuse ``name`` has a feed that is running (started and not stopped)."""
+        feed = self.streams.get(name)
+        return (
+            feed is not None
+            and feed.started_at is not None
+            and not all(str(state) == "stopped" for state in feed.states.values())
+        )
+
+    def stream_health(self, now: datetime) -> dict[str, Any]:
+        """Each attached feed's health (state per feed, stale markets with their ages, reconnects)."""
+        return {name: feed.health(now) for name, feed in self.streams.items()}
 
     @property
     def _fuses(self) -> dict[str, object]:
@@ -53,8 +104,15 @@ class MarketData:
         if not self.instruments:
             await self.load_instruments()
         for name, fuse in self._fuses.items():
+            symbols = self._symbols(name)
+            feed = self.streams.get(name)
+            if feed is not None and self.streaming(name):
+                symbols = [s for s in symbols if not self._take_stream(name, feed, s) or self._lagging(feed, s)]
+                if not symbols:  # everything came from the feed: no REST request
+                    self._note_feed_error(name, feed)
+                    continue
             try:
-                await self._refresh_fuse(name, fuse)
+                await self._refresh_fuse(name, fuse, symbols)
                 self.last_error.pop(name, None)
             except FuseError as exc:
                 kind = "transient" if isinstance(exc, TransientError) else type(exc).__name__
@@ -65,8 +123,40 @@ class MarketData:
         self.updated.set()
         self.updated = asyncio.Event()
 
-    async def _refresh_fuse(self, name: str, fuse: object) -> None:
-        symbols = [inst.symbol for key, inst in self.instruments.items() if key.startswith(name + ":")]
+    def _symbols(self, name: str) -> list[str]:
+        return [inst.symbol for key, inst in self.instruments.items() if key.startswith(name + ":")]
+
+    def _take_stream(self, name: str, feed: StreamFeed, symbol: str) -> bool:
+        """Rebuild one snapshot from ``feed``, stamped with its update time; False if it has no data yet."""
+        key = market_key(name, symbol)
+        inst = self.instruments.get(key)
+        mark, book, seen = feed.marks.get(symbol), feed.books.get(symbol), feed.updated_at(symbol)
+        if inst is None or mark is None or book is None or seen is None:
+            return False
+        funding = mark.funding
+        previous = self.snapshots.get(key)
+        if funding is None and previous is not None:
+            funding = previous.funding
+        if previous is not None and previous.ts > seen:
+            return True  # polled here (while the feed was down) more recently than the feed's data
+        self.snapshots[key] = MarketSnapshot(
+            fuse=name, instrument=inst, ts=seen, mark=mark.mark, index=mark.index, funding=funding, book=book.book
+        )
+        self._export_funding(name, symbol, funding)
+        return True
+
+    def _lagging(self, feed: StreamFeed, symbol: str) -> bool:
+        """The feed's data of ``symbol`` is older than two polls (its stream lags the clock): poll it."""
+        seen = feed.updated_at(symbol)
+        return seen is None or self._clock.now() - seen > 2 * self._every
+
+    def _note_feed_error(self, name: str, feed: StreamFeed) -> None:
+        if feed.last_error is not None and feed.health(self._clock.now()).stale:
+            self.last_error[name] = feed.last_error
+        else:
+            self.last_error.pop(name, None)
+
+    async def _refresh_fuse(self, name: str, fuse: object, symbols: list[str]) -> None:
         both = getattr(fuse, "funding_and_marks", None)
         if both is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
             funding, marks = await both(symbols)
@@ -84,11 +174,15 @@ class MarketData:
             self.snapshots[market_key(name, symbol)] = MarketSnapshot(
                 fuse=name, instrument=inst, ts=now, mark=mark, index=None, funding=rate, book=book
             )
-            if rate is not None:
-                self._metrics.funding_rate.labels(fuse=name, market=symbol).set(f(rate.rate))
-                self._metrics.funding_apr.labels(fuse=name, market=symbol).set(f(rate.annualised))
-                self._metrics.funding_interval.labels(fuse=name, market=symbol).set(rate.interval.total_seconds())
-                self._metrics.funding_next.labels(fuse=name, market=symbol).set(rate.next_settlement.timestamp())
+            self._export_funding(name, symbol, rate)
+
+    def _export_funding(self, name: str, symbol: str, rate: FundingRate | None) -> None:
+        if rate is None:
+            return
+        self._metrics.funding_rate.labels(fuse=name, market=symbol).set(f(rate.rate))
+        self._metrics.funding_apr.labels(fuse=name, market=symbol).set(f(rate.annualised))
+        self._metrics.funding_interval.labels(fuse=name, market=symbol).set(rate.interval.total_seconds())
+        self._metrics.funding_next.labels(fuse=name, market=symbol).set(rate.next_settlement.timestamp())
 
     def _export_ages(self, now: datetime) -> None:
         for snap in self.snapshots.values():
@@ -118,6 +212,7 @@ class MarketData:
 
     async def run(self, stop: asyncio.Event, every: timedelta) -> None:
         """Refresh on a cadence until ``stop``."""
+        self._every = every
         while not stop.is_set():
             await self.refresh()
             if await self._clock.sleep_until(self._clock.now() + every, stop):

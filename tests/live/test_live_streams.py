@@ -1,0 +1,159 @@
+"""The daemon in live mode reads its Binance market data from the venue's streams, not REST polls,
+and a silent stream (with REST down too) pauses trading until the venue comes back.
+
+Real parts: the daemon's live wiring builds the ccxt fuse from a strategy YAML pointing at the
+Binance USD-M emulator over the real engine; the ``streams-binance`` service is the real
+``fuses.ccxt.streams.MarketStreams`` on ccxt.pro's websocket client. Everything runs on the wall
+clock (streams and their staleness bound are real time), with a short poll and data-age bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from alpha.config import load_config
+from alpha.daemon.app import build_daemon
+from alpha.daemon.daemon import Daemon
+from alpha.domain.clock import LiveClock
+from fuses.ccxt.ratelimit import forget_limiters
+from fuses.ccxt.streams import FeedState
+from fuses.emulators.binance import create_app as create_binance
+from fuses.emulators.common import EmulatorServer
+from fuses.sim.engine import SimExchange
+from fuses.sim.markets import make_instrument
+from tests.emulators.sim_backend import SimBackend
+
+KEY, SECRET = "streams-test-key", "streams-test-secret-never-logged"
+SYMBOL = "BTC/USDT:USDT"
+POLL = timedelta(milliseconds=300)
+MAX_AGE = timedelta(seconds=1)
+
+STRATEGY = """
+version: 1
+mode: live
+vault: {{name: live-streams, base_asset: USDT, nav: "100000"}}
+assets: [BTC]
+stablecoins: [USDT]
+fuses:
+  - name: binance
+    kind: cex
+    venue: binanceusdm
+    api_url: {url}
+    markets: [{symbol}]
+    max_share: "0.9"
+    max_leverage: "3"
+    credentials:
+      api_key: {{env: ALPHA_TEST_STREAMS_KEY}}
+      secret: {{env: ALPHA_TEST_STREAMS_SECRET}}
+risk: {{max_data_age: 1s}}
+journal: {{path: {journal}}}
+"""
+
+
+@pytest.fixture
+def credentials() -> Iterator[None]:
+    os.environ.update({"ALPHA_TEST_STREAMS_KEY": KEY, "ALPHA_TEST_STREAMS_SECRET": SECRET})
+    try:
+        yield
+    finally:
+        for name in ("ALPHA_TEST_STREAMS_KEY", "ALPHA_TEST_STREAMS_SECRET"):
+            os.environ.pop(name, None)
+
+
+@pytest.fixture
+async def binance(credentials: None) -> AsyncIterator[EmulatorServer]:
+    forget_limiters()
+    now = datetime.now(UTC)
+    inst = make_instrument("binance", SYMBOL, Decimal(60000), maker_fee=Decimal("0.0002"), taker_fee=Decimal("0.0005"))
+    engine = SimExchange("binance", [inst], funding_interval=timedelta(hours=8))
+    engine.update_market(SYMBOL, Decimal(60000), now, index=Decimal(60000))
+    engine.set_funding(SYMBOL, Decimal("0.0001"))
+    engine.deposit("us", "USDT", Decimal(100000), now)
+    app = create_binance(SimBackend(engine), clock=LiveClock(), accounts=[(KEY, SECRET, "us")], stream_interval=0.1)
+    server = await EmulatorServer(app).start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        forget_limiters()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 8.0) -> None:
+    """Wait (real time) until ``condition`` holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+def _paused_metric(daemon: Daemon) -> float:
+    return float(daemon.metrics.paused.labels(reason="stale_data")._value.get())
+
+
+async def test_live_daemon_streams_marks_and_pauses_on_a_silent_venue(tmp_path: Path, binance: EmulatorServer) -> None:
+    path = tmp_path / "streams.yaml"
+    path.write_text(STRATEGY.format(url=binance.url, symbol=SYMBOL, journal=tmp_path / "journal.db"))
+    daemon = build_daemon(load_config(path), mode="live", serve_http=False, poll_every=POLL)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    log, faults = binance.state.log, binance.state.faults
+    key = "binance:" + SYMBOL
+    try:
+        await until(lambda: daemon.supervisor.running.get("streams-binance", False) and daemon.marketdata.streaming("binance"))
+        feed = daemon.marketdata.streams["binance"]
+        await until(lambda: feed.states["marks"] is FeedState.STREAMING and feed.states["books"] is FeedState.STREAMING)
+        await until(lambda: "stale_data" not in daemon.paused and _paused_metric(daemon) == 0)
+
+        # Steady state: marks, funding and books come from the streams; REST premiumIndex is not polled.
+        polls, books = log.count("/fapi/v1/premiumIndex"), log.count("/fapi/v1/depth")
+        first = daemon.marketdata.snapshots[key].ts
+        await asyncio.sleep(2.0)  # several market data polls at 300 ms
+        snap = daemon.marketdata.snapshots[key]
+        assert snap.ts > first, "the snapshot keeps being refreshed"
+        assert snap.ts == feed.updated_at(SYMBOL), "its time is the stream feed's update time"
+        assert feed.marks[SYMBOL].source == "stream" and feed.books[SYMBOL].source == "stream"
+        assert snap.mark == feed.marks[SYMBOL].mark and snap.book == feed.books[SYMBOL].book
+        assert snap.funding is not None and snap.funding.rate == Decimal("0.0001")
+        assert snap.funding.interval == timedelta(hours=8)
+        assert log.count("/fapi/v1/premiumIndex") - polls <= 1, "no steady-state REST mark polls"
+        assert log.count("/fapi/v1/depth") == books, "books arrive as stream diffs, not REST snapshots"
+        assert daemon.marketdata.oldest_age(LiveClock().now()) < MAX_AGE
+
+        # Streams refused and the market data REST endpoints down (503 on every request): nothing
+        # arrives, the data ages, trading pauses. Account endpoints keep answering: with the whole
+        # venue in maintenance the risk monitor's account view fails before its staleness check
+        # (alpha.daemon.daemon._risk_service crashes and is restarted instead of pausing).
+        faults.fault_paths = ("/fapi/v1/premiumIndex", "/fapi/v1/depth", "/fapi/v1/fundingInfo")
+        faults.fail_next = 1_000_000
+        faults.streams_down = True
+        down_at = LiveClock().now()
+        await until(lambda: "stale_data" in daemon.paused and _paused_metric(daemon) == 1)
+        assert daemon.trading_blocked() == "paused: stale_data"
+        age = daemon.marketdata.oldest_age(LiveClock().now())
+        assert age is not None and age > MAX_AGE
+        assert daemon.marketdata.snapshots[key].ts <= down_at, "nothing new reached the snapshot"
+        assert not daemon.readiness()[0]
+        assert feed.states["marks"] is FeedState.RECONNECTING and feed.health().stale
+        assert daemon.supervisor.running["streams-binance"], "the feed stays up, reconnecting"
+
+        # The venue comes back: the streams reconnect, the data is fresh again and trading resumes.
+        assert log.count("/fapi/v1/premiumIndex", status=503) >= 1, "the feed fell back to REST, which was down"
+        faults.streams_down = False
+        faults.fail_next = 0
+        back_at = LiveClock().now()
+        await until(lambda: "stale_data" not in daemon.paused and _paused_metric(daemon) == 0, timeout=15)
+        assert daemon.marketdata.snapshots[key].ts > back_at
+        await until(lambda: feed.states["marks"] is FeedState.STREAMING and feed.marks[SYMBOL].source == "stream")
+        assert feed.reconnects >= 1
+        assert daemon.readiness()[0] and daemon.trading_blocked() is None
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=20) == 0
