@@ -64,7 +64,7 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.exposure import asset_of, delta_ratio, fuse_gross, fuse_leverage, holdings, net_delta
-from fuses.base import FuseError
+from fuses.base import FuseError, TransientError
 
 log = get_logger("alpha.daemon")
 
@@ -573,7 +573,15 @@ class Daemon:
             if self._history is None:
                 self._history = FundingHistory()
             t0 = time.perf_counter()
-            view = await self.view(now)
+            try:
+                view = await self.view(now)
+            except TransientError as exc:
+                skipped = f"venue unavailable: {exc}"
+                self.journal.append("decision", now, decision_id=decision_id, trigger=trigger, skipped=skipped)
+                log.warning("decision skipped: a venue is unavailable", error=repr(exc))
+                rec = DecisionRecord(decision_id, trigger, now, [], [], 0, skipped=skipped)
+                self.decisions.append(rec)
+                return rec
             self._history.observe(view)
             signals = compute_signals(self._history, view, now)
             try:
@@ -674,7 +682,16 @@ class Daemon:
     async def _risk_service(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             now = self.clock.now()
-            view = await self.view(now)
+            try:
+                view = await self.view(now)
+            except TransientError as exc:
+                # A venue in maintenance or briefly unreachable: we cannot see the book, so we
+                # do not trade on it; the service keeps watching and resumes when reads work.
+                self.set_paused("stale_data", True)
+                log.warning("accounts unreadable; trading paused until they can be read", error=repr(exc))
+                if await self.clock.sleep_until(now + self.wiring.poll_every, stop):
+                    return
+                continue
             if self._history is not None:
                 self._history.observe(view)
             self.export_view(view)
@@ -816,7 +833,10 @@ class Daemon:
     async def _margin_service(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if self.ready:
-                await self.margin_check()
+                try:
+                    await self.margin_check()
+                except TransientError as exc:
+                    log.warning("margin check skipped: a venue is unavailable", error=repr(exc))
             if await self.clock.sleep_until(self.clock.now() + self.config.margin.check_every, stop):
                 return
 

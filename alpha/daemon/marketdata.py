@@ -28,7 +28,7 @@ from alpha.domain.market import MarketSnapshot
 from alpha.domain.portfolio import market_key
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
-from fuses.base import FuseError, TransientError
+from fuses.base import FuseError
 
 log = get_logger("alpha.marketdata")
 
@@ -115,9 +115,8 @@ class MarketData:
                 await self._refresh_fuse(name, fuse, symbols)
                 self.last_error.pop(name, None)
             except FuseError as exc:
-                kind = "transient" if isinstance(exc, TransientError) else type(exc).__name__
+                # The fuse has counted it in alpha_venue_request_errors_total (by kind) already.
                 self.last_error[name] = repr(exc)
-                self._metrics.request_errors.labels(fuse=name, kind=kind).inc()
                 log.warning("market data refresh failed", fuse=name, error=repr(exc))
         self._export_ages(self._clock.now())
         self.updated.set()

@@ -157,3 +157,40 @@ async def test_live_daemon_streams_marks_and_pauses_on_a_silent_venue(tmp_path: 
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=20) == 0
+
+
+def _restarts(daemon: Daemon) -> float:
+    registry = daemon.metrics.registry
+    return sum(
+        float(registry.get_sample_value("alpha_supervisor_restarts_total", {"service": name}) or 0)
+        for name in daemon.supervisor.running
+    )
+
+
+async def test_a_venue_in_maintenance_pauses_trading_without_crashing_a_service(tmp_path: Path, binance: EmulatorServer) -> None:
+    """The whole API down (maintenance): accounts cannot be read, so trading pauses on stale data;
+    no service crashes (a crash loop would spend the restart budget and exit the process in a
+    routine maintenance window), and trading resumes when the venue is back."""
+    path = tmp_path / "streams.yaml"
+    path.write_text(STRATEGY.format(url=binance.url, symbol=SYMBOL, journal=tmp_path / "journal.db"))
+    daemon = build_daemon(load_config(path), mode="live", serve_http=False, poll_every=POLL)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    faults = binance.state.faults
+    try:
+        await until(lambda: daemon.ready and "stale_data" not in daemon.paused)
+        before = _restarts(daemon)
+        faults.maintenance = True
+        faults.streams_down = True
+        await until(lambda: "stale_data" in daemon.paused and _paused_metric(daemon) == 1)
+        await asyncio.sleep(1.0)  # several risk, margin and scheduler rounds against a venue that refuses
+        assert daemon.trading_blocked() == "paused: stale_data"
+        assert _restarts(daemon) == before, "no service crashed while the venue was in maintenance"
+        assert all(daemon.supervisor.running.values())
+        faults.maintenance = False
+        faults.streams_down = False
+        await until(lambda: "stale_data" not in daemon.paused and _paused_metric(daemon) == 0, timeout=15)
+        assert daemon.trading_blocked() is None
+        assert _restarts(daemon) == before
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=20) == 0
