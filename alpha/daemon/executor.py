@@ -245,9 +245,7 @@ class Executor:
         reduce = isinstance(action, CloseHedge)
         pa, pb = LegProgress(a), LegProgress(b)
         result = ActionResult(action, False, [pa, pb])
-        slices_a = await self._slices(a, hedge=True)
-        slices_b = await self._slices(b, hedge=True)
-        n = max(len(slices_a), len(slices_b))
+        n = max(await self._slice_count(a, hedge=True), await self._slice_count(b, hedge=True))
         slices_a = _spread(a.quantity, n, self._inst(a))
         slices_b = _spread(b.quantity, n, self._inst(b))
         for qa, qb in zip(slices_a, slices_b, strict=True):
@@ -307,7 +305,7 @@ class Executor:
         progress = LegProgress(leg)
         result = ActionResult(action, False, [progress])
         reduce = isinstance(action, CloseHedge)
-        for q in await self._slices(leg, hedge=False):
+        for q in _spread(leg.quantity, await self._slice_count(leg, hedge=False), self._inst(leg)):
             if self.stop.is_set():
                 result.error = "stopping: remaining slices not started"
                 return result
@@ -321,7 +319,8 @@ class Executor:
 
     # -- slicing ---------------------------------------------------------------------------
 
-    async def _slices(self, leg: Leg, *, hedge: bool) -> list[Decimal]:
+    async def _slice_count(self, leg: Leg, *, hedge: bool) -> int:
+        """How many slices ``leg`` needs to stay within book share, order notional and (for hedges) unhedged limits."""
         inst = self._inst(leg)
         fuse = self.fuses[leg.fuse]
         book = await fuse.order_book(leg.market)
@@ -334,8 +333,7 @@ class Executor:
         limit = floor_to_step(limit, inst.lot_step)
         if limit <= 0:
             raise RejectedError(f"{leg.fuse}:{leg.market}: no visible depth to trade {leg.quantity}", venue=leg.fuse)
-        n = int(ceil_to_step(leg.quantity / limit, Decimal(1)))
-        return _spread(leg.quantity, max(n, 1), inst)
+        return max(int(ceil_to_step(leg.quantity / limit, Decimal(1))), 1)
 
     # -- one order -------------------------------------------------------------------------
 
@@ -591,7 +589,7 @@ class Executor:
         if quantity < leg.quantity:
             log.warning("synthetic short: perp leg cut to the approved lending amount", decision_id=decision_id, asset=asset, approved=quantity, asked=leg.quantity)
         sale = Leg(venue.fuse, venue.market, Side.SELL if grow else Side.BUY, quantity)
-        n = max(len(await self._slices(Leg(leg.fuse, leg.market, leg.side, quantity), hedge=True)), len(await self._slices(sale, hedge=True)))
+        n = max(await self._slice_count(Leg(leg.fuse, leg.market, leg.side, quantity), hedge=True), await self._slice_count(sale, hedge=True))
         for q in _spread(quantity, n, coarse):
             if self.stop.is_set():
                 result.error = "stopping: remaining slices not started"
@@ -665,7 +663,7 @@ class Executor:
             result.completed = True
             return result
         if grow:
-            for q in await self._slices(progress.leg, hedge=True):
+            for q in _spread(progress.leg.quantity, await self._slice_count(progress.leg, hedge=True), self._inst(progress.leg)):
                 if self.stop.is_set():
                     result.error = "stopping: remaining slices not started"
                     return result
