@@ -1,4 +1,4 @@
-"""Field types for the strategy file: exact decimals, shares, durations, secret references."""
+"""Field types for the strategy file: exact decimals, shares and durations (secret references are in ``schema``)."""
 
 from __future__ import annotations
 
