@@ -148,6 +148,7 @@ class Daemon:
         self.triggers: deque[str] = deque()
         self.done_settlements: set[tuple[str, datetime]] = set()
         self.last_decision_at: datetime | None = None
+        self.retry_at: datetime | None = None  # after a skipped decision, when the schedule tries again
         self.last_drift_at: datetime | None = None
         self.liquidations = 0
         self.funding: Any = None  # live: the FundingCollector (alpha.daemon.funding) once its service is made
@@ -843,10 +844,10 @@ class Daemon:
     def next_scheduled(self, now: datetime) -> tuple[datetime, str]:
         """When the next scheduled rebalance is due, and why (settlement or periodic)."""
         lead = self.config.execution.rebalance_lead
-        best: tuple[datetime, str] = (
-            (self.last_decision_at or now) + self.config.pnl.rebalance_every if self.last_decision_at else now,
-            "schedule",
-        )
+        periodic = self.last_decision_at + self.config.pnl.rebalance_every if self.last_decision_at else now
+        if self.retry_at is not None:  # the last attempt was skipped: try again a poll later, never in a loop
+            periodic = max(periodic, self.retry_at)
+        best: tuple[datetime, str] = (periodic, "schedule")
         for key, settlement in self.marketdata.settlements().items():
             if (key, settlement) in self.done_settlements:
                 continue
@@ -883,7 +884,8 @@ class Daemon:
                 for key, settlement in self.marketdata.settlements().items():
                     if settlement - self.config.execution.rebalance_lead <= now:
                         self.done_settlements.add((key, settlement))
-                await self.decide_once(why)
+                record = await self.decide_once(why)
+                self.retry_at = now + self.wiring.poll_every if record.skipped else None
                 if self.last_decision_at is None:
                     self.last_decision_at = now
         finally:
