@@ -222,8 +222,12 @@ def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiri
 
     At start-up ``fuses.ccxt.paper.CcxtMarketSource`` loads every CEX / perp-DEX fuse's markets
     and takes a first reading; the simulated world is built over it (``paper_config``), and a
-    ``paper-source`` service refreshes it every ``poll_every`` while the ``world`` service steps
-    the world on the wall clock. Orders only ever reach the simulated engine.
+    ``paper-source`` service feeds it (ccxt.pro streams where the venue has them, REST every
+    ``poll_every`` otherwise) while the ``world`` service steps the world on the wall clock.
+    Orders only ever reach the simulated engine. Each simulated fuse is a
+    ``fuses.ccxt.paper.PaperFuse``: while its venue's data is older than the strategy's
+    ``risk.max_data_age`` (at most the feeds' default), its market reads and orders fail
+    transiently, so the market data ages and the risk monitor pauses on ``stale_data``.
     """
     sim_config = paper_config(config)
     if not any(fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) for fc in config.enabled_fuses):
@@ -234,12 +238,18 @@ def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiri
     box: dict[str, Any] = {}
 
     async def prepare() -> None:
-        source = paper.CcxtMarketSource.from_configs(config.enabled_fuses, clock=clock, metrics=metrics)
+        stale_after = min(paper.STALE_AFTER, config.risk.max_data_age)
+        source = paper.CcxtMarketSource.from_configs(config.enabled_fuses, clock=clock, metrics=metrics, stale_after=stale_after)
         box["source"] = source
         await source.start()
         box["world"] = world = world_mod.SimWorld.from_config(sim_config, source=source, start=clock.now())
         wiring.world = world
-        fuses.update(_sim_fuses(sim_config, world, clock, metrics))
+        fuses.update(
+            {
+                name: paper.PaperFuse(fuse, source, name, metrics) if name in source.fuses else fuse
+                for name, fuse in _sim_fuses(sim_config, world, clock, metrics).items()
+            }
+        )
 
     async def close() -> None:
         source = box.pop("source", None)
