@@ -7,9 +7,10 @@ venue. Readings arrive two ways while ``run(stop)`` runs:
 
 * a venue whose table names a mark stream (Binance USD-M: ``watch_mark_prices``, carrying index,
   funding rate and next funding time) is fed by a ``fuses.ccxt.streams.MarketStreams``: every
-  mark update lands here through its ``on_update`` callback, and the feed itself polls REST while
-  its stream reconnects (with a backoff capped at the poll cadence, so a stream outage costs no
-  more REST than polling did);
+  mark update lands here through its ``on_update`` callback, and no REST request is made while
+  the stream delivers. While the stream reconnects (``FeedState.RECONNECTING``) the venue is
+  polled here every ``every``, as if it had no stream: the feed's own REST fallback runs only
+  once per reconnect attempt, and ccxt may hold a reconnecting watch for up to ``stale_after``;
 * any other venue (Hyperliquid) is polled over REST every ``every`` (``refresh``: one bulk
   funding-and-marks request per venue).
 
@@ -40,7 +41,7 @@ from alpha.observability.metrics import Metrics
 from fuses.base import TransientError, error_kind
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.fuse import CcxtFuse
-from fuses.ccxt.streams import Backoff, BookUpdate, MarketStreams, MarkUpdate, StreamSettings
+from fuses.ccxt.streams import Backoff, BookUpdate, FeedState, MarketStreams, MarkUpdate, StreamSettings
 from fuses.ccxt.venues import venue_spec
 from fuses.sim.source import MarketState, MarketStates
 
@@ -73,7 +74,7 @@ class CcxtMarketSource:
         self.refreshed_at: datetime | None = None
         self.started_at: datetime | None = None
         self.last_error: dict[str, str] = {}
-        self._feeding: set[str] = set()  # fuses whose feed is running: ``refresh`` leaves them alone
+        self._feeding: set[str] = set()  # fuses whose feed is running (``streaming`` reads it)
 
     @classmethod
     def from_configs(
@@ -112,12 +113,12 @@ class CcxtMarketSource:
     # -- readings -------------------------------------------------------------------------------
 
     async def refresh(self) -> MarketStates:
-        """Read marks and funding over REST from every venue no running stream feed covers.
+        """Read marks and funding over REST from every venue whose stream is not delivering.
 
         A venue that fails keeps its previous state, ageing.
         """
         for name, fuse in self.fuses.items():
-            if name in self._feeding:
+            if self.streaming(name):
                 continue
             try:
                 funding, marks = await fuse.funding_and_marks()
@@ -130,6 +131,11 @@ class CcxtMarketSource:
                 self._put(name, market, MarkUpdate(market, mark, None, rate, now, "poll"))
         self.refreshed_at = self.clock.now()
         return self.states
+
+    def streaming(self, name: str) -> bool:
+        """True while fuse ``name``'s stream feed runs and its mark stream is up (or still opening)."""
+        feed = self.feeds.get(name)
+        return name in self._feeding and feed is not None and feed.states["marks"] in (FeedState.STARTING, FeedState.STREAMING)
 
     def _on_update(self, name: str) -> Callable[[MarkUpdate | BookUpdate], None]:
         def take(update: MarkUpdate | BookUpdate) -> None:
@@ -197,13 +203,13 @@ class CcxtMarketSource:
 
     def stream_settings(self, every: timedelta) -> StreamSettings:
         """The feeds' settings: this source's staleness bound, REST every ``every`` and reconnect
-        waits capped at ``every`` (the fallback polls REST no more often than polling would)."""
-        seconds = every.total_seconds()
-        initial = min(Backoff().initial, seconds)
+        waits capped at the staleness bound (each attempt also reads REST once)."""
+        bound = self.stale_after.total_seconds()
+        initial = min(Backoff().initial, bound)
         return StreamSettings(
             stale_after=self.stale_after,
             poll_every=every,
-            backoff=Backoff(initial=initial, maximum=max(initial, min(Backoff().maximum, seconds))),
+            backoff=Backoff(initial=initial, maximum=max(initial, min(Backoff().maximum, bound))),
         )
 
     async def run(self, stop: asyncio.Event, every: timedelta = timedelta(seconds=10)) -> None:
