@@ -5,6 +5,9 @@ the real venue; the real ccxt client reads it through ``fuses.ccxt.paper`` with 
 pointed at it and no keys. The daemon must show the emulator's marks and funding (rate,
 interval, next settlement), trade on its own simulated engine, and never send the emulator a
 signed (private) request: every request the emulator logged is one of its public endpoints.
+Market data streams (ccxt.pro mark-price stream) without REST polling in steady state; when
+the venue goes down the data goes stale, the daemon pauses on ``stale_data`` and no order
+reaches the simulated engine until the venue is back.
 """
 
 from __future__ import annotations
@@ -24,10 +27,14 @@ import yaml
 from alpha.config import load_config
 from alpha.daemon.app import build_daemon
 from alpha.daemon.journal import Journal
+from alpha.domain.account import OrderRequest
 from alpha.domain.actions import Leg, OpenHedge
 from alpha.domain.clock import LiveClock
 from alpha.domain.instruments import Side
+from fuses.base import TransientError
+from fuses.ccxt.paper import STALE_DATA, CcxtMarketSource
 from fuses.ccxt.ratelimit import forget_limiters
+from fuses.ccxt.streams import FeedState
 from fuses.emulators.binance import PRIVATE, PUBLIC, create_app, serve
 from fuses.emulators.common import EmulatorServer, EngineBackend, emulator_world
 from tests.e2e.prom import free_port
@@ -50,7 +57,7 @@ async def emulator() -> AsyncIterator[tuple[EmulatorServer, EngineBackend]]:
         forget_limiters()
 
 
-def paper_yaml(tmp_path: Path, url: str) -> Path:
+def paper_yaml(tmp_path: Path, url: str, risk: dict[str, str] | None = None) -> Path:
     """Two paper fuses on the emulated venue (a long and a short leg), USDT vault, no keys set."""
     fuse = {
         "kind": "cex", "venue": "binanceusdm", "markets": [BTC, ETH], "max_share": "0.45", "max_leverage": "3",
@@ -64,16 +71,24 @@ def paper_yaml(tmp_path: Path, url: str) -> Path:
         "fuses": [{"name": "binance-a", **fuse}, {"name": "binance-b", **fuse}],
         "journal": {"path": str(tmp_path / "paper.db")},
     }
+    if risk is not None:
+        raw["risk"] = risk
     path = tmp_path / "paper.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
+
+
+def public_stream(request: tuple[str, str]) -> bool:
+    """A refused connection to a public market stream (the log holds stream paths only when refused)."""
+    method, path = request
+    return method == "GET" and path.split("/")[1] in ("ws", "market", "public", "stream")
 
 
 def assert_public_only(backend_log: Any) -> None:
     requests = [(e.method, e.path) for e in backend_log.entries]
     assert requests, "the emulator was never asked for market data"
     assert not [r for r in requests if r in PRIVATE], "paper mode sent a private (signed) request"
-    assert all(r in PUBLIC for r in requests), sorted(set(requests) - set(PUBLIC))
+    assert all(r in PUBLIC or public_stream(r) for r in requests), sorted(set(requests) - set(PUBLIC))
 
 
 async def test_paper_daemon_reads_the_venue_and_trades_only_on_the_simulated_engine(
@@ -161,5 +176,94 @@ async def test_alpha_run_paper_process_against_the_emulator(tmp_path: Path, emul
     stops = list(journal.records("stop"))
     journal.close()
     assert [r.data.get("mode") for r in starts] == ["paper"] and [r.data.get("exit_code") for r in stops] == [0]
-    assert server.state.log.count("/fapi/v1/premiumIndex") >= 2  # read at start and refreshed while running
+    assert server.state.log.count("/fapi/v1/premiumIndex") >= 2  # both fuses read the venue at start
     assert_public_only(server.state.log)
+
+
+async def wait_until(condition: Any, timeout: float = 20.0, what: str = "condition") -> None:
+    """Poll ``condition`` in real time, generously (a loaded machine is slow, never tightly timed)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"{what} not met within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def test_paper_daemon_streams_and_pauses_on_stale_venue_data(
+    tmp_path: Path, emulator: tuple[EmulatorServer, EngineBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, backend = emulator
+    faults, log = server.state.faults, server.state.log
+    monkeypatch.delenv("ALPHA_PAPER_TEST_UNSET_KEY", raising=False)
+    cfg = load_config(paper_yaml(tmp_path, server.url, risk={"max_data_age": "2s"}))
+    daemon = build_daemon(cfg, serve_http=False, poll_every=timedelta(milliseconds=300))
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    sample = daemon.metrics.registry.get_sample_value
+    try:
+        await wait_until(lambda: daemon.ready or task.done(), what="paper daemon ready")
+        assert daemon.ready, "paper daemon did not become ready"
+        source = daemon.wiring.world.source
+        assert isinstance(source, CcxtMarketSource) and source.stale_after == timedelta(seconds=2)
+        fuses, markets = ("binance-a", "binance-b"), (BTC, ETH)
+
+        def streamed_since(t: Any) -> bool:
+            return all(
+                source.readings[f][m].source == "stream" and source.readings[f][m].received > t for f in fuses for m in markets
+            )
+
+        # Steady state: marks and funding come from the stream, REST market data is not polled.
+        await wait_until(lambda: streamed_since(source.started_at), what="stream readings")
+        assert all(source.feeds[f].states["marks"] is FeedState.STREAMING for f in fuses)
+        polls = log.count("/fapi/v1/premiumIndex")
+        mark = LiveClock().now()
+        await asyncio.sleep(1.2)  # four poll periods (300 ms)
+        assert streamed_since(mark)
+        assert log.count("/fapi/v1/premiumIndex") == polls
+        assert "stale_data" not in daemon.paused
+        assert daemon.readiness() == (True, "ok")
+        now = LiveClock().now()
+        for fuse in fuses:
+            snap = daemon.marketdata.snapshots[f"{fuse}:{BTC}"]
+            venue = backend.market(BTC, now)
+            assert venue.funding is not None and snap.funding is not None
+            assert snap.funding.rate == venue.funding.rate and snap.funding.next_settlement == venue.funding.next_settlement
+        for fuse in fuses:
+            await daemon.fuses[fuse].transfer("USDT", Decimal("20000"), "vault", fuse)
+
+        # The venue goes down (streams dropped, REST in maintenance): the data goes stale, the
+        # daemon pauses on it and refuses to price or trade on the last prices.
+        faults.maintenance = True
+        faults.disconnect_streams += 1
+        await wait_until(lambda: set(source.stale()) == set(fuses), what="source reports stale data")
+        await wait_until(lambda: "stale_data" in daemon.paused, what="stale_data pause")
+        assert sample("alpha_risk_paused", {"reason": "stale_data"}) == 1
+        assert daemon.readiness() == (False, "market data is stale")
+        request = OrderRequest(client_id="paperstale01", market=BTC, side=Side.BUY, quantity=Decimal("0.1"))
+        with pytest.raises(TransientError) as refused:
+            await daemon.fuses["binance-a"].submit(request)
+        assert refused.value.code == STALE_DATA
+        assert daemon.executor is not None
+        q = Decimal("0.1")
+        hedge = OpenHedge("paper", "BTC", (Leg("binance-a", BTC, Side.BUY, q), Leg("binance-b", BTC, Side.SELL, q)), "test")
+        result = await daemon.executor.execute(hedge, "paperstale")
+        assert not result.completed
+        for fuse in fuses:
+            account = await daemon.fuses[fuse].account()
+            assert account.position(BTC) is None, f"{fuse} traded on stale data"
+            assert not sample("alpha_execution_orders_total", {"fuse": fuse, "outcome": "filled"})
+
+        # The venue comes back: streaming again, fresh data, the pause lifts, trading works.
+        faults.maintenance = False
+        back = LiveClock().now()
+        await wait_until(lambda: streamed_since(back), what="streaming again")
+        await wait_until(lambda: "stale_data" not in daemon.paused, what="stale_data pause lifted")
+        assert source.stale() == {}
+        result = await daemon.executor.execute(hedge, "paperback01")
+        assert result.completed
+        long_pos = (await daemon.fuses["binance-a"].account()).position(BTC)
+        assert long_pos is not None and long_pos.size == q
+    finally:
+        daemon.request_stop()
+        code = await asyncio.wait_for(task, 30)
+    assert code == 0
+    assert_public_only(log)

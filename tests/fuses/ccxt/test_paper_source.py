@@ -106,7 +106,7 @@ async def test_steady_state_reads_the_mark_stream_and_stops_polling_rest(rig_fac
             # Many poll periods pass: readings keep coming from the stream, no REST request at all.
             premium, total = log.count("/fapi/v1/premiumIndex"), log.count()
             mark = LiveClock().now()
-            await asyncio.sleep(15 * EVERY.total_seconds())
+            await asyncio.sleep(10 * EVERY.total_seconds())
             assert from_stream_since(source, "binance", (BTC, ETH), mark)
             assert log.count("/fapi/v1/premiumIndex") == premium
             assert log.count() == total, [(e.method, e.path) for e in log.entries[total:]]
@@ -125,7 +125,7 @@ async def test_stream_drop_falls_back_to_rest_and_stays_fresh_then_streams_again
             await wait_for(lambda: feed.states["marks"] is FeedState.RECONNECTING)
             dropped_at = LiveClock().now()
             polls = log.count("/fapi/v1/premiumIndex")
-            for _ in range(10):  # three staleness bounds: REST keeps every market fresh
+            for _ in range(6):  # two staleness bounds: REST keeps every market fresh
                 await asyncio.sleep(STALE_AFTER.total_seconds() / 3)
                 assert source.stale() == {}
             readings = source.readings["binance"]
@@ -189,7 +189,7 @@ async def test_a_venue_without_streams_is_polled_at_the_cadence_only(hl_rig_fact
             first = LiveClock().now()
             await wait_for(lambda: all(source.readings["hl"][m].received > first for m in (HL_BTC, HL_ETH)))
             start, began = log.count(), asyncio.get_running_loop().time()
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.6)
             requests, elapsed = log.count() - start, asyncio.get_running_loop().time() - began
             readings = source.readings["hl"]
             assert {r.source for r in readings.values()} == {"poll"}
