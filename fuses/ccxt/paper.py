@@ -133,11 +133,16 @@ class CcxtMarketSource:
         return self.states
 
     def streaming(self, name: str) -> bool:
-        """True while fuse ``name``'s stream feed runs and its mark stream is up (or still opening)."""
+        """True while fuse ``name``'s stream feed runs and its mark stream delivers (or opens for the first time)."""
         feed = self.feeds.get(name)
-        return name in self._feeding and feed is not None and feed.states["marks"] in (FeedState.STARTING, FeedState.STREAMING)
+        if name not in self._feeding or feed is None:
+            return False
+        state = feed.states["marks"]
+        return state is FeedState.STREAMING or (state is FeedState.STARTING and feed.reconnects == 0)
 
-    def _on_update(self, name: str) -> Callable[[MarkUpdate | BookUpdate], None]:
+    def on_update(self, name: str) -> Callable[[MarkUpdate | BookUpdate], None]:
+        """Return fuse ``name``'s feed callback: take each mark update (an unusable one is dropped and logged)."""
+
         def take(update: MarkUpdate | BookUpdate) -> None:
             if isinstance(update, MarkUpdate):  # books of the real venue do not feed the simulation
                 self._put(name, update.market, update)
@@ -220,7 +225,7 @@ class CcxtMarketSource:
         """
         settings = self.stream_settings(every)
         self.feeds = {
-            name: MarketStreams(fuse, clock=self.clock, settings=settings, on_update=self._on_update(name))
+            name: MarketStreams(fuse, clock=self.clock, settings=settings, on_update=self.on_update(name))
             for name, fuse in self.fuses.items()
             if self.streamed(name)
         }

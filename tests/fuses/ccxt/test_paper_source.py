@@ -14,7 +14,7 @@ from typing import Any
 from alpha.config.schema import FuseConfig
 from alpha.domain.clock import LiveClock
 from fuses.ccxt.paper import CcxtMarketSource
-from fuses.ccxt.streams import FeedState
+from fuses.ccxt.streams import FeedState, MarkUpdate
 from fuses.sim.source import MarketSource
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
@@ -198,3 +198,20 @@ async def test_a_venue_without_streams_is_polled_at_the_cadence_only(hl_rig_fact
             assert state.funding_interval == timedelta(hours=1)
         # at most one refresh's requests per poll period (and one more for the period in progress)
         assert requests <= per_refresh * (elapsed / EVERY.total_seconds() + 1), (requests, per_refresh, elapsed)
+
+
+async def test_an_unusable_reading_is_refused_and_the_market_ages(rig_factory: Any) -> None:
+    async with rig_factory() as rig:
+        source = CcxtMarketSource.from_configs([binance_config(rig.server.url)], clock=LiveClock(), stale_after=STALE_AFTER)
+        try:
+            await source.start()
+            before = source.advance(LiveClock().now())["binance"][BTC]
+            first = source.readings["binance"][BTC]
+            take = source.on_update("binance")
+            take(MarkUpdate(BTC, Decimal("0"), None, None, LiveClock().now(), "stream"))
+            take(MarkUpdate(BTC, Decimal("NaN"), Decimal("1"), None, LiveClock().now(), "stream"))
+        finally:
+            await source.close()
+        assert source.advance(LiveClock().now())["binance"][BTC] == before
+        assert source.readings["binance"][BTC] == first  # not counted as fresh
+        assert "mark price must be a positive finite Decimal" in source.last_error["binance"]
