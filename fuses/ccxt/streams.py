@@ -12,6 +12,15 @@ received. ``await run(stop)`` feeds them until ``stop`` is set:
   fallback).
 * books: ``VenueSpec.book_stream`` (``watch_order_book``) when the venue has one; otherwise the
   REST book, every ``poll_every``.
+* orders and positions (a fuse with credentials only): ``VenueSpec.order_stream``
+  (``watch_orders``: Binance's user data stream, ORDER_TRADE_UPDATE) keeps the latest state of
+  each of our orders by client id, and ``VenueSpec.position_stream`` (``watch_positions``:
+  ACCOUNT_UPDATE) the latest size of each position. ``final_order(client_id, wait)`` answers the
+  executor from the stream (an order's final state, or None when the stream cannot tell, so the
+  caller asks the venue by REST); order and position changes reach ``on_account``.
+  These streams are silent when nothing happens, so silence is not staleness: they fail only
+  when the connection does. Updates missed while reconnecting are not replayed: the stream only
+  ever adds certainty (a final state seen), never removes it.
 
 A stream that fails is re-opened after ``Backoff`` delays (doubling up to a maximum, reset by
 the first message after a reconnect); a stream that stays silent longer than ``stale_after`` is
@@ -25,8 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -34,10 +44,11 @@ from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt
 
+from alpha.domain.account import Order
 from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.market import OrderBook
-from alpha.domain.money import ONE
+from alpha.domain.money import ONE, ZERO
 from alpha.observability.metrics import Metrics
 from fuses.base import FuseError
 from fuses.ccxt import parse
@@ -49,10 +60,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+ACCOUNT_RESCAN = 0.25  # seconds between reads of ccxt's order / position cache while a user stream is quiet
+
+
 class FeedState(StrEnum):
     """How a feed currently gets its data."""
 
-    STARTING = "starting"
+    STARTING = "starting"  # connecting (first time, or again after a failure and its backoff)
     STREAMING = "streaming"
     POLLING = "polling"  # the venue has no stream: REST on a cadence
     RECONNECTING = "reconnecting"  # the stream failed or went silent; REST fills in meanwhile
@@ -113,6 +127,28 @@ class BookUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class OrderUpdate:
+    """The latest state of one of our orders as the user stream told it, received at ``received``."""
+
+    order: Order
+    received: datetime
+
+    @property
+    def market(self) -> str:
+        return self.order.market
+
+
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """The size of one position (signed, base units; zero when flat) as the user stream told it."""
+
+    market: str
+    size: Decimal
+    entry_price: Decimal | None
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Gap:
     """A stretch during which a feed's stream was down (from the failure to the first message after)."""
 
@@ -156,6 +192,7 @@ class MarketStreams:
         markets: Sequence[str] | None = None,
         metrics: Metrics | None = None,
         on_update: Callable[[MarkUpdate | BookUpdate], None] | None = None,
+        on_account: Callable[[OrderUpdate | PositionUpdate], None] | None = None,
     ) -> None:
         self.fuse = fuse
         self.spec = fuse.spec
@@ -164,9 +201,20 @@ class MarketStreams:
         self.markets: tuple[str, ...] = tuple(markets if markets is not None else fuse.settings.markets)
         self.metrics = metrics
         self.on_update = on_update
+        self.on_account = on_account
         self.marks: dict[str, MarkUpdate] = {}
         self.books: dict[str, BookUpdate] = {}
+        self.orders: dict[str, OrderUpdate] = {}  # by the client id the venue carries
+        self.positions: dict[str, PositionUpdate] = {}
         self.states: dict[str, FeedState] = {"marks": FeedState.STARTING, "books": FeedState.STARTING}
+        self._account_feeds: dict[str, str] = {}  # feed -> ccxt.pro method
+        if fuse.settings.has_credentials:
+            for feed, method in (("orders", self.spec.order_stream), ("positions", self.spec.position_stream)):
+                if method is not None:
+                    self._account_feeds[feed] = method
+                    self.states[feed] = FeedState.STARTING
+        self._order_changed = asyncio.Event()
+        self._order_seen: dict[str, tuple[Any, Any]] = {}  # venue client id -> (status, filled) last taken
         self.reconnects = 0
         self.gaps: list[Gap] = []
         self.last_error: str | None = None
@@ -202,6 +250,39 @@ class MarketStreams:
                 out[market] = age
         return out
 
+    def order(self, client_id: str) -> Order | None:
+        """Return the latest streamed state of our order ``client_id`` (None if the stream has not seen it)."""
+        update = self.orders.get(self.fuse._venue_client_id(client_id))
+        return replace(update.order, client_id=client_id) if update is not None else None
+
+    async def final_order(self, client_id: str, wait: float) -> Order | None:
+        """Return ``client_id``'s final state from the order stream, waiting up to ``wait`` seconds for it.
+
+        None when the stream cannot tell: the venue has no order stream, the stream is
+        reconnecting (then it does not wait: what it missed is not replayed), or the order is not
+        final within ``wait``. None never means the venue lacks the order: only the venue's REST
+        answer can say that.
+        """
+        if "orders" not in self._account_feeds:
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            order = self.order(client_id)
+            if order is not None and order.status.is_final:
+                return order
+            left = deadline - loop.time()
+            if self.states.get("orders") not in (FeedState.STARTING, FeedState.STREAMING) or left <= 0:
+                return None
+            changed = self._order_changed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), timeout=left)
+
+    def _notify_orders(self) -> None:
+        """Wake every ``final_order`` waiter (an update arrived or the feed changed state)."""
+        self._order_changed.set()
+        self._order_changed = asyncio.Event()
+
     def health(self, now: datetime | None = None) -> StreamHealth:
         """Return the feeds' state for the risk monitor."""
         return StreamHealth(self.fuse.name, dict(self.states), self.stale(now), self.reconnects, self.last_error)
@@ -212,9 +293,12 @@ class MarketStreams:
         """Feed marks and books until ``stop`` is set; close the fuse's streams on the way out."""
         self.started_at = self.clock.now()
         try:
-            await asyncio.gather(self._marks_feed(stop), self._books_feed(stop))
+            feeds = [self._marks_feed(stop), self._books_feed(stop)]
+            feeds += [self._account_feed(feed, method, stop) for feed, method in self._account_feeds.items()]
+            await asyncio.gather(*feeds)
         finally:
             self.states = {k: FeedState.STOPPED for k in self.states}
+            self._notify_orders()
             await self._close_streams()
 
     async def _close_streams(self) -> None:
@@ -223,18 +307,35 @@ class MarketStreams:
             with contextlib.suppress(Exception):
                 await close()
 
-    async def _until(self, awaitable: Awaitable[T], stop: asyncio.Event, timeout: float | None) -> T:
-        """Await ``awaitable`` unless ``stop`` comes first (``_Stopped``) or ``timeout`` passes (TimeoutError)."""
+    async def _until(
+        self, awaitable: Awaitable[T], stop: asyncio.Event, timeout: float | None,
+        poll: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """Await ``awaitable`` unless ``stop`` comes first (``_Stopped``) or ``timeout`` passes (TimeoutError).
+
+        With ``poll`` (a feed reconnecting), REST is polled every ``poll_every`` while waiting: a
+        reconnect that takes long (ccxt's own dial delays) must not leave the data stale.
+        """
         task = asyncio.ensure_future(isolated(awaitable))
         stopper = asyncio.ensure_future(stop.wait())
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         try:
-            done, _ = await asyncio.wait({task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                chunk = left if poll is None else min(left if left is not None else math.inf, self.settings.poll_every.total_seconds())
+                done, _ = await asyncio.wait({task, stopper}, timeout=chunk, return_when=asyncio.FIRST_COMPLETED)
+                if done or poll is None or (deadline is not None and loop.time() >= deadline):
+                    break
+                await poll()
         except BaseException:  # cancelled while waiting: the read must not outlive us unobserved
             task.cancel()
             raise
         finally:
             stopper.cancel()
         if task in done:
+            if task.cancelled():  # another feed closed the connections under this read: a failed stream
+                raise ccxt.NetworkError("stream closed")
             return task.result()
         task.cancel()
         with contextlib.suppress(BaseException):
@@ -246,6 +347,20 @@ class MarketStreams:
     async def _sleep(self, seconds: float, stop: asyncio.Event) -> bool:
         """Wait ``seconds`` on the clock; True if stopped."""
         return await self.clock.sleep_until(self.clock.now() + timedelta(seconds=seconds), stop)
+
+    async def _wait_polling(self, seconds: float, stop: asyncio.Event, poll: Callable[[], Awaitable[None]]) -> bool:
+        """Wait ``seconds`` before a reconnect, polling REST every ``poll_every`` meanwhile; True if stopped.
+
+        The fallback keeps its own cadence: a long reconnect wait must not leave the data stale
+        while REST is up.
+        """
+        end = self.clock.now() + timedelta(seconds=seconds)
+        while True:
+            if await self.clock.sleep_until(min(end, self.clock.now() + self.settings.poll_every), stop):
+                return True
+            if self.clock.now() >= end:
+                return False
+            await poll()
 
     def _failed(self, feed: str, exc: BaseException) -> None:
         now = self.clock.now()
@@ -281,7 +396,8 @@ class MarketStreams:
         attempt = 0
         while not stop.is_set():
             try:
-                raw = await self._until(watch(perps), stop, self.settings.stale_after.total_seconds())
+                fill_in = self._poll_marks if self.states["marks"] is FeedState.RECONNECTING else None
+                raw = await self._until(watch(perps), stop, self.settings.stale_after.total_seconds(), fill_in)
             except _Stopped:
                 return
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
@@ -290,7 +406,7 @@ class MarketStreams:
                 if isinstance(exc, TimeoutError):
                     await self._close_streams()  # a silent connection is re-opened, not waited on
                 await self._poll_marks()  # REST fills the gap if it is up
-                if await self._sleep(self.settings.backoff.delay(attempt), stop):
+                if await self._wait_polling(self.settings.backoff.delay(attempt), stop, self._poll_marks):
                     return
                 continue
             attempt = 0
@@ -368,7 +484,8 @@ class MarketStreams:
                 # no limit: ccxt keeps every level (a depth-limited book loses the levels that
                 # move up as top ones go); the snapshot size is the venue's watchOrderBookLimit
                 pending = [watch(m) for m in self.markets]
-                raws = await self._until(asyncio.gather(*pending), stop, self.settings.stale_after.total_seconds())
+                fill_in = self._poll_books if self.states["books"] is FeedState.RECONNECTING else None
+                raws = await self._until(asyncio.gather(*pending), stop, self.settings.stale_after.total_seconds(), fill_in)
             except _Stopped:
                 return
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
@@ -377,7 +494,7 @@ class MarketStreams:
                 if isinstance(exc, TimeoutError):
                     await self._close_streams()
                 await self._poll_books()
-                if await self._sleep(self.settings.backoff.delay(attempt), stop):
+                if await self._wait_polling(self.settings.backoff.delay(attempt), stop, self._poll_books):
                     return
                 continue
             attempt = 0
@@ -402,6 +519,118 @@ class MarketStreams:
                 continue
             self._put_book(BookUpdate(market, book, self.clock.now(), "poll"))
 
+    # -- our orders and positions --------------------------------------------------------------
+
+    async def _account_feed(self, feed: str, method: str, stop: asyncio.Event) -> None:
+        """Follow one of the user data streams: silence is normal, only a failed connection is not.
+
+        A watch wakes on one message; a message that comes while no watch is pending (between
+        one wake and the next call) reaches only ccxt's cache, so the cache is also read every
+        ``ACCOUNT_RESCAN`` seconds while waiting, keeping only changes.
+        """
+        watch = getattr(self.fuse.client, method)
+        take = self._take_orders if feed == "orders" else self._take_positions
+        perps = [m for m in self.markets if m in self._perp_markets()]
+        attempt = 0
+        pending: asyncio.Future[Any] | None = None
+        try:
+            while not stop.is_set():
+                if pending is None:
+                    pending = asyncio.ensure_future(isolated(watch() if feed == "orders" else watch(perps)))
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    done, _ = await asyncio.wait({pending, stopper}, timeout=ACCOUNT_RESCAN, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    stopper.cancel()
+                if pending not in done:
+                    take(_flatten(getattr(self.fuse.client, feed, None)))
+                    continue
+                finished, pending = pending, None
+                # a watch cancelled under us (another feed closed the connections) is a failed stream
+                exc = ccxt.NetworkError(f"{feed} stream closed") if finished.cancelled() else finished.exception()
+                if exc is not None:
+                    if not isinstance(exc, ccxt.BaseError | OSError):
+                        raise exc
+                    attempt += 1
+                    self._failed(feed, exc)
+                    self._reauthenticate()
+                    self._notify_orders()  # waiters stop waiting on a stream that is down
+                    if await self._sleep(self.settings.backoff.delay(attempt), stop):
+                        return
+                    self.states[feed] = FeedState.STARTING  # connecting again: what comes now is streamed
+                    continue
+                attempt = 0
+                self._recovered(feed)
+                take([*finished.result(), *_flatten(getattr(self.fuse.client, feed, None))])
+        finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
+
+    def _reauthenticate(self) -> None:
+        """Make ccxt fetch a fresh user-stream credential (listen key) on the next watch.
+
+        A user stream that failed may have failed because its listen key expired; asking again
+        returns the same key while it is valid (Binance extends it), a new one otherwise.
+        """
+        bucket = self.spec.user_stream_auth
+        options = self.fuse.client.options.get(bucket) if bucket is not None else None
+        if isinstance(options, dict):
+            options["lastAuthenticatedTime"] = 0
+
+    def _take_orders(self, raw: Sequence[Any]) -> None:
+        now = self.clock.now()
+        changed = False
+        for entry in raw:
+            if not isinstance(entry, Mapping):
+                continue
+            venue_id, symbol = entry.get("clientOrderId"), entry.get("symbol")
+            if not venue_id or symbol not in self.markets:
+                continue  # not one of ours (a hand-placed order without our id, or another market)
+            seen = (entry.get("status"), entry.get("filled"))
+            if self._order_seen.get(str(venue_id)) == seen:
+                continue
+            self._order_seen[str(venue_id)] = seen
+            try:
+                order = parse.order(entry, str(venue_id), self.fuse._contract_sizes.get(str(symbol), ONE))
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            update = OrderUpdate(order, now)
+            self.orders[str(venue_id)] = update
+            changed = True
+            if self.on_account is not None:
+                self.on_account(update)
+        if changed:
+            self._notify_orders()
+
+    def _take_positions(self, raw: Sequence[Any]) -> None:
+        now = self.clock.now()
+        latest: dict[str, Mapping[str, Any]] = {}  # per market, the entry of the latest message
+        for entry in raw:
+            if isinstance(entry, Mapping) and entry.get("symbol") in self.markets:
+                symbol = str(entry["symbol"])
+                if symbol not in latest or (entry.get("timestamp") or 0) >= (latest[symbol].get("timestamp") or 0):
+                    latest[symbol] = entry
+        for symbol, entry in latest.items():
+            try:
+                contracts = parse.dec(entry.get("contracts"), f"{symbol}.contracts", default=ZERO)
+                size = contracts * self.fuse._contract_sizes.get(symbol, ONE)
+                if entry.get("side") == "short":
+                    size = -abs(size)
+                entry_price = parse.opt_dec(entry.get("entryPrice"), f"{symbol}.entryPrice")
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            previous = self.positions.get(symbol)
+            if previous is not None and previous.size == size:
+                continue  # a balance-only update repeats every position: keep only changes
+            update = PositionUpdate(symbol, size, entry_price or None, now)
+            self.positions[symbol] = update
+            if self.on_account is not None:
+                self.on_account(update)
+
     def _put_book(self, update: BookUpdate) -> None:
         self.books[update.market] = update
         self._export(update.market)
@@ -415,3 +644,10 @@ class MarketStreams:
         if seen is not None:
             age = max((self.clock.now() - seen).total_seconds(), 0.0)
             self.metrics.data_age.labels(fuse=self.fuse.name, market=market).set(age)
+
+
+def _flatten(cache: Any) -> list[Any]:
+    """Return the entries of a ccxt.pro cache: a list, or a dict of lists (positions per market type)."""
+    if isinstance(cache, Mapping):
+        return [entry for part in cache.values() if isinstance(part, list) for entry in part]
+    return list(cache) if isinstance(cache, list) else []

@@ -89,6 +89,10 @@ class VenueSpec:
     mark_stream: str | None = None
     mark_stream_fields: dict[str, str] = field(default_factory=dict)
     book_stream: str | None = None  # the ccxt.pro order book method, where the venue (and its emulator) has one
+    # our own orders and positions (ccxt.pro, signed: run only for a fuse with credentials)
+    order_stream: str | None = None
+    position_stream: str | None = None
+    user_stream_auth: str | None = None  # the ccxt options bucket holding the user stream's listen key
     # funding payments (ccxt fetch_funding_history): paths in each raw entry (ccxt's ``info``) to
     # the exact ``amount``, ``rate`` and ``size`` (ccxt's parsed numbers are floats), the page
     # size to ask for, and whether the venue answers only one market per request
@@ -220,6 +224,9 @@ VENUES: dict[str, VenueSpec] = {
         mark_stream="watch_mark_prices",
         mark_stream_fields={"mark": "p", "index": "i", "rate": "r", "next": "T", "time": "E"},
         book_stream="watch_order_book",
+        order_stream="watch_orders",
+        position_stream="watch_positions",
+        user_stream_auth="linear",
 
         balance_total_includes_upnl=True,  # ccxt: total = marginBalance
         funding_income_fields={"amount": ("income",)},  # GET /fapi/v1/income incomeType FUNDING_FEE

@@ -72,7 +72,7 @@ async def test_mark_stream_carries_the_funding_rate_and_next_time_of_every_marke
                 assert update.funding.interval == timedelta(hours=8)  # from the venue's fundingInfo
                 assert update.index is not None and update.mark > 0
             await wait_for(lambda: streams.states["books"] is FeedState.STREAMING)
-            assert streams.states == {"marks": FeedState.STREAMING, "books": FeedState.STREAMING}
+            assert (streams.states["marks"], streams.states["books"]) == (FeedState.STREAMING, FeedState.STREAMING)
             assert streams.stale() == {}
             assert all(isinstance(t, datetime) for t in streams.last_updates().values())
 
