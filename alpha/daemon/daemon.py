@@ -185,7 +185,8 @@ class Daemon:
         for _, label in (*REFUSAL_LABELS, ("", "other")):
             self.metrics.actions_refused.labels(reason=label)
         self.executor = Executor(
-            self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments
+            self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments,
+            order_feeds=self.marketdata.streams,
         )
         await self.marketdata.refresh()
         resolved = await self.executor.reconcile()

@@ -55,7 +55,7 @@ import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.journal import Journal
@@ -92,6 +92,7 @@ from fuses.base import (
 log = get_logger("alpha.executor")
 
 RESOLVE_ATTEMPTS = 5
+STREAM_GRACE = 2.0  # seconds an unknown outcome waits for the venue's order stream before asking by REST
 BORROW_MARK = ":borrow"
 # Cash moved to the sale venue for a buy-back: estimated cost (book walk + taker fee) plus this share.
 BUY_BACK_HEADROOM = Decimal("0.01")
@@ -112,6 +113,14 @@ class SaleVenue:
     fuse: str
     market: str
     instrument: Instrument
+
+
+class OrderFeed(Protocol):
+    """A venue's stream of our orders (``fuses.ccxt.streams.MarketStreams``)."""
+
+    async def final_order(self, client_id: str, wait: float) -> Order | None:
+        """The order's final state from the stream within ``wait`` seconds, or None if the stream cannot tell."""
+        ...
 
 
 class ExecutionError(RuntimeError):
@@ -155,8 +164,11 @@ class Executor:
         *,
         run_id: str,
         instruments: Mapping[str, Instrument] | None = None,
+        order_feeds: Mapping[str, OrderFeed] | None = None,
     ) -> None:
         self.fuses = fuses
+        # Read at use: a venue's feed is attached when its stream service starts.
+        self.order_feeds: Mapping[str, OrderFeed] = order_feeds if order_feeds is not None else {}
         self.journal = journal
         self.metrics = metrics
         self.clock = clock
@@ -422,7 +434,18 @@ class Executor:
             raise TimeoutError(f"no answer to order {request.client_id} within {timeout}s of sending it")
         return task.result()
 
+    async def _streamed(self, name: str, client_id: str, wait: float) -> Order | None:
+        """The order's final state from fuse ``name``'s order stream, if it has one and can tell within ``wait``."""
+        feed = self.order_feeds.get(name)
+        order = await feed.final_order(client_id, wait) if feed is not None else None
+        if order is not None:
+            log.info("order resolved from the order stream", fuse=name, client_id=client_id, status=order.status.value)
+        return order
+
     async def _await_final(self, name: str, fuse: Any, market: str, order: Order) -> Order:
+        streamed = await self._streamed(name, order.client_id, self.config.execution.order_timeout.total_seconds())
+        if streamed is not None:
+            return streamed
         for _ in range(RESOLVE_ATTEMPTS):
             await asyncio.sleep(0)
             order = await fuse.order_status(market, order.client_id)
@@ -433,7 +456,13 @@ class Executor:
         return order
 
     async def _resolve(self, name: str, fuse: Any, market: str, client_id: str, decision_id: str | None, *, purpose: str) -> str:
-        """Ask the venue what became of ``client_id``; journal and return the outcome."""
+        """Ask the venue what became of ``client_id`` (its order stream first); journal and return the outcome."""
+        streamed = await self._streamed(name, client_id, STREAM_GRACE)
+        if streamed is not None:
+            self._record(name, market, streamed, None)
+            self._last_known[client_id] = streamed
+            self.unresolved.discard(client_id)
+            return streamed.status.value
         for attempt in range(RESOLVE_ATTEMPTS):
             try:
                 order: Order = await fuse.order_status(market, client_id)

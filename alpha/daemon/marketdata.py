@@ -46,6 +46,8 @@ class StreamFeed(Protocol):
 
     def health(self, now: datetime | None = None) -> Any: ...
 
+    async def final_order(self, client_id: str, wait: float) -> Any: ...  # the executor's order stream
+
 
 class MarketData:
     """The latest snapshot per market key (``fuse:market``) and when it was last refreshed."""
