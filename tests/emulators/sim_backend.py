@@ -8,10 +8,11 @@ the engine.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from alpha.domain.account import AccountSnapshot, Order, OrderRequest
 from alpha.domain.funding import FundingRate
@@ -32,6 +33,22 @@ class SimBackend:
         self.engine = engine
         self.public: list[FundingEvent] = []
         self.paid: list[FundingPaid] = []
+        self._listeners: list[Callable[[Any], None]] = []
+        self._published = 0  # engine events already passed to listeners
+
+    def listen(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback`` with every engine event from now on (the emulator's user data stream)."""
+        self._listeners.append(callback)
+        self._published = len(self.engine.events)
+
+    def _publish(self) -> None:
+        events = self.engine.events
+        if self._published > len(events):  # someone drained the engine's record
+            self._published = 0
+        fresh, self._published = events[self._published :], len(events)
+        for event in fresh:
+            for callback in self._listeners:
+                callback(event)
 
     def instruments(self) -> Sequence[Instrument]:
         return list(self.engine.instruments.values())
@@ -44,6 +61,7 @@ class SimBackend:
                 when += data.funding_interval
         events = self.engine.settle_due(now) + self.engine.check_liquidations(now)
         self.paid += [e for e in events if isinstance(e, FundingPaid)]
+        self._publish()
 
     def market(self, symbol: str, now: datetime) -> MarketView:
         data = self.engine.markets[symbol]
@@ -63,9 +81,13 @@ class SimBackend:
             return self.engine.submit(account, request, now)
         finally:
             self.engine.fill_cap = None
+            self._publish()
 
     def cancel(self, account: str, symbol: str, client_id: str, now: datetime) -> Order:
-        return self.engine.cancel(account, client_id, now)
+        try:
+            return self.engine.cancel(account, client_id, now)
+        finally:
+            self._publish()
 
     def order(self, account: str, symbol: str, client_id: str) -> Order:
         return self.engine.order(account, client_id)

@@ -199,3 +199,41 @@ async def test_a_venue_in_maintenance_pauses_trading_without_crashing_a_service(
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=20) == 0
+
+
+async def test_an_order_whose_answer_never_comes_is_resolved_from_the_order_stream(tmp_path: Path, binance: EmulatorServer) -> None:
+    from alpha.daemon.journal import Journal
+    from alpha.domain.actions import Leg, ResizeLeg
+    from alpha.domain.instruments import Side
+    from fuses.emulators.binance import BINANCE_KEY
+
+    path = tmp_path / "orders.yaml"
+    text = STRATEGY.format(url=binance.url, symbol=SYMBOL, journal=tmp_path / "journal.db")
+    path.write_text(text.replace("risk: {max_data_age: 1s}", "risk: {max_data_age: 1s}\nexecution: {order_timeout: 1s}"))
+    daemon = build_daemon(load_config(path), mode="live", serve_http=False, poll_every=POLL)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    log, faults = binance.state.log, binance.state.faults
+    try:
+        await until(lambda: daemon.marketdata.streaming("binance") and "stale_data" not in daemon.paused)
+        feed = daemon.marketdata.streams["binance"]
+        await until(lambda: any(binance.app[BINANCE_KEY].user_queues.values()))  # the user stream is open
+        assert feed.states["orders"] in (FeedState.STARTING, FeedState.STREAMING)
+
+        # The venue takes the order and fills it, but its answer never comes: the outcome is unknown
+        # to the REST client. The user stream told us; no REST order query is needed to find out.
+        faults.order_timeouts, faults.hang_seconds = 1, 5.0
+        reads = log.count("/fapi/v1/order", "GET")
+        leg = Leg("binance", SYMBOL, Side.BUY, Decimal("0.01"))
+        assert daemon.executor is not None
+        await daemon.executor.execute(ResizeLeg("BTC|test", "BTC", leg, "test"), "test-decision")
+        assert faults.order_timeouts == 0, "the order was accepted and its answer withheld"
+        assert log.count("/fapi/v1/order", "GET") == reads, "resolved from the stream, not by asking the venue"
+        assert not daemon.executor.unresolved
+        [result] = [r for r in Journal(tmp_path / "journal.db").records("order_result") if r.client_id == "test-decision-0001"]
+        assert result.data["outcome"] == "filled" and Decimal(str(result.data["filled"])) == Decimal("0.01")
+        account = await daemon.fuses["binance"].account()
+        assert [p.size for p in account.positions if p.market == SYMBOL] == [Decimal("0.01")]
+        assert feed.states["orders"] is FeedState.STREAMING
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=20) == 0
