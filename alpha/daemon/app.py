@@ -193,7 +193,8 @@ def _streams_service(
             poll_every=daemon.wiring.poll_every,
         )
         feed = streams_mod.MarketStreams(
-            fuse, clock=clock, settings=settings, metrics=metrics, on_update=daemon.marketdata.on_stream_update(name)
+            fuse, clock=clock, settings=settings, metrics=metrics, on_update=daemon.marketdata.on_stream_update(name),
+            on_account=daemon.on_account_update(name),
         )
         daemon.marketdata.attach_streams(name, feed)
         return feed.run  # type: ignore[no-any-return]

@@ -149,6 +149,8 @@ class Daemon:
         self.done_settlements: set[tuple[str, datetime]] = set()
         self.last_decision_at: datetime | None = None
         self.retry_at: datetime | None = None  # after a skipped decision, when the schedule tries again
+        self.risk_wake = asyncio.Event()  # wakes the risk monitor before its next poll (a position changed)
+        self._executing = 0  # decisions being executed (their own fills move positions)
         self.last_drift_at: datetime | None = None
         self.liquidations = 0
         self.funding: Any = None  # live: the FundingCollector (alpha.daemon.funding) once its service is made
@@ -640,11 +642,30 @@ class Daemon:
     async def _execute(self, decision_id: str, actions: Sequence[Action], why: str, *, neutralise_after: bool = True) -> int:
         assert self.executor is not None
         self.executor.begin(decision_id, actions)
+        self._executing += 1
         try:
             return await self._execute_approved(decision_id, actions, why, neutralise_after=neutralise_after)
         finally:
+            self._executing -= 1
             if neutralise_after:  # the outermost call: the decision is done
                 self.executor.end(decision_id)
+
+    def on_account_update(self, fuse: str) -> Callable[[Any], None]:
+        """Return the ``on_account`` callback of fuse ``fuse``'s user stream.
+
+        A position that changes while no decision of ours is executing was changed by someone
+        else (a hand trade on the same account, a venue's liquidation or auto-deleverage): the
+        risk monitor is woken at once to read the accounts and check the hedge, instead of at
+        its next poll. Order updates are the executor's (it reads them from the feed).
+        """
+
+        def changed(update: Any) -> None:
+            if not hasattr(update, "size") or self._executing:  # a PositionUpdate, not caused by us
+                return
+            log.info("position changed at the venue; checking the hedge", fuse=fuse, market=update.market, size=str(update.size))
+            self.risk_wake.set()
+
+        return changed
 
     async def _execute_approved(self, decision_id: str, actions: Sequence[Action], why: str, *, neutralise_after: bool) -> int:
         assert self.executor is not None
@@ -682,7 +703,15 @@ class Daemon:
     # -- services --------------------------------------------------------------------------
 
     async def _risk_service(self, stop: asyncio.Event) -> None:
+        relay = asyncio.create_task(_relay(stop, self.risk_wake))
+        try:
+            await self._risk_loop(stop)
+        finally:
+            relay.cancel()
+
+    async def _risk_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            self.risk_wake.clear()
             now = self.clock.now()
             try:
                 view = await self.view(now)
@@ -704,8 +733,7 @@ class Daemon:
             if drifting and (self.last_drift_at is None or now - self.last_drift_at >= DRIFT_MIN_INTERVAL):
                 self.last_drift_at = now
                 self.trigger("drift")
-            if await self.clock.sleep_until(now + self.wiring.poll_every, stop):
-                return
+            await self.clock.sleep_until(now + self.wiring.poll_every, self.risk_wake)
 
     async def margin_check(self) -> list[Action]:
         """Check every margin and lending account once; repay, top up or deleverage as the policy says.
@@ -858,11 +886,7 @@ class Daemon:
         return best
 
     async def _scheduler_service(self, stop: asyncio.Event) -> None:
-        async def relay() -> None:
-            await stop.wait()
-            self.wake.set()
-
-        relay_task = asyncio.create_task(relay())
+        relay_task = asyncio.create_task(_relay(stop, self.wake))
         try:
             while not stop.is_set():
                 now = self.clock.now()
@@ -995,3 +1019,9 @@ def _describe(action: Action) -> str:
     if isinstance(action, Transfer):
         return f"{action.source} -> {action.destination} {action.amount} {action.asset}"
     return "; ".join(f"{r['fuse']} {r.get('market') or r.get('asset')} {r.get('side')} {r['quantity']}" for r in rows)
+
+
+async def _relay(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """Set ``wake`` when ``stop`` is set (a service sleeping on ``wake`` then sees the stop)."""
+    await stop.wait()
+    wake.set()

@@ -237,3 +237,36 @@ async def test_an_order_whose_answer_never_comes_is_resolved_from_the_order_stre
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=20) == 0
+
+
+async def test_a_position_changed_by_hand_wakes_the_risk_monitor_before_its_next_poll(tmp_path: Path, binance: EmulatorServer) -> None:
+    from alpha.domain.account import OrderRequest, OrderType
+    from alpha.domain.instruments import Side
+    from fuses.emulators.binance import BINANCE_KEY
+
+    path = tmp_path / "hand.yaml"
+    path.write_text(STRATEGY.format(url=binance.url, symbol=SYMBOL, journal=tmp_path / "journal.db"))
+    slow_poll = timedelta(seconds=30)  # the risk monitor's own cadence: far longer than the test waits
+    daemon = build_daemon(load_config(path), mode="live", serve_http=False, poll_every=slow_poll)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await until(lambda: daemon.marketdata.streaming("binance") and daemon.supervisor.running.get("risk", False))
+        await until(lambda: any(binance.app[BINANCE_KEY].user_queues.values()))  # the user stream is open
+        await until(lambda: daemon.last_view is not None and not daemon._executing)
+        await asyncio.sleep(0.5)  # the start-up decision and its account updates are done
+        drifts = sum(1 for d in daemon.decisions if d.trigger == "drift")
+
+        # Someone trades by hand on the same account (the venue's web page): the book is no longer neutral.
+        by_hand = LiveClock().now()
+        binance.state.backend.submit("us", OrderRequest("by-hand-1", SYMBOL, Side.BUY, Decimal("0.05"), OrderType.MARKET), by_hand)
+        # Woken by the stream, the monitor reads the accounts, sees the drift and asks for a rebalance
+        # within seconds, not at its next 30 s poll; the rebalance closes the stray position.
+        await until(lambda: sum(1 for d in daemon.decisions if d.trigger == "drift") > drifts, timeout=8)
+        [drift] = [d for d in daemon.decisions if d.trigger == "drift"][drifts:]
+        assert drift.ts - by_hand < slow_poll / 3 and drift.completed >= 1
+        account = await daemon.fuses["binance"].account()
+        assert not [p for p in account.positions if p.size], "the stray position was closed"
+        assert daemon.marketdata.streams["binance"].positions[SYMBOL].size == 0
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, timeout=20) == 0
