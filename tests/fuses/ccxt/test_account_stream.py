@@ -102,3 +102,22 @@ async def test_an_expired_listen_key_is_replaced_and_the_stream_resumes(rig_fact
             assert order is not None and order.status is OrderStatus.FILLED
             assert all(expiry > 0 for _, expiry in venue.listen_keys.values())
             assert log.count("/fapi/v1/listenKey", "POST") >= 2
+
+
+async def test_the_listen_key_is_kept_alive_so_the_stream_outlives_its_first_expiry(rig_factory: Any) -> None:
+    async with rig_factory() as rig:
+        rig.fuse.client.options["listenKeyRefreshRate"] = 300  # ms; Binance's own is 20 minutes of its 60
+        streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS)
+        venue, log = rig.server.app[BINANCE_KEY], rig.server.state.log
+        async with running(streams):
+            await _user_stream_open(rig, streams)
+            wall = venue.wall()
+            for key, (account, _) in list(venue.listen_keys.items()):
+                venue.listen_keys[key] = (account, wall + 1.0)  # would expire in a second without a keepalive
+            await asyncio.sleep(2.0)
+            assert log.count("/fapi/v1/listenKey", "PUT") >= 1, "ccxt extends the key"
+            assert all(expiry > wall + 60 for _, expiry in venue.listen_keys.values())
+            assert log.count("/fapi/v1/listenKey", "POST") == 1 and streams.reconnects == 0
+            await _buy(rig, "kept-alive-1")
+            order = await streams.final_order("kept-alive-1", wait=5)
+            assert order is not None and order.status is OrderStatus.FILLED
