@@ -8,9 +8,8 @@ venue. Readings arrive two ways while ``run(stop)`` runs:
 * a venue whose table names a mark stream (Binance USD-M: ``watch_mark_prices``, carrying index,
   funding rate and next funding time) is fed by a ``fuses.ccxt.streams.MarketStreams``: every
   mark update lands here through its ``on_update`` callback, and no REST request is made while
-  the stream delivers. While the stream reconnects (``FeedState.RECONNECTING``) the venue is
-  polled here every ``every``, as if it had no stream: the feed's own REST fallback runs only
-  once per reconnect attempt, and ccxt may hold a reconnecting watch for up to ``stale_after``;
+  the stream delivers. While the stream reconnects the feed itself polls REST every ``every``
+  and its readings (source ``poll``) land here the same way;
 * any other venue (Hyperliquid) is polled over REST every ``every`` (``refresh``: one bulk
   funding-and-marks request per venue).
 
@@ -41,7 +40,7 @@ from alpha.observability.metrics import Metrics
 from fuses.base import TransientError, error_kind
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.fuse import CcxtFuse
-from fuses.ccxt.streams import Backoff, BookUpdate, FeedState, MarketStreams, MarkUpdate, StreamSettings
+from fuses.ccxt.streams import Backoff, BookUpdate, MarketStreams, MarkUpdate, StreamSettings
 from fuses.ccxt.venues import venue_spec
 from fuses.sim.source import MarketState, MarketStates
 
@@ -133,12 +132,8 @@ class CcxtMarketSource:
         return self.states
 
     def streaming(self, name: str) -> bool:
-        """True while fuse ``name``'s stream feed runs and its mark stream delivers (or opens for the first time)."""
-        feed = self.feeds.get(name)
-        if name not in self._feeding or feed is None:
-            return False
-        state = feed.states["marks"]
-        return state is FeedState.STREAMING or (state is FeedState.STARTING and feed.reconnects == 0)
+        """True while fuse ``name``'s stream feed runs (it streams, or polls REST while reconnecting)."""
+        return name in self._feeding and name in self.feeds
 
     def on_update(self, name: str) -> Callable[[MarkUpdate | BookUpdate], None]:
         """Return fuse ``name``'s feed callback: take each mark update (an unusable one is dropped and logged)."""
@@ -207,8 +202,8 @@ class CcxtMarketSource:
     # -- running --------------------------------------------------------------------------------
 
     def stream_settings(self, every: timedelta) -> StreamSettings:
-        """The feeds' settings: this source's staleness bound, REST every ``every`` and reconnect
-        waits capped at the staleness bound (each attempt also reads REST once)."""
+        """The feeds' settings: this source's staleness bound, REST every ``every`` while reconnecting
+        and reconnect waits capped at the staleness bound."""
         bound = self.stale_after.total_seconds()
         initial = min(Backoff().initial, bound)
         return StreamSettings(
