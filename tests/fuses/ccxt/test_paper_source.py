@@ -5,7 +5,8 @@ falling back to REST while the stream is away, and reporting the data stale when
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import functools
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from decimal import Decimal
@@ -16,6 +17,7 @@ from alpha.domain.clock import LiveClock
 from fuses.ccxt.paper import CcxtMarketSource
 from fuses.ccxt.streams import FeedState, MarkUpdate
 from fuses.sim.source import MarketSource
+from tests.fuses.ccxt.test_streams import wait_for as wait_until
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 HL_BTC, HL_ETH = "BTC/USDC:USDC", "ETH/USDC:USDC"
@@ -48,13 +50,7 @@ async def running(source: CcxtMarketSource) -> AsyncIterator[asyncio.Task[None]]
             await source.close()
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` in real time (the emulator and the streams run on the wall clock)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
+wait_for = functools.partial(wait_until, timeout=10.0)  # real time: the emulator and the streams run on the wall clock
 
 
 def from_stream_since(source: CcxtMarketSource, fuse: str, markets: tuple[str, ...], since: Any) -> bool:
