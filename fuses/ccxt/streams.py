@@ -322,9 +322,11 @@ class MarketStreams:
         deadline = None if timeout is None else loop.time() + timeout
         try:
             while True:
-                left = None if deadline is None else max(deadline - loop.time(), 0.0)
-                chunk = left if poll is None else min(left if left is not None else math.inf, self.settings.poll_every.total_seconds())
-                done, _ = await asyncio.wait({task, stopper}, timeout=chunk, return_when=asyncio.FIRST_COMPLETED)
+                left = math.inf if deadline is None else max(deadline - loop.time(), 0.0)
+                chunk = left if poll is None else min(left, self.settings.poll_every.total_seconds())
+                done, _ = await asyncio.wait(
+                    {task, stopper}, timeout=None if chunk == math.inf else chunk, return_when=asyncio.FIRST_COMPLETED
+                )
                 if done or poll is None or (deadline is not None and loop.time() >= deadline):
                     break
                 await poll()
