@@ -350,6 +350,17 @@ class MarketStreams:
         """Wait ``seconds`` on the clock; True if stopped."""
         return await self.clock.sleep_until(self.clock.now() + timedelta(seconds=seconds), stop)
 
+    async def _fill_in_after(
+        self, feed: str, exc: BaseException, attempt: int, stop: asyncio.Event, poll: Callable[[], Awaitable[None]]
+    ) -> bool:
+        """Handle a market feed's failed read: note it, re-open a silent connection, fill in from
+        REST and wait out reconnect ``attempt``'s back-off (polling meanwhile); True if stopped."""
+        self._failed(feed, exc)
+        if isinstance(exc, TimeoutError):
+            await self._close_streams()  # a silent connection is re-opened, not waited on
+        await poll()  # REST fills the gap if it is up
+        return await self._wait_polling(self.settings.backoff.delay(attempt), stop, poll)
+
     async def _wait_polling(self, seconds: float, stop: asyncio.Event, poll: Callable[[], Awaitable[None]]) -> bool:
         """Wait ``seconds`` before a reconnect, polling REST every ``poll_every`` meanwhile; True if stopped.
 
@@ -404,11 +415,7 @@ class MarketStreams:
                 return
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
                 attempt += 1
-                self._failed("marks", exc)
-                if isinstance(exc, TimeoutError):
-                    await self._close_streams()  # a silent connection is re-opened, not waited on
-                await self._poll_marks()  # REST fills the gap if it is up
-                if await self._wait_polling(self.settings.backoff.delay(attempt), stop, self._poll_marks):
+                if await self._fill_in_after("marks", exc, attempt, stop, self._poll_marks):
                     return
                 continue
             attempt = 0
@@ -492,11 +499,7 @@ class MarketStreams:
                 return
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
                 attempt += 1
-                self._failed("books", exc)
-                if isinstance(exc, TimeoutError):
-                    await self._close_streams()
-                await self._poll_books()
-                if await self._wait_polling(self.settings.backoff.delay(attempt), stop, self._poll_books):
+                if await self._fill_in_after("books", exc, attempt, stop, self._poll_books):
                     return
                 continue
             attempt = 0
