@@ -6,7 +6,8 @@ lead to (``alpha.strategy.apply``), so a refusal early in a plan is seen by what
 Refused, with a reason:
 
 * everything while the kill switch is engaged; while paused, everything except risk
-  actions (closing hedges, repaying debt, margin top-ups);
+  actions (closing hedges, repaying debt, margin top-ups, and moving cash back to the vault:
+  lending withdrawals and transfers into the vault, which fund top-ups);
 * an order or transfer touching a market whose data is missing, non-finite or stale;
 * an order whose notional is over ``risk.max_order_notional``, unless
   ``RiskState.executor_slices`` (the daemon's executor slices large orders into pieces of
@@ -75,7 +76,9 @@ def _legs(action: Action) -> tuple[Leg, ...]:
 
 def _is_risk_action(action: Action, view: PortfolioView) -> bool:
     """Say whether an action only reduces risk (allowed while paused and during a depeg)."""
-    if isinstance(action, CloseHedge | TopUpMargin | Repay):
+    if isinstance(action, CloseHedge | TopUpMargin | Repay | Withdraw):
+        return True
+    if isinstance(action, Transfer) and action.destination == VAULT:  # cash back to the vault adds no exposure
         return True
     if isinstance(action, ResizeLeg):
         held = holdings(view).get((action.leg.fuse, action.leg.market), ZERO)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +191,8 @@ class AaveLendingFuse:
             allowance = int((Decimal(debt) * REPAY_ALL_ALLOWANCE_MARGIN).to_integral_value(ROUND_CEILING))
             units = MAX_UINT256
         else:
-            units = allowance = self._units(reserve, amount, "repay")
+            # The core sizes repayments to 8 decimals; the token's own units are this edge's concern.
+            units = allowance = self._units(reserve, _to_token_units(amount, reserve.decimals), "repay")
         await self.tx.ensure_allowance(reserve.address, self.pool_address, allowance, label=f"repay:{asset}")
         result = await self.tx.send_call(
             self.pool, "repay", [reserve.address, units, VARIABLE_RATE, self.address], label=f"repay:{asset}"
@@ -345,3 +346,10 @@ class AaveLendingFuse:
     async def _token_amount(self, token: str, reserve: Reserve) -> Decimal:
         raw = await self.tx.call(self.tx.erc20(token).functions.balanceOf(self.address), label="balanceOf")
         return Decimal(raw).scaleb(-reserve.decimals)
+
+
+def _to_token_units(amount: Decimal, decimals: int) -> Decimal:
+    """Round ``amount`` down to the token's decimals (a repayment a fraction of a unit short still helps)."""
+    if not amount.is_finite():
+        return amount
+    return amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_FLOOR)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
-from alpha.daemon.monitors import margin_surplus, move_collateral
+from alpha.core.margin import margin_surplus, move_collateral
 from alpha.domain.account import MarginHealth
 from alpha.domain.actions import Leg, OpenHedge, TopUpMargin, Transfer
 from alpha.domain.instruments import Side

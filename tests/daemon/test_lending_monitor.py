@@ -15,10 +15,10 @@ import yaml
 
 from alpha.config import load_config
 from alpha.config.schema import StrategyConfig
+from alpha.core.margin import fund_top_up, repay_action, withdrawable
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
-from alpha.daemon.monitors import fund_top_up, repay_action, withdrawable
-from alpha.domain.account import AccountSnapshot, LendingHealth, LendingPosition
+from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition
 from alpha.domain.actions import Leg, OpenHedge, Repay, TopUpMargin, Withdraw
 from alpha.domain.instruments import Side
 from alpha.risk.exposure import contributions, net_delta
@@ -145,11 +145,12 @@ async def test_top_up_beyond_the_idle_buffer_withdraws_from_lending_first(tmp_pa
     await daemon.shutdown()
 
 
-def _account(supplied: str, borrowed: str, hf: str, lt: str = "0.80") -> AccountSnapshot:
+def _account(supplied: str, borrowed: str, hf: str, lt: str = "0.80", wallet_eth: str | None = None) -> AccountSnapshot:
     debt = Decimal(borrowed)
     collateral = Decimal(supplied)
+    held = Decimal(wallet_eth) if wallet_eth is not None else debt / 2000  # the borrowed coins sit in the wallet
     return AccountSnapshot(
-        fuse="l", ts=DEMO_START, balances=(),
+        fuse="l", ts=DEMO_START, balances=(Balance("ETH", held, held),) if held else (),
         lending=LendingHealth(collateral, debt, Decimal(0), Decimal("0.77"), Decimal(lt), Decimal(hf)),
         lending_positions=(LendingPosition("USDC", collateral, Decimal(0)),) + ((LendingPosition("ETH", Decimal(0), debt / 2000),) if debt else ()),
     )
@@ -173,6 +174,12 @@ def test_repay_action_restores_the_minimum_with_headroom() -> None:
     hf_after = Decimal("1.3333333333") * 600 / (600 - value)
     assert Decimal("1.649") < hf_after < Decimal("1.651")
     assert repay_action("l", _account("1000", "400", "2.0"), Decimal("1.5"), {"ETH": Decimal(2000)}, Decimal("0.1")) is None
+
+
+def test_repay_action_repays_no_more_than_the_wallet_holds() -> None:
+    partial = repay_action("l", _account("1000", "600", "1.3333333333", wallet_eth="0.01"), Decimal("1.5"), {"ETH": Decimal(2000)}, Decimal("0.10"))
+    assert partial is not None and partial.amount == Decimal("0.01")  # a partial repayment still helps
+    assert repay_action("l", _account("1000", "600", "1.3333333333", wallet_eth="0"), Decimal("1.5"), {"ETH": Decimal(2000)}, Decimal("0.1")) is None
 
 
 def test_fund_top_up_draws_only_the_shortfall_largest_source_first() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from alpha.core.repair import pair_resizes
 from alpha.daemon.funding import FundingCollector
 from alpha.daemon.journal import Journal
-from alpha.daemon.pairing import pair_resizes
 from alpha.daemon.vault import LiveVault
 from alpha.domain.account import AccountSnapshot, OrderRequest, Position
 from alpha.domain.actions import Action, CloseHedge, Leg, OpenHedge, ResizeLeg, Transfer

@@ -1,22 +1,20 @@
-"""Pure helpers of the margin and risk monitors: what to top up, what to deleverage, how to flatten.
+"""Pure margin policy: what to repay, top up, withdraw, move or deleverage (DOMAIN.md).
 
-They take a ``PortfolioView`` and return actions (``alpha.domain.actions``) for the executor;
-the monitors in ``alpha.daemon.daemon`` run them on their cadences.
+Each helper takes values (a margin or lending account, the strategy's margin policy) and
+returns values; ``alpha.core.pipeline.margin_step`` composes them into one gated step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha.config.schema import StrategyConfig
 from alpha.domain.account import AccountSnapshot, LendingHealth, MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, Repay, ResizeLeg, TopUpMargin, Transfer, Withdraw
-from alpha.domain.instruments import Instrument, Side
-from alpha.domain.money import ZERO, floor_to_step
-from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.risk.exposure import asset_of, delta_ratio, holdings
+from alpha.domain.actions import VAULT, Repay, TopUpMargin, Transfer, Withdraw
+from alpha.domain.health import repay_to_restore
+from alpha.domain.money import ZERO
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +78,10 @@ def repay_action(
 ) -> Repay | None:
     """The repayment that lifts a lending account's health factor back above ``min_health_factor``.
 
-    Same arithmetic as ``fuses.aave.repay_to_restore`` (HF' = HF x debt / (debt - r)), for a
-    lending fuse that has no ``restore_health`` of its own: the largest debt is repaid, by
-    enough value to restore ``min_health_factor x (1 + headroom)``, never more than that debt.
+    The largest debt is repaid by enough value to restore ``min_health_factor x (1 +
+    headroom)`` (``alpha.domain.health.repay_to_restore``), never more than that debt nor than
+    the account's wallet holds of the asset (a partial repayment still helps). The amount is
+    rounded up to 8 decimals; a venue with coarser units (a token's decimals) rounds at its edge.
     """
     health = account.lending
     if health is None or health.debt_value <= 0 or health.health_factor >= min_health_factor:
@@ -90,12 +89,11 @@ def repay_action(
     asset = largest_debt(account, prices)
     if asset is None:
         return None
-    from fuses.aave.health import repay_to_restore
-
     value = repay_to_restore(health, min_health_factor, headroom=headroom)
     price = prices.get(asset, Decimal(1))
     debt = next(lp.borrowed for lp in account.lending_positions if lp.asset == asset)
-    amount = min((value / price).quantize(ASSET_QUANTUM, rounding=ROUND_CEILING), debt)
+    wallet = account.balance(asset).free
+    amount = min((value / price).quantize(ASSET_QUANTUM, rounding=ROUND_CEILING), debt, wallet)
     if amount <= 0:
         return None
     return Repay(
@@ -187,7 +185,7 @@ def move_collateral(top_up: TopUpMargin, short: Decimal, surpluses: dict[str, De
         out.append(
             Transfer(
                 source=name,
-                destination="vault",
+                destination=VAULT,
                 asset=top_up.asset,
                 amount=take,
                 reason=f"move collateral: {name}'s gain covers the margin top-up of {top_up.fuse}",
@@ -195,119 +193,4 @@ def move_collateral(top_up: TopUpMargin, short: Decimal, surpluses: dict[str, De
         )
         surpluses[name] -= take
         short -= take
-    return out
-
-
-def pair_reductions(
-    view: PortfolioView,
-    instruments: Mapping[str, Instrument],
-    *,
-    select: Callable[[str, str], bool],
-    fraction: Decimal,
-    reason: str,
-    cash: tuple[str, ...] = ("USDC", "USDT"),
-) -> list[CloseHedge]:
-    """Reduce the selected holdings by ``fraction`` together with matching opposite holdings.
-
-    For each selected holding (fuse, market) of an asset, the same base quantity is taken off
-    the largest opposite-sign holdings of that asset elsewhere, so net delta does not move.
-    Quantities are rounded down to both instruments' lot steps.
-    """
-    held = {k: v for k, v in holdings(view, cash).items() if v != 0}
-    remaining = dict(held)
-    actions: list[CloseHedge] = []
-    n = 0
-    for (fuse, market), size in sorted(held.items()):
-        if not select(fuse, market):
-            continue
-        asset = asset_of(view, fuse, market)
-        inst = instruments.get(market_key(fuse, market))
-        if inst is None:
-            continue
-        want = floor_to_step(abs(remaining[(fuse, market)]) * fraction, inst.lot_step)
-        partners = sorted(
-            (
-                (k, v)
-                for k, v in remaining.items()
-                if k != (fuse, market) and v * size < 0 and asset_of(view, k[0], k[1]) == asset
-            ),
-            key=lambda kv: -abs(kv[1]),
-        )
-        for (pf, pm), psize in partners:
-            if want <= 0:
-                break
-            pinst = instruments.get(market_key(pf, pm))
-            if pinst is None:
-                continue
-            step = max(inst.lot_step, pinst.lot_step)
-            q = floor_to_step(min(want, abs(psize)), step)
-            if q <= 0 or inst.order_problems(q, _mark(view, fuse, market)) or pinst.order_problems(q, _mark(view, pf, pm)):
-                continue
-            n += 1
-            actions.append(
-                CloseHedge(
-                    hedge_id=f"reduce-{n}-{asset}",
-                    asset=asset,
-                    legs=(
-                        Leg(fuse, market, Side.SELL if size > 0 else Side.BUY, q),
-                        Leg(pf, pm, Side.SELL if psize > 0 else Side.BUY, q),
-                    ),
-                    reason=reason,
-                )
-            )
-            remaining[(fuse, market)] -= q if size > 0 else -q
-            remaining[(pf, pm)] -= q if psize > 0 else -q
-            want -= q
-    return actions
-
-
-def _mark(view: PortfolioView, fuse: str, market: str) -> Decimal:
-    snap = view.market(fuse, market)
-    if snap is not None:
-        return snap.mark
-    return view.price(asset_of(view, fuse, market))
-
-
-def neutralise(
-    view: PortfolioView,
-    instruments: Mapping[str, Instrument],
-    tolerance: Decimal,
-    *,
-    prefer: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
-    cash: tuple[str, ...] = ("USDC", "USDT"),
-) -> list[ResizeLeg]:
-    """Trades that bring every asset's net delta back within ``tolerance`` x gross.
-
-    The safety net after a hedge whose legs did not all fill: the excess is taken off the
-    holdings on the heavy side, those traded just now (``prefer``) first, largest first.
-    """
-    out: list[ResizeLeg] = []
-    ratios = delta_ratio(view, cash)
-    held = holdings(view, cash)
-    for asset, ratio in sorted(ratios.items()):
-        if ratio <= tolerance:
-            continue
-        rows = [(k, q) for k, q in held.items() if q != 0 and asset_of(view, k[0], k[1]) == asset]
-        net = sum((q for _, q in rows), ZERO)
-        if net == 0:
-            continue
-        heavy = sorted((kq for kq in rows if kq[1] * net > 0), key=lambda kq: (kq[0] not in prefer, -abs(kq[1])))
-        remaining = abs(net)
-        for (fuse, market), q in heavy:
-            inst = instruments.get(market_key(fuse, market))
-            if inst is None or remaining <= 0:
-                continue
-            take = floor_to_step(min(remaining, abs(q)), inst.lot_step)
-            if take <= 0 or inst.order_problems(take, _mark(view, fuse, market)):
-                continue
-            side = Side.SELL if q > 0 else Side.BUY
-            out.append(
-                ResizeLeg(
-                    hedge_id=f"neutralise-{asset}",
-                    asset=asset,
-                    leg=Leg(fuse, market, side, take),
-                    reason=f"restore neutrality: |net delta| / gross {ratio:.4f} > {tolerance}",
-                )
-            )
-            remaining -= take
     return out

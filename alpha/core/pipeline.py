@@ -1,0 +1,224 @@
+"""One decision pipeline: every action alpha takes is decided here, in pure steps, and gated.
+
+The daemon (live, paper, demo), the backtest replay and ``alpha plan`` call these steps and
+only gather their inputs and execute their approved actions; none of them builds an action.
+
+* ``decision_step``: signals -> ``decide`` -> ``make_plan`` -> ``pair_resizes`` -> ``gate``.
+  Resizes are paired before the gate, so the gate judges what will be executed.
+* ``margin_step``: repay lending debt below the minimum health factor, top margin up (from
+  the idle buffer, then lending withdrawals, then other venues' gains), deleverage both legs
+  past the line.
+* ``repair_step``: neutralise the drift a hedge whose legs did not all fill left behind.
+* ``flatten_step``: close every hedge, both legs together.
+
+Every step returns a ``Step``: what it planned, what the gate approved and refused (the gate
+lets risk-reducing actions through while paused), and notes for the operator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from alpha.config.schema import StrategyConfig
+from alpha.core.margin import (
+    check_margin,
+    fund_top_up,
+    largest_debt,
+    margin_surplus,
+    move_collateral,
+    repay_action,
+    top_up_action,
+    withdrawable,
+)
+from alpha.core.repair import neutralise, pair_reductions, pair_resizes
+from alpha.domain.account import MarginHealth
+from alpha.domain.actions import VAULT, Action, Refusal, TargetBook, Transfer
+from alpha.domain.instruments import Instrument
+from alpha.domain.money import ZERO
+from alpha.domain.portfolio import PortfolioView
+from alpha.risk.gate import RiskState, gate
+from alpha.strategy.decide import decide
+from alpha.strategy.planner import Dropped, make_plan
+from alpha.strategy.signals import Signals
+
+LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
+DELEVERAGE_FRACTION = Decimal("0.5")  # share of a venue's holdings reduced (with their hedges) past the line
+
+
+class StepKind(StrEnum):
+    """Which step decided an action (the journal's ``trigger`` for steps other than decisions)."""
+
+    DECISION = "decision"
+    MARGIN = "margin"
+    REPAIR = "neutralise"
+    FLATTEN = "flatten"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What one pure step decided: the actions it planned and what the gate made of them.
+
+    ``skipped``: the step refused its input (bad market data) and planned nothing.
+    ``deleveraged``: fuses whose margin passed the deleverage line (margin step).
+    """
+
+    kind: StepKind
+    planned: tuple[Action, ...] = ()
+    approved: tuple[Action, ...] = ()
+    refused: tuple[Refusal, ...] = ()
+    notes: tuple[str, ...] = ()
+    target: TargetBook | None = None
+    dropped: tuple[Dropped, ...] = ()
+    skipped: str | None = None
+    deleveraged: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _gated(
+    kind: StepKind,
+    planned: Sequence[Action],
+    view: PortfolioView,
+    config: StrategyConfig,
+    state: RiskState,
+    *,
+    notes: Iterable[str] = (),
+    target: TargetBook | None = None,
+    dropped: Sequence[Dropped] = (),
+    deleveraged: Iterable[str] = (),
+) -> Step:
+    result = gate(planned, view, config, state)
+    return Step(
+        kind, tuple(planned), result.approved, result.refused, tuple(notes), target, tuple(dropped), None, tuple(deleveraged)
+    )
+
+
+def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig, state: RiskState, now: datetime) -> Step:
+    """Decide the target book, plan the actions that reach it (resizes paired), gate them.
+
+    Bad input (a ``BadMarketData`` or any ``ValueError`` from ``decide``) is refused: the
+    step plans nothing and says why in ``skipped``; nothing is traded on it.
+    """
+    try:
+        target = decide(view, signals, config, now)
+    except ValueError as exc:
+        return Step(StepKind.DECISION, skipped=f"refused: {exc}")
+    result = make_plan(target, view, cash=config.stablecoins)
+    planned = pair_resizes(result.actions, view)
+    return _gated(StepKind.DECISION, planned, view, config, state, target=target, dropped=result.dropped)
+
+
+def margin_step(
+    view: PortfolioView,
+    config: StrategyConfig,
+    instruments: Mapping[str, Instrument],
+    reference_equity: Mapping[str, Decimal],
+    state: RiskState,
+) -> Step:
+    """Check every lending and margin account once and decide what the margin policy asks.
+
+    Lending accounts come first: below ``margin.min_health_factor`` the largest debt is
+    repaid (``repay_action``); a healthy lending account offers what it can release
+    (``withdrawable``). Then each margin account against its reference equity
+    (``reference_equity``, the equity after the last rebalance or top-up): a top-up the idle
+    buffer cannot cover is funded by lending withdrawals first, then by the gains of other
+    margin venues (``move_collateral``); past the deleverage line the venue's holdings are
+    halved together with their hedges.
+    """
+    policy = config.margin
+    base = config.vault.base_asset
+    cash = tuple(config.stablecoins)
+    available = view.vault_cash
+    actions: list[Action] = []
+    notes: list[str] = []
+    deleveraged: list[str] = []
+    sources: dict[str, Decimal] = {}
+    for name, acct in view.accounts.items():
+        health = acct.lending
+        if health is None:
+            continue
+        hf = health.health_factor
+        if health.debt_value > 0 and hf < policy.min_health_factor:
+            notes.append(f"health factor {hf:.3f} on {name} below {policy.min_health_factor}: repaying")
+            repay = repay_action(name, acct, policy.min_health_factor, view.prices, LENDING_HEADROOM)
+            if repay is None:
+                asset = largest_debt(acct, view.prices)
+                notes.append(f"cannot repay on {name}: no {asset} in its wallet to repay the debt with")
+            else:
+                actions.append(repay)
+                if repay.asset == base:
+                    available -= repay.amount
+            continue
+        sources[name] = withdrawable(acct, base, policy.min_health_factor)
+    margins: dict[str, MarginHealth] = {
+        name: acct.margin for name, acct in view.accounts.items() if acct.margin is not None and acct.margin.maintenance_margin > 0
+    }
+
+    def reference(name: str, m: MarginHealth) -> Decimal:
+        return reference_equity.get(name, m.equity)
+
+    # What winning venues may give to losing ones (a venue that needs a top-up gives nothing).
+    surpluses = {
+        name: margin_surplus(m, reference(name, m), config) for name, m in margins.items() if m.margin_ratio < policy.deleverage_ratio
+    }
+    for name, m in margins.items():
+        others = sum((v for k, v in surpluses.items() if k != name), ZERO)
+        check = check_margin(name, m, reference(name, m), config, available + sum(sources.values(), ZERO) + others)
+        if check.top_up > 0:
+            surpluses.pop(name, None)
+        if check.deleverage:
+            notes.append(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
+            reductions = pair_reductions(
+                view, instruments, select=_on_fuse(name), fraction=DELEVERAGE_FRACTION,
+                reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}", cash=cash,
+            )
+            deleveraged += [name] * len(reductions)
+            actions.extend(reductions)
+        top = top_up_action(check, base)
+        if top is None:
+            continue
+        withdrawals = fund_top_up(top, available, sources)
+        if withdrawals:
+            notes.append(f"idle buffer short for the top-up of {name}: withdrawing from {', '.join(w.fuse for w in withdrawals)}")
+        for w in withdrawals:  # withdrawn to the lending fuse's wallet, then into the vault
+            actions += [w, Transfer(w.fuse, VAULT, w.asset, w.amount, f"withdrawn for the margin top-up of {name}")]
+        available += sum((w.amount for w in withdrawals), ZERO)
+        moves = move_collateral(top, top.amount - max(available, ZERO), surpluses)
+        if moves:
+            notes.append(f"moving collateral to {name} from {', '.join(t.source for t in moves)}")
+        actions.extend(moves)
+        available += sum((t.amount for t in moves), ZERO)
+        actions.append(top)
+        available -= top.amount
+    return _gated(StepKind.MARGIN, actions, view, config, state, notes=notes, deleveraged=deleveraged)
+
+
+def repair_step(
+    view: PortfolioView,
+    config: StrategyConfig,
+    instruments: Mapping[str, Instrument],
+    state: RiskState,
+    *,
+    prefer: Iterable[tuple[str, str]] = (),
+) -> Step:
+    """Neutralise every asset whose net delta is past ``delta_tolerance`` (markets in ``prefer`` first)."""
+    fixes = neutralise(view, instruments, config.delta_tolerance, prefer=frozenset(prefer), cash=tuple(config.stablecoins))
+    notes = [f"legs left the book unhedged; neutralising with {len(fixes)} trade(s)"] if fixes else []
+    return _gated(StepKind.REPAIR, fixes, view, config, state, notes=notes)
+
+
+def flatten_step(view: PortfolioView, config: StrategyConfig, instruments: Mapping[str, Instrument], state: RiskState) -> Step:
+    """Close every hedge, both legs together (the operator's flatten)."""
+    closes = pair_reductions(
+        view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten", cash=tuple(config.stablecoins)
+    )
+    return _gated(StepKind.FLATTEN, closes, view, config, state)
+
+
+def _on_fuse(name: str) -> Callable[[str, str], bool]:
+    def select(fuse: str, _market: str) -> bool:
+        return fuse == name
+
+    return select
