@@ -63,6 +63,8 @@ class MarketData:
         self.last_error: dict[str, str] = {}
         self.streams: dict[str, StreamFeed] = {}
         self._every = timedelta(seconds=10)  # the poll cadence (``run`` sets it)
+        self.refreshed_at: datetime | None = None  # clock time of the last refresh (marks and funding)
+        self.books_at: datetime | None = None  # clock time of the last refresh that read books
 
     def attach_streams(self, name: str, feed: StreamFeed) -> None:
         """Read fuse ``name``'s marks, funding and books from ``feed`` while it runs."""
@@ -101,10 +103,15 @@ class MarketData:
             for inst in await fuse.instruments():  # type: ignore[attr-defined]
                 self.instruments[market_key(name, inst.symbol)] = inst
 
-    async def refresh(self) -> None:
-        """Poll every fuse once; a failing fuse keeps its older (ageing) data."""
+    async def refresh(self, *, books: bool = True) -> None:
+        """Poll every fuse once; a failing fuse keeps its older (ageing) data.
+
+        ``books=False`` reads funding and marks only and keeps each market's last book (the
+        backtest's margin checks, which read no book, between decisions).
+        """
         if not self.instruments:
             await self.load_instruments()
+        started = self._clock.now()
         for name, fuse in self._fuses.items():
             symbols = self._symbols(name)
             feed = self.streams.get(name)
@@ -114,15 +121,23 @@ class MarketData:
                     self._note_feed_error(name, feed)
                     continue
             try:
-                await self._refresh_fuse(name, fuse, symbols)
+                await self._refresh_fuse(name, fuse, symbols, books=books)
                 self.last_error.pop(name, None)
             except FuseError as exc:
                 # The fuse has counted it in alpha_venue_request_errors_total (by kind) already.
                 self.last_error[name] = repr(exc)
                 log.warning("market data refresh failed", fuse=name, error=repr(exc))
+        self.refreshed_at = started
+        if books:
+            self.books_at = started
         self._export_ages(self._clock.now())
         self.updated.set()
         self.updated = asyncio.Event()
+
+    async def ensure_fresh(self, now: datetime) -> None:
+        """Refresh unless the last refresh (with books) was at ``now``: a step decides on data of its own instant."""
+        if self.books_at is None or self.books_at < now:
+            await self.refresh()
 
     def _symbols(self, name: str) -> list[str]:
         return [inst.symbol for key, inst in self.instruments.items() if key.startswith(name + ":")]
@@ -157,7 +172,7 @@ class MarketData:
         else:
             self.last_error.pop(name, None)
 
-    async def _refresh_fuse(self, name: str, fuse: object, symbols: list[str]) -> None:
+    async def _refresh_fuse(self, name: str, fuse: object, symbols: list[str], *, books: bool = True) -> None:
         both = getattr(fuse, "funding_and_marks", None)
         if both is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
             funding, marks = await both(symbols)
@@ -167,10 +182,14 @@ class MarketData:
         now = self._clock.now()
         for symbol in symbols:
             inst = self.instruments[market_key(name, symbol)]
-            book = await fuse.order_book(symbol, self._book_depth)  # type: ignore[attr-defined]
             mark = marks.get(symbol)
             if mark is None:
                 continue
+            previous = self.snapshots.get(market_key(name, symbol))
+            if books or previous is None:
+                book = await fuse.order_book(symbol, self._book_depth)  # type: ignore[attr-defined]
+            else:
+                book = previous.book
             rate = funding.get(symbol)
             self.snapshots[market_key(name, symbol)] = MarketSnapshot(
                 fuse=name, instrument=inst, ts=now, mark=mark, index=None, funding=rate, book=book
@@ -215,6 +234,10 @@ class MarketData:
         """Refresh on a cadence until ``stop``."""
         self._every = every
         while not stop.is_set():
-            await self.refresh()
-            if await self._clock.sleep_until(self._clock.now() + every, stop):
+            now = self._clock.now()
+            # A step that refreshed within the last poll (``ensure_fresh``) stands for this poll.
+            if self.books_at is None or now - self.books_at >= every:
+                await self.refresh()
+                now = self._clock.now()
+            if await self._clock.sleep_until(max(now, self.books_at or now) + every, stop):
                 return

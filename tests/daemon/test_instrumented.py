@@ -53,7 +53,8 @@ async def test_every_alerted_series_exists_at_start_and_sim_calls_are_timed(tmp_
 
 
 def test_refusal_reasons_map_to_a_fixed_label_set() -> None:
-    from alpha.daemon.daemon import REFUSAL_LABELS, _reason_label
+    from alpha.daemon.steps import REFUSAL_LABELS
+    from alpha.daemon.steps import refusal_label as _reason_label
 
     assert _reason_label("order notional 151234.50 on perp-cex:BTC/USDC:USDC is over max_order_notional 150000") == "order_notional"
     assert _reason_label("idle 90000.00 would fall below the buffer 100000.00 (0.10 x NAV)") == "idle_buffer"

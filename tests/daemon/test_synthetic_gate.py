@@ -46,7 +46,7 @@ def _open_long() -> OpenHedge:
 
 async def _execute(daemon: Daemon, decision_id: str, approved: list[Action]) -> list[str]:
     """Execute an approved list as the daemon does; return the lending operations journalled for the decision."""
-    await daemon._execute(decision_id, approved, "test")
+    await daemon.runner().execute(decision_id, approved, "test")
     assert daemon.journal is not None
     return [str(r.data["operation"]) for r in daemon.journal.records("lending_intent") if r.decision_id == decision_id]
 

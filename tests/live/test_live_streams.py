@@ -252,7 +252,7 @@ async def test_a_position_changed_by_hand_wakes_the_risk_monitor_before_its_next
     try:
         await until(lambda: daemon.marketdata.streaming("binance") and daemon.supervisor.running.get("risk", False))
         await until(lambda: any(binance.app[BINANCE_KEY].user_queues.values()))  # the user stream is open
-        await until(lambda: daemon.last_view is not None and not daemon._executing)
+        await until(lambda: daemon.last_view is not None and not daemon.executing)
         await asyncio.sleep(0.5)  # the start-up decision and its account updates are done
         drifts = sum(1 for d in daemon.decisions if d.trigger == "drift")
 
