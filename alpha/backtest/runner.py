@@ -1,14 +1,14 @@
-"""Replay recorded history through the daemon's own decision path over the simulated world.
+"""Replay recorded history through the daemon's own steps over the simulated world.
 
-At each recorded price update and settlement the world moves to that instant (funding paid at
-the recorded times, marks updated, liquidations run). On the rebalance schedule (every
-``pnl.rebalance_every``, ``execution.rebalance_lead`` ahead of the settlement grid) the same
-steps as ``Daemon.decide_once`` run: observe funding history, ``compute_signals``, ``decide``,
-``plan``, ``gate``, then the daemon's ``Executor`` performs the approved actions on simulated
-fuses (slicing, depth-model slippage, fees). After every step the daemon's margin policy
-(``check_margin``: top up from the vault, deleverage both legs past the line) runs on each
-margin account. The passive baseline opens the hedge once (the first decision that trades) and
-afterwards only manages margin.
+The replay is the daemon on a simulated clock: the same ``StepRunner`` (pipeline steps, gate,
+journal, ``Executor``), the same ``Schedule`` and the same view (``gather_view`` over
+``MarketData`` polled from the simulated fuses). Time visits every recorded price update and
+settlement, and every time the schedule makes a decision due (``execution.rebalance_lead``
+ahead of each market's settlement as the data reports it, and every ``pnl.rebalance_every``).
+At each visited instant the world moves there (funding paid at the recorded times, marks
+updated, liquidations run); then, as in the daemon's services, a due margin check runs first
+(``margin.check_every``) and a due decision second. The passive baseline trades at the first
+decision that trades and afterwards only manages margin.
 """
 
 from __future__ import annotations
@@ -16,26 +16,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from alpha.backtest.source import MarketTape, RecordedSource
 from alpha.config.schema import FuseKind, StrategyConfig
-from alpha.daemon.executor import ActionResult, Executor
+from alpha.core.schedule import Schedule
+from alpha.daemon.book import ViewPurpose, gather_view
+from alpha.daemon.executor import Executor
 from alpha.daemon.journal import Journal
-from alpha.daemon.monitors import check_margin, pair_reductions, top_up_action
+from alpha.daemon.marketdata import MarketData
+from alpha.daemon.steps import Book, StepRunner, TakenStep
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.money import ZERO
-from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.domain.portfolio import PortfolioView
 from alpha.observability.metrics import Metrics
 from alpha.risk.exposure import gross, net_delta
 from alpha.risk.gate import RiskState, gate
-from alpha.strategy.decide import decide
-from alpha.strategy.planner import plan
-from alpha.strategy.signals import FundingHistory, compute_signals
 from fuses.sim import build
 from fuses.sim.events import Event, Liquidated, OrderFilled
 from fuses.sim.world import SimWorld
@@ -79,7 +79,9 @@ class RunResult:
     rejected_orders: int = 0  # orders the simulated venues refused
     failed_actions: int = 0  # approved actions the executor could not complete
     unwinds: int = 0  # hedge legs that filled unequally and had their excess unwound
-    actions: list[tuple[datetime, Action]] = field(default_factory=list)  # approved by the gate, in order
+    actions: list[tuple[datetime, Action]] = field(default_factory=list)  # decisions' actions approved by the gate, in order
+    taken: list[TakenStep] = field(default_factory=list)  # every journalled step (decisions, margin, repairs), in order
+    final_view: PortfolioView | None = None  # the book at the end (valuation only: no order books)
     events: int = 0
     steps: int = 0
     wall_seconds: float = 0.0
@@ -87,19 +89,6 @@ class RunResult:
     @property
     def final_nav(self) -> Decimal:
         return self.samples[-1].nav if self.samples else self.initial_nav
-
-
-def decision_times(start: datetime, end: datetime, every: timedelta, lead: timedelta) -> list[datetime]:
-    """The start, then every ``every`` on the UTC-midnight grid, ``lead`` ahead of each grid time."""
-    times = [start]
-    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    t = midnight + every - lead
-    while t <= start:
-        t += every
-    while t <= end:
-        times.append(t)
-        t += every
-    return times
 
 
 class Replay:
@@ -130,141 +119,137 @@ class Replay:
             for f in config.enabled_fuses
             if f.kind is FuseKind.SIM or (f.kind is FuseKind.LENDING and f.venue == "sim")
         }
-        instruments = {
-            market_key(name, symbol): inst
-            for name, venue in self.world.venues.items()
-            for symbol, inst in venue.instruments.items()
-        }
-        self.instruments = instruments
         self.journal = Journal(":memory:")
         self.metrics = Metrics()
-        self.executor = Executor(
-            self.fuses, self.journal, self.metrics, self.clock, config, run_id="bt", instruments=instruments
-        )
-        self.history = FundingHistory()  # the daemon's default bound
-        self.reference_equity: dict[str, Decimal] = {}
+        self.marketdata = MarketData(self.fuses, self.clock, self.metrics)
+        self.executor: Executor | None = None
+        self.steps: StepRunner | None = None
+        self.schedule = Schedule()
         self.opened = False
         initial = self.world.portfolio_view(start)
         self.result = RunResult("passive" if passive else "strategy", start, end, initial.nav)
         self.world.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        if getattr(event, "account", None) != getattr(event, "venue", None):
-            return
-        if isinstance(event, OrderFilled):
+        if isinstance(event, OrderFilled) and event.account == event.venue:
             self.result.fills.append(event)
-        elif isinstance(event, Liquidated):
+        elif isinstance(event, Liquidated) and event.account == event.venue:
             self.result.liquidation_events.append(event)
+
+    async def _view(self, now: datetime, purpose: ViewPurpose) -> PortfolioView:
+        """The daemon's view (``gather_view``), with market data polled once per instant (books when deciding)."""
+        if purpose is ViewPurpose.DECIDE and self.marketdata.books_at != now:
+            await self.marketdata.refresh()
+        elif purpose is not ViewPurpose.AFTER and self.marketdata.refreshed_at != now:
+            await self.marketdata.refresh(books=False)
+        return await gather_view(now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self._vault_cash)
+
+    async def _vault_cash(self) -> Decimal:
+        return self.world.vault.get(self.world.base_asset, ZERO)
+
+    async def _setup(self) -> StepRunner:
+        await self.marketdata.load_instruments()
+        self.executor = Executor(
+            self.fuses, self.journal, self.metrics, self.clock, self.config, run_id="bt", instruments=self.marketdata.instruments
+        )
+        steps = StepRunner(
+            self.config,
+            book=Book(
+                view=self._view, risk_state=lambda: RiskState(now=self.clock.now()), blocked=lambda: None,
+                stopping=lambda: False, note=lambda _text: None, on_view=lambda _view: None,
+            ),
+            executor=self.executor, journal=self.journal, metrics=self.metrics, clock=self.clock,
+            instruments=self.marketdata.instruments, run_id="bt",
+        )
+        steps.reset_references(await self._view(self.start, ViewPurpose.MARGIN))
+        self.steps = steps
+        return steps
 
     async def run(self) -> RunResult:
         """Replay from ``start`` to ``end``."""
         t0 = time.perf_counter()
         cfg = self.config
-        decisions = decision_times(self.start, self.end, cfg.pnl.rebalance_every, cfg.execution.rebalance_lead)
-        times = sorted(set(self.source.event_times(self.start, self.end)) | set(decisions))
-        d = 0
+        steps = await self._setup()
+        events = sorted(t for t in set(self.source.event_times(self.start, self.end)) if t <= self.end)
+        i = 0
+        now = self.start
         next_sample = self.start
-        for t in times:
-            if t > self.world.now:
-                self.clock.set(t)
-                self.world.step_to(t)
+        while True:
+            if now > self.world.now:
+                self.clock.set(now)
+                self.world.step_to(now)
             self.result.steps += 1
             if self.opening:
-                await self._open_by_hand(t)
-            await self._margin(t)
-            if d < len(decisions) and decisions[d] <= t:
-                while d < len(decisions) and decisions[d] <= t:
-                    d += 1
+                await self._open_by_hand(now)
+            if self.schedule.margin_due(now):
+                self.schedule.margin_checked(now, cfg)
+                self.result.margin_actions += len((await steps.margin()).approved)
+            settlements = self.marketdata.settlements()
+            when, why = self.schedule.next_decision(now, settlements, cfg)
+            if when <= now:
+                self.schedule.deciding(now, settlements, cfg)
+                skipped = False
                 if not (self.passive and self.opened):
-                    await self._decide(t)
-            if t >= next_sample or t == times[-1]:
-                self._sample(t)
-                while next_sample <= t:
+                    skipped = await self._decide(why)
+                # A skipped decision (bad data) is tried again when the data next changes.
+                retry = (events[i] if i < len(events) and events[i] > now else now + cfg.margin.check_every) - now
+                self.schedule.decided(now, skipped=skipped, retry_after=retry)
+            if now >= next_sample or now >= self.end:
+                self._sample(now)
+                while next_sample <= now:
                     next_sample += self.sample_every
+            while i < len(events) and events[i] <= now:
+                i += 1
+            upcoming = [t for t in (events[i] if i < len(events) else None, self._next_due(now)) if t is not None and t <= self.end]
+            if not upcoming:
+                if now < self.end:  # nothing more happens: the last instant is the end itself
+                    upcoming = [self.end]
+                else:
+                    break
+            now = min(upcoming)
         self._finish()
         self.result.wall_seconds = time.perf_counter() - t0
         return self.result
 
-    async def _decide(self, now: datetime) -> None:
-        view = self.world.portfolio_view(now)
-        self.history.observe(view)
-        signals = compute_signals(self.history, view, now)
-        try:
-            target = decide(view, signals, self.config, now)
-        except ValueError:
+    def _next_due(self, now: datetime) -> datetime | None:
+        """The next instant after ``now`` the schedule makes a decision due (margin checks follow the data)."""
+        when, _ = self.schedule.next_decision(now, self.marketdata.settlements(), self.config)
+        return when if when > now else None
+
+    async def _decide(self, trigger: str) -> bool:
+        """Take one decision through the step runner; return True if it was skipped."""
+        assert self.steps is not None
+        record = await self.steps.decide(trigger)
+        if record.skipped is not None:
             self.result.refused += 1
-            return
-        actions = list(plan(target, view))
-        gated = gate(actions, view, self.config, RiskState(now=now))
+            return True
         self.result.decisions += 1
-        self.result.refused += len(gated.refused)
-        traded = False
-        for action in gated.approved:
-            self.result.actions.append((now, action))
-            outcome = await self.executor.execute(action, f"bt{self.result.decisions:06d}")
-            self._count(outcome)
-            if isinstance(action, TRADES) and any(leg.filled > 0 for leg in outcome.legs):
-                traded = True
-        if traded:
+        self.result.refused += len(record.refused)
+        self.result.actions += [(record.ts, action) for action in record.actions]
+        outcomes = [r for d, r in self.steps.results if d == record.decision_id]
+        if any(isinstance(r.action, TRADES) and any(leg.filled > 0 for leg in r.legs) for r in outcomes):
             self.result.rebalances += 1
         after = self.world.portfolio_view(self.clock.now(), books=False)
         # The baseline's hedge is open once any perp position is held after a decision.
         self.opened = self.opened or any(p.size != 0 for a in after.accounts.values() for p in a.positions)
-        self._reset_reference(after)
+        return False
 
     async def _open_by_hand(self, now: datetime) -> None:
-        """Execute the given opening actions (a hand-made book) instead of the first decision."""
+        """Execute the given opening actions (a hand-made book), through the gate, instead of the first decision."""
+        assert self.steps is not None
         actions, self.opening = self.opening, []
-        for action in actions:
+        view = await self._view(now, ViewPurpose.DECIDE)
+        gated = gate(actions, view, self.config, RiskState(now=now))
+        if gated.refused:
+            raise RuntimeError(f"opening action refused at {now.isoformat()}: {gated.refused[0].reason}")
+        for action in gated.approved:
+            assert self.executor is not None
             result = await self.executor.execute(action, "open")
             if not result.completed:
                 raise RuntimeError(f"opening action failed at {now.isoformat()}: {result.error or action}")
         self.result.rebalances += 1
         self.opened = True
-        self._reset_reference(self.world.portfolio_view(self.clock.now(), books=False))
-
-    def _count(self, outcome: ActionResult) -> None:
-        if not outcome.completed:
-            self.result.failed_actions += 1
-        if outcome.unwound > 0:
-            self.result.unwinds += 1
-
-    def _reset_reference(self, view: PortfolioView) -> None:
-        for name, acct in view.accounts.items():
-            if acct.margin is not None:
-                self.reference_equity[name] = acct.margin.equity
-
-    async def _margin(self, now: datetime) -> None:
-        available = self.world.vault.get(self.world.base_asset, ZERO)
-        actions: list[Action] = []
-        for name, venue in self.world.venues.items():
-            health = venue.margin_health(name)
-            if health is None:
-                continue
-            if health.maintenance_margin <= 0:
-                self.reference_equity[name] = health.equity
-                continue
-            check = check_margin(name, health, self.reference_equity.get(name, health.equity), self.config, available)
-            if check.deleverage:
-                view = self.world.portfolio_view(now)
-                actions += pair_reductions(
-                    view,
-                    self.instruments,
-                    select=_on_fuse(name),
-                    fraction=Decimal("0.5"),
-                    reason=f"deleverage: margin ratio {health.margin_ratio:.3f} >= {self.config.margin.deleverage_ratio}",
-                    cash=tuple(self.config.stablecoins),
-                )
-            top = top_up_action(check, self.config.vault.base_asset)
-            if top is not None:
-                actions.append(top)
-                available -= top.amount
-        if not actions:
-            return
-        for action in actions:
-            self._count(await self.executor.execute(action, f"bm{self.result.margin_actions:06d}"))
-            self.result.margin_actions += 1
-        self._reset_reference(self.world.portfolio_view(self.clock.now(), books=False))
+        self.steps.reset_references(await self._view(self.clock.now(), ViewPurpose.AFTER))
 
     def _sample(self, now: datetime) -> None:
         view = self.world.portfolio_view(now, books=False)
@@ -290,6 +275,11 @@ class Replay:
     def _finish(self) -> None:
         ledger = self.world.ledger
         r = self.result
+        outcomes = [outcome for _, outcome in self.steps.results] if self.steps is not None else []
+        r.taken = list(self.steps.taken) if self.steps is not None else []
+        r.final_view = self.world.portfolio_view(self.world.now, books=False)
+        r.failed_actions = sum(1 for o in outcomes if not o.completed)
+        r.unwinds = sum(1 for o in outcomes if o.unwound > 0)
         r.funding = ledger.total_funding()
         r.fees = ledger.total_fees()
         r.slippage = ledger.total_slippage()
@@ -306,13 +296,6 @@ class Replay:
             )
         )
         self.journal.close()
-
-
-def _on_fuse(name: str) -> Callable[[str, str], bool]:
-    def select(fuse: str, _market: str) -> bool:
-        return fuse == name
-
-    return select
 
 
 async def replay(

@@ -24,13 +24,12 @@ from alpha.config.schema import (
     StrategyConfig,
     SyntheticMarket,
 )
+from alpha.core.pipeline import decision_step
 from alpha.domain.actions import action_rows
 from alpha.domain.market import BadMarketData
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
-from alpha.risk.gate import RiskState, gate
+from alpha.risk.gate import RiskState
 from alpha.strategy.apply import apply
-from alpha.strategy.decide import decide
-from alpha.strategy.planner import make_plan
 from alpha.strategy.signals import FundingHistory, compute_signals
 
 help = "print what the strategy would do from the current (simulated) state, without trading"
@@ -71,7 +70,11 @@ def simulated_config(config: StrategyConfig) -> tuple[StrategyConfig, list[str]]
 
 
 def build_plan(config: StrategyConfig) -> dict[str, Any]:
-    """Decide, plan and gate from the strategy's simulated state; return the report as plain data."""
+    """Run the pipeline's decision step on the strategy's simulated state; return the report as plain data.
+
+    ``actions`` are the approved actions (resizes paired, as the daemon executes them), and
+    the view after them; ``refused`` what the gate refused.
+    """
     from fuses.sim.world import SimWorld
 
     sim_config, notes = simulated_config(config)
@@ -82,10 +85,11 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
     history = FundingHistory()
     history.observe(view)
     signals = compute_signals(history, view, now)
-    target = decide(view, signals, sim_config, now)
-    result = make_plan(target, view, cash=sim_config.stablecoins)
-    gated = gate(result.actions, view, sim_config, RiskState(now=now))
-    after = apply(view, result.actions, cash=sim_config.stablecoins)
+    step = decision_step(view, signals, sim_config, RiskState(now=now), now)
+    if step.skipped is not None or step.target is None:
+        raise ValueError(step.skipped or "no decision")
+    target = step.target
+    after = apply(view, step.approved, cash=sim_config.stablecoins)
     leverage = fuse_leverage(after, sim_config.stablecoins)
     nav = after.nav
     fuses = {}
@@ -105,12 +109,12 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
         "fuses": fuses,
         "net_delta": {a: str(nd.get(a, Decimal(0))) for a in assets},
         "gross": {a: str(gr.get(a, Decimal(0))) for a in assets},
-        "actions": [row for action in result.actions for row in action_rows(action)],
+        "actions": [row for action in step.approved for row in action_rows(action)],
         "dropped": [
-            {"hedge_id": d.hedge_id, "fuse": d.fuse, "market": d.market, "quantity": str(d.quantity), "reason": d.reason}
-            for d in result.dropped
+            {"hedge_id": str(d.hedge_id), "fuse": d.fuse, "market": d.market, "quantity": str(d.quantity), "reason": d.reason}
+            for d in step.dropped
         ],
-        "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in gated.refused],
+        "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in step.refused],
         "reasons": list(target.reasons),
         "as_of": now.isoformat(),
         "simulated": notes,
