@@ -28,6 +28,7 @@ from alpha.daemon.journal import Journal
 from alpha.daemon.monitors import check_margin, pair_reductions, top_up_action
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
+from alpha.domain.events import Event, Liquidated, OrderFilled
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.observability.metrics import Metrics
@@ -37,7 +38,6 @@ from alpha.strategy.decide import decide
 from alpha.strategy.planner import plan
 from alpha.strategy.signals import FundingHistory, compute_signals
 from fuses.sim import build
-from fuses.sim.events import Event, Liquidated, OrderFilled
 from fuses.sim.world import SimWorld
 
 TRADES = (OpenHedge, ResizeLeg, CloseHedge)
@@ -149,11 +149,9 @@ class Replay:
         self.world.subscribe(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        if getattr(event, "account", None) != getattr(event, "venue", None):
-            return
-        if isinstance(event, OrderFilled):
+        if isinstance(event, OrderFilled) and event.account == event.venue:
             self.result.fills.append(event)
-        elif isinstance(event, Liquidated):
+        elif isinstance(event, Liquidated) and event.account == event.venue:
             self.result.liquidation_events.append(event)
 
     async def run(self) -> RunResult:

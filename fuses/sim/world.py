@@ -31,6 +31,7 @@ from fuses.base import InsufficientFundsError, RejectedError
 from fuses.sim.book import DepthModel
 from fuses.sim.engine import SimExchange
 from fuses.sim.events import (
+    AccountEvent,
     Event,
     FundingPaid,
     InterestAccrued,
@@ -240,9 +241,7 @@ class SimWorld:
                 callback(event)
 
     def _is_ours(self, event: Event) -> bool:
-        account = getattr(event, "account", None)
-        venue = getattr(event, "venue", None)
-        return account is not None and account == venue
+        return isinstance(event, AccountEvent) and event.account == event.venue
 
     # ------------------------------------------------------------------ time
 
