@@ -166,7 +166,7 @@ class SimWorld:
         if begin is None:
             raise ValueError("the simulated world needs a start time: set clock.start in the strategy file or pass start=")
         if source is None:
-            from alpha.market.synthetic import SyntheticSource
+            from fuses.sim.synthetic import SyntheticSource  # loads numpy: only when no source is given
 
             source = SyntheticSource.from_config(config, begin)
         first = source.advance(begin)
