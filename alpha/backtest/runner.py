@@ -31,13 +31,13 @@ from alpha.daemon.marketdata import MarketData
 from alpha.daemon.steps import Book, StepRunner, TakenStep
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
+from alpha.domain.events import Event, Liquidated, OrderFilled
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.observability.metrics import Metrics
 from alpha.risk.exposure import gross, net_delta
 from alpha.risk.gate import RiskState, gate
 from fuses.sim import build
-from fuses.sim.events import Event, Liquidated, OrderFilled
 from fuses.sim.world import SimWorld
 
 TRADES = (OpenHedge, ResizeLeg, CloseHedge)

@@ -29,7 +29,7 @@ import contextlib
 import secrets
 import signal
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -47,17 +47,18 @@ from alpha.daemon.http import Health, Servers, control_app, default_token_file, 
 from alpha.daemon.instrumented import precreate_series
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
-from alpha.daemon.steps import REFUSAL_LABELS, Book, DecisionRecord, StepRunner
+from alpha.daemon.steps import Book, DecisionRecord, StepRunner
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
-from alpha.domain.actions import Action
+from alpha.domain.actions import Action, RefusalCode
 from alpha.domain.clock import Clock, LiveClock
+from alpha.domain.events import AccountEvent, Event, FundingPaid, InterestAccrued, Liquidation
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.gate import RiskState
 
-__all__ = ["REFUSAL_LABELS", "Daemon", "DecisionRecord", "StartupError", "Wiring"]
+__all__ = ["Daemon", "DecisionRecord", "StartupError", "Wiring"]
 
 log = get_logger("alpha.daemon")
 
@@ -159,8 +160,8 @@ class Daemon:
             self.started_fuses.append(name)
         await self.marketdata.load_instruments()
         precreate_series(self.metrics, cfg.enabled_fuses, self.marketdata.instruments)
-        for _, label in (*REFUSAL_LABELS, ("", "other")):
-            self.metrics.actions_refused.labels(reason=label)
+        for code in RefusalCode:
+            self.metrics.actions_refused.labels(reason=code.value)
         self.executor = Executor(
             self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments,
             order_feeds=self.marketdata.streams,
@@ -329,28 +330,25 @@ class Daemon:
 
     # -- simulated-world events (demo, paper, backtest) -------------------------------------
 
-    def record_events(self, events: list[Any], ours: set[str]) -> None:
+    def record_events(self, events: Iterable[Event], ours: set[str]) -> None:
         """Journal funding, interest and liquidations of our accounts from the simulated world."""
         if self.journal is None or self.journal.closed:
             return  # a world kept across daemons still calls the one that has stopped
         for ev in events:
-            kind = type(ev).__name__
-            account = getattr(ev, "account", None)
-            if account not in ours:
+            if not isinstance(ev, AccountEvent) or ev.account not in ours:
                 continue
-            if kind == "FundingPaid":
+            if isinstance(ev, FundingPaid):
                 self.journal.funding(ev.ts, ev.venue, ev.market, ev.asset, ev.amount, size=ev.size, mark=ev.mark, rate=ev.rate)
                 metric = self.metrics.funding_received if ev.amount >= 0 else self.metrics.funding_paid
                 metric.labels(fuse=ev.venue, market=ev.market).inc(f(abs(ev.amount)))
-            elif kind == "InterestAccrued":
+            elif isinstance(ev, InterestAccrued):
                 # PnL is in the base asset: interest on a borrowed coin (e.g. ETH) is journalled at its value.
-                value = getattr(ev, "value", None)
-                amount = value if value is not None else ev.amount
+                amount = ev.value if ev.value is not None else ev.amount
                 self.journal.append("interest", ev.ts, fuse=ev.venue, asset=ev.asset, amount=amount, side=ev.side, units=ev.amount)
-            elif kind in ("Liquidated", "LendingLiquidated"):
+            elif isinstance(ev, Liquidation):
                 self.liquidations += 1
                 self.metrics.liquidations.labels(fuse=ev.venue).inc()
-                self.journal.append("liquidation", ev.ts, fuse=ev.venue, event=kind)
+                self.journal.append("liquidation", ev.ts, fuse=ev.venue, event=type(ev).__name__)
                 self.engage_kill_switch(f"liquidation on {ev.venue}")
 
     # -- control ---------------------------------------------------------------------------

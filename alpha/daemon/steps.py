@@ -229,11 +229,11 @@ class StepRunner:
     def _journal_step(self, decision_id: str, now: datetime, trigger: str, step: Step, **extra: Any) -> None:
         self.taken.append(TakenStep(decision_id, now, trigger, step))
         for refusal in step.refused:
-            self.metrics.actions_refused.labels(reason=refusal_label(refusal.reason)).inc()
+            self.metrics.actions_refused.labels(reason=refusal.code.value).inc()
         self.journal.append(
             "decision", now, decision_id=decision_id, trigger=trigger,
             actions=[row for a in step.approved for row in action_rows(a)],
-            refused=[{"rows": action_rows(r.action), "reason": r.reason} for r in step.refused],
+            refused=[{"rows": action_rows(r.action), "code": r.code.value, "reason": r.reason} for r in step.refused],
             **extra,
         )
 
@@ -260,29 +260,3 @@ def _describe(action: Action) -> str:
     if isinstance(action, Transfer):
         return f"{action.source} -> {action.destination} {action.amount} {action.asset}"
     return "; ".join(f"{r['fuse']} {r.get('market') or r.get('asset')} {r.get('side')} {r['quantity']}" for r in rows)
-
-
-# The risk gate's refusal reasons are sentences with numbers in them; the metric label is one of
-# these fixed categories (bounded cardinality, every one exported from start), "other" otherwise.
-REFUSAL_LABELS: tuple[tuple[str, str], ...] = (
-    ("kill switch", "kill_switch"),
-    ("trading paused", "paused"),
-    ("stablecoin depeg", "depeg"),
-    ("bad market data", "bad_market_data"),
-    ("order notional", "order_notional"),
-    ("cannot be applied", "cannot_apply"),
-    ("gross exposure on venue", "venue_exposure"),
-    ("leverage on", "leverage"),
-    ("idle ", "idle_buffer"),
-    ("the vault holds", "vault_cash"),
-    ("fuse ", "unknown_fuse"),
-)
-
-
-def refusal_label(reason: str) -> str:
-    """The low-cardinality label of a refusal reason (``REFUSAL_LABELS``)."""
-    text = reason.strip().lower()
-    for prefix, label in REFUSAL_LABELS:
-        if text.startswith(prefix):
-            return label
-    return "other"

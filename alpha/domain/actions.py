@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from alpha.domain.instruments import Side
@@ -145,11 +146,28 @@ class Repay:
 Action = OpenHedge | ResizeLeg | CloseHedge | TopUpMargin | Transfer | Supply | Withdraw | Borrow | Repay
 
 
+class RefusalCode(StrEnum):
+    """Why the risk gate refused an action, as one of a fixed set (the refusal metric's ``reason`` label)."""
+
+    KILL_SWITCH = "kill_switch"
+    PAUSED = "paused"
+    DEPEG = "depeg"
+    BAD_MARKET_DATA = "bad_market_data"
+    ORDER_NOTIONAL = "order_notional"
+    CANNOT_APPLY = "cannot_apply"
+    VENUE_EXPOSURE = "venue_exposure"
+    LEVERAGE = "leverage"
+    IDLE_BUFFER = "idle_buffer"
+    VAULT_CASH = "vault_cash"
+    UNKNOWN_FUSE = "unknown_fuse"
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """An action the risk gate refused, and why."""
+    """An action the risk gate refused: ``code`` says which rule, ``reason`` says it to a person (with the numbers)."""
 
     action: Action
+    code: RefusalCode
     reason: str
 
 

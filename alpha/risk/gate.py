@@ -1,24 +1,29 @@
-"""The risk gate: approve or refuse each planned action, with a reason (pure).
+"""The risk gate: approve or refuse each planned action, with a code and a reason (pure).
 
 Actions are judged in order, each against the view that the actions approved before it
 lead to (``alpha.strategy.apply``), so a refusal early in a plan is seen by what follows.
 
-Refused, with a reason:
+Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 
-* everything while the kill switch is engaged; while paused, everything except risk
-  actions (closing hedges, repaying debt, margin top-ups, and moving cash back to the vault:
-  lending withdrawals and transfers into the vault, which fund top-ups);
-* an order or transfer touching a market whose data is missing, non-finite or stale;
+* everything while the kill switch is engaged [kill_switch]; while paused, everything except
+  risk actions (closing hedges, repaying debt, margin top-ups, and moving cash back to the
+  vault: lending withdrawals and transfers into the vault, which fund top-ups) [paused];
+* anything adding exposure while a stablecoin is off its peg by more than
+  ``risk.depeg_threshold`` [depeg];
+* an order or transfer touching a market whose data is missing, non-finite or stale
+  [bad_market_data];
 * an order whose notional is over ``risk.max_order_notional``, unless
   ``RiskState.executor_slices`` (the daemon's executor slices large orders into pieces of
   at most that notional and ``risk.max_book_share`` of depth: then the limit applies per
-  slice and the gate lets the parent order through);
-* an action that raises a venue's gross exposure above ``risk.max_venue_exposure`` x NAV;
-* an action that raises a fuse's leverage above its ``max_leverage``;
+  slice and the gate lets the parent order through) [order_notional];
+* an action the portfolio cannot carry out (selling what it does not hold, ...) [cannot_apply];
+* an action that raises a venue's gross exposure above ``risk.max_venue_exposure`` x NAV
+  [venue_exposure];
+* an action that raises a fuse's leverage above its ``max_leverage`` [leverage];
 * an action that takes idle (the vault's cash) below ``idle_buffer`` x NAV, unless it is a
-  stated risk action (``TopUpMargin``, which may draw on the buffer: that is its purpose);
-* anything adding exposure while a stablecoin is off its peg by more than
-  ``risk.depeg_threshold``.
+  stated risk action (``TopUpMargin``, which may draw on the buffer: that is its purpose)
+  [idle_buffer]; one that needs more than the vault holds [vault_cash];
+* an action on a fuse the strategy does not name [unknown_fuse].
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from alpha.domain.actions import (
     Leg,
     OpenHedge,
     Refusal,
+    RefusalCode,
     Repay,
     ResizeLeg,
     Supply,
@@ -133,8 +139,8 @@ def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig,
 
     for action in actions:
         judged = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg)
-        if isinstance(judged, str):
-            refused.append(Refusal(action, judged))
+        if isinstance(judged, Refusal):
+            refused.append(judged)
             continue
         approved.append(action)
         current = judged
@@ -152,46 +158,56 @@ def _judge(
     venue_of: dict[str, str],
     max_lev: dict[str, Decimal],
     depeg: list[str],
-) -> str | PortfolioView:
-    """Return why ``action`` is refused, or the portfolio after it when it may go ahead."""
+) -> Refusal | PortfolioView:
+    """Return the refusal of ``action``, or the portfolio after it when it may go ahead."""
+
+    def no(code: RefusalCode, reason: str) -> Refusal:
+        return Refusal(action, code, reason)
+
     if state.kill_switch:
-        return "kill switch engaged: no trading"
+        return no(RefusalCode.KILL_SWITCH, "kill switch engaged: no trading")
     risk_action = _is_risk_action(action, view)
     if state.paused and not risk_action:
-        return f"trading paused{f' ({state.pause_reason})' if state.pause_reason else ''}"
+        return no(RefusalCode.PAUSED, f"trading paused{f' ({state.pause_reason})' if state.pause_reason else ''}")
     if depeg and not risk_action and not isinstance(action, Withdraw | Transfer):
-        return "stablecoin depeg: " + "; ".join(depeg)
+        return no(RefusalCode.DEPEG, "stablecoin depeg: " + "; ".join(depeg))
     stale = _stale(action, view, config, now)
     if stale is not None:
-        return f"bad market data: {stale}"
+        return no(RefusalCode.BAD_MARKET_DATA, f"bad market data: {stale}")
     if not state.executor_slices:
         for leg in _legs(action):
             snap = view.market(leg.fuse, leg.market)
             assert snap is not None
             notional = leg.quantity * snap.mark
             if notional > config.risk.max_order_notional:
-                return f"order notional {notional:.2f} on {leg.fuse}:{leg.market} is over max_order_notional {config.risk.max_order_notional}"
+                return no(
+                    RefusalCode.ORDER_NOTIONAL,
+                    f"order notional {notional:.2f} on {leg.fuse}:{leg.market} is over max_order_notional {config.risk.max_order_notional}",
+                )
     try:
         after = apply(view, [action], cash=config.stablecoins)
     except (CannotApply, KeyError) as exc:
-        return f"cannot be applied to the current portfolio: {exc}"
+        return no(RefusalCode.CANNOT_APPLY, f"cannot be applied to the current portfolio: {exc}")
 
     limit = config.risk.max_venue_exposure * nav * (ONE + EPSILON)
     before_v = venue_gross(view, venue_of, config.stablecoins)
     for venue, value in venue_gross(after, venue_of, config.stablecoins).items():
         if value > limit and value > before_v.get(venue, ZERO):
-            return f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV"
+            return no(
+                RefusalCode.VENUE_EXPOSURE,
+                f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV",
+            )
     before_l = fuse_leverage(view, config.stablecoins)
     for fuse, lev in fuse_leverage(after, config.stablecoins).items():
         cap = max_lev.get(fuse, ONE)
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
-            return f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}"
+            return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")
     below = after.vault_cash < buffer * (ONE - EPSILON) and after.vault_cash < view.vault_cash
     if below and not isinstance(action, TopUpMargin):
-        return f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)"
+        return no(RefusalCode.IDLE_BUFFER, f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)")
     if after.vault_cash < 0:
-        return f"the vault holds {view.vault_cash:.2f}, not enough for this action"
+        return no(RefusalCode.VAULT_CASH, f"the vault holds {view.vault_cash:.2f}, not enough for this action")
     target_fuse = _fuse_of(action)
     if target_fuse is not None and target_fuse != VAULT and target_fuse not in max_lev:
-        return f"fuse {target_fuse} is not in the strategy"
+        return no(RefusalCode.UNKNOWN_FUSE, f"fuse {target_fuse} is not in the strategy")
     return after

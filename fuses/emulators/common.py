@@ -38,7 +38,7 @@ from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import OrderBook
-from fuses.sim.events import Event, FundingPaid
+from fuses.sim.events import AccountEvent, Event, FundingPaid
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorBody = Callable[[int], dict[str, Any] | list[Any] | str]
@@ -426,7 +426,7 @@ class EngineBackend:
         self._listeners.append(callback)
 
     def _on_event(self, event: Event) -> None:
-        if getattr(event, "venue", None) == self.venue:
+        if isinstance(event, AccountEvent) and event.venue == self.venue:
             for callback in self._listeners:
                 callback(event)
         if isinstance(event, FundingPaid) and event.venue == self.venue:

@@ -16,7 +16,7 @@ from pathlib import Path
 from alpha.config import load_config
 from alpha.domain.account import OrderRequest
 from alpha.domain.instruments import Side
-from alpha.market.synthetic import SyntheticSource
+from fuses.sim.synthetic import SyntheticSource
 from fuses.sim.world import SimWorld
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"

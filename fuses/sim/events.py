@@ -1,142 +1,35 @@
-"""Past-tense events the simulated world emits; the journal and the backtest consume them.
-
-Every event carries the time it happened (``ts``), the venue (the fuse name for venues
-built by ``SimWorld``) and the account it concerns. Amounts are exact ``Decimal`` values in
-the asset named beside them; a positive ``amount`` is received by the account.
-"""
+"""The events the simulated world emits: the domain's venue events (``alpha.domain.events``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-
-from alpha.domain.account import Fill
-
-
-@dataclass(frozen=True, slots=True)
-class OrderAccepted:
-    ts: datetime
-    venue: str
-    account: str
-    client_id: str
-    market: str
-
-
-@dataclass(frozen=True, slots=True)
-class OrderFilled:
-    """One execution; ``fill.slippage`` is the cost versus mid in the quote asset."""
-
-    ts: datetime
-    venue: str
-    account: str
-    fill: Fill
-
-
-@dataclass(frozen=True, slots=True)
-class OrderCanceled:
-    ts: datetime
-    venue: str
-    account: str
-    client_id: str
-    market: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class FundingPaid:
-    """A funding settlement for one position: ``amount`` received (negative: paid)."""
-
-    ts: datetime
-    venue: str
-    account: str
-    market: str
-    size: Decimal
-    mark: Decimal
-    rate: Decimal
-    amount: Decimal
-    asset: str
-
-
-@dataclass(frozen=True, slots=True)
-class Liquidated:
-    """An account was liquidated: every perp position closed at mark; ``penalty`` went to the insurance fund."""
-
-    ts: datetime
-    venue: str
-    account: str
-    equity: Decimal
-    maintenance_margin: Decimal
-    positions: tuple[tuple[str, Decimal, Decimal], ...]  # (market, size closed, price)
-    penalty: Decimal
-    deficit: Decimal  # covered by the insurance fund when equity was below zero
-
-
-@dataclass(frozen=True, slots=True)
-class Deposited:
-    ts: datetime
-    venue: str
-    account: str
-    asset: str
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Withdrawn:
-    ts: datetime
-    venue: str
-    account: str
-    asset: str
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Transferred:
-    """Capital moved between the vault and a fuse (``source``/``destination`` are fuse names or 'vault')."""
-
-    ts: datetime
-    source: str
-    destination: str
-    asset: str
-    amount: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class InterestAccrued:
-    """Lending interest for one account and asset: ``amount`` > 0 earned on supply, < 0 owed on debt."""
-
-    ts: datetime
-    venue: str
-    account: str
-    asset: str
-    amount: Decimal
-    side: str  # "supply" or "borrow"
-    value: Decimal | None = None  # ``amount`` valued in the market's base asset at the accrual's price
-
-
-@dataclass(frozen=True, slots=True)
-class LendingLiquidated:
-    """A lending account with health factor below 1 had debt repaid and collateral seized (with a bonus)."""
-
-    ts: datetime
-    venue: str
-    account: str
-    debt_asset: str
-    debt_repaid: Decimal
-    collateral_asset: str
-    collateral_seized: Decimal
-    health_factor: Decimal
-
-
-Event = (
-    OrderAccepted
-    | OrderFilled
-    | OrderCanceled
-    | FundingPaid
-    | Liquidated
-    | Deposited
-    | Withdrawn
-    | Transferred
-    | InterestAccrued
-    | LendingLiquidated
+from alpha.domain.events import (
+    AccountEvent,
+    Deposited,
+    Event,
+    FundingPaid,
+    InterestAccrued,
+    LendingLiquidated,
+    Liquidated,
+    Liquidation,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    Transferred,
+    Withdrawn,
 )
+
+__all__ = [
+    "AccountEvent",
+    "Deposited",
+    "Event",
+    "FundingPaid",
+    "InterestAccrued",
+    "LendingLiquidated",
+    "Liquidated",
+    "Liquidation",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderFilled",
+    "Transferred",
+    "Withdrawn",
+]

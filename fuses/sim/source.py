@@ -1,7 +1,7 @@
 """Where the simulated world gets its prices and funding: the ``MarketSource`` protocol.
 
 A source is advanced in time and answers, for every fuse and market it knows, the
-``MarketState`` at that time. The synthetic generator (``alpha.market.synthetic``) and the
+``MarketState`` at that time. The synthetic generator (``fuses.sim.synthetic``) and the
 backtest's recorded-history source implement it; the paper-mode source reads real venues.
 
 Contract:

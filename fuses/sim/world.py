@@ -31,6 +31,7 @@ from fuses.base import InsufficientFundsError, RejectedError
 from fuses.sim.book import DepthModel
 from fuses.sim.engine import SimExchange
 from fuses.sim.events import (
+    AccountEvent,
     Event,
     FundingPaid,
     InterestAccrued,
@@ -165,7 +166,7 @@ class SimWorld:
         if begin is None:
             raise ValueError("the simulated world needs a start time: set clock.start in the strategy file or pass start=")
         if source is None:
-            from alpha.market.synthetic import SyntheticSource
+            from fuses.sim.synthetic import SyntheticSource  # loads numpy: only when no source is given
 
             source = SyntheticSource.from_config(config, begin)
         first = source.advance(begin)
@@ -240,9 +241,7 @@ class SimWorld:
                 callback(event)
 
     def _is_ours(self, event: Event) -> bool:
-        account = getattr(event, "account", None)
-        venue = getattr(event, "venue", None)
-        return account is not None and account == venue
+        return isinstance(event, AccountEvent) and event.account == event.venue
 
     # ------------------------------------------------------------------ time
 

@@ -50,14 +50,3 @@ async def test_every_alerted_series_exists_at_start_and_sim_calls_are_timed(tmp_
     assert spot.inner.faults is spot.faults
     assert b"alpha_venue_request_latency_seconds_bucket" in generate_latest(daemon.metrics.registry)
     await daemon.shutdown()
-
-
-def test_refusal_reasons_map_to_a_fixed_label_set() -> None:
-    from alpha.daemon.steps import REFUSAL_LABELS
-    from alpha.daemon.steps import refusal_label as _reason_label
-
-    assert _reason_label("order notional 151234.50 on perp-cex:BTC/USDC:USDC is over max_order_notional 150000") == "order_notional"
-    assert _reason_label("idle 90000.00 would fall below the buffer 100000.00 (0.10 x NAV)") == "idle_buffer"
-    assert _reason_label("kill switch engaged: no trading") == "kill_switch"
-    assert _reason_label("something new the gate says") == "other"
-    assert len({label for _, label in REFUSAL_LABELS}) == len(REFUSAL_LABELS)

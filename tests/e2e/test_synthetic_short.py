@@ -22,9 +22,9 @@ from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.daemon.journal import Journal
 from alpha.domain.portfolio import PortfolioView
-from alpha.market.synthetic import SyntheticSource
 from alpha.risk.exposure import delta_ratio, holdings, net_delta
 from fuses.sim.source import MarketStates
+from fuses.sim.synthetic import SyntheticSource
 from fuses.sim.world import SimWorld
 from tests.e2e.harness import SteppedClock, demo_config, run_for
 

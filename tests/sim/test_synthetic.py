@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from alpha.config.schema import SyntheticMarket
-from alpha.market.synthetic import MarketSpec, SyntheticSource, market_specs
 from fuses.sim.source import MarketSource, MarketState
+from fuses.sim.synthetic import MarketSpec, SyntheticSource, market_specs
 from tests.sim.helpers import T0, demo_config
 
 D = Decimal

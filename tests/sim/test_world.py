@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from alpha.domain import events as domain
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import market_key
 from fuses.base import InsufficientFundsError, RejectedError
@@ -38,6 +39,22 @@ def test_from_config_puts_all_capital_in_the_vault_and_prices_every_market() -> 
     for snap in view.markets.values():
         snap.validate(T0, timedelta(minutes=1))
         assert snap.book is not None and snap.book.bids[0].price < snap.mark < snap.book.asks[0].price
+
+
+def test_subscribers_get_the_domain_event_types_with_their_account() -> None:
+    world = SimWorld.from_config(demo_config())
+    seen: list[domain.Event] = []
+    world.subscribe(seen.append)
+
+    world.transfer("USDC", Decimal("100000"), "vault", "perp-cex")
+    world.venues["perp-cex"].submit("perp-cex", market_order("BTC/USDC:USDC", Side.SELL, "1"), world.now)
+    world.step_to(T0 + timedelta(hours=8))
+
+    kinds = {type(e) for e in seen}
+    assert {domain.Transferred, domain.Deposited, domain.OrderFilled, domain.FundingPaid} <= kinds
+    ours = [e for e in seen if isinstance(e, domain.AccountEvent) and e.account == "perp-cex"]
+    assert {type(e) for e in ours} == kinds - {domain.Transferred}
+    assert world.ledger.fills == sum(isinstance(e, domain.OrderFilled) for e in ours)
 
 
 def test_start_defaults_to_clock_start_and_must_exist() -> None:
