@@ -1,4 +1,4 @@
-"""What every fuse provides (``Fuse``, ``LendingFuse``), the errors it may raise, and its capabilities.
+"""What every fuse provides (``Fuse``, ``LendingFuse``), its optional abilities, the errors it may raise, and its capabilities.
 
 Venue errors are translated once, at the edge, into four kinds that decide what to do:
 
@@ -141,7 +141,13 @@ SEND_WINDOW: ContextVar[SendWindow | None] = ContextVar("alpha_send_window", def
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    """What a venue can do, declared as data."""
+    """What a venue can do, declared as data.
+
+    The first group describes the venue's trading; the second says which of the optional
+    protocols below the fuse implements (``ABILITIES`` names each flag's method). The daemon's
+    registry (``alpha.daemon.registry.FuseRegistry``) reads these flags, never the fuse's
+    attributes: a fuse declares an ability here exactly when it has the method.
+    """
 
     spot: bool = False
     linear_perp: bool = True
@@ -149,11 +155,26 @@ class Capabilities:
     reduce_only: bool = True
     ioc: bool = True
     post_only: bool = True
-    wallet_transfers: bool = False  # spot <-> futures wallets on the same venue
+    wallet_transfers: bool = False  # the venue moves money between its own wallets (spot <-> futures)
     bulk_funding: bool = True  # one request returns every market's funding
-    streams: bool = False
+    streams: bool = False  # the connector streams marks or books (ccxt.pro), so no polling is needed
     funding_interval_default: timedelta = timedelta(hours=8)
+    # -- which fuse protocol, and which optional protocols, the fuse implements
+    lending: bool = False  # a ``LendingFuse`` (supply, borrow ...), not a trading ``Fuse``
+    transfers: bool = False  # ``WalletTransfers``: moves money between the vault, this fuse and its wallets
+    funding_payments: bool = False  # ``FundingPayments``: reads back the funding paid at settlements
+    funding_and_marks: bool = False  # ``BulkMarketData``: funding and marks in one request
+    price_oracle: bool = False  # ``PriceOracle``: prices assets from the market's own oracle
+    restore_health: bool = False  # ``HealthRestorer``: repays its own debt back above a health factor
     extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def lending_market(cls, *, price_oracle: bool = False, restore_health: bool = False) -> Capabilities:
+        """Return the table of a lending fuse: no trading, the given optional abilities."""
+        return cls(
+            linear_perp=False, reduce_only=False, ioc=False, post_only=False, bulk_funding=False,
+            lending=True, price_oracle=price_oracle, restore_health=restore_health,
+        )
 
 
 @runtime_checkable
@@ -161,7 +182,11 @@ class Fuse(Protocol):
     """A connector to one trading venue (exchange or perp DEX)."""
 
     name: str
-    capabilities: Capabilities
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the venue can do and which optional protocols the fuse implements."""
+        ...
 
     async def start(self) -> None:
         """Connect and load what is needed (markets); idempotent."""
@@ -207,13 +232,6 @@ class Fuse(Protocol):
         """Set leverage (and isolated/cross mode per the venue table) for ``market``."""
         ...
 
-    async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
-        """Move ``amount`` between this venue's wallets (e.g. 'spot' -> 'futures') or to/from 'vault'."""
-        ...
-
-    async def funding_payments(self, since: datetime) -> list[FundingPayment]:
-        """Return the funding our positions received or paid at settlements at or after ``since``, oldest first."""
-        ...
 
 
 @runtime_checkable
@@ -221,6 +239,11 @@ class LendingFuse(Protocol):
     """A connector to one lending market (e.g. Aave v3)."""
 
     name: str
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The fuse's table: ``lending`` set (``Capabilities.lending_market``), with its optional abilities."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -247,3 +270,58 @@ class LendingFuse(Protocol):
     async def reserve_rates(self) -> dict[str, tuple[Decimal, Decimal]]:
         """Return (supply APR, variable borrow APR) per allowed asset."""
         ...
+
+
+# -- optional abilities: a fuse declares each in its ``Capabilities`` (the flag named in ``ABILITIES``)
+
+
+class WalletTransfers(Protocol):
+    """Money moves through this fuse: between the vault, its account and the venue's wallets."""
+
+    async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
+        """Move ``amount`` between this venue's wallets (e.g. 'spot' -> 'futures') or to/from 'vault'."""
+        ...
+
+
+class FundingPayments(Protocol):
+    """The venue reports the funding our positions received or paid."""
+
+    async def funding_payments(self, since: datetime) -> list[FundingPayment]:
+        """Return the funding our positions received or paid at settlements at or after ``since``, oldest first."""
+        ...
+
+
+class BulkMarketData(Protocol):
+    """Funding and marks come from one request (where the venue's funding answer carries the marks)."""
+
+    async def funding_and_marks(
+        self, markets: Sequence[str] | None = None
+    ) -> tuple[dict[str, FundingRate], dict[str, Decimal]]:
+        """Return what ``Fuse.funding_rates`` and ``Fuse.marks`` return, together."""
+        ...
+
+
+class PriceOracle(Protocol):
+    """The lending market prices its assets from its own oracle."""
+
+    async def price(self, asset: str) -> Decimal:
+        """Return the oracle's price of ``asset`` in the market's base currency."""
+        ...
+
+
+class HealthRestorer(Protocol):
+    """The lending fuse repays its own debt back above a health factor."""
+
+    async def restore_health(self, min_health_factor: Decimal, asset: str) -> str | None:
+        """Repay debt in ``asset`` until the health factor is above ``min_health_factor``; return the operation id (None: healthy)."""
+        ...
+
+
+# Each ability flag of ``Capabilities`` -> the method (of the protocol above) a fuse declaring it has.
+ABILITIES: dict[str, str] = {
+    "transfers": "transfer",
+    "funding_payments": "funding_payments",
+    "funding_and_marks": "funding_and_marks",
+    "price_oracle": "price",
+    "restore_health": "restore_health",
+}

@@ -28,6 +28,7 @@ from alpha.daemon.book import ViewPurpose, gather_view
 from alpha.daemon.executor import Executor
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
+from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, StepRunner, TakenStep
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
@@ -114,11 +115,13 @@ class Replay:
         self.sample_every = sample_every
         self.clock = SimulatedClock(start)
         self.world = SimWorld.from_config(config, source=self.source, start=start)
-        self.fuses = {
-            f.name: build(f, world=self.world, clock=self.clock)
-            for f in config.enabled_fuses
-            if f.kind is FuseKind.SIM or (f.kind is FuseKind.LENDING and f.venue == "sim")
-        }
+        self.fuses = FuseRegistry(
+            {
+                f.name: build(f, world=self.world, clock=self.clock)
+                for f in config.enabled_fuses
+                if f.kind is FuseKind.SIM or (f.kind is FuseKind.LENDING and f.venue == "sim")
+            }
+        )
         self.journal = Journal(":memory:")
         self.metrics = Metrics()
         self.marketdata = MarketData(self.fuses, self.clock, self.metrics)

@@ -27,6 +27,7 @@ from typing import Any
 from alpha.config.schema import FuseKind, SimVenue, StrategyConfig
 from alpha.daemon.daemon import Daemon, Wiring
 from alpha.daemon.instrumented import TimedFuse
+from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.supervisor import RestartPolicy, ServiceFn
 from alpha.domain.clock import AcceleratedClock, Clock, LiveClock
 from alpha.observability.logging import get_logger
@@ -77,12 +78,14 @@ def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world
     )
 
 
-def _sim_fuses(config: StrategyConfig, world: Any, clock: Clock, metrics: Metrics) -> dict[str, Any]:
+def _sim_fuses(config: StrategyConfig, world: Any, clock: Clock, metrics: Metrics) -> FuseRegistry:
     sim = _import("fuses.sim", "simulated execution")
-    return {
-        fc.name: TimedFuse(sim.build(fc, world=world, clock=clock, metrics=metrics), metrics, fc.name)
-        for fc in config.enabled_fuses
-    }
+    return FuseRegistry(
+        {
+            fc.name: TimedFuse(sim.build(fc, world=world, clock=clock, metrics=metrics), metrics, fc.name)
+            for fc in config.enabled_fuses
+        }
+    )
 
 
 def _vault_cash(box: dict[str, Any], base_asset: str) -> Callable[[], Awaitable[Decimal]]:
@@ -93,7 +96,7 @@ def _vault_cash(box: dict[str, Any], base_asset: str) -> Callable[[], Awaitable[
 
 
 def _world_service(
-    box: dict[str, Any], fuses: dict[str, Any], clock: Clock, step: timedelta | None
+    box: dict[str, Any], fuses: FuseRegistry, clock: Clock, step: timedelta | None
 ) -> Callable[[Daemon], ServiceFn]:
     """Step the simulated world on ``step`` (None: the wiring's poll) and journal our accounts' events."""
 
@@ -161,18 +164,12 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
         return run
 
     services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = [("funding", funding_service)]
-    for fc in config.enabled_fuses:
-        if fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) and _has_streams(raw[fc.name]):
-            services.append((f"streams-{fc.name}", _streams_service(fc.name, raw[fc.name], config, clock, metrics)))
+    for name in fuses.streaming():  # the feed reads the ccxt fuse itself, not its vault view
+        services.append((f"streams-{name}", _streams_service(name, raw[name], config, clock, metrics)))
     return Wiring(
         mode="live", fuses=fuses, vault_cash=vault.cash, services=services, attach=attach,
         poll_every=timedelta(seconds=10),
     )
-
-
-def _has_streams(fuse: Any) -> bool:
-    spec = getattr(fuse, "spec", None)
-    return spec is not None and (spec.mark_stream is not None or spec.book_stream is not None)
 
 
 def _streams_service(
@@ -235,7 +232,7 @@ def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiri
         raise WiringError("paper mode needs at least one cex or perp_dex fuse to read market data from")
     paper = _import("fuses.ccxt.paper", "paper mode")
     world_mod = _import("fuses.sim.world", "paper mode")
-    fuses: dict[str, Any] = {}
+    fuses = FuseRegistry()  # filled by prepare: the daemon holds this registry from the start
     box: dict[str, Any] = {}
 
     async def prepare() -> None:
@@ -245,12 +242,8 @@ def paper_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiri
         await source.start()
         box["world"] = world = world_mod.SimWorld.from_config(sim_config, source=source, start=clock.now())
         wiring.world = world
-        fuses.update(
-            {
-                name: paper.PaperFuse(fuse, source, name, metrics) if name in source.fuses else fuse
-                for name, fuse in _sim_fuses(sim_config, world, clock, metrics).items()
-            }
-        )
+        for name, fuse in _sim_fuses(sim_config, world, clock, metrics).items():
+            fuses.add(name, paper.PaperFuse(fuse, source, name, metrics) if name in source.fuses else fuse)
 
     async def close() -> None:
         source = box.pop("source", None)

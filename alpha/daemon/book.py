@@ -8,14 +8,14 @@ lending account holds that no market quotes (e.g. WETH) from the lending fuse's 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
 
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.marketdata import MarketData
+from alpha.daemon.registry import FuseRegistry
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.portfolio import PortfolioView
 
@@ -31,7 +31,7 @@ class ViewPurpose(StrEnum):
 async def gather_view(
     now: datetime,
     *,
-    fuses: Mapping[str, Any],
+    fuses: FuseRegistry,
     marketdata: MarketData,
     config: StrategyConfig,
     vault_cash: Callable[[], Awaitable[Decimal]],
@@ -45,10 +45,10 @@ async def gather_view(
             continue
         held = {b.asset for b in acct.balances if b.total != 0} | {lp.asset for lp in acct.lending_positions}
         missing = held - set(prices) - {base}
-        oracle = getattr(fuses[name], "price", None)
+        oracle = fuses.oracle(name)
         if missing and oracle is not None:
             for asset in sorted(missing):
-                prices[asset] = Decimal(await oracle(asset))
+                prices[asset] = Decimal(await oracle.price(asset))
     return PortfolioView(
         ts=now,
         base_asset=base,

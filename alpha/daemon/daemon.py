@@ -47,6 +47,7 @@ from alpha.daemon.http import Health, Servers, control_app, default_token_file, 
 from alpha.daemon.instrumented import precreate_series
 from alpha.daemon.journal import Journal
 from alpha.daemon.marketdata import MarketData
+from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, DecisionRecord, StepRunner
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
 from alpha.domain.actions import Action, RefusalCode
@@ -69,7 +70,7 @@ class Wiring:
     """What a mode provides: fuses, where vault cash is read, extra services, and clean-up."""
 
     mode: str
-    fuses: dict[str, Any]
+    fuses: FuseRegistry
     vault_cash: Callable[[], Awaitable[Decimal]]
     services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = field(default_factory=list)
     close: Callable[[], Awaitable[None]] | None = None

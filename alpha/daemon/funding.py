@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from alpha.daemon.journal import Journal
+from alpha.daemon.registry import AnyFuse, FuseRegistry
 from alpha.domain.account import FundingPayment
 from alpha.domain.clock import Clock
 from alpha.observability.logging import get_logger
@@ -42,7 +42,7 @@ class FundingCollector:
 
     def __init__(
         self,
-        fuses: Mapping[str, Any],
+        fuses: Mapping[str, AnyFuse],
         journal: Journal,
         metrics: Metrics,
         clock: Clock,
@@ -50,7 +50,7 @@ class FundingCollector:
         overlap: timedelta = DEFAULT_OVERLAP,
         settlements: Callable[[], Mapping[str, datetime]] | None = None,
     ) -> None:
-        self.fuses = fuses
+        self.fuses = FuseRegistry.of(fuses)
         self.journal = journal
         self.metrics = metrics
         self.clock = clock
@@ -96,9 +96,7 @@ class FundingCollector:
         if self.origin is None:
             self.origin = now
         new: list[FundingPayment] = []
-        for name, fuse in self.fuses.items():
-            if not hasattr(fuse, "funding_payments"):
-                continue  # lending fuses earn interest, not funding
+        for name, fuse in self.fuses.funding_payments().items():  # lending fuses earn interest, not funding
             if not (force or self.due(name, now)):
                 continue
             self.last_poll[name] = now

@@ -22,6 +22,7 @@ from typing import Any
 from alpha.config.schema import FuseConfig, FuseKind
 from alpha.domain.instruments import Instrument
 from alpha.observability.metrics import Metrics
+from fuses.base import Capabilities
 
 ERROR_KINDS = ("transient", "rejected", "unknown_outcome", "fatal")
 TRADING_KINDS = (FuseKind.SIM, FuseKind.CEX, FuseKind.PERP_DEX)
@@ -40,6 +41,12 @@ class TimedFuse:
     def inner(self) -> Any:
         """The wrapped fuse."""
         return object.__getattribute__(self, "_inner")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The wrapped fuse's table: timing adds and removes no ability."""
+        table: Capabilities = self.inner.capabilities
+        return table
 
     def __getattr__(self, attr: str) -> Any:
         inner = object.__getattribute__(self, "_inner")

@@ -21,6 +21,7 @@ from decimal import Decimal
 from statistics import median
 from typing import Any, Protocol
 
+from alpha.daemon.registry import AnyFuse, FuseRegistry
 from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
@@ -28,7 +29,7 @@ from alpha.domain.market import MarketSnapshot
 from alpha.domain.portfolio import market_key
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
-from fuses.base import FuseError
+from fuses.base import Fuse, FuseError
 
 log = get_logger("alpha.marketdata")
 
@@ -52,8 +53,8 @@ class StreamFeed(Protocol):
 class MarketData:
     """The latest snapshot per market key (``fuse:market``) and when it was last refreshed."""
 
-    def __init__(self, fuses: Mapping[str, object], clock: Clock, metrics: Metrics, *, book_depth: int = 20) -> None:
-        self._all = fuses  # read at use: a mode may add its fuses during start-up (paper)
+    def __init__(self, fuses: Mapping[str, AnyFuse], clock: Clock, metrics: Metrics, *, book_depth: int = 20) -> None:
+        self._all = FuseRegistry.of(fuses)  # read at use: a mode may add its fuses during start-up (paper)
         self._clock = clock
         self._metrics = metrics
         self._book_depth = book_depth
@@ -94,13 +95,13 @@ class MarketData:
         return {name: feed.health(now) for name, feed in self.streams.items()}
 
     @property
-    def _fuses(self) -> dict[str, object]:
-        return {name: f for name, f in self._all.items() if hasattr(f, "order_book")}
+    def _fuses(self) -> dict[str, Fuse]:
+        return self._all.trading_fuses()
 
     async def load_instruments(self) -> None:
         """Read every trading fuse's instruments (once, at start-up)."""
         for name, fuse in self._fuses.items():
-            for inst in await fuse.instruments():  # type: ignore[attr-defined]
+            for inst in await fuse.instruments():
                 self.instruments[market_key(name, inst.symbol)] = inst
 
     async def refresh(self, *, books: bool = True) -> None:
@@ -172,13 +173,13 @@ class MarketData:
         else:
             self.last_error.pop(name, None)
 
-    async def _refresh_fuse(self, name: str, fuse: object, symbols: list[str], *, books: bool = True) -> None:
-        both = getattr(fuse, "funding_and_marks", None)
-        if both is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
-            funding, marks = await both(symbols)
+    async def _refresh_fuse(self, name: str, fuse: Fuse, symbols: list[str], *, books: bool = True) -> None:
+        bulk = self._all.bulk_market_data(name)
+        if bulk is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
+            funding, marks = await bulk.funding_and_marks(symbols)
         else:
-            funding = await fuse.funding_rates(symbols)  # type: ignore[attr-defined]
-            marks = await fuse.marks(symbols)  # type: ignore[attr-defined]
+            funding = await fuse.funding_rates(symbols)
+            marks = await fuse.marks(symbols)
         now = self._clock.now()
         for symbol in symbols:
             inst = self.instruments[market_key(name, symbol)]
@@ -186,10 +187,9 @@ class MarketData:
             if mark is None:
                 continue
             previous = self.snapshots.get(market_key(name, symbol))
-            if books or previous is None:
-                book = await fuse.order_book(symbol, self._book_depth)  # type: ignore[attr-defined]
-            else:
-                book = previous.book
+            book = previous.book if previous is not None and not books else None
+            if book is None:
+                book = await fuse.order_book(symbol, self._book_depth)
             rate = funding.get(symbol)
             self.snapshots[market_key(name, symbol)] = MarketSnapshot(
                 fuse=name, instrument=inst, ts=now, mark=mark, index=None, funding=rate, book=book

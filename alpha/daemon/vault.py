@@ -32,10 +32,11 @@ from decimal import Decimal
 from typing import Any
 
 from alpha.daemon.journal import Journal
+from alpha.daemon.registry import AnyFuse, FuseRegistry
 from alpha.domain.account import AccountSnapshot, Balance
 from alpha.domain.clock import Clock
 from alpha.domain.money import ZERO
-from fuses.base import InsufficientFundsError, RejectedError
+from fuses.base import Capabilities, InsufficientFundsError, RejectedError
 
 VAULT = "vault"
 
@@ -62,9 +63,11 @@ class LiveVault:
         """Idle capital of the vault: everything allocated to it on the venues."""
         return sum(self.allocated.values(), ZERO)
 
-    def wrap(self, fuses: Mapping[str, Any]) -> dict[str, Any]:
+    def wrap(self, fuses: Mapping[str, AnyFuse]) -> FuseRegistry:
         """Return the fuses as the daemon must see them: trading fuses through ``VaultedFuse``."""
-        return {name: VaultedFuse(fuse, self) if hasattr(fuse, "order_book") else fuse for name, fuse in fuses.items()}
+        raw = FuseRegistry.of(fuses)
+        trading = raw.trading_fuses()
+        return FuseRegistry({name: VaultedFuse(trading[name], self) if name in trading else fuse for name, fuse in raw.items()})
 
     def _cash_balance(self, snap: AccountSnapshot) -> Balance | None:
         held = [b for b in snap.balances if b.asset in self.cash_assets]
@@ -133,6 +136,8 @@ class VaultedFuse:
     def __init__(self, inner: Any, vault: LiveVault) -> None:
         self.inner = inner
         self.vault = vault
+        # The inner table, and transfers always: the vault halves are allocations, whatever the venue moves.
+        self.capabilities: Capabilities = dataclasses.replace(inner.capabilities, transfers=True)
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.inner, attr)

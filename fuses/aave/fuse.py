@@ -23,7 +23,7 @@ from alpha.domain.clock import Clock
 from alpha.observability.metrics import Metrics
 from fuses.aave.errors import AAVE_REVERT_CODES
 from fuses.aave.health import DEFAULT_HEADROOM, repay_to_restore, to_asset_amount
-from fuses.base import FatalError, RejectedError
+from fuses.base import Capabilities, FatalError, RejectedError
 from fuses.evm.keys import load_account
 from fuses.evm.txmanager import TxManager, TxSettings
 
@@ -90,6 +90,7 @@ class AaveLendingFuse:
             raise FatalError(f"fuse {config.name}: 'pool_addresses_provider' is required", venue=config.venue)
         self.name = config.name
         self.config = config
+        self.capabilities = Capabilities.lending_market(price_oracle=True, restore_health=True)
         self._clock = clock
         self._metrics = metrics
         if account is None:

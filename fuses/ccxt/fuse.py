@@ -104,7 +104,8 @@ class CcxtFuse:
         self.name = settings.name
         self.settings = settings
         self.spec = spec
-        self.capabilities: Capabilities = spec.capabilities
+        # The venue's table, plus the optional protocols (``fuses.base``) this class has on every venue.
+        self.capabilities: Capabilities = replace(spec.capabilities, transfers=True, funding_payments=True, funding_and_marks=True)
         self.clock = clock
         self.metrics = metrics
         self.client = client if client is not None else build_client(settings, spec, metrics=metrics, timeout_ms=timeout_ms)

@@ -37,7 +37,7 @@ from alpha.domain.clock import Clock
 from alpha.domain.market import OrderBook
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics
-from fuses.base import TransientError, error_kind
+from fuses.base import Capabilities, TransientError, error_kind
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.fuse import CcxtFuse
 from fuses.ccxt.streams import Backoff, BookUpdate, MarketStreams, MarkUpdate, StreamSettings
@@ -283,6 +283,12 @@ class PaperFuse:
     def inner(self) -> Any:
         """The wrapped fuse."""
         return object.__getattribute__(self, "_inner")
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The wrapped fuse's table: the wrapper adds and removes no ability."""
+        table: Capabilities = self.inner.capabilities
+        return table
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(object.__getattribute__(self, "_inner"), attr)

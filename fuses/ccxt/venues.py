@@ -100,6 +100,14 @@ class VenueSpec:
     funding_history_limit: int | None = None
     funding_history_per_market: bool = False
 
+    def __post_init__(self) -> None:
+        streams = self.mark_stream is not None or self.book_stream is not None
+        if self.capabilities.streams != streams:
+            raise ValueError(
+                f"venue {self.ccxt_id}: capabilities.streams is {self.capabilities.streams}, "
+                f"but the table names {'a' if streams else 'no'} mark or book stream"
+            )
+
 
 _BINANCE_ERRORS: dict[str, ErrorKind] = {
     "-1000": ErrorKind.TRANSIENT,  # unknown error
@@ -237,7 +245,7 @@ VENUES: dict[str, VenueSpec] = {
         kind="cex",
         capabilities=Capabilities(
             spot=True, linear_perp=False, reduce_only=False, ioc=True, post_only=True, wallet_transfers=True,
-            bulk_funding=False, streams=True, funding_interval_default=timedelta(hours=8),
+            bulk_funding=False, streams=False, funding_interval_default=timedelta(hours=8),
         ),
         ccxt_options={**_BINANCE_OPTIONS, "defaultType": "spot", "fetchMarkets": {"types": ["spot"]}},
         weight_limit=6000,
@@ -261,7 +269,7 @@ VENUES: dict[str, VenueSpec] = {
         kind="cex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
-            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=8),
+            bulk_funding=True, streams=False, funding_interval_default=timedelta(hours=8),
         ),
         ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["linear"]}, "fetchCurrencies": False},
         weight_limit=600,  # 600 requests per 5 s per IP
@@ -279,7 +287,7 @@ VENUES: dict[str, VenueSpec] = {
         kind="cex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
-            bulk_funding=False, streams=True, funding_interval_default=timedelta(hours=8),
+            bulk_funding=False, streams=False, funding_interval_default=timedelta(hours=8),
         ),
         ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}, "fetchCurrencies": False},
         weight_limit=20,  # funding-rate endpoint: 20 requests per 2 s

@@ -97,6 +97,8 @@ class SimFuse(_SimBase):
             linear_perp=any(k.is_perp for k in kinds),
             wallet_transfers=False,
             funding_interval_default=self.venue.funding_interval,
+            transfers=True,
+            funding_payments=True,
             extra={"simulated": "true"},
         )
         self._funding: list[FundingPayment] = []
@@ -243,6 +245,7 @@ class SimLendingFuse(_SimBase):
         if config.name not in world.lending:
             raise ValueError(f"the simulated world has no lending market for fuse {config.name!r}")
         self.market = world.lending[config.name]
+        self.capabilities = Capabilities.lending_market()
         self._ids = itertools.count(1)
 
     def _asset(self, asset: str) -> None:
