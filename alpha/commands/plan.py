@@ -107,7 +107,7 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
         "gross": {a: str(gr.get(a, Decimal(0))) for a in assets},
         "actions": [row for action in result.actions for row in action_rows(action)],
         "dropped": [
-            {"hedge_id": d.hedge_id, "fuse": d.fuse, "market": d.market, "quantity": str(d.quantity), "reason": d.reason}
+            {"hedge_id": str(d.hedge_id), "fuse": d.fuse, "market": d.market, "quantity": str(d.quantity), "reason": d.reason}
             for d in result.dropped
         ],
         "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in gated.refused],

@@ -12,7 +12,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha.config.schema import StrategyConfig
 from alpha.domain.account import AccountSnapshot, LendingHealth, MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, Repay, ResizeLeg, TopUpMargin, Transfer, Withdraw
+from alpha.domain.actions import CloseHedge, HedgeRef, Leg, Repay, ResizeLeg, TopUpMargin, Transfer, Withdraw
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -246,7 +246,7 @@ def pair_reductions(
             n += 1
             actions.append(
                 CloseHedge(
-                    hedge_id=f"reduce-{n}-{asset}",
+                    hedge_id=HedgeRef.reduce(n, asset),
                     asset=asset,
                     legs=(
                         Leg(fuse, market, Side.SELL if size > 0 else Side.BUY, q),
@@ -303,7 +303,7 @@ def neutralise(
             side = Side.SELL if q > 0 else Side.BUY
             out.append(
                 ResizeLeg(
-                    hedge_id=f"neutralise-{asset}",
+                    hedge_id=HedgeRef.neutralise(asset),
                     asset=asset,
                     leg=Leg(fuse, market, side, take),
                     reason=f"restore neutrality: |net delta| / gross {ratio:.4f} > {tolerance}",

@@ -9,8 +9,8 @@
   cash (the lending wallet's proceeds first, the vault for the rest) to the sale venue, buy the
   coins back, move them and the change to the lending fuse, repay. Without a sale venue the
   action is refused before anything is borrowed.
-* A synthetic short's perp leg (an action whose hedge id ends in ``<lending fuse>:borrow``,
-  as ``decide`` names them) is executed slice by slice *with* its lending side: each slice
+* A synthetic short's perp leg (a one-leg action on the long market of a hedge whose
+  ``HedgeRef`` borrows its short side on a lending fuse, ``borrow_fuse``) is executed slice by slice *with* its lending side: each slice
   first borrows and sells (or buys back and repays) on the lending side, then trades the same
   quantity on the perp; slices are cut like hedge legs (``max_unhedged_notional``,
   ``max_order_notional``, ``max_book_share`` of both markets), a lagging perp slice is retried
@@ -46,19 +46,10 @@ from fuses.base import FuseError, RejectedError
 
 log = get_logger("alpha.executor")
 
-BORROW_MARK = ":borrow"
 # Cash moved to the sale venue for a buy-back: estimated cost (book walk + taker fee) plus this share.
 BUY_BACK_HEADROOM = Decimal("0.01")
 
 LegAction = OpenHedge | CloseHedge | ResizeLeg
-
-
-def synthetic_lending_fuse(hedge_id: str) -> str | None:
-    """Return the lending fuse of a synthetic short's hedge id (``ASSET|perp key|<lending>:borrow``), else None."""
-    parts = hedge_id.split("|")
-    if len(parts) == 3 and parts[2].endswith(BORROW_MARK):
-        return parts[2][: -len(BORROW_MARK)]
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +108,14 @@ class SyntheticShorts:
             leg = action.legs[0]
         else:
             return None
-        lending = synthetic_lending_fuse(action.hedge_id)
-        if lending is None or lending not in self.ctx.fuses:
+        ref = action.hedge_id
+        if ref.borrow_fuse is None or ref.borrow_fuse not in self.ctx.fuses:
             return None
         key = market_key(leg.fuse, leg.market)
         inst = self.ctx.instruments.get(key)
-        if inst is None or not inst.kind.is_perp or key != action.hedge_id.split("|")[1]:
+        if inst is None or not inst.kind.is_perp or key != ref.long:
             return None
-        return PerpLeg(leg, lending)
+        return PerpLeg(leg, ref.borrow_fuse)
 
     def sale_venue(self, asset: str) -> SaleVenue:
         """Return where ``asset`` borrowed from a lending fuse is sold (see the module docstring)."""
