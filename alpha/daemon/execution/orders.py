@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from alpha.daemon.execution.context import ExecutionContext
+from alpha.daemon.execution.roles import StepRole
 from alpha.domain.account import Order, OrderRequest, OrderStatus, OrderType
 from alpha.domain.actions import Leg
 from alpha.domain.money import ZERO
@@ -61,8 +62,13 @@ class Orders:
         self.sent = 0
         self._last_known: dict[str, Order] = {}  # the venue's answer, kept by resolve for order
 
-    async def order(self, leg: Leg, quantity: Decimal, decision_id: str, *, reduce: bool, purpose: str) -> Order | None:
-        """Send one order and return the venue's final view of it (None if nothing filled)."""
+    async def order(
+        self, leg: Leg, quantity: Decimal, decision_id: str, *, reduce: bool, purpose: str, role: StepRole | None = None
+    ) -> Order | None:
+        """Send one order and return the venue's final view of it (None if nothing filled).
+
+        ``role`` ties the order to a synthetic short's step (journalled with the intent, and a resend's).
+        """
         if quantity <= 0:
             return None
         ctx = self.ctx
@@ -77,7 +83,7 @@ class Orders:
             reduce_only=reduce,
         )
         mid = await ctx.mid(leg)
-        ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose)
+        ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose, role=role)
         self.sent += 1
         order: Order | None = None
         retries = ctx.config.execution.leg_retries
@@ -96,7 +102,7 @@ class Orders:
                 outcome = await self.resolve(leg.fuse, fuse, leg.market, request.client_id)
                 if outcome == "not_found" and attempt < retries:
                     # The venue never received it: sending the same client id again cannot duplicate.
-                    ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose + "-resend")
+                    ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose + "-resend", role=role)
                     continue
                 return self._last_known.pop(request.client_id, None)
             except TransientError as exc:

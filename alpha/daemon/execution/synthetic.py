@@ -21,7 +21,10 @@
   perp leg is not traded at all, and it is cut to the approved amount.
 * Every lending operation is journalled (``lending_intent``, with a client id) before it is
   sent, and its result (``lending``, same client id) after; every sale and buy-back order is
-  an ordinary order (``order_intent`` first).
+  an ordinary order (``order_intent`` first). Each borrow-and-sell or buy-back-and-repay is a
+  step (``synthetic_begin`` .. ``synthetic_end``) whose transfers, lending operations and order
+  intents carry a ``StepRole`` (``alpha.daemon.execution.roles``): restart recovery finds them
+  by role, never by their reason text.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from alpha.daemon.execution.context import ActionResult, ExecutionContext, LegPr
 from alpha.daemon.execution.hedges import STOPPING, Hedges
 from alpha.daemon.execution.orders import Orders
 from alpha.daemon.execution.probes import can_carry, lending_call
+from alpha.daemon.execution.roles import StepRole, role_of
 from alpha.daemon.journal import Record
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import VAULT, Action, Borrow, CloseHedge, Leg, OpenHedge, Repay, ResizeLeg
@@ -50,6 +54,19 @@ log = get_logger("alpha.executor")
 BUY_BACK_HEADROOM = Decimal("0.01")
 
 LegAction = OpenHedge | CloseHedge | ResizeLeg
+
+# The reason journalled with each transfer of a step: prose for people (recovery reads the role).
+REASONS: dict[StepRole, str] = {
+    StepRole.COINS_TO_SALE_VENUE: "borrowed coins to the sale venue",
+    StepRole.UNSOLD_COINS_BACK: "unsold borrowed coins back",
+    StepRole.PROCEEDS_TO_LENDING: "sale proceeds to the lending fuse",
+    StepRole.BUY_CASH_FROM_LENDING: "buy-back cash from the lending fuse",
+    StepRole.BUY_CASH_FROM_VAULT: "buy-back cash from the vault",
+    StepRole.COINS_TO_LENDING: "bought-back coins to the lending fuse",
+    StepRole.CHANGE_TO_VAULT: "buy-back change to the vault",
+    StepRole.CHANGE_TO_LENDING: "buy-back change to the lending fuse",
+}
+RESTART = "restart: "  # begins the reason of what recovery does
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,28 +273,32 @@ class SyntheticShorts:
 
     # -- steps -----------------------------------------------------------------------------
 
-    async def _lending_op(self, lending: str, operation: str, asset: str, amount: Decimal, decision_id: str, reason: str) -> None:
-        """Journal a lending operation (client id first), perform it, journal the result."""
+    async def _lending_op(self, lending: str, role: StepRole, asset: str, amount: Decimal, decision_id: str, reason: str) -> None:
+        """Journal a lending operation (``StepRole.BORROW`` or ``REPAY``; client id first), perform it, journal the result."""
         ctx = self.ctx
+        operation = "borrow" if role is StepRole.BORROW else "repay"
         fuse = ctx.fuses[lending]
         client_id = ctx.new_client_id(decision_id)
         before = await self._debt(lending, asset)  # lets a restart tell whether the operation happened
         ctx.journal.append(
             "lending_intent", ctx.clock.now(), decision_id=decision_id, client_id=client_id, fuse=lending, asset=asset, amount=amount,
-            operation=operation, reason=reason, debt_before=before,
+            operation=operation, role=role, reason=reason, debt_before=before,
         )
         op_id = await lending_call(fuse, operation)(asset, amount)
         ctx.journal.append(
             "lending", ctx.clock.now(), decision_id=decision_id, client_id=client_id, fuse=lending, asset=asset, amount=amount,
-            operation=operation, op_id=str(op_id), reason=reason,
+            operation=operation, role=role, op_id=str(op_id), reason=reason,
         )
 
-    async def _carry(self, venue: str, asset: str, amount: Decimal, source: str, destination: str, decision_id: str, reason: str) -> None:
-        """Move ``amount`` of ``asset`` through the sale venue's transfers and journal it."""
+    async def _carry(
+        self, venue: str, asset: str, amount: Decimal, source: str, destination: str, decision_id: str, role: StepRole, *, restart: bool = False
+    ) -> None:
+        """Move ``amount`` of ``asset`` through the sale venue's transfers and journal it with its ``role``."""
         if amount <= 0:
             return
         await self.ctx.fuses[venue].transfer(asset, amount, source, destination)
-        self.ctx.journal.transfer(self.ctx.clock.now(), source, destination, asset, amount, reason, decision_id=decision_id)
+        reason = (RESTART if restart else "") + REASONS[role]
+        self.ctx.journal.transfer(self.ctx.clock.now(), source, destination, asset, amount, reason, decision_id=decision_id, role=role)
 
     async def _borrow_and_sell(self, lending: str, asset: str, quantity: Decimal, venue: SaleVenue, decision_id: str, *, purpose: str) -> Decimal:
         """Borrow ``quantity`` (to the sale venue's lot step), sell it, send the proceeds to the lending wallet; return the quantity sold."""
@@ -286,14 +307,15 @@ class SyntheticShorts:
             return ZERO
         quote = venue.instrument.quote
         step = self._begin_step("borrow_and_sell", lending, asset, q, venue, decision_id)
-        await self._lending_op(lending, "borrow", asset, q, decision_id, f"synthetic short ({purpose}): borrow to sell")
-        await self._carry(venue.fuse, asset, q, lending, venue.fuse, decision_id, "borrowed coins to the sale venue")
-        sold, proceeds = await self._spot_fill(Leg(venue.fuse, venue.market, Side.SELL, q), quote, decision_id, purpose="synthetic-sell")
+        await self._lending_op(lending, StepRole.BORROW, asset, q, decision_id, f"synthetic short ({purpose}): borrow to sell")
+        await self._carry(venue.fuse, asset, q, lending, venue.fuse, decision_id, StepRole.COINS_TO_SALE_VENUE)
+        sale = Leg(venue.fuse, venue.market, Side.SELL, q)
+        sold, proceeds = await self._spot_fill(sale, quote, decision_id, purpose="synthetic-sell", role=StepRole.SALE)
         unsold = q - sold
         if unsold > 0:  # coins the venue would not buy go back and repay their debt: nothing is left unhedged
-            await self._carry(venue.fuse, asset, unsold, venue.fuse, lending, decision_id, "unsold borrowed coins back")
-            await self._lending_op(lending, "repay", asset, unsold, decision_id, "repay borrowed coins that could not be sold")
-        await self._carry(venue.fuse, quote, proceeds, venue.fuse, lending, decision_id, "sale proceeds to the lending fuse")
+            await self._carry(venue.fuse, asset, unsold, venue.fuse, lending, decision_id, StepRole.UNSOLD_COINS_BACK)
+            await self._lending_op(lending, StepRole.REPAY, asset, unsold, decision_id, "repay borrowed coins that could not be sold")
+        await self._carry(venue.fuse, quote, proceeds, venue.fuse, lending, decision_id, StepRole.PROCEEDS_TO_LENDING)
         self._end_step(step, lending, asset, decision_id, sold=sold)
         return sold
 
@@ -319,22 +341,23 @@ class SyntheticShorts:
             cash = (buy * price * (1 + inst.taker_fee) * (1 + BUY_BACK_HEADROOM)).quantize(Decimal("0.00000001"))
             from_wallet = min(cash, max(acct.balance(quote).total, ZERO))
             from_vault = cash - from_wallet
-            await self._carry(venue.fuse, quote, from_wallet, lending, venue.fuse, decision_id, "buy-back cash from the lending fuse")
-            await self._carry(venue.fuse, quote, from_vault, VAULT, venue.fuse, decision_id, "buy-back cash from the vault")
-            bought, spent = await self._spot_fill(Leg(venue.fuse, venue.market, Side.BUY, buy), quote, decision_id, purpose="synthetic-buy")
-            await self._carry(venue.fuse, asset, bought, venue.fuse, lending, decision_id, "bought-back coins to the lending fuse")
+            await self._carry(venue.fuse, quote, from_wallet, lending, venue.fuse, decision_id, StepRole.BUY_CASH_FROM_LENDING)
+            await self._carry(venue.fuse, quote, from_vault, VAULT, venue.fuse, decision_id, StepRole.BUY_CASH_FROM_VAULT)
+            purchase = Leg(venue.fuse, venue.market, Side.BUY, buy)
+            bought, spent = await self._spot_fill(purchase, quote, decision_id, purpose="synthetic-buy", role=StepRole.BUY_BACK)
+            await self._carry(venue.fuse, asset, bought, venue.fuse, lending, decision_id, StepRole.COINS_TO_LENDING)
             change = cash - spent
             to_vault = min(max(change, ZERO), from_vault)
-            await self._carry(venue.fuse, quote, to_vault, venue.fuse, VAULT, decision_id, "buy-back change to the vault")
-            await self._carry(venue.fuse, quote, change - to_vault, venue.fuse, lending, decision_id, "buy-back change to the lending fuse")
+            await self._carry(venue.fuse, quote, to_vault, venue.fuse, VAULT, decision_id, StepRole.CHANGE_TO_VAULT)
+            await self._carry(venue.fuse, quote, change - to_vault, venue.fuse, lending, decision_id, StepRole.CHANGE_TO_LENDING)
             coins += bought
         repay = min(q, coins)
         if repay > 0:
-            await self._lending_op(lending, "repay", asset, repay, decision_id, f"synthetic short ({purpose}): repay bought-back coins")
+            await self._lending_op(lending, StepRole.REPAY, asset, repay, decision_id, f"synthetic short ({purpose}): repay bought-back coins")
         self._end_step(step, lending, asset, decision_id, repaid=repay)
         return repay
 
-    async def _spot_fill(self, leg: Leg, quote: str, decision_id: str, *, purpose: str) -> tuple[Decimal, Decimal]:
+    async def _spot_fill(self, leg: Leg, quote: str, decision_id: str, *, purpose: str, role: StepRole) -> tuple[Decimal, Decimal]:
         """Trade ``leg.quantity``, retrying what is missing; return the filled quantity and the quote cash it moved, fees in ``quote`` included (spent on a buy, received on a sale)."""
         fee_sign = 1 if leg.side is Side.BUY else -1
         filled = ZERO
@@ -342,7 +365,9 @@ class SyntheticShorts:
         for attempt in range(self.ctx.config.execution.leg_retries + 1):
             if filled >= leg.quantity:
                 break
-            fill = await self.orders.order(leg, leg.quantity - filled, decision_id, reduce=False, purpose=purpose if attempt == 0 else "retry")
+            fill = await self.orders.order(
+                leg, leg.quantity - filled, decision_id, reduce=False, purpose=purpose if attempt == 0 else "retry", role=role
+            )
             if fill is not None and fill.filled > 0:
                 filled += fill.filled
                 cash += fill.filled * (fill.average_price or ZERO) + fee_sign * (fill.fee if fill.fee_asset == quote else ZERO)
@@ -353,7 +378,7 @@ class SyntheticShorts:
         step = self.ctx.new_client_id(decision_id)
         self.ctx.journal.append(
             "synthetic_begin", self.ctx.clock.now(), decision_id=decision_id, client_id=step, fuse=lending, asset=asset, amount=quantity,
-            operation=operation, sale_fuse=venue.fuse, sale_market=venue.market,
+            operation=operation, sale_fuse=venue.fuse, sale_market=venue.market, roles=True,
         )
         return step
 
@@ -395,7 +420,7 @@ class SyntheticShorts:
             outcome = "happened" if happened else "not_happened"
             ctx.journal.append(
                 "lending", ctx.clock.now(), decision_id=intent.decision_id, client_id=intent.client_id, fuse=lending, asset=asset,
-                amount=intent.amount if happened else ZERO, operation=intent.data.get("operation"), reconciled=outcome,
+                amount=intent.amount if happened else ZERO, operation=intent.data.get("operation"), role=intent.data.get("role"), reconciled=outcome,
                 debt_before=before, debt_after=now_debt,
             )
             out.append((intent.client_id, outcome))
@@ -411,6 +436,7 @@ class SyntheticShorts:
         return out
 
     async def _finish_step(self, step: Record) -> str:
+        """Unwind an interrupted borrow-and-sell or complete a buy-back-and-repay from the roles of its journal rows."""
         ctx = self.ctx
         lending, asset, decision_id = step.fuse or "", step.asset or "", step.decision_id or ""
         assert step.client_id is not None
@@ -418,45 +444,43 @@ class SyntheticShorts:
         inst = ctx.instruments.get(market_key(sale_fuse, sale_market))
         if inst is None:
             raise RejectedError(f"{sale_fuse}:{sale_market}: unknown instrument; cannot finish step {step.client_id}", venue=sale_fuse)
+        selling = step.data.get("operation") == "borrow_and_sell"
+        trade = StepRole.SALE if selling else StepRole.BUY_BACK
         later = ctx.journal.since(step.seq, step.decision_id)
-        purposes = {r.client_id: str(r.data.get("purpose")) for r in later if r.kind == "order_intent"}
-        fills = [r for r in later if r.kind == "fill" and r.client_id in purposes and r.market == sale_market]
+        roles = [(r, role_of(r, legacy=not step.data.get("roles"), retry=trade)) for r in later]
+        traded = {r.client_id for r, role in roles if r.kind == "order_intent" and role is trade}
+        fills = [r for r in later if r.kind == "fill" and r.client_id in traded and r.market == sale_market]
 
-        def moved(reason: str) -> Decimal:
-            return sum((r.amount or ZERO for r in later if r.kind == "transfer" and r.data.get("reason") == reason), ZERO)
-
-        def lent(operation: str) -> Decimal:
-            return sum((r.amount or ZERO for r in later if r.kind == "lending" and r.data.get("operation") == operation), ZERO)
+        def done(kind: str, want: StepRole) -> Decimal:
+            return sum((r.amount or ZERO for r, role in roles if r.kind == kind and role is want), ZERO)
 
         quote = inst.quote
-        if step.data.get("operation") == "borrow_and_sell":
-            borrowed = lent("borrow")
-            sales = [r for r in fills if purposes[r.client_id] in ("synthetic-sell", "retry")]
-            sold = sum((r.amount or ZERO for r in sales), ZERO)
+        if selling:
+            borrowed = done("lending", StepRole.BORROW)
+            sold = sum((r.amount or ZERO for r in fills), ZERO)
             proceeds = sum(
-                ((r.amount or ZERO) * Decimal(str(r.data.get("price") or 0)) - (Decimal(str(r.data.get("fee") or 0)) if r.data.get("fee_asset") == quote else ZERO) for r in sales),
+                ((r.amount or ZERO) * Decimal(str(r.data.get("price") or 0)) - (Decimal(str(r.data.get("fee") or 0)) if r.data.get("fee_asset") == quote else ZERO) for r in fills),
                 ZERO,
             )
             unsold = max(borrowed - sold, ZERO)
-            on_venue = max(moved("borrowed coins to the sale venue") - sold - moved("unsold borrowed coins back"), ZERO)
-            await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, "restart: unsold borrowed coins back")
-            to_repay = min(max(unsold - lent("repay"), ZERO), await self._debt(lending, asset))
+            on_venue = max(done("transfer", StepRole.COINS_TO_SALE_VENUE) - sold - done("transfer", StepRole.UNSOLD_COINS_BACK), ZERO)
+            await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, StepRole.UNSOLD_COINS_BACK, restart=True)
+            to_repay = min(max(unsold - done("lending", StepRole.REPAY), ZERO), await self._debt(lending, asset))
             if to_repay > 0:
-                await self._lending_op(lending, "repay", asset, to_repay, decision_id, "restart: repay borrowed coins that were never sold")
-            if proceeds > 0 and moved("sale proceeds to the lending fuse") == 0:
-                await self._carry(sale_fuse, quote, proceeds, sale_fuse, lending, decision_id, "restart: sale proceeds to the lending fuse")
+                await self._lending_op(lending, StepRole.REPAY, asset, to_repay, decision_id, RESTART + "repay borrowed coins that were never sold")
+            if proceeds > 0 and done("transfer", StepRole.PROCEEDS_TO_LENDING) == 0:
+                await self._carry(sale_fuse, quote, proceeds, sale_fuse, lending, decision_id, StepRole.PROCEEDS_TO_LENDING, restart=True)
             self._end_step(step.client_id, lending, asset, decision_id, sold=sold, repaid=to_repay, reconciled=True)
             log.warning("restart: interrupted borrow-and-sell unwound", client_id=step.client_id, borrowed=borrowed, sold=sold, repaid=to_repay)
             return f"borrow_and_sell: borrowed {borrowed}, sold {sold}, repaid {to_repay}"
-        buys = [r for r in fills if purposes[r.client_id] in ("synthetic-buy", "retry")]
-        bought = sum((r.amount or ZERO for r in buys), ZERO)
-        on_venue = max(bought - moved("bought-back coins to the lending fuse"), ZERO)
-        await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, "restart: bought-back coins to the lending fuse")
+        bought = sum((r.amount or ZERO for r in fills), ZERO)
+        on_venue = max(bought - done("transfer", StepRole.COINS_TO_LENDING), ZERO)
+        await self._carry(sale_fuse, asset, on_venue, sale_fuse, lending, decision_id, StepRole.COINS_TO_LENDING, restart=True)
         acct: AccountSnapshot = await ctx.fuses[lending].account()
         coins = acct.balance(asset).total
-        to_repay = min(max((step.amount or ZERO) - lent("repay"), ZERO), coins, await self._debt(lending, asset))
+        to_repay = min(max((step.amount or ZERO) - done("lending", StepRole.REPAY), ZERO), coins, await self._debt(lending, asset))
         if to_repay > 0:
-            await self._lending_op(lending, "repay", asset, to_repay, decision_id, "restart: repay bought-back coins")
+            await self._lending_op(lending, StepRole.REPAY, asset, to_repay, decision_id, RESTART + "repay bought-back coins")
         self._end_step(step.client_id, lending, asset, decision_id, repaid=to_repay, reconciled=True)
         log.warning("restart: interrupted buy-back-and-repay completed", client_id=step.client_id, bought=bought, repaid=to_repay)
         return f"buy_and_repay: bought {bought}, repaid {to_repay}"
