@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
-from alpha.domain.actions import Action, CloseHedge, Leg, OpenHedge, ResizeLeg
+from alpha.domain.actions import Action, CloseHedge, HedgeRef, Leg, OpenHedge, ResizeLeg
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -124,7 +124,7 @@ def pair_reductions(
             n += 1
             actions.append(
                 CloseHedge(
-                    hedge_id=f"reduce-{n}-{asset}",
+                    hedge_id=HedgeRef.reduce(n, asset),
                     asset=asset,
                     legs=(
                         Leg(fuse, market, Side.SELL if size > 0 else Side.BUY, q),
@@ -181,7 +181,7 @@ def neutralise(
             side = Side.SELL if q > 0 else Side.BUY
             out.append(
                 ResizeLeg(
-                    hedge_id=f"neutralise-{asset}",
+                    hedge_id=HedgeRef.neutralise(asset),
                     asset=asset,
                     leg=Leg(fuse, market, side, take),
                     reason=f"restore neutrality: |net delta| / gross {ratio:.4f} > {tolerance}",

@@ -486,8 +486,10 @@ class Daemon:
         its next poll. Order updates are the executor's (it reads them from the feed).
         """
 
+        from fuses.ccxt.streams import PositionUpdate  # only ccxt fuses have user streams
+
         def changed(update: Any) -> None:
-            if not hasattr(update, "size") or self.executing:  # a PositionUpdate, not caused by us
+            if not isinstance(update, PositionUpdate) or self.executing:  # a position, not changed by us
                 return
             log.info("position changed at the venue; checking the hedge", fuse=fuse, market=update.market, size=str(update.size))
             self.risk_wake.set()

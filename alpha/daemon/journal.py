@@ -144,8 +144,11 @@ class Journal:
         self._count(kind, amount, json.loads(json.dumps(data, default=_json_default)))
         return int(cur.lastrowid or 0)
 
-    def order_intent(self, ts: datetime, fuse: str, request: OrderRequest, *, decision_id: str | None, purpose: str) -> int:
-        """Record an order we are about to send (before sending it)."""
+    def order_intent(
+        self, ts: datetime, fuse: str, request: OrderRequest, *, decision_id: str | None, purpose: str, role: str | None = None
+    ) -> int:
+        """Record an order we are about to send (before sending it); ``role`` ties it to a step for restart recovery."""
+        extra = {} if role is None else {"role": role}
         return self.append(
             "order_intent",
             ts,
@@ -159,6 +162,7 @@ class Journal:
             price=request.price,
             reduce_only=request.reduce_only,
             purpose=purpose,
+            **extra,
         )
 
     def order_result(

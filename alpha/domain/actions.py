@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -11,6 +12,94 @@ from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 
 VAULT = "vault"  # the name actions use for the vault itself (not a fuse)
+BORROW_MARK = ":borrow"  # ends the short side of a synthetic short's hedge id: ``<lending fuse>:borrow``
+_REDUCE = re.compile(r"reduce-(\d+)-(.+)")
+_NEUTRALISE = re.compile(r"neutralise-(.+)")
+
+
+class HedgeRefKind(StrEnum):
+    """Who made a hedge reference and why: the strategy's hedge, or one of the repairs around it."""
+
+    CARRY = "carry"  # a hedge ``decide`` holds: ``<ASSET>|<long fuse:market>|<short fuse:market or lending fuse:borrow>``
+    UNWIND = "unwind"  # a position no hedge holds, closed: ``unwind|<fuse:market>``
+    REDUCE = "reduce"  # a margin fuse deleveraged: ``reduce-<n>-<ASSET>``
+    NEUTRALISE = "neutralise"  # net delta brought back within tolerance: ``neutralise-<ASSET>``
+    NAMED = "named"  # any other text (tests, an operator's action)
+
+
+@dataclass(frozen=True, slots=True)
+class HedgeRef:
+    """Which hedge an action or a target position belongs to.
+
+    ``str(ref)`` is the text journals, logs and reports show (see ``HedgeRefKind``);
+    ``HedgeRef.parse`` reads it back, so that ``HedgeRef.parse(str(ref)) == ref``. Make one with
+    ``carry``, ``unwind``, ``reduce``, ``neutralise`` or ``named``.
+    """
+
+    kind: HedgeRefKind
+    asset: str = ""  # empty for an unwind (its text names a market, not an asset)
+    long: str | None = None  # market key of a carry hedge's long leg; of the position an unwind closes
+    short: str | None = None  # market key of a carry hedge's traded short leg
+    borrow_fuse: str | None = None  # lending fuse a synthetic short borrows its short side on
+    label: str = ""  # a reduce's sequence number; a named reference's text
+
+    @classmethod
+    def carry(cls, asset: str, long: str, *, short: str | None = None, borrow_fuse: str | None = None) -> HedgeRef:
+        """Return the reference of a strategy's hedge: ``long`` against a traded ``short`` or a borrow on ``borrow_fuse``."""
+        if (short is None) == (borrow_fuse is None):
+            raise ValueError(f"a hedge of {asset} has a traded short leg or a borrowed one, not both or neither")
+        return cls(HedgeRefKind.CARRY, asset, long, short, borrow_fuse)
+
+    @classmethod
+    def unwind(cls, key: str) -> HedgeRef:
+        """Return the reference of closing the position on market ``key`` that no hedge holds."""
+        return cls(HedgeRefKind.UNWIND, long=key)
+
+    @classmethod
+    def reduce(cls, n: int, asset: str) -> HedgeRef:
+        """Return the reference of the ``n``-th pair of legs a margin monitor closes in ``asset``."""
+        return cls(HedgeRefKind.REDUCE, asset, label=str(n))
+
+    @classmethod
+    def neutralise(cls, asset: str) -> HedgeRef:
+        """Return the reference of the trades that bring ``asset``'s net delta back within tolerance."""
+        return cls(HedgeRefKind.NEUTRALISE, asset)
+
+    @classmethod
+    def named(cls, text: str) -> HedgeRef:
+        """Return a reference that is only a name; refuse text that reads as another kind."""
+        ref = cls(HedgeRefKind.NAMED, label=text)
+        if cls.parse(text) != ref:
+            raise ValueError(f"{text!r} reads as a {cls.parse(text).kind} reference, not a name")
+        return ref
+
+    @classmethod
+    def parse(cls, text: str) -> HedgeRef:
+        """Read back the reference ``str`` gave (from a journal row, a report); other text is a name."""
+        parts = text.split("|")
+        if len(parts) == 2 and parts[0] == "unwind" and parts[1]:
+            return cls(HedgeRefKind.UNWIND, long=parts[1])
+        if len(parts) == 3 and all(parts):
+            asset, long, short = parts
+            if short.endswith(BORROW_MARK) and len(short) > len(BORROW_MARK):
+                return cls(HedgeRefKind.CARRY, asset, long, borrow_fuse=short[: -len(BORROW_MARK)])
+            return cls(HedgeRefKind.CARRY, asset, long, short)
+        if (m := _REDUCE.fullmatch(text)) is not None:
+            return cls(HedgeRefKind.REDUCE, m[2], label=m[1])
+        if (m := _NEUTRALISE.fullmatch(text)) is not None:
+            return cls(HedgeRefKind.NEUTRALISE, m[1])
+        return cls(HedgeRefKind.NAMED, label=text)
+
+    def __str__(self) -> str:
+        if self.kind is HedgeRefKind.CARRY:
+            return f"{self.asset}|{self.long}|{self.short if self.short is not None else f'{self.borrow_fuse}{BORROW_MARK}'}"
+        if self.kind is HedgeRefKind.UNWIND:
+            return f"unwind|{self.long}"
+        if self.kind is HedgeRefKind.REDUCE:
+            return f"reduce-{self.label}-{self.asset}"
+        if self.kind is HedgeRefKind.NEUTRALISE:
+            return f"neutralise-{self.asset}"
+        return self.label
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +110,7 @@ class TargetPosition:
     market: str
     asset: str
     quantity: Decimal
-    hedge_id: str
+    hedge_id: HedgeRef
     reason: str = ""
 
 
@@ -63,7 +152,7 @@ class Leg:
 class OpenHedge:
     """Open both legs of a delta-neutral hedge together."""
 
-    hedge_id: str
+    hedge_id: HedgeRef
     asset: str
     legs: tuple[Leg, Leg]
     reason: str
@@ -73,7 +162,7 @@ class OpenHedge:
 class ResizeLeg:
     """Trade one leg of an existing hedge (the other leg's matching trade is its own action)."""
 
-    hedge_id: str
+    hedge_id: HedgeRef
     asset: str
     leg: Leg
     reason: str
@@ -83,7 +172,7 @@ class ResizeLeg:
 class CloseHedge:
     """Close both legs of a hedge together."""
 
-    hedge_id: str
+    hedge_id: HedgeRef
     asset: str
     legs: tuple[Leg, ...]
     reason: str
@@ -192,7 +281,7 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
                 "side": leg.side.value,
                 "quantity": str(leg.quantity),
                 "reason": action.reason,
-                "hedge_id": action.hedge_id,
+                "hedge_id": str(action.hedge_id),
                 "asset": action.asset,
             }
             for leg in action.legs
@@ -207,7 +296,7 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
                 "side": leg.side.value,
                 "quantity": str(leg.quantity),
                 "reason": action.reason,
-                "hedge_id": action.hedge_id,
+                "hedge_id": str(action.hedge_id),
                 "asset": action.asset,
             }
         ]

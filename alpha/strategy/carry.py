@@ -22,6 +22,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from alpha.config.schema import Thresholds
+from alpha.domain.actions import HedgeRef
 from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import BookLevel, MarketSnapshot, OrderBook
@@ -74,9 +75,10 @@ class Candidate:
     funding_apr: Decimal  # forecast funding earned, before costs, per unit of notional
 
     @property
-    def hedge_id(self) -> str:
-        short = self.short.key if self.short is not None else f"{self.borrow.fuse if self.borrow else '?'}:borrow"
-        return f"{self.asset}|{self.long.key}|{short}"
+    def hedge_id(self) -> HedgeRef:
+        if self.short is not None:
+            return HedgeRef.carry(self.asset, self.long.key, short=self.short.key)
+        return HedgeRef.carry(self.asset, self.long.key, borrow_fuse=self.borrow.fuse if self.borrow else None)
 
     @property
     def legs(self) -> tuple[TradeLeg, ...]:

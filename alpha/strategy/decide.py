@@ -50,7 +50,7 @@ from decimal import Decimal
 
 from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
-from alpha.domain.actions import FuseAllocation, TargetBook, TargetPosition
+from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition
 from alpha.domain.instruments import InstrumentKind, Side
 from alpha.domain.market import BadMarketData, MarketSnapshot
 from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
@@ -480,7 +480,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                     high = mid
             return low, best
 
-        ranked: list[tuple[Decimal, str, Candidate]] = []
+        ranked: list[tuple[Decimal, str, Candidate]] = []  # ranked by score, then hedge id text
         for c in all_candidates:
             lim = limit_for(c)
             if lim is None:
@@ -488,15 +488,15 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             found = evaluate(c, lim[0])
             if found is not None:
                 is_open = _current_quantity(c, held, borrowed) > 0
-                ranked.append((ranking_score(found[1], holding, is_open=is_open), c.hedge_id, c))
+                ranked.append((ranking_score(found[1], holding, is_open=is_open), str(c.hedge_id), c))
         ranked.sort(key=lambda t: (-t[0], t[1]))
 
         # An open hedge that no better-ranked candidate competes with for its markets keeps its
         # capital: it is reserved before anything is allocated, so open hedges never trade
         # capital back and forth between them as their forecasts move.
-        reserved: dict[str, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
+        reserved: dict[HedgeRef, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
         claimed: set[str] = set()
-        for _, hedge_id, c in ranked:
+        for _, _, c in ranked:
             keys = _keys(c)
             if keys & claimed:
                 continue
@@ -508,7 +508,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             held_x = current_q * price * (ONE + drift)
             base = {leg.key: _LegRate(_base_rate(leg, config, view, snapshots[leg.key], held_x), ZERO) for leg in c.legs}
             claim = _claim(c, current_q, price, held, base, venue_of, drift, snapshots, config, view)
-            reserved[hedge_id] = claim
+            reserved[c.hedge_id] = claim
             _take(room, *claim, sign=ONE)
 
         min_hedge = config.rebalance.min_hedge_share * nav
@@ -868,7 +868,7 @@ def _book(
         if snap is not None:
             asset = snap.instrument.base
         reason = f"unwind {qty} on {fuse}:{market}: not part of any hedge the strategy holds"
-        positions.append(TargetPosition(fuse, market, asset, ZERO, f"unwind|{fuse}:{market}", reason))
+        positions.append(TargetPosition(fuse, market, asset, ZERO, HedgeRef.unwind(market_key(fuse, market)), reason))
         headroom = _closing_headroom(view, fuse, market, qty)
         capital[fuse] = capital.get(fuse, ZERO) + headroom
         room.budget -= headroom

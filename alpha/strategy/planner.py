@@ -33,6 +33,7 @@ from alpha.domain.actions import (
     Action,
     Borrow,
     CloseHedge,
+    HedgeRef,
     Leg,
     OpenHedge,
     Repay,
@@ -57,7 +58,7 @@ AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the 
 class Dropped:
     """An order the planner refused to emit, and why."""
 
-    hedge_id: str
+    hedge_id: HedgeRef
     fuse: str
     market: str
     quantity: Decimal
@@ -110,8 +111,8 @@ def _order(tp: TargetPosition, current: Decimal, view: PortfolioView) -> tuple[l
     return orders, None
 
 
-def _groups(positions: Iterable[TargetPosition]) -> dict[str, list[TargetPosition]]:
-    out: dict[str, list[TargetPosition]] = {}
+def _groups(positions: Iterable[TargetPosition]) -> dict[HedgeRef, list[TargetPosition]]:
+    out: dict[HedgeRef, list[TargetPosition]] = {}
     for tp in positions:
         out.setdefault(tp.hedge_id, []).append(tp)
     return out

@@ -18,7 +18,7 @@ from alpha.config.schema import StrategyConfig
 from alpha.data.canonical import load_funding, price_path, write_funding, write_prices
 from alpha.data.importers import import_file
 from alpha.data.series import DataError
-from alpha.domain.actions import Action, Leg, OpenHedge, Transfer
+from alpha.domain.actions import Action, HedgeRef, Leg, OpenHedge, Transfer
 from alpha.domain.instruments import Side
 from fuses.sim.book import DepthModel, build_book
 from fuses.sim.markets import make_instrument
@@ -116,7 +116,7 @@ def hedge(quantity: str, spot_cash: str, perp_margin: str) -> list[Action]:
         Transfer("vault", "spot", "USDT", Decimal(spot_cash), "fund spot"),
         Transfer("vault", "perp", "USDT", Decimal(perp_margin), "fund perp margin"),
         OpenHedge(
-            "h1",
+            HedgeRef.named("h1"),
             "BTC",
             (Leg("spot", "BTC/USDT", Side.BUY, q), Leg("perp", "BTC/USDT:USDT", Side.SELL, q)),
             "test hedge",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from alpha.core.margin import margin_surplus, move_collateral
 from alpha.domain.account import MarginHealth
-from alpha.domain.actions import Leg, OpenHedge, TopUpMargin, Transfer
+from alpha.domain.actions import HedgeRef, Leg, OpenHedge, TopUpMargin, Transfer
 from alpha.domain.instruments import Side
 from tests.daemon.test_lending_monitor import _config, _past_shock, _started
 
@@ -47,7 +47,7 @@ async def test_a_winning_venue_covers_the_losing_venue_after_a_gap(tmp_path: Pat
     await daemon.fuses["perp-dex"].transfer("USDC", D("150000"), "vault", "perp-dex")
     q = D("100")  # ~230k of ETH a side, about 1.5x on each venue
     hedge = OpenHedge(
-        "spread", "ETH",
+        HedgeRef.named("spread"), "ETH",
         (Leg("perp-cex", "ETH/USDC:USDC", Side.BUY, q), Leg("perp-dex", "ETH/USDC:USDC", Side.SELL, q)),
         "test spread",
     )

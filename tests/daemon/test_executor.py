@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
-from alpha.domain.actions import Leg, OpenHedge
+from alpha.domain.actions import HedgeRef, Leg, OpenHedge
 from alpha.domain.instruments import Side
 from fuses.base import RejectedError
 from tests.e2e.harness import DEMO, SteppedClock, demo_config
@@ -31,7 +31,7 @@ async def _started(tmp_path: Path, **risk: object) -> Daemon:
 
 def _hedge(qty: str) -> OpenHedge:
     q = Decimal(qty)
-    return OpenHedge("h", "BTC", (Leg(*SPOT, Side.BUY, q), Leg(*PERP, Side.SELL, q)), "test")
+    return OpenHedge(HedgeRef.named("h"), "BTC", (Leg(*SPOT, Side.BUY, q), Leg(*PERP, Side.SELL, q)), "test")
 
 
 async def _sizes(daemon: Daemon) -> tuple[Decimal, Decimal]:

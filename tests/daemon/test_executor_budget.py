@@ -14,7 +14,7 @@ from pathlib import Path
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.executor import Executor
 from alpha.daemon.journal import Journal
-from alpha.domain.actions import Leg, ResizeLeg
+from alpha.domain.actions import HedgeRef, Leg, ResizeLeg
 from alpha.domain.clock import LiveClock
 from alpha.domain.instruments import Side
 from alpha.observability.metrics import Metrics
@@ -48,7 +48,7 @@ async def _run_order(tmp_path: Path, cfg: StrategyConfig) -> tuple[list[str], in
         metrics = Metrics()
         executor = Executor({fuse.name: fuse}, journal, metrics, LiveClock(), cfg, run_id="bud", instruments=instruments)
         rig.server.state.log.clear()
-        action = ResizeLeg("h", "BTC", Leg(fuse.name, MARKET, Side.BUY, Decimal("0.01")), "test")
+        action = ResizeLeg(HedgeRef.named("h"), "BTC", Leg(fuse.name, MARKET, Side.BUY, Decimal("0.01")), "test")
         await executor.execute(action, "budget0001")
         outcomes = [str(r.data["outcome"]) for r in journal.records("order_result")]
         intents = len(list(journal.records("order_intent")))

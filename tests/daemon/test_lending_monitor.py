@@ -19,7 +19,7 @@ from alpha.core.margin import fund_top_up, repay_action, withdrawable
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition
-from alpha.domain.actions import Leg, OpenHedge, Repay, TopUpMargin, Withdraw
+from alpha.domain.actions import HedgeRef, Leg, OpenHedge, Repay, TopUpMargin, Withdraw
 from alpha.domain.instruments import Side
 from alpha.risk.exposure import contributions, net_delta
 from tests.e2e.harness import DEMO, SteppedClock
@@ -116,7 +116,7 @@ async def test_top_up_beyond_the_idle_buffer_withdraws_from_lending_first(tmp_pa
     await daemon.fuses["spot"].transfer("USDC", Decimal("300000"), "vault", "spot")
     await daemon.fuses["perp-cex"].transfer("USDC", Decimal("150000"), "vault", "perp-cex")
     q = Decimal("100")
-    hedge = OpenHedge("h", "ETH", (Leg("spot", "ETH/USDC", Side.BUY, q), Leg("perp-cex", "ETH/USDC:USDC", Side.SELL, q)), "test")
+    hedge = OpenHedge(HedgeRef.named("h"), "ETH", (Leg("spot", "ETH/USDC", Side.BUY, q), Leg("perp-cex", "ETH/USDC:USDC", Side.SELL, q)), "test")
     assert (await daemon.executor.execute(hedge, "lend000001")).completed
     idle = daemon.wiring.world.vault["USDC"]
     await daemon.fuses["lending"].supply("USDC", idle - Decimal("1000"))  # leave only 1000 idle

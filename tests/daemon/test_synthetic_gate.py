@@ -12,12 +12,12 @@ from pathlib import Path
 
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
-from alpha.domain.actions import Action, Borrow, Leg, OpenHedge, Repay
+from alpha.domain.actions import Action, Borrow, HedgeRef, Leg, OpenHedge, Repay
 from alpha.domain.instruments import Side
 from tests.e2e.harness import SteppedClock, demo_config
 
 PERP = ("perp-cex", "BTC/USDC:USDC")
-HEDGE_ID = "BTC|perp-cex:BTC/USDC:USDC|lending:borrow"
+HEDGE_ID = HedgeRef.carry("BTC", "perp-cex:BTC/USDC:USDC", borrow_fuse="lending")
 QTY = Decimal("0.5")
 
 

@@ -28,7 +28,7 @@ from alpha.config import load_config
 from alpha.daemon.app import build_daemon
 from alpha.daemon.journal import Journal
 from alpha.domain.account import OrderRequest
-from alpha.domain.actions import Leg, OpenHedge
+from alpha.domain.actions import HedgeRef, Leg, OpenHedge
 from alpha.domain.clock import LiveClock
 from alpha.domain.instruments import Side
 from fuses.base import TransientError
@@ -135,7 +135,7 @@ async def test_paper_daemon_reads_the_venue_and_trades_only_on_the_simulated_eng
         await daemon.fuses["binance-b"].transfer("USDT", Decimal("20000"), "vault", "binance-b")
         q = Decimal("0.1")
         result = await daemon.executor.execute(
-            OpenHedge("paper", "BTC", (Leg("binance-a", BTC, Side.BUY, q), Leg("binance-b", BTC, Side.SELL, q)), "test"),
+            OpenHedge(HedgeRef.named("paper"), "BTC", (Leg("binance-a", BTC, Side.BUY, q), Leg("binance-b", BTC, Side.SELL, q)), "test"),
             "paper00001",
         )
         assert result.completed
@@ -244,7 +244,7 @@ async def test_paper_daemon_streams_and_pauses_on_stale_venue_data(
         assert refused.value.code == STALE_DATA
         assert daemon.executor is not None
         q = Decimal("0.1")
-        hedge = OpenHedge("paper", "BTC", (Leg("binance-a", BTC, Side.BUY, q), Leg("binance-b", BTC, Side.SELL, q)), "test")
+        hedge = OpenHedge(HedgeRef.named("paper"), "BTC", (Leg("binance-a", BTC, Side.BUY, q), Leg("binance-b", BTC, Side.SELL, q)), "test")
         result = await daemon.executor.execute(hedge, "paperstale")
         assert not result.completed
         for fuse in fuses:

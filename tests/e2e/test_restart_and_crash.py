@@ -17,7 +17,7 @@ from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.daemon.journal import Journal
 from alpha.daemon.supervisor import RestartPolicy
-from alpha.domain.actions import Leg, OpenHedge
+from alpha.domain.actions import HedgeRef, Leg, OpenHedge
 from alpha.domain.instruments import Side
 from tests.e2e.harness import SERVICES, SteppedClock, demo_config, run_for, until, wait_idle
 
@@ -37,7 +37,7 @@ async def test_restart_resolves_unknown_order_by_client_id_and_never_duplicates_
     # sending); asking the venue afterwards is slow, and the process dies while it waits.
     perp.faults.unknown_outcome = 1
     perp.faults.latency = LATENCY
-    hedge = OpenHedge("h1", "BTC", (Leg("spot", "BTC/USDC", Side.BUY, Decimal("0.2")), Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, Decimal("0.2"))), "test")
+    hedge = OpenHedge(HedgeRef.named("h1"), "BTC", (Leg("spot", "BTC/USDC", Side.BUY, Decimal("0.2")), Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, Decimal("0.2"))), "test")
     assert first.executor is not None
     task = asyncio.create_task(first.executor.execute(hedge, "crash00001"))
     venue = world.venues["perp-cex"]

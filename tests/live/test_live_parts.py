@@ -16,7 +16,7 @@ from alpha.daemon.funding import FundingCollector
 from alpha.daemon.journal import Journal
 from alpha.daemon.vault import LiveVault
 from alpha.domain.account import AccountSnapshot, OrderRequest, Position
-from alpha.domain.actions import Action, CloseHedge, Leg, OpenHedge, ResizeLeg, Transfer
+from alpha.domain.actions import Action, CloseHedge, HedgeRef, Leg, OpenHedge, ResizeLeg, Transfer
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
@@ -28,6 +28,7 @@ from tests.e2e.harness import demo_config
 
 START = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
 MARKET = "BTC/USDC:USDC"
+H1 = HedgeRef.named("h1")
 
 
 def _world(tmp_path: Path) -> tuple[SimWorld, SimulatedClock, dict[str, Any]]:
@@ -132,8 +133,8 @@ def _view(positions: dict[str, Decimal]) -> PortfolioView:
 def test_resized_hedge_legs_are_paired_into_one_two_leg_action() -> None:
     grow: list[Action] = [
         Transfer("a", "vault", "USDC", Decimal(5), "idle"),
-        ResizeLeg("h1", "BTC", Leg("a", MARKET, Side.BUY, Decimal("2.0")), "grow"),
-        ResizeLeg("h1", "BTC", Leg("b", MARKET, Side.SELL, Decimal("2.5")), "grow"),
+        ResizeLeg(H1, "BTC", Leg("a", MARKET, Side.BUY, Decimal("2.0")), "grow"),
+        ResizeLeg(H1, "BTC", Leg("b", MARKET, Side.SELL, Decimal("2.5")), "grow"),
     ]
     out = pair_resizes(grow, _view({"a": Decimal(1), "b": Decimal(-1)}))
     assert isinstance(out[0], Transfer)
@@ -141,15 +142,15 @@ def test_resized_hedge_legs_are_paired_into_one_two_leg_action() -> None:
     assert isinstance(out[2], ResizeLeg) and out[2].leg == Leg("b", MARKET, Side.SELL, Decimal("0.5"))
 
     shrink = [
-        ResizeLeg("h1", "BTC", Leg("a", MARKET, Side.SELL, Decimal("1")), "shrink"),
-        ResizeLeg("h1", "BTC", Leg("b", MARKET, Side.BUY, Decimal("1")), "shrink"),
+        ResizeLeg(H1, "BTC", Leg("a", MARKET, Side.SELL, Decimal("1")), "shrink"),
+        ResizeLeg(H1, "BTC", Leg("b", MARKET, Side.BUY, Decimal("1")), "shrink"),
     ]
     (closing,) = pair_resizes(shrink, _view({"a": Decimal(3), "b": Decimal(-3)}))
     assert isinstance(closing, CloseHedge)
 
     unrelated = [
-        ResizeLeg("h1", "BTC", Leg("a", MARKET, Side.BUY, Decimal("1")), "x"),
-        ResizeLeg("h2", "BTC", Leg("b", MARKET, Side.SELL, Decimal("1")), "x"),  # another hedge
-        ResizeLeg("h1", "BTC", Leg("b", MARKET, Side.BUY, Decimal("1")), "x"),  # same side
+        ResizeLeg(H1, "BTC", Leg("a", MARKET, Side.BUY, Decimal("1")), "x"),
+        ResizeLeg(HedgeRef.named("h2"), "BTC", Leg("b", MARKET, Side.SELL, Decimal("1")), "x"),  # another hedge
+        ResizeLeg(H1, "BTC", Leg("b", MARKET, Side.BUY, Decimal("1")), "x"),  # same side
     ]
     assert pair_resizes(unrelated, _view({})) == unrelated

@@ -203,7 +203,7 @@ async def test_a_venue_in_maintenance_pauses_trading_without_crashing_a_service(
 
 async def test_an_order_whose_answer_never_comes_is_resolved_from_the_order_stream(tmp_path: Path, binance: EmulatorServer) -> None:
     from alpha.daemon.journal import Journal
-    from alpha.domain.actions import Leg, ResizeLeg
+    from alpha.domain.actions import HedgeRef, Leg, ResizeLeg
     from alpha.domain.instruments import Side
     from fuses.emulators.binance import BINANCE_KEY
 
@@ -225,7 +225,7 @@ async def test_an_order_whose_answer_never_comes_is_resolved_from_the_order_stre
         reads = log.count("/fapi/v1/order", "GET")
         leg = Leg("binance", SYMBOL, Side.BUY, Decimal("0.01"))
         assert daemon.executor is not None
-        await daemon.executor.execute(ResizeLeg("BTC|test", "BTC", leg, "test"), "test-decision")
+        await daemon.executor.execute(ResizeLeg(HedgeRef.named("BTC|test"), "BTC", leg, "test"), "test-decision")
         assert faults.order_timeouts == 0, "the order was accepted and its answer withheld"
         assert log.count("/fapi/v1/order", "GET") == reads, "resolved from the stream, not by asking the venue"
         assert not daemon.executor.unresolved

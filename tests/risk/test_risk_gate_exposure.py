@@ -9,7 +9,7 @@ from decimal import Decimal
 from strategy_builders import NOW, PRICES, config, fresh_view, lending_account, perp_account, spot_account
 
 from alpha.domain.account import LendingPosition
-from alpha.domain.actions import CloseHedge, Leg, OpenHedge, TopUpMargin, Transfer
+from alpha.domain.actions import CloseHedge, HedgeRef, Leg, OpenHedge, TopUpMargin, Transfer
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import (
@@ -54,7 +54,7 @@ def test_exposure_counts_spot_coins_perps_and_lending_debt() -> None:
 
 def _open(qty: str = "1") -> OpenHedge:
     legs = (Leg("spot", "BTC/USDC", Side.BUY, D(qty)), Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D(qty)))
-    return OpenHedge("h", "BTC", legs, "test")
+    return OpenHedge(HedgeRef.named("h"), "BTC", legs, "test")
 
 
 def _funded_view() -> PortfolioView:
@@ -71,7 +71,7 @@ def test_a_sound_hedge_passes() -> None:
 
 def test_kill_switch_refuses_everything_and_pause_lets_risk_actions_through() -> None:
     view = _hedged()
-    close = CloseHedge("h", "BTC", (Leg("spot", "BTC/USDC", Side.SELL, D("2")),
+    close = CloseHedge(HedgeRef.named("h"), "BTC", (Leg("spot", "BTC/USDC", Side.SELL, D("2")),
                                     Leg("perp-cex", "BTC/USDC:USDC", Side.BUY, D("2"))), "flatten")
     killed = gate([close], view, config(), RiskState(kill_switch=True))
     assert killed.approved == () and "kill switch" in killed.refused[0].reason
@@ -117,7 +117,7 @@ def test_idle_buffer_is_kept_except_for_a_margin_top_up() -> None:
 def test_depeg_refuses_new_exposure_but_not_risk_reduction() -> None:
     view = replace(_hedged(), prices={**_hedged().prices, "USDT": D("0.95")})
     assert depegged(view, config()) and "USDT" in depegged(view, config())[0]
-    close = CloseHedge("h", "BTC", (Leg("spot", "BTC/USDC", Side.SELL, D("2")),
+    close = CloseHedge(HedgeRef.named("h"), "BTC", (Leg("spot", "BTC/USDC", Side.SELL, D("2")),
                                     Leg("perp-cex", "BTC/USDC:USDC", Side.BUY, D("2"))), "flatten")
     result = gate([_open(), close], view, config(), RiskState())
     assert result.approved == (close,) and "depeg" in result.refused[0].reason

@@ -9,7 +9,7 @@ import pytest
 from strategy_builders import NOW, PRICES, config, fresh_view
 
 from alpha.domain.account import AccountSnapshot, Balance, MarginHealth, Position
-from alpha.domain.actions import FuseAllocation, TargetBook, TargetPosition, Transfer
+from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition, Transfer
 from alpha.domain.instruments import Instrument
 from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -115,7 +115,7 @@ def _perp_view(
 def _hold(capital: Decimal, size: Decimal) -> TargetBook:
     return TargetBook(
         nav=D("1000000"),
-        positions=(TargetPosition("perp-cex", PERP, "BTC", size, "h", "carry"),),
+        positions=(TargetPosition("perp-cex", PERP, "BTC", size, HedgeRef.named("h"), "carry"),),
         allocations=(FuseAllocation("perp-cex", capital, D("250000"), D("3"), D("3")),),
     )
 

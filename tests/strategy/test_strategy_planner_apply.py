@@ -10,6 +10,7 @@ from strategy_builders import NOW, PRICES, fresh_view, lending_account, perp_acc
 from alpha.domain.actions import (
     CloseHedge,
     FuseAllocation,
+    HedgeRef,
     Leg,
     OpenHedge,
     ResizeLeg,
@@ -29,8 +30,8 @@ def _book(q: str, spot_cap: str = "400000", perp_cap: str = "250000") -> TargetB
     qty = D(q)
     return TargetBook(
         nav=D("1000000"),
-        positions=(TargetPosition("spot", "BTC/USDC", "BTC", qty, "h", "carry"),
-                   TargetPosition("perp-cex", "BTC/USDC:USDC", "BTC", -qty, "h", "carry")),
+        positions=(TargetPosition("spot", "BTC/USDC", "BTC", qty, HedgeRef.named("h"), "carry"),
+                   TargetPosition("perp-cex", "BTC/USDC:USDC", "BTC", -qty, HedgeRef.named("h"), "carry")),
         allocations=(FuseAllocation("spot", qty * BTC, D(spot_cap), D(1), D(1)),
                      FuseAllocation("perp-cex", qty * BTC / 3, D(perp_cap), D(3), D(3))),
     )
@@ -48,8 +49,8 @@ def test_open_rounds_to_lot_step_and_funds_fuses_first() -> None:
 
 def test_order_below_minimum_notional_is_dropped_with_both_legs_and_a_reason() -> None:
     q = D("0.004")  # 8 USDC of ETH < min notional 10
-    book = TargetBook(D("1000000"), (TargetPosition("spot", "ETH/USDC", "ETH", q, "e", "carry"),
-                                     TargetPosition("perp-cex", "ETH/USDC:USDC", "ETH", -q, "e", "carry")), ())
+    book = TargetBook(D("1000000"), (TargetPosition("spot", "ETH/USDC", "ETH", q, HedgeRef.named("e"), "carry"),
+                                     TargetPosition("perp-cex", "ETH/USDC:USDC", "ETH", -q, HedgeRef.named("e"), "carry")), ())
     result = make_plan(book, fresh_view())
     assert not any(isinstance(a, OpenHedge) for a in result.actions)
     reasons = [d.reason for d in result.dropped]
@@ -81,7 +82,7 @@ def test_resize_reduces_before_transfers_and_flips_in_two_orders() -> None:
     actions = plan(_book("1"), view)
     assert isinstance(actions[0], ResizeLeg) and isinstance(actions[1], ResizeLeg)
     assert all(a.leg.quantity == 1 for a in actions[:2] if isinstance(a, ResizeLeg))
-    flip = TargetBook(D(1), (TargetPosition("perp-cex", "BTC/USDC:USDC", "BTC", D("1"), "x"),), ())
+    flip = TargetBook(D(1), (TargetPosition("perp-cex", "BTC/USDC:USDC", "BTC", D("1"), HedgeRef.named("x")),), ())
     orders = [a for a in plan(flip, view) if isinstance(a, ResizeLeg)]
     assert [(o.leg.side, o.leg.quantity) for o in orders] == [(Side.BUY, D("2")), (Side.BUY, D("1"))]
 
@@ -90,9 +91,9 @@ def test_apply_perp_trades_keep_equity_and_track_average_entry() -> None:
     view = replace(fresh_view(), accounts={"perp-cex": perp_account("perp-cex", D("50000"))}, vault_cash=D(0))
     moved = replace(view, markets={**view.markets, "perp-cex:BTC/USDC:USDC": replace(
         view.markets["perp-cex:BTC/USDC:USDC"], mark=D("41000"))})
-    after = apply(view, [OpenHedge("h", "BTC", (Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D("1")),
+    after = apply(view, [OpenHedge(HedgeRef.named("h"), "BTC", (Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D("1")),
                                                Leg("perp-cex", "ETH/USDC:USDC", Side.BUY, D("20"))), "t")])
-    after = apply(replace(after, markets=moved.markets), [ResizeLeg("h", "BTC", Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D("1")), "t")])
+    after = apply(replace(after, markets=moved.markets), [ResizeLeg(HedgeRef.named("h"), "BTC", Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D("1")), "t")])
     pos = after.accounts["perp-cex"].position("BTC/USDC:USDC")
     assert pos is not None and pos.size == -2 and pos.entry_price == D("40500")
     assert after.accounts["perp-cex"].margin is not None
