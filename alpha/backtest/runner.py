@@ -105,8 +105,10 @@ class Replay:
         passive: bool = False,
         sample_every: timedelta = timedelta(hours=8),
         opening: Sequence[Action] = (),
+        poll_every: timedelta | None = None,
     ) -> None:
         self.config = config
+        self.poll_every = poll_every  # the daemon's market data poll to replay (None: data read at every instant)
         self.source = RecordedSource(tapes)
         self.start = start
         self.end = end
@@ -128,6 +130,7 @@ class Replay:
         self.executor: Executor | None = None
         self.steps: StepRunner | None = None
         self.schedule = Schedule()
+        self.next_poll: datetime | None = None
         self.opened = False
         initial = self.world.portfolio_view(start)
         self.result = RunResult("passive" if passive else "strategy", start, end, initial.nav)
@@ -140,11 +143,9 @@ class Replay:
             self.result.liquidation_events.append(event)
 
     async def _view(self, now: datetime, purpose: ViewPurpose) -> PortfolioView:
-        """The daemon's view (``gather_view``), with market data polled once per instant (books when deciding)."""
-        if purpose is ViewPurpose.DECIDE and self.marketdata.books_at != now:
-            await self.marketdata.refresh()
-        elif purpose is not ViewPurpose.AFTER and self.marketdata.refreshed_at != now:
-            await self.marketdata.refresh(books=False)
+        """The daemon's view (``gather_view``), with market data refreshed as the daemon does (books when deciding)."""
+        if purpose is not ViewPurpose.AFTER:
+            await self.marketdata.ensure_fresh(now, books=purpose is ViewPurpose.DECIDE, max_age=self.poll_every)
         return await gather_view(now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self._vault_cash)
 
     async def _vault_cash(self) -> Decimal:
@@ -182,6 +183,9 @@ class Replay:
                 self.clock.set(now)
                 self.world.step_to(now)
             self.result.steps += 1
+            if self.poll_every is not None and (self.next_poll is None or now >= self.next_poll):
+                await self.marketdata.refresh()  # the daemon's market data service polls on its own cadence
+                self.next_poll = now + self.poll_every
             if self.opening:
                 await self._open_by_hand(now)
             if self.schedule.margin_due(now):
@@ -203,7 +207,9 @@ class Replay:
                     next_sample += self.sample_every
             while i < len(events) and events[i] <= now:
                 i += 1
-            upcoming = [t for t in (events[i] if i < len(events) else None, self._next_due(now)) if t is not None and t <= self.end]
+            upcoming = [
+                t for t in (events[i] if i < len(events) else None, self._next_due(now), self.next_poll) if t is not None and now < t <= self.end
+            ]
             if not upcoming:
                 if now < self.end:  # nothing more happens: the last instant is the end itself
                     upcoming = [self.end]
@@ -309,13 +315,16 @@ async def replay(
     *,
     passive: bool = False,
     opening: Sequence[Action] = (),
+    poll_every: timedelta | None = None,
 ) -> RunResult:
     """Run one replay (strategy or passive baseline) and return its result.
 
     ``opening``: actions executed at the start instead of the first decision (with ``passive``,
-    a hand-made book held to the end with only margin management).
+    a hand-made book held to the end with only margin management). ``poll_every``: replay a
+    daemon whose market data service polls on that cadence (margin checks then read marks up
+    to a poll old, as the daemon's do); by default every instant reads fresh data.
     """
-    return await Replay(config, tapes, start, end, passive=passive, opening=opening).run()
+    return await Replay(config, tapes, start, end, passive=passive, opening=opening, poll_every=poll_every).run()
 
 
 def run_both(

@@ -309,11 +309,14 @@ class Daemon:
     async def view(self, now: datetime, purpose: ViewPurpose = ViewPurpose.AFTER) -> PortfolioView:
         """Build the portfolio view from every fuse's account and the latest market data.
 
-        A view a step decides on (``DECIDE``, ``MARGIN``) is built on market data refreshed at
-        its own instant (the backtest replay does the same), never on an older poll.
+        A decision's view (``DECIDE``) is built on market data refreshed at its own instant, a
+        margin check's (``MARGIN``) on marks and funding at most a poll old (the backtest replay
+        does the same); the view's time is the clock's after the refresh, so no snapshot is
+        newer than the view.
         """
         if purpose is not ViewPurpose.AFTER:
-            await self.marketdata.ensure_fresh(now)
+            await self.marketdata.ensure_fresh(now, books=purpose is ViewPurpose.DECIDE, max_age=self.wiring.poll_every)
+            now = max(now, self.clock.now())  # a live clock moved while the venues answered: the view is as of now
         return await gather_view(now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self.wiring.vault_cash)
 
     def export_view(self, view: PortfolioView) -> None:

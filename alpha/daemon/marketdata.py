@@ -135,10 +135,19 @@ class MarketData:
         self.updated.set()
         self.updated = asyncio.Event()
 
-    async def ensure_fresh(self, now: datetime) -> None:
-        """Refresh unless the last refresh (with books) was at ``now``: a step decides on data of its own instant."""
-        if self.books_at is None or self.books_at < now:
-            await self.refresh()
+    async def ensure_fresh(self, now: datetime, *, books: bool, max_age: timedelta | None = None) -> None:
+        """Refresh the data a step at ``now`` decides on, unless it is fresh enough.
+
+        With ``books`` (a decision): unless books were read at ``now`` or later. Without (a
+        margin check, which reads no book): marks and funding, unless refreshed within
+        ``max_age`` (None: at ``now`` or later).
+        """
+        if books:
+            if self.books_at is None or self.books_at < now:
+                await self.refresh()
+            return
+        if self.refreshed_at is None or (now - self.refreshed_at >= max_age if max_age is not None else self.refreshed_at < now):
+            await self.refresh(books=self.books_at is None)
 
     def _symbols(self, name: str) -> list[str]:
         return [inst.symbol for key, inst in self.instruments.items() if key.startswith(name + ":")]
@@ -234,10 +243,6 @@ class MarketData:
         """Refresh on a cadence until ``stop``."""
         self._every = every
         while not stop.is_set():
-            now = self._clock.now()
-            # A step that refreshed within the last poll (``ensure_fresh``) stands for this poll.
-            if self.books_at is None or now - self.books_at >= every:
-                await self.refresh()
-                now = self._clock.now()
-            if await self._clock.sleep_until(max(now, self.books_at or now) + every, stop):
+            await self.refresh()
+            if await self._clock.sleep_until(self._clock.now() + every, stop):
                 return

@@ -115,8 +115,8 @@ class StepRunner:
 
     async def margin(self) -> Step:
         """Run the margin step once on a fresh view; execute what the gate approved."""
-        now = self.clock.now()
-        view = await self.book.view(now, ViewPurpose.MARGIN)
+        view = await self.book.view(self.clock.now(), ViewPurpose.MARGIN)
+        now = view.ts
         for name, acct in view.accounts.items():  # no maintenance: nothing at risk, equity is the reference
             if acct.margin is not None and acct.margin.maintenance_margin <= 0:
                 self.reference_equity[name] = acct.margin.equity
@@ -155,6 +155,7 @@ class StepRunner:
             except TransientError as exc:
                 log.warning("decision skipped: a venue is unavailable", error=repr(exc))
                 return self._skipped(decision_id, trigger, now, f"venue unavailable: {exc}")
+            now = view.ts  # the decision is as of its view (a live clock moves while the venues answer)
             self.history.observe(view)
             signals = compute_signals(self.history, view, now)
             step = decision_step(view, signals, self.config, self.book.risk_state(), now)

@@ -3,7 +3,7 @@
 The daemon runs its own services (market data, risk monitor, margin monitor, scheduler) on a
 simulated clock over a simulated world fed by the recorded tape; a driver moves the clock to
 each recorded update and to each time a service sleeps until, once every service is idle.
-The backtest replays the same tape. Both must approve the same sequence of actions (every
+The backtest replays the same tape with the daemon's poll. Both must approve the same sequence of actions (every
 decision, margin and repair step, in order, at the same instants) and end with the same book.
 The tape carries a margin event: BTC and ETH gap up 12% on every venue at once on day 5, which
 drains the short perp legs' margin and makes the margin monitor top them up.
@@ -131,7 +131,7 @@ def test_the_daemon_and_the_backtest_approve_the_same_actions_and_end_with_the_s
 
     monkeypatch.setattr(pipeline, "gate", counting_gate)
 
-    backtest = asyncio.run(replay(cfg, _tapes(cfg, tmp_path), START, END))
+    backtest = asyncio.run(replay(cfg, _tapes(cfg, tmp_path), START, END, poll_every=POLL))
     assert backtest.final_view is not None
     backtest_book = _book(backtest.final_view)
     daemon, daemon_book = asyncio.run(_run_daemon(cfg, _tapes(cfg, tmp_path)))
