@@ -330,3 +330,8 @@ class StrategyConfig(Model):
     @property
     def enabled_fuses(self) -> tuple[FuseConfig, ...]:
         return tuple(f for f in self.fuses if f.enabled)
+
+    @property
+    def cash_assets(self) -> frozenset[str]:
+        """What the vault counts as money: its base asset and every configured stablecoin."""
+        return frozenset((self.vault.base_asset, *self.stablecoins))

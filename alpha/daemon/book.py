@@ -56,4 +56,5 @@ async def gather_view(
         accounts=accounts,
         markets=dict(marketdata.snapshots),
         prices=prices,
+        cash=config.cash_assets,
     )

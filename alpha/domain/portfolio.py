@@ -23,6 +23,8 @@ class PortfolioView:
 
     ``vault_cash`` is capital held by the vault itself (in ``base_asset``), outside every fuse.
     ``prices`` values each asset in ``base_asset`` (index prices; stablecoins near 1).
+    ``cash`` is what counts as money rather than exposure: the base asset and every stablecoin
+    the strategy names (``StrategyConfig.cash_assets``); the base asset is always in it.
     """
 
     ts: datetime
@@ -31,6 +33,10 @@ class PortfolioView:
     accounts: Mapping[str, AccountSnapshot] = field(default_factory=dict)
     markets: Mapping[str, MarketSnapshot] = field(default_factory=dict)
     prices: Mapping[str, Decimal] = field(default_factory=dict)
+    cash: frozenset[str] = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cash", frozenset((*self.cash, self.base_asset)))
 
     def market(self, fuse: str, market: str) -> MarketSnapshot | None:
         return self.markets.get(market_key(fuse, market))

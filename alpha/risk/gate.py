@@ -185,20 +185,20 @@ def _judge(
                     f"order notional {notional:.2f} on {leg.fuse}:{leg.market} is over max_order_notional {config.risk.max_order_notional}",
                 )
     try:
-        after = apply(view, [action], cash=config.stablecoins)
+        after = apply(view, [action])
     except (CannotApply, KeyError) as exc:
         return no(RefusalCode.CANNOT_APPLY, f"cannot be applied to the current portfolio: {exc}")
 
     limit = config.risk.max_venue_exposure * nav * (ONE + EPSILON)
-    before_v = venue_gross(view, venue_of, config.stablecoins)
-    for venue, value in venue_gross(after, venue_of, config.stablecoins).items():
+    before_v = venue_gross(view, venue_of)
+    for venue, value in venue_gross(after, venue_of).items():
         if value > limit and value > before_v.get(venue, ZERO):
             return no(
                 RefusalCode.VENUE_EXPOSURE,
                 f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV",
             )
-    before_l = fuse_leverage(view, config.stablecoins)
-    for fuse, lev in fuse_leverage(after, config.stablecoins).items():
+    before_l = fuse_leverage(view)
+    for fuse, lev in fuse_leverage(after).items():
         cap = max_lev.get(fuse, ONE)
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
             return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")

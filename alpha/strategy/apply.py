@@ -38,7 +38,6 @@ from alpha.domain.actions import (
 from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.exposure import DEFAULT_CASH
 
 
 class CannotApply(ValueError):
@@ -120,11 +119,10 @@ def _lending(acct: AccountSnapshot, asset: str, supplied: Decimal, borrowed: Dec
     return replace(acct, lending_positions=tuple(entries))
 
 
-def apply(view: PortfolioView, actions: Iterable[Action], *, cash: Iterable[str] = DEFAULT_CASH) -> PortfolioView:
+def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
     """Return the view after ``actions``, executed ideally in order."""
     accounts = dict(view.accounts)
     vault = view.vault_cash
-    cash_assets = {*cash, view.base_asset}
     for action in actions:
         if isinstance(action, OpenHedge | CloseHedge):
             for leg in action.legs:
@@ -148,7 +146,7 @@ def apply(view: PortfolioView, actions: Iterable[Action], *, cash: Iterable[str]
         elif isinstance(action, Borrow | Repay):
             sign = 1 if isinstance(action, Borrow) else -1
             acct = _lending(_account(accounts, action.fuse, view), action.asset, ZERO, sign * action.amount)
-            if action.asset in cash_assets:
+            if action.asset in view.cash:
                 acct = _add_balance(acct, action.asset, sign * action.amount)
             else:
                 acct = _add_balance(acct, view.base_asset, sign * action.amount * view.price(action.asset))

@@ -366,9 +366,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     """
     if view.base_asset != config.vault.base_asset:
         raise ValueError(f"the view is valued in {view.base_asset} but the vault's base asset is {config.vault.base_asset}")
-    cash = (*config.stablecoins, view.base_asset)
+    if view.cash != config.cash_assets:
+        raise ValueError(f"the view counts {sorted(view.cash)} as cash but the strategy's cash is {sorted(config.cash_assets)}")
     for asset in config.assets:
-        if asset not in cash:
+        if asset not in view.cash:
             _check_price(view, asset)
     try:
         nav = view.nav
@@ -376,7 +377,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         raise BadMarketData(f"cannot value the portfolio: {exc.args[0]}") from None
     if not nav.is_finite() or nav <= 0:
         raise ValueError(f"NAV {nav} is not positive: nothing can be allocated")
-    held = holdings(view, config.stablecoins)
+    held = holdings(view)
     snapshots: dict[str, MarketSnapshot] = {}
     for f in _trading_fuses(config):
         for market in f.markets:
@@ -392,7 +393,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             continue
         snapshots[key] = _validated(view, fuse, market, now, config, f"a position of {qty} is held")
     for asset in {*config.assets, *(s.instrument.base for s in snapshots.values())}:
-        if asset not in cash:
+        if asset not in view.cash:
             _check_price(view, asset)
 
     borrowed: dict[tuple[str, str], Decimal] = {}
@@ -651,7 +652,7 @@ def _dead_band(
     with_debt = {f for key, amount in borrowing.items() if amount != borrowed.get(key, ZERO) for f in key[:1]}
     with_debt |= {f for key, amount in borrowed.items() if amount != borrowing.get(key, ZERO) for f in key[:1]}
     banded: dict[str, tuple[Decimal, Decimal | None]] = {}  # fuse -> (target capital, target supply of base)
-    gross_of = fuse_gross(view, config.stablecoins)
+    gross_of = fuse_gross(view)
     for name in sorted(caps):
         equity = view.fuse_equity(name)
         want = capital.get(name, ZERO)

@@ -48,7 +48,7 @@ from alpha.domain.actions import (
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.exposure import DEFAULT_CASH, holdings
+from alpha.risk.exposure import holdings
 from alpha.strategy.margin import withdrawable
 
 AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the asset's units
@@ -118,9 +118,9 @@ def _groups(positions: Iterable[TargetPosition]) -> dict[HedgeRef, list[TargetPo
     return out
 
 
-def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str] = DEFAULT_CASH) -> Plan:
+def make_plan(target: TargetBook, current: PortfolioView) -> Plan:
     """Return the ``Plan`` (actions and dropped orders) that takes ``current`` to ``target``."""
-    held = holdings(current, cash)
+    held = holdings(current)
     dropped: list[Dropped] = []
     reducing: list[Action] = []
     growing: list[Action] = []

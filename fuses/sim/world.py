@@ -129,7 +129,7 @@ class SimWorld:
         lending: Mapping[str, SimLendingMarket] | None = None,
         source: MarketSource,
         start: datetime,
-        stablecoins: tuple[str, ...] = ("USDC", "USDT"),
+        stablecoins: tuple[str, ...],
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("the world's start must be timezone-aware")
@@ -427,4 +427,5 @@ class SimWorld:
             accounts=accounts,
             markets=self.market_snapshots(books=books),
             prices=prices,
+            cash=frozenset(self.stablecoins),
         )
