@@ -26,10 +26,10 @@ from alpha.config.schema import (
 )
 from alpha.core.pipeline import decision_step
 from alpha.domain.actions import action_rows
+from alpha.domain.apply import apply
 from alpha.domain.market import BadMarketData
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState
-from alpha.strategy.apply import apply
 from alpha.strategy.signals import FundingHistory, compute_signals
 
 help = "print what the strategy would do from the current (simulated) state, without trading"

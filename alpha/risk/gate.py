@@ -1,7 +1,7 @@
 """The risk gate: approve or refuse each planned action, with a code and a reason (pure).
 
 Actions are judged in order, each against the view that the actions approved before it
-lead to (``alpha.strategy.apply``), so a refusal early in a plan is seen by what follows.
+lead to (``alpha.domain.apply``), so a refusal early in a plan is seen by what follows.
 
 Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 
@@ -51,11 +51,11 @@ from alpha.domain.actions import (
     Transfer,
     Withdraw,
 )
+from alpha.domain.apply import CannotApply, apply
 from alpha.domain.market import BadMarketData
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
-from alpha.strategy.apply import CannotApply, apply
 
 # Relative slack for comparing computed ratios with limits (exact decimals still divide).
 EPSILON = Decimal("1e-9")

@@ -10,10 +10,10 @@ from strategy_builders import NOW, PRICES, config, fresh_view
 
 from alpha.domain.account import AccountSnapshot, Balance, MarginHealth, Position
 from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition, Transfer
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Instrument
 from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
 from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.margin import WITHDRAW_CUSHION, withdrawable
 from alpha.strategy.planner import plan

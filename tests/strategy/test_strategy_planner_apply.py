@@ -18,8 +18,8 @@ from alpha.domain.actions import (
     TargetPosition,
     Transfer,
 )
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
-from alpha.strategy.apply import apply
 from alpha.strategy.planner import make_plan, plan
 
 D = Decimal

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from strategy_builders import NOW, PRICES, config, lending_account, markets, perp_account, snapshot, spot_account
 
 from alpha.domain.actions import CloseHedge, OpenHedge, ResizeLeg, TopUpMargin
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState, gate
-from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import make_plan
 from alpha.strategy.signals import FundingHistory, compute_signals
