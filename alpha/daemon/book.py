@@ -57,4 +57,5 @@ async def gather_view(
         markets=dict(marketdata.snapshots),
         prices=prices,
         cash=config.cash_assets,
+        cash_at_par=config.cash_at_par,
     )

@@ -145,6 +145,19 @@ def test_plan_withdraws_only_what_tiered_margin_leaves_free() -> None:
     assert withdrawable(view, "perp-cex", {PERP: D("-2")}, D("3")) == out.amount
 
 
+def test_what_a_fuse_settling_in_another_coin_lets_out_is_its_free_margin_valued_in_the_base_asset() -> None:
+    usdc_vault = _perp_view(cash=D("50000"), size=D("-1"), entry=BTC)
+    in_usdc = withdrawable(usdc_vault, "perp-cex", {}, D("3"))
+    # The same account in a USDT vault: the venue still counts its USDC, worth 0.98 USDT each.
+    usdt_vault = replace(usdc_vault, base_asset="USDT", cash=frozenset({"USDC"}), cash_at_par=False,
+                         prices={**usdc_vault.prices, "USDC": D("0.98")})
+
+    assert in_usdc is not None and in_usdc > 0
+    assert withdrawable(usdt_vault, "perp-cex", {}, D("3")) == in_usdc * D("0.98")
+    assert withdrawable(replace(usdt_vault, cash_at_par=True), "perp-cex", {}, D("3")) == in_usdc
+    assert usdt_vault.fuse_equity("perp-cex") == usdc_vault.fuse_equity("perp-cex") * D("0.98")
+
+
 def test_plan_withdraws_the_margin_a_reduction_frees_less_its_fees() -> None:
     view = _perp_view(cash=D("50000"), size=D("-2"), entry=BTC, tiers=STEEP)
     fee = D("1") * BTC * D("0.0005") * 2  # one BTC bought back, at twice the taker fee
