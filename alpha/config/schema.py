@@ -292,7 +292,7 @@ class StrategyConfig(Model):
     fuses: tuple[FuseConfig, ...] = Field(min_length=1)
     assets: tuple[str, ...] = Field(min_length=1)  # assets to farm
     stablecoins: tuple[str, ...] = ("USDC", "USDT")
-    stablecoin_pricing: StablecoinPricing = StablecoinPricing.PAR
+    stablecoin_pricing: StablecoinPricing = StablecoinPricing.PAR  # 1:1 with the base asset, or at its price (depeg-aware)
     idle_buffer: Share = Decimal("0.10")
     delta_tolerance: Share = Decimal("0.02")  # |net delta| <= tolerance x gross
     thresholds: Thresholds = Thresholds()
