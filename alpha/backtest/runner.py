@@ -262,15 +262,14 @@ class Replay:
 
     def _sample(self, now: datetime) -> None:
         view = self.world.portfolio_view(now, books=False)
-        cash = tuple(self.config.stablecoins)
         ratios = {name: acct.margin.margin_ratio for name, acct in view.accounts.items() if acct.margin is not None}
         self.result.samples.append(
             Sample(
                 ts=now,
                 nav=view.nav,
                 funding_by_fuse=self._funding_by_fuse(),
-                gross=sum(gross(view, cash).values(), ZERO),
-                net_delta=sum(net_delta(view, cash).values(), ZERO),
+                gross=sum(gross(view).values(), ZERO),
+                net_delta=sum(net_delta(view).values(), ZERO),
                 margin_ratio=ratios,
             )
         )

@@ -26,10 +26,10 @@ from alpha.config.schema import (
 )
 from alpha.core.pipeline import decision_step
 from alpha.domain.actions import action_rows
+from alpha.domain.apply import apply
 from alpha.domain.market import BadMarketData
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState
-from alpha.strategy.apply import apply
 from alpha.strategy.signals import FundingHistory, compute_signals
 
 help = "print what the strategy would do from the current (simulated) state, without trading"
@@ -89,8 +89,8 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
     if step.skipped is not None or step.target is None:
         raise ValueError(step.skipped or "no decision")
     target = step.target
-    after = apply(view, step.approved, cash=sim_config.stablecoins)
-    leverage = fuse_leverage(after, sim_config.stablecoins)
+    after = apply(view, step.approved)
+    leverage = fuse_leverage(after)
     nav = after.nav
     fuses = {}
     for f in sim_config.fuses:
@@ -100,9 +100,9 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
             "leverage": str(leverage.get(f.name, Decimal(0))),
             "max_leverage": str(f.max_leverage),
         }
-    assets = sorted({*sim_config.assets, *net_delta(after, sim_config.stablecoins)})
-    nd = net_delta(after, sim_config.stablecoins)
-    gr = gross(after, sim_config.stablecoins)
+    assets = sorted({*sim_config.assets, *net_delta(after)})
+    nd = net_delta(after)
+    gr = gross(after)
     return {
         "nav": str(nav),
         "idle": str(after.vault_cash),

@@ -168,6 +168,13 @@ class MarginPolicy(Model):
         return self
 
 
+class StablecoinPricing(StrEnum):
+    """What a stablecoin other than the base asset is worth: in NAV, margin and conversions between them."""
+
+    PAR = "par"  # one base asset each (1:1)
+    MARKET = "market"  # its price in the portfolio view (depeg-aware), 1 where no market prices it
+
+
 class PnlPolicyKind(StrEnum):
     CONSTANT_NOTIONAL = "constant_notional"
     SENTIMENT_HYBRID = "sentiment_hybrid"
@@ -285,6 +292,7 @@ class StrategyConfig(Model):
     fuses: tuple[FuseConfig, ...] = Field(min_length=1)
     assets: tuple[str, ...] = Field(min_length=1)  # assets to farm
     stablecoins: tuple[str, ...] = ("USDC", "USDT")
+    stablecoin_pricing: StablecoinPricing = StablecoinPricing.PAR  # 1:1 with the base asset, or at its price (depeg-aware)
     idle_buffer: Share = Decimal("0.10")
     delta_tolerance: Share = Decimal("0.02")  # |net delta| <= tolerance x gross
     thresholds: Thresholds = Thresholds()
@@ -319,6 +327,14 @@ class StrategyConfig(Model):
             missing = [a for a in self.assets if a not in self.market.assets]
             if missing:
                 raise ValueError(f"synthetic market has no parameters for assets: {', '.join(missing)}")
+        for f in self.enabled_fuses:
+            for market in f.markets:
+                base, _, settle = market.partition(":")
+                if settle and settle != base.split("/")[0] and settle not in self.cash_assets:
+                    raise ValueError(
+                        f"fuse {f.name}: {market} settles in {settle}, which the vault does not count as cash:"
+                        f" add {settle} to stablecoins (the vault's base asset is {self.vault.base_asset})"
+                    )
         return self
 
     def fuse(self, name: str) -> FuseConfig:
@@ -330,3 +346,13 @@ class StrategyConfig(Model):
     @property
     def enabled_fuses(self) -> tuple[FuseConfig, ...]:
         return tuple(f for f in self.fuses if f.enabled)
+
+    @property
+    def cash_assets(self) -> frozenset[str]:
+        """What the vault counts as money: its base asset and every configured stablecoin."""
+        return frozenset((self.vault.base_asset, *self.stablecoins))
+
+    @property
+    def cash_at_par(self) -> bool:
+        """Whether every stablecoin counts one base asset (``stablecoin_pricing: par``)."""
+        return self.stablecoin_pricing is StablecoinPricing.PAR

@@ -105,7 +105,7 @@ def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig,
         target = decide(view, signals, config, now)
     except ValueError as exc:
         return Step(StepKind.DECISION, skipped=f"refused: {exc}")
-    result = make_plan(target, view, cash=config.stablecoins)
+    result = make_plan(target, view)
     planned = pair_resizes(result.actions, view)
     return _gated(StepKind.DECISION, planned, view, config, state, target=target, dropped=result.dropped)
 
@@ -129,7 +129,6 @@ def margin_step(
     """
     policy = config.margin
     base = config.vault.base_asset
-    cash = tuple(config.stablecoins)
     available = view.vault_cash
     actions: list[Action] = []
     notes: list[str] = []
@@ -172,7 +171,7 @@ def margin_step(
             notes.append(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
             reductions = pair_reductions(
                 view, instruments, select=_on_fuse(name), fraction=DELEVERAGE_FRACTION,
-                reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}", cash=cash,
+                reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}",
             )
             deleveraged += [name] * len(reductions)
             actions.extend(reductions)
@@ -204,7 +203,7 @@ def repair_step(
     prefer: Iterable[tuple[str, str]] = (),
 ) -> Step:
     """Neutralise every asset whose net delta is past ``delta_tolerance`` (markets in ``prefer`` first)."""
-    fixes = neutralise(view, instruments, config.delta_tolerance, prefer=frozenset(prefer), cash=tuple(config.stablecoins))
+    fixes = neutralise(view, instruments, config.delta_tolerance, prefer=frozenset(prefer))
     notes = [f"legs left the book unhedged; neutralising with {len(fixes)} trade(s)"] if fixes else []
     return _gated(StepKind.REPAIR, fixes, view, config, state, notes=notes)
 
@@ -212,7 +211,7 @@ def repair_step(
 def flatten_step(view: PortfolioView, config: StrategyConfig, instruments: Mapping[str, Instrument], state: RiskState) -> Step:
     """Close every hedge, both legs together (the operator's flatten)."""
     closes = pair_reductions(
-        view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten", cash=tuple(config.stablecoins)
+        view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten"
     )
     return _gated(StepKind.FLATTEN, closes, view, config, state)
 

@@ -83,7 +83,6 @@ def pair_reductions(
     select: Callable[[str, str], bool],
     fraction: Decimal,
     reason: str,
-    cash: tuple[str, ...] = ("USDC", "USDT"),
 ) -> list[CloseHedge]:
     """Reduce the selected holdings by ``fraction`` together with matching opposite holdings.
 
@@ -91,7 +90,7 @@ def pair_reductions(
     the largest opposite-sign holdings of that asset elsewhere, so net delta does not move.
     Quantities are rounded down to both instruments' lot steps.
     """
-    held = {k: v for k, v in holdings(view, cash).items() if v != 0}
+    held = {k: v for k, v in holdings(view).items() if v != 0}
     remaining = dict(held)
     actions: list[CloseHedge] = []
     n = 0
@@ -152,7 +151,6 @@ def neutralise(
     tolerance: Decimal,
     *,
     prefer: set[tuple[str, str]] | frozenset[tuple[str, str]] = frozenset(),
-    cash: tuple[str, ...] = ("USDC", "USDT"),
 ) -> list[ResizeLeg]:
     """Trades that bring every asset's net delta back within ``tolerance`` x gross.
 
@@ -160,8 +158,8 @@ def neutralise(
     holdings on the heavy side, those traded just now (``prefer``) first, largest first.
     """
     out: list[ResizeLeg] = []
-    ratios = delta_ratio(view, cash)
-    held = holdings(view, cash)
+    ratios = delta_ratio(view)
+    held = holdings(view)
     for asset, ratio in sorted(ratios.items()):
         if ratio <= tolerance:
             continue

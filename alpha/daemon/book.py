@@ -56,4 +56,6 @@ async def gather_view(
         accounts=accounts,
         markets=dict(marketdata.snapshots),
         prices=prices,
+        cash=config.cash_assets,
+        cash_at_par=config.cash_at_par,
     )

@@ -37,23 +37,22 @@ class ViewExporter:
         for fc in cfg.fuses:
             m.fuse_capital.labels(fuse=fc.name).set(f(view.fuse_equity(fc.name)))
             m.fuse_cap.labels(fuse=fc.name).set(f(fc.max_share * nav))
-        cash = tuple(cfg.stablecoins)
         m.position.clear()
-        for (fuse, market), qty in holdings(view, cash).items():
+        for (fuse, market), qty in holdings(view).items():
             asset = asset_of(view, fuse, market)
             m.position.labels(fuse=fuse, market=market, asset=asset).set(f(qty * view.price(asset)))
-        for fuse, gross in fuse_gross(view, cash).items():
+        for fuse, gross in fuse_gross(view).items():
             m.venue_gross.labels(fuse=fuse).set(f(gross))
-        for fuse, lev in fuse_leverage(view, cash).items():
+        for fuse, lev in fuse_leverage(view).items():
             m.venue_leverage.labels(fuse=fuse).set(f(lev) if lev.is_finite() else 0.0)
-        deltas = net_delta(view, cash)
-        ratios = delta_ratio(view, cash)
+        deltas = net_delta(view)
+        ratios = delta_ratio(view)
         for asset in cfg.assets:
             d = deltas.get(asset, ZERO)
             m.net_delta.labels(asset=asset).set(f(d))
             r = ratios.get(asset, ZERO)
             m.net_delta_ratio.labels(asset=asset).set(f(r))
-            m.gross.labels(asset=asset).set(f(_gross(view, asset, cash)))
+            m.gross.labels(asset=asset).set(f(_gross(view, asset)))
         book_apr_num = ZERO
         book_notional = ZERO
         for name, acct in view.accounts.items():
@@ -101,9 +100,9 @@ class ViewExporter:
                     self.metrics.net_apr.set(f(total / self.start_nav) * 365 * 86400 / elapsed)
 
 
-def _gross(view: PortfolioView, asset: str, cash: tuple[str, ...]) -> Decimal:
+def _gross(view: PortfolioView, asset: str) -> Decimal:
     total = ZERO
-    for (fuse, market), qty in holdings(view, cash).items():
+    for (fuse, market), qty in holdings(view).items():
         if qty > 0 and asset_of(view, fuse, market) == asset:
             total += qty * view.price(asset)
     return total

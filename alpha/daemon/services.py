@@ -105,7 +105,7 @@ async def risk_service(daemon: Daemon, stop: asyncio.Event) -> None:
             daemon.export_view(view)
             age = daemon.marketdata.oldest_age(now)
             daemon.set_paused("stale_data", age is None or age > daemon.config.risk.max_data_age)
-            ratios = delta_ratio(view, tuple(daemon.config.stablecoins))
+            ratios = delta_ratio(view)
             drifting = [a for a, r in ratios.items() if r > daemon.config.delta_tolerance]
             if drifting and (daemon.last_drift_at is None or now - daemon.last_drift_at >= DRIFT_MIN_INTERVAL):
                 daemon.last_drift_at = now

@@ -103,14 +103,32 @@ class Withdrawn:
 
 
 @dataclass(frozen=True, slots=True)
+class Converted:
+    """One end of a transfer booked it in another coin: ``amount`` of ``asset`` at ``rate``.
+
+    ``rate`` is units of ``asset`` per unit of the transfer's asset (1 at par).
+    """
+
+    end: str
+    asset: str
+    amount: Decimal
+    rate: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Transferred:
-    """Capital moved between the vault and a fuse (``source``/``destination`` are fuse names or 'vault')."""
+    """Capital moved between the vault and a fuse (``source``/``destination`` are fuse names or 'vault').
+
+    ``amount`` of ``asset`` moved; an end that keeps its cash in another coin (the vault in its
+    base asset, a margin venue in its settlement coin) converted it, as ``conversions`` say.
+    """
 
     ts: datetime
     source: str
     destination: str
     asset: str
     amount: Decimal
+    conversions: tuple[Converted, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

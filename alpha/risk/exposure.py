@@ -6,8 +6,8 @@ monitor and the metrics all read exposure through these, so they agree.
 Conventions (values in the view's base asset, at each asset's index price in ``view.prices``):
 
 * A perp position contributes its signed ``size`` of the base asset.
-* A coin balance that is neither the base asset nor a cash asset (``cash`` argument,
-  default: the base asset and USDC/USDT) is a spot holding and contributes its ``total``.
+* A coin balance that is not cash (``view.cash``: the base asset and the configured
+  stablecoins) is a spot holding and contributes its ``total``.
 * A lending position contributes ``supplied - borrowed`` of its asset: debt counts as
   short delta (a synthetic short is "borrow and sell").
 * ``gross`` per asset is the long side (sum of positive contributions), as the
@@ -18,7 +18,7 @@ Conventions (values in the view's base asset, at each asset's index price in ``v
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot
@@ -26,16 +26,10 @@ from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 
-DEFAULT_CASH = ("USDC", "USDT")
-
 
 def base_of(market: str) -> str:
     """Return the base asset of a unified symbol (``BTC/USDC:USDC`` -> ``BTC``)."""
     return market.split("/", 1)[0]
-
-
-def _cash(view: PortfolioView, cash: Iterable[str]) -> frozenset[str]:
-    return frozenset((*cash, view.base_asset))
 
 
 def _spot_markets(view: PortfolioView, fuse: str) -> dict[str, str]:
@@ -47,13 +41,12 @@ def _spot_markets(view: PortfolioView, fuse: str) -> dict[str, str]:
     return out
 
 
-def holdings(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[tuple[str, str], Decimal]:
+def holdings(view: PortfolioView) -> dict[tuple[str, str], Decimal]:
     """Return the signed base quantity held per ``(fuse, market)``.
 
     Perp (and venue-reported spot) positions by their market; spot coin balances by the
     fuse's spot market for that coin (``"<COIN>"`` when the fuse has no such market).
     """
-    cash_assets = _cash(view, cash)
     out: dict[tuple[str, str], Decimal] = {}
     for name, acct in view.accounts.items():
         for pos in acct.positions:
@@ -61,7 +54,7 @@ def holdings(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[tu
                 out[(name, pos.market)] = out.get((name, pos.market), ZERO) + pos.size
         spot = _spot_markets(view, name)
         for bal in acct.balances:
-            if bal.asset in cash_assets or bal.total == 0:
+            if bal.asset in view.cash or bal.total == 0:
                 continue
             market = spot.get(bal.asset, bal.asset)
             if (name, market) in out:
@@ -88,30 +81,29 @@ def _lending_contributions(acct: AccountSnapshot, cash_assets: frozenset[str]) -
     return out
 
 
-def contributions(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> list[tuple[str, str, str, Decimal]]:
+def contributions(view: PortfolioView) -> list[tuple[str, str, str, Decimal]]:
     """List every delta contribution as ``(asset, fuse, market-or-source, signed base quantity)``."""
-    cash_assets = _cash(view, cash)
     out: list[tuple[str, str, str, Decimal]] = []
-    for (fuse, market), qty in holdings(view, cash).items():
+    for (fuse, market), qty in holdings(view).items():
         out.append((asset_of(view, fuse, market), fuse, market, qty))
     for name, acct in view.accounts.items():
-        for asset, qty in _lending_contributions(acct, cash_assets):
+        for asset, qty in _lending_contributions(acct, view.cash):
             out.append((asset, name, "lending" if qty > 0 else "debt", qty))
     return out
 
 
-def net_delta(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def net_delta(view: PortfolioView) -> dict[str, Decimal]:
     """Return net delta per asset, in base-asset value (lending debt included)."""
     out: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for asset, _, _, qty in contributions(view, cash):
+    for asset, _, _, qty in contributions(view):
         out[asset] += qty * view.price(asset)
     return dict(out)
 
 
-def gross(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def gross(view: PortfolioView) -> dict[str, Decimal]:
     """Return gross (long-side) exposure per asset, in base-asset value."""
     out: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for asset, _, _, qty in contributions(view, cash):
+    for asset, _, _, qty in contributions(view):
         if qty > 0:
             out[asset] += qty * view.price(asset)
         else:
@@ -119,37 +111,36 @@ def gross(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, 
     return dict(out)
 
 
-def market_exposure(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[tuple[str, str], Decimal]:
+def market_exposure(view: PortfolioView) -> dict[tuple[str, str], Decimal]:
     """Return signed notional per ``(fuse, market)`` in base-asset value (negative: short)."""
     return {
         (fuse, market): qty * view.price(asset_of(view, fuse, market))
-        for (fuse, market), qty in holdings(view, cash).items()
+        for (fuse, market), qty in holdings(view).items()
     }
 
 
-def fuse_gross(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def fuse_gross(view: PortfolioView) -> dict[str, Decimal]:
     """Return gross notional per fuse (positions, spot coins and debt), in base-asset value."""
-    cash_assets = _cash(view, cash)
     out: dict[str, Decimal] = {name: ZERO for name in view.accounts}
-    for asset, fuse, _, qty in contributions(view, cash_assets):
-        if asset in cash_assets:
+    for asset, fuse, _, qty in contributions(view):
+        if asset in view.cash:
             continue
         out[fuse] = out.get(fuse, ZERO) + abs(qty) * view.price(asset)
     return out
 
 
-def venue_gross(view: PortfolioView, venue_of: Mapping[str, str], cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def venue_gross(view: PortfolioView, venue_of: Mapping[str, str]) -> dict[str, Decimal]:
     """Return gross notional per venue; ``venue_of`` maps fuse name to venue (default: itself)."""
     out: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for fuse, value in fuse_gross(view, cash).items():
+    for fuse, value in fuse_gross(view).items():
         out[venue_of.get(fuse, fuse)] += value
     return dict(out)
 
 
-def fuse_leverage(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def fuse_leverage(view: PortfolioView) -> dict[str, Decimal]:
     """Return gross notional / equity per fuse (0 with no exposure; Infinity with exposure and no equity)."""
     out: dict[str, Decimal] = {}
-    for fuse, value in fuse_gross(view, cash).items():
+    for fuse, value in fuse_gross(view).items():
         equity = view.fuse_equity(fuse)
         if value == 0:
             out[fuse] = ZERO
@@ -160,10 +151,10 @@ def fuse_leverage(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> di
     return out
 
 
-def delta_ratio(view: PortfolioView, cash: Iterable[str] = DEFAULT_CASH) -> dict[str, Decimal]:
+def delta_ratio(view: PortfolioView) -> dict[str, Decimal]:
     """Return ``|net delta| / gross`` per asset (Infinity when unhedged with no long side)."""
-    nd = net_delta(view, cash)
-    gr = gross(view, cash)
+    nd = net_delta(view)
+    gr = gross(view)
     out: dict[str, Decimal] = {}
     for asset, delta in nd.items():
         g = gr.get(asset, ZERO)

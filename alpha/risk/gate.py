@@ -1,7 +1,7 @@
 """The risk gate: approve or refuse each planned action, with a code and a reason (pure).
 
 Actions are judged in order, each against the view that the actions approved before it
-lead to (``alpha.strategy.apply``), so a refusal early in a plan is seen by what follows.
+lead to (``alpha.domain.apply``), so a refusal early in a plan is seen by what follows.
 
 Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 
@@ -51,11 +51,11 @@ from alpha.domain.actions import (
     Transfer,
     Withdraw,
 )
+from alpha.domain.apply import CannotApply, apply
 from alpha.domain.market import BadMarketData
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
-from alpha.strategy.apply import CannotApply, apply
 
 # Relative slack for comparing computed ratios with limits (exact decimals still divide).
 EPSILON = Decimal("1e-9")
@@ -185,20 +185,20 @@ def _judge(
                     f"order notional {notional:.2f} on {leg.fuse}:{leg.market} is over max_order_notional {config.risk.max_order_notional}",
                 )
     try:
-        after = apply(view, [action], cash=config.stablecoins)
+        after = apply(view, [action])
     except (CannotApply, KeyError) as exc:
         return no(RefusalCode.CANNOT_APPLY, f"cannot be applied to the current portfolio: {exc}")
 
     limit = config.risk.max_venue_exposure * nav * (ONE + EPSILON)
-    before_v = venue_gross(view, venue_of, config.stablecoins)
-    for venue, value in venue_gross(after, venue_of, config.stablecoins).items():
+    before_v = venue_gross(view, venue_of)
+    for venue, value in venue_gross(after, venue_of).items():
         if value > limit and value > before_v.get(venue, ZERO):
             return no(
                 RefusalCode.VENUE_EXPOSURE,
                 f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV",
             )
-    before_l = fuse_leverage(view, config.stablecoins)
-    for fuse, lev in fuse_leverage(after, config.stablecoins).items():
+    before_l = fuse_leverage(view)
+    for fuse, lev in fuse_leverage(after).items():
         cap = max_lev.get(fuse, ONE)
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
             return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")

@@ -20,7 +20,8 @@ How it chooses:
    is kept while its net carry clears ``thresholds.exit_min_net_apr`` (hysteresis).
 4. Every leg is funded with headroom, so that no order is refused by the venue: a spot leg
    ties up its notional; a perp leg the venue's initial margin at its own mark (tiered by
-   notional when the instrument carries ``margin_tiers``, else notional / max_leverage) plus
+   notional when the instrument carries ``margin_tiers``, else notional / max_leverage; in the
+   market's settlement coin, valued in the base asset at the view's prices) plus
    ``margin.initial_cushion`` of it, and at least maintenance / ``margin.target_ratio``; a
    synthetic short its collateral; and every order a leg needs adds ``COST_HEADROOM`` times
    its taker fee + slippage estimated from the book. Hedges are sized from the capital left
@@ -216,12 +217,18 @@ def _maintenance_rate(acct: AccountSnapshot | None) -> Decimal:
     return acct.margin.maintenance_margin / notional if notional > 0 else ZERO
 
 
+def _in_base(view: PortfolioView, amount: Decimal, coin: str) -> Decimal:
+    """Value ``amount`` of a market's quote ``coin`` in the base asset (a coin that is not cash: as it is)."""
+    return view.convert(amount, coin, view.base_asset) if coin in view.cash else amount
+
+
 def _perp_margin(leg: TradeLeg, snap: MarketSnapshot, quantity: Decimal, config: StrategyConfig, view: PortfolioView) -> Decimal:
     """Capital a perp leg of ``quantity`` ties up on its venue (see the module docstring, point 4).
 
     The venue's initial margin at its own mark, tiered by notional when the instrument carries
     the venue's tiers (``Instrument.margin_tiers``), plus ``margin.initial_cushion`` of it; at
-    least maintenance / ``margin.target_ratio``.
+    least maintenance / ``margin.target_ratio``. The venue counts it in the market's
+    settlement coin; it is returned in the base asset (``PortfolioView.convert``).
     """
     notional = abs(quantity) * snap.mark
     margin = snap.instrument.initial_margin(notional, leg.leverage) * (ONE + config.margin.initial_cushion)
@@ -230,7 +237,7 @@ def _perp_margin(leg: TradeLeg, snap: MarketSnapshot, quantity: Decimal, config:
         maintenance = tiers.maintenance_margin(notional)
     else:
         maintenance = notional * _maintenance_rate(view.accounts.get(leg.fuse))
-    return max(margin, maintenance / config.margin.target_ratio)
+    return _in_base(view, max(margin, maintenance / config.margin.target_ratio), snap.instrument.quote)
 
 
 def _base_rate(leg: TradeLeg, config: StrategyConfig, view: PortfolioView, snap: MarketSnapshot, notional: Decimal) -> Decimal:
@@ -366,9 +373,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     """
     if view.base_asset != config.vault.base_asset:
         raise ValueError(f"the view is valued in {view.base_asset} but the vault's base asset is {config.vault.base_asset}")
-    cash = (*config.stablecoins, view.base_asset)
+    if view.cash != config.cash_assets:
+        raise ValueError(f"the view counts {sorted(view.cash)} as cash but the strategy's cash is {sorted(config.cash_assets)}")
     for asset in config.assets:
-        if asset not in cash:
+        if asset not in view.cash:
             _check_price(view, asset)
     try:
         nav = view.nav
@@ -376,7 +384,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         raise BadMarketData(f"cannot value the portfolio: {exc.args[0]}") from None
     if not nav.is_finite() or nav <= 0:
         raise ValueError(f"NAV {nav} is not positive: nothing can be allocated")
-    held = holdings(view, config.stablecoins)
+    held = holdings(view)
     snapshots: dict[str, MarketSnapshot] = {}
     for f in _trading_fuses(config):
         for market in f.markets:
@@ -392,7 +400,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             continue
         snapshots[key] = _validated(view, fuse, market, now, config, f"a position of {qty} is held")
     for asset in {*config.assets, *(s.instrument.base for s in snapshots.values())}:
-        if asset not in cash:
+        if asset not in view.cash:
             _check_price(view, asset)
 
     borrowed: dict[tuple[str, str], Decimal] = {}
@@ -617,7 +625,7 @@ def _closing_headroom(view: PortfolioView, fuse: str, market: str, quantity: Dec
     if cost is None:
         cost = snap.instrument.taker_fee
     basis = ZERO if snap.instrument.kind.is_perp else _basis(snap, view)
-    return abs(quantity) * snap.mark * COST_HEADROOM * (cost + basis)
+    return _in_base(view, abs(quantity) * snap.mark * COST_HEADROOM * (cost + basis), snap.instrument.quote)
 
 
 def _growing_fuses(positions: Iterable[TargetPosition], held: dict[tuple[str, str], Decimal]) -> set[str]:
@@ -651,7 +659,7 @@ def _dead_band(
     with_debt = {f for key, amount in borrowing.items() if amount != borrowed.get(key, ZERO) for f in key[:1]}
     with_debt |= {f for key, amount in borrowed.items() if amount != borrowing.get(key, ZERO) for f in key[:1]}
     banded: dict[str, tuple[Decimal, Decimal | None]] = {}  # fuse -> (target capital, target supply of base)
-    gross_of = fuse_gross(view, config.stablecoins)
+    gross_of = fuse_gross(view)
     for name in sorted(caps):
         equity = view.fuse_equity(name)
         want = capital.get(name, ZERO)

@@ -32,12 +32,14 @@ def withdrawable(
     size); ``leverage`` is the one the venue applies (the fuse's max leverage). Return None
     for a fuse without margin (spot, lending), where only the balance limits a withdrawal.
     The estimate is conservative: realised losses reduce the cash, realised profits are not
-    counted, and the orders' fees come off before the cushion.
+    counted, and the orders' fees come off before the cushion. The venue counts all of it in
+    its settlement coin; the result is converted to the base asset at the view's prices.
     """
     acct = view.accounts.get(fuse)
     if acct is None or acct.margin is None:
         return None
-    cash = next((b.total for b in acct.balances if b.asset == view.base_asset), ZERO)
+    settle = view.settlement(fuse) or view.base_asset
+    cash = next((b.total for b in acct.balances if b.asset == settle), ZERO)
     equity = acct.margin.equity
     initial = ZERO
     costs = ZERO
@@ -60,7 +62,7 @@ def withdrawable(
             realised_loss += pos.unrealised_pnl * closed / abs(have)
     cushion = WITHDRAW_CUSHION * max(equity, ZERO) if initial > 0 else ZERO
     free = min(cash + realised_loss, equity - initial) - costs - cushion
-    return max(free, ZERO)
+    return view.convert(max(free, ZERO), settle, view.base_asset)
 
 
 def pinned(view: PortfolioView, fuse: str, targets: Mapping[str, Decimal], leverage: Decimal) -> Decimal:

@@ -20,6 +20,9 @@ Order of the actions (the executor performs them in this order):
 6. ``OpenHedge`` and the ``ResizeLeg`` orders that grow a position;
 7. ``Borrow`` (a synthetic short: borrow the asset and sell it; the executor does this slice
    by slice with the synthetic short's growing perp leg, so the ``Borrow`` finds it done).
+
+Transfers are in the base asset; one to or from a fuse that settles in another coin is
+converted there at the view's prices (``PortfolioView.booked_as``) and its reason says so.
 """
 
 from __future__ import annotations
@@ -46,9 +49,9 @@ from alpha.domain.actions import (
     Withdraw,
 )
 from alpha.domain.instruments import Side
-from alpha.domain.money import ZERO
+from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.exposure import DEFAULT_CASH, holdings
+from alpha.risk.exposure import holdings
 from alpha.strategy.margin import withdrawable
 
 AMOUNT_QUANTUM = Decimal("0.00000001")  # transfers and lending amounts, in the asset's units
@@ -118,9 +121,9 @@ def _groups(positions: Iterable[TargetPosition]) -> dict[HedgeRef, list[TargetPo
     return out
 
 
-def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str] = DEFAULT_CASH) -> Plan:
+def make_plan(target: TargetBook, current: PortfolioView) -> Plan:
     """Return the ``Plan`` (actions and dropped orders) that takes ``current`` to ``target``."""
-    held = holdings(current, cash)
+    held = holdings(current)
     dropped: list[Dropped] = []
     reducing: list[Action] = []
     growing: list[Action] = []
@@ -206,13 +209,14 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
             hedged = acct is not None and acct.margin is not None and any(p.size for p in acct.positions)
             if alloc.fuse in stuck and not hedged:
                 continue  # its orders were held back: the capital would sit unused
+            note = _conversion(current, alloc.fuse, base)
             if hedged and alloc.fuse not in traded_fuses:
                 transfers_in.append(
-                    TopUpMargin(alloc.fuse, base, amount, f"margin equity {equity:.2f} below target {alloc.capital:.2f}")
+                    TopUpMargin(alloc.fuse, base, amount, f"margin equity {equity:.2f} below target {alloc.capital:.2f}{note}")
                 )
             else:
                 transfers_in.append(
-                    Transfer(VAULT, alloc.fuse, base, amount, f"fund {alloc.fuse} to {alloc.capital:.2f} before trading")
+                    Transfer(VAULT, alloc.fuse, base, amount, f"fund {alloc.fuse} to {alloc.capital:.2f} before trading{note}")
                 )
         elif diff < 0:
             amount = (-diff).quantize(AMOUNT_QUANTUM, ROUND_DOWN)
@@ -223,12 +227,22 @@ def make_plan(target: TargetBook, current: PortfolioView, *, cash: Iterable[str]
                 # A margin venue lets out only its free margin after the trades, never unrealised profit.
                 amount = min(amount, free.quantize(AMOUNT_QUANTUM, ROUND_DOWN))
             if amount > 0:
+                note = _conversion(current, alloc.fuse, base)
                 transfers_out.append(
-                    Transfer(alloc.fuse, VAULT, base, amount, f"return surplus over target {alloc.capital:.2f} to the vault")
+                    Transfer(alloc.fuse, VAULT, base, amount, f"return surplus over target {alloc.capital:.2f} to the vault{note}")
                 )
 
     actions = [*reducing, *repays, *lending_down, *transfers_out, *transfers_in, *lending_supply, *growing, *borrows]
     return Plan(tuple(actions), tuple(dropped))
+
+
+def _conversion(view: PortfolioView, fuse: str, asset: str) -> str:
+    """Say how a transfer of ``asset`` to or from ``fuse`` is converted ("" when the fuse books it as it is)."""
+    coin = view.booked_as(fuse, asset)
+    if coin == asset:
+        return ""
+    rate = view.convert(ONE, asset, coin)
+    return f"; {fuse} settles in {coin}: converted at {rate} {coin} per {asset}{' (par)' if view.cash_at_par else ''}"
 
 
 def _lending_amount(view: PortfolioView, fuse: str, asset: str, *, borrowed: bool) -> Decimal:

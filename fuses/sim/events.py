@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alpha.domain.events import (
     AccountEvent,
+    Converted,
     Deposited,
     Event,
     FundingPaid,
@@ -20,6 +21,7 @@ from alpha.domain.events import (
 
 __all__ = [
     "AccountEvent",
+    "Converted",
     "Deposited",
     "Event",
     "FundingPaid",

@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
@@ -28,10 +28,12 @@ from alpha.domain.market import MarketSnapshot
 from alpha.domain.money import ONE, ZERO, to_decimal
 from alpha.domain.portfolio import PortfolioView, market_key
 from fuses.base import InsufficientFundsError, RejectedError
+from fuses.sim.accounts import AMOUNT_QUANTUM
 from fuses.sim.book import DepthModel
 from fuses.sim.engine import SimExchange
 from fuses.sim.events import (
     AccountEvent,
+    Converted,
     Event,
     FundingPaid,
     InterestAccrued,
@@ -129,7 +131,8 @@ class SimWorld:
         lending: Mapping[str, SimLendingMarket] | None = None,
         source: MarketSource,
         start: datetime,
-        stablecoins: tuple[str, ...] = ("USDC", "USDT"),
+        stablecoins: tuple[str, ...],
+        cash_at_par: bool = True,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("the world's start must be timezone-aware")
@@ -142,6 +145,8 @@ class SimWorld:
         self._prices_box: dict[str, Decimal] = {}
         self.source = source
         self.stablecoins = stablecoins
+        self.cash = frozenset((base_asset, *stablecoins))
+        self.cash_at_par = cash_at_par
         self.now = start
         self.ledger = Ledger()
         self.states: MarketStates = {}
@@ -212,6 +217,7 @@ class SimWorld:
             source=source,
             start=begin,
             stablecoins=config.stablecoins,
+            cash_at_par=config.cash_at_par,
         )
         for fuse in lending_fuses:
             assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
@@ -341,8 +347,41 @@ class SimWorld:
 
     # ------------------------------------------------------------------ money movement
 
+    def cash_price(self, asset: str) -> Decimal:
+        """Value of one unit of ``asset`` in the base asset, as the views value it (cash at par is 1)."""
+        if asset == self.base_asset or (self.cash_at_par and asset in self.cash):
+            return ONE
+        return self.price_of(asset)
+
+    def booked_as(self, end: str, asset: str) -> str:
+        """The coin ``end`` books a transfer of ``asset`` in (as ``PortfolioView.booked_as``).
+
+        Cash reaching the vault is its base asset, cash reaching a venue with perps its margin
+        asset; anything else stays ``asset``.
+        """
+        if asset not in self.cash:
+            return asset
+        if end == VAULT:
+            return self.base_asset
+        venue = self.venues.get(end)
+        return venue.margin_asset if venue is not None and venue.margin_asset is not None else asset
+
+    def _booked(self, end: str, asset: str, amount: Decimal, *, rounding: str) -> tuple[str, Decimal, Converted | None]:
+        """The coin and amount ``end`` books for ``amount`` of ``asset``, and the conversion if any."""
+        coin = self.booked_as(end, asset)
+        if coin == asset:
+            return coin, amount, None
+        rate = self.cash_price(asset) / self.cash_price(coin)
+        booked = amount if rate == ONE else (amount * rate).quantize(AMOUNT_QUANTUM, rounding=rounding)
+        return coin, booked, Converted(end, coin, booked, rate)
+
     def transfer(self, asset: str, amount: Decimal, source: str, destination: str, now: datetime | None = None) -> Transferred:
-        """Move ``amount`` of ``asset`` between the vault and a fuse's account (or between two fuses)."""
+        """Move ``amount`` of ``asset`` between the vault and a fuse's account (or between two fuses).
+
+        An end that keeps its cash in another coin converts at ``cash_price`` (1:1 at par):
+        what leaves is rounded up and what arrives rounded down to ``AMOUNT_QUANTUM``, so a
+        conversion never creates money. The event lists each conversion.
+        """
         when = now or self.now
         if not isinstance(amount, Decimal) or not amount.is_finite() or amount <= 0:
             raise RejectedError(f"transfer amount must be a positive finite Decimal, got {amount!r}", code="bad_number")
@@ -351,22 +390,25 @@ class SimWorld:
         for end in (source, destination):
             if end != VAULT and end not in self.venues and end not in self.lending:
                 raise RejectedError(f"unknown transfer end {end!r} (use 'vault' or a simulated fuse name)", code="bad_transfer")
+        out_asset, out_amount, out_conv = self._booked(source, asset, amount, rounding=ROUND_CEILING)
+        in_asset, in_amount, in_conv = self._booked(destination, asset, amount, rounding=ROUND_FLOOR)
         if source == VAULT:
-            have = self.vault.get(asset, ZERO)
-            if amount > have:
-                raise InsufficientFundsError(f"the vault holds {have} {asset}, cannot move {amount}", venue=VAULT)
-            self.vault[asset] = have - amount
+            have = self.vault.get(out_asset, ZERO)
+            if out_amount > have:
+                raise InsufficientFundsError(f"the vault holds {have} {out_asset}, cannot move {out_amount}", venue=VAULT)
+            self.vault[out_asset] = have - out_amount
         elif source in self.venues:
-            self.venues[source].withdraw(source, asset, amount, when)
+            self.venues[source].withdraw(source, out_asset, out_amount, when)
         else:
-            self.lending[source].withdraw_wallet(source, asset, amount, when)
+            self.lending[source].withdraw_wallet(source, out_asset, out_amount, when)
         if destination == VAULT:
-            self.vault[asset] = self.vault.get(asset, ZERO) + amount
+            self.vault[in_asset] = self.vault.get(in_asset, ZERO) + in_amount
         elif destination in self.venues:
-            self.venues[destination].deposit(destination, asset, amount, when)
+            self.venues[destination].deposit(destination, in_asset, in_amount, when)
         else:
-            self.lending[destination].deposit(destination, asset, amount, when)
-        event = Transferred(when, source, destination, asset, amount)
+            self.lending[destination].deposit(destination, in_asset, in_amount, when)
+        conversions = tuple(c for c in (out_conv, in_conv) if c is not None)
+        event = Transferred(when, source, destination, asset, amount, conversions)
         self._publish([event])
         return event
 
@@ -427,4 +469,6 @@ class SimWorld:
             accounts=accounts,
             markets=self.market_snapshots(books=books),
             prices=prices,
+            cash=self.cash,
+            cash_at_par=self.cash_at_par,
         )

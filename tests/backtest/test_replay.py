@@ -32,7 +32,7 @@ version: 1
 mode: backtest
 vault: {{name: t, base_asset: USDT, nav: "1000000"}}
 assets: [BTC]
-stablecoins: [USDT]
+stablecoins: [{stablecoins}]
 idle_buffer: "0.05"
 fuses:
   - name: spot
@@ -46,12 +46,13 @@ fuses:
   - name: perp
     kind: sim
     venue: {venue}
-    markets: [BTC/USDT:USDT]
+    markets: ["{perp_market}"]
     max_share: "{perp_share}"
     max_leverage: "{leverage}"
-    options: {{"BTC/USDT:USDT": "{perp_symbol}"}}
+    options: {{"{perp_market}": "{perp_symbol}", data_venue: "{venue}"}}
     sim: {{maker_fee: "0.0002", taker_fee: "0.0004", spread_bps: "1", depth_notional: "5000000"}}
 thresholds: {{entry_min_net_apr: "-1", exit_min_net_apr: "-1"}}
+margin: {{initial_cushion: "{cushion}"}}
 risk: {{max_order_notional: "5000000", max_venue_exposure: "1", max_data_age: 9h, max_unhedged_notional: "5000000"}}
 """
 
@@ -61,6 +62,9 @@ def config(tmp: Path, **kw: str) -> StrategyConfig:
         "venue": "binance",
         "spot_symbol": "BTCUSDT-spot",
         "perp_symbol": "BTCUSDT",
+        "perp_market": "BTC/USDT:USDT",
+        "stablecoins": "USDT",
+        "cushion": "0",
         "spot_share": "0.70",
         "perp_share": "0.25",
         "leverage": "3",
@@ -275,3 +279,24 @@ def test_a_liquidated_hedge_is_reported_as_not_delta_neutral(bybit_dir: Path, tm
     safe = summarise(run(safe_cfg, bybit_dir, start, end), safe_cfg.delta_tolerance)
     assert safe.max_net_delta_share < Decimal("0.05")
     assert not any("not delta-neutral" in line for line in summary_lines(safe, safe))
+
+
+def test_a_usdt_vault_books_a_usdc_settled_perp_as_it_books_a_usdt_settled_one(binance_dir: Path, tmp_path: Path) -> None:
+    # The same recorded Binance history; only the coin the perp venue settles in differs. The
+    # margin cushion keeps the perp below its max leverage when its mark and the index part.
+    start, end = datetime(2021, 7, 2, tzinfo=UTC), datetime(2021, 8, 31, tzinfo=UTC)
+    same = {"stablecoins": "USDT, USDC", "cushion": "0.05"}
+    usdt = run(config(tmp_path, **same), binance_dir, start, end, passive=False)
+    usdc = run(config(tmp_path, **same, perp_market="BTC/USDC:USDC"), binance_dir, start, end, passive=False)
+
+    for result in (usdt, usdc):
+        assert result.rebalances >= 1 and result.funding > 0  # the hedge was opened and earned
+        assert result.rejected_orders == 0 and result.refused == 0
+        assert result.failed_actions == 0 and result.liquidations == 0
+    fees = usdt.fees + usdc.fees
+    assert abs(usdc.final_nav - usdt.final_nav) <= fees
+    assert abs(usdc.funding - usdt.funding) <= fees
+    assert min(s.nav for s in usdc.samples) > usdc.initial_nav * Decimal("0.99")  # no capital vanished on the way
+    funded = [a for _, a in usdc.actions if isinstance(a, Transfer) and a.destination == "perp"]
+    assert funded and all(a.asset == "USDT" for a in funded)
+    assert all("perp settles in USDC: converted at 1 USDC per USDT (par)" in a.reason for a in funded)

@@ -85,6 +85,15 @@ def test_caps_summing_over_100_percent() -> None:
     assert "120" in message and "over 100%" in message
 
 
+def test_a_perp_settling_in_a_coin_the_vault_does_not_count_as_cash_is_refused() -> None:
+    text = VALID.replace("assets: [BTC]", "assets: [BTC]\nstablecoins: [USDT]")  # the base asset is USDC
+    assert load_config_text(text.replace("BTC/USDC:USDC", "BTC/USDT:USDT")).cash_assets == {"USDC", "USDT"}
+
+    [(_, _, message)] = problems_of(text.replace("vault:\n", "vault:\n  base_asset: USDT\n"))
+
+    assert "hl: BTC/USDC:USDC settles in USDC" in message and "add USDC to stablecoins" in message
+
+
 def test_inexact_float_amount_is_refused_not_rounded() -> None:
     text = VALID.replace('nav: "100000"', "nav: 0.1000000000000000055511151231257827021181583404541015625")
     [(line, path, message)] = problems_of(text)

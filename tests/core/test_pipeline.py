@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from strategy_builders import (
     BASE,
+    CASH,
     NOW,
     PRICES,
     config,
@@ -39,7 +40,7 @@ def _hedged(perp_equity: Decimal, *, vault: Decimal, lending: AccountSnapshot | 
     perp = perp_account("perp-cex", perp_equity, {"BTC": D(-2)})
     perp = replace(perp, margin=MarginHealth(perp_equity, D("1000"), D("8000")))
     accounts = {"spot": spot_account(D(0), {"BTC": D(2)}), "perp-cex": perp, "lending": lending or lending_account()}
-    return PortfolioView(ts=NOW, base_asset=BASE, vault_cash=vault, accounts=accounts, markets=markets(), prices=dict(PRICES))
+    return PortfolioView(ts=NOW, base_asset=BASE, vault_cash=vault, accounts=accounts, markets=markets(), prices=dict(PRICES), cash=CASH)
 
 
 def test_a_top_up_the_idle_buffer_cannot_cover_withdraws_from_lending_and_passes_the_gate_while_paused() -> None:

@@ -40,7 +40,7 @@ async def _check_invariants(daemon: Daemon) -> None:
     view = await daemon.view(daemon.clock.now())
     nav = view.nav
     # net delta within tolerance for every asset held
-    for asset, ratio in delta_ratio(view, cfg.stablecoins).items():
+    for asset, ratio in delta_ratio(view).items():
         assert ratio <= cfg.delta_tolerance + EPS, f"{asset}: |net delta| / gross = {ratio} at {view.ts}"
     # caps (with the PnL drift the constant-notional policy tolerates between rebalances)
     for fc in cfg.enabled_fuses:
@@ -83,7 +83,7 @@ async def test_demo_over_days_keeps_every_invariant_at_every_decision(tmp_path: 
     daemon.request_stop()
     assert await asyncio.wait_for(task, 30) == 0
     assert checked >= 100  # hourly settlements on perp-dex drive a decision each hour
-    held = holdings(daemon.last_view, cfg.stablecoins) if daemon.last_view else {}
+    held = holdings(daemon.last_view) if daemon.last_view else {}
     assert any(q != 0 for q in held.values()), "no hedge was opened in six simulated days"
     assert daemon.journal is not None and daemon.journal.totals["funding"] != 0
     assert daemon.wiring.world.ledger.liquidations == {}
@@ -100,7 +100,7 @@ async def test_30_percent_price_gap_is_met_with_top_ups_and_no_liquidation(tmp_p
     task = asyncio.create_task(daemon.run(install_signals=False))
     await run_for(daemon, clock, shock.at - timedelta(minutes=30))
     view = await daemon.view(clock.now())
-    shorts = [k for k, q in holdings(view, cfg.stablecoins).items() if q < 0 and k[1].startswith(shock.asset)]
+    shorts = [k for k, q in holdings(view).items() if q < 0 and k[1].startswith(shock.asset)]
     assert shorts, f"the book should be short {shock.asset} perps before the gap"
     price_before = view.price(shock.asset)
     await run_for(daemon, clock, timedelta(hours=12))

@@ -220,7 +220,7 @@ async def test_demo_over_ten_days_trades_like_a_funding_farmer(tmp_path: Path) -
         nonlocal done
         view = daemon.last_view
         assert view is not None
-        held = holdings(view, daemon.config.stablecoins)
+        held = holdings(view)
         drift = daemon.config.pnl.drift_tolerance
         for rec in daemon.decisions[done:]:
             for action in rec.actions:

@@ -134,12 +134,12 @@ async def test_bear_market_synthetic_short_then_unwind(tmp_path: Path) -> None:
     for view in samples:
         debt = _debt(view, "lending")
         longs = _perp_longs(view)
-        deltas = net_delta(view, cfg.stablecoins)
-        for asset, ratio in delta_ratio(view, cfg.stablecoins).items():
+        deltas = net_delta(view)
+        for asset, ratio in delta_ratio(view).items():
             assert ratio <= tol or abs(deltas[asset]) < DUST, f"{asset}: |net delta| / gross = {ratio} at {view.ts}"
         for asset, owed in debt.items():
             # the debt is what makes it neutral: without it the book would be long the whole perp
-            assert net_delta(view, cfg.stablecoins)[asset] + owed * view.price(asset) > owed * view.price(asset) * Decimal("0.9")
+            assert net_delta(view)[asset] + owed * view.price(asset) > owed * view.price(asset) * Decimal("0.9")
             assert longs.get(asset, Decimal(0)) > 0
         health = view.accounts["lending"].lending
         assert health is not None
@@ -191,7 +191,7 @@ async def test_bear_market_synthetic_short_then_unwind(tmp_path: Path) -> None:
     kinds = [(r.kind, r.data.get("operation")) for r in after_flip]
     assert ("lending", "repay") in kinds and ("lending", "withdraw") in kinds
     assert kinds.index(("lending", "repay")) < len(kinds) - 1 - kinds[::-1].index(("lending", "withdraw"))
-    deltas = net_delta(final, cfg.stablecoins)
-    for asset, ratio in delta_ratio(final, cfg.stablecoins).items():
+    deltas = net_delta(final)
+    for asset, ratio in delta_ratio(final).items():
         assert ratio <= tol or abs(deltas[asset]) < DUST, f"{asset}: |net delta| / gross = {ratio} after the unwind"
     assert daemon.liquidations == 0 and not daemon.kill_switch

@@ -127,7 +127,7 @@ def _view(positions: dict[str, Decimal]) -> PortfolioView:
         fuse: AccountSnapshot(fuse, START, positions=(Position(MARKET, size, Decimal(60000), Decimal(60000)),))
         for fuse, size in positions.items()
     }
-    return PortfolioView(START, "USDC", Decimal(0), accounts=accounts)
+    return PortfolioView(START, "USDC", Decimal(0), accounts=accounts, cash=frozenset({"USDC"}))
 
 
 def test_resized_hedge_legs_are_paired_into_one_two_leg_action() -> None:

@@ -52,6 +52,18 @@ def test_exposure_counts_spot_coins_perps_and_lending_debt() -> None:
     assert delta_ratio(view)["BTC"] == 0 and delta_ratio(view)["ETH"] == D("Infinity")
 
 
+def test_a_coin_is_cash_exactly_when_the_view_counts_it_as_cash() -> None:
+    accounts = {"spot": spot_account(D("500"), {"USDT": D("1000")})}
+    usdc_only = replace(fresh_view(cash=frozenset()), accounts=accounts)
+    both = replace(fresh_view(cash=frozenset({"USDT"})), accounts=accounts)
+
+    assert usdc_only.cash == {"USDC"}  # the base asset is always cash
+    assert holdings(usdc_only) == {("spot", "USDT"): D("1000")}
+    assert net_delta(usdc_only) == {"USDT": D("1000")}
+    assert both.cash == {"USDC", "USDT"}
+    assert holdings(both) == {} and net_delta(both) == {}
+
+
 def _open(qty: str = "1") -> OpenHedge:
     legs = (Leg("spot", "BTC/USDC", Side.BUY, D(qty)), Leg("perp-cex", "BTC/USDC:USDC", Side.SELL, D(qty)))
     return OpenHedge(HedgeRef.named("h"), "BTC", legs, "test")

@@ -13,6 +13,8 @@ from alpha.domain.instruments import Side
 from fuses.sim.book import DepthModel
 from fuses.sim.engine import SimExchange
 from fuses.sim.markets import make_instrument
+from fuses.sim.source import MarketStates
+from fuses.sim.synthetic import SyntheticSource
 
 T0: datetime = utc(2024, 1, 1)
 PERP = "BTC/USDC:USDC"
@@ -85,3 +87,29 @@ market:
 def demo_config(seed: int = 7, shocks: str = "[]") -> StrategyConfig:
     """A demo-like strategy: spot + two perp venues (8h and 1h funding) + sim lending."""
     return load_config_text(DEMO_LIKE.replace("SEED", str(seed)).replace("SHOCKS", shocks), "demo-like.yaml")
+
+
+def usdt_vault(pricing: str = "par", extra: str = "") -> StrategyConfig:
+    """The demo-like strategy with a USDT vault and USDT spot markets: its perp venues settle in USDC.
+
+    ``pricing`` is its ``stablecoin_pricing``; ``extra`` more top-level YAML.
+    """
+    text = (
+        DEMO_LIKE.replace("SEED", "7").replace("SHOCKS", "[]")
+        .replace("base_asset: USDC", "base_asset: USDT").replace("[BTC/USDC, ETH/USDC]", "[BTC/USDT, ETH/USDT]")
+    )
+    return load_config_text(f"{text}stablecoin_pricing: {pricing}\n{extra}", "usdt-vault.yaml")
+
+
+class StablecoinPriced:
+    """The synthetic market, with stablecoins off their peg by fixed prices."""
+
+    def __init__(self, config: StrategyConfig, prices: dict[str, Decimal]) -> None:
+        self.inner = SyntheticSource.from_config(config, T0)
+        self.prices = prices
+
+    def advance(self, now: datetime) -> MarketStates:
+        return self.inner.advance(now)
+
+    def index_prices(self) -> dict[str, Decimal]:
+        return {**self.inner.index_prices(), **self.prices}

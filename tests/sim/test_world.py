@@ -8,12 +8,14 @@ from decimal import Decimal
 import pytest
 
 from alpha.domain import events as domain
+from alpha.domain.actions import VAULT, Transfer
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import market_key
 from fuses.base import InsufficientFundsError, RejectedError
-from fuses.sim.events import FundingPaid, Liquidated, OrderFilled
+from fuses.sim.events import Converted, FundingPaid, Liquidated, OrderFilled
 from fuses.sim.world import SimWorld
-from tests.sim.helpers import T0, demo_config, market_order
+from tests.sim.helpers import T0, StablecoinPriced, demo_config, market_order, usdt_vault
 
 
 def test_from_config_puts_all_capital_in_the_vault_and_prices_every_market() -> None:
@@ -277,3 +279,50 @@ def test_a_recorded_style_source_drives_the_world_and_interval_changes_are_follo
     assert amounts == [Decimal("4"), Decimal("8"), Decimal("8"), Decimal("8")]  # 40000 x the rate last reported for each settlement
     assert world.prices["BTC"] == Decimal("39990")  # the index, averaged over markets
     assert all(t in source.calls for t in times)  # the source was asked at each settlement instant
+
+
+def test_cash_moved_to_a_venue_settling_in_another_coin_is_converted_at_par_and_stays_in_nav() -> None:
+    world = SimWorld.from_config(usdt_vault())
+
+    event = world.transfer("USDT", Decimal("100000"), "vault", "perp-cex")
+    back = world.transfer("USDT", Decimal("40000"), "perp-cex", "vault")
+
+    assert event.conversions == (Converted("perp-cex", "USDC", Decimal("100000"), Decimal(1)),)
+    assert back.conversions == (Converted("perp-cex", "USDC", Decimal("40000"), Decimal(1)),)
+    perp = world.account_snapshot("perp-cex")
+    assert [(b.asset, b.total) for b in perp.balances] == [("USDC", Decimal("60000"))]
+    view = world.portfolio_view()
+    assert view.vault_cash == Decimal("940000") and view.fuse_equity("perp-cex") == Decimal("60000")
+    assert view.nav == Decimal("1000000")
+
+
+def test_at_market_prices_a_depegged_settlement_coin_is_converted_at_its_price() -> None:
+    config = usdt_vault("market")
+    world = SimWorld.from_config(config, source=StablecoinPriced(config, {"USDC": Decimal("0.98")}))
+    before = world.portfolio_view()
+
+    event = world.transfer("USDT", Decimal("98000"), "vault", "perp-cex")
+    back = world.transfer("USDT", Decimal("9800"), "perp-cex", "vault")
+
+    rate = 1 / Decimal("0.98")  # USDC per USDT
+    assert event.conversions == (Converted("perp-cex", "USDC", Decimal("100000.00000000"), rate),)
+    assert back.conversions == (Converted("perp-cex", "USDC", Decimal("10000.00000000"), rate),)
+    view = world.portfolio_view()
+    assert view.fuse_equity("perp-cex") == Decimal("90000") * Decimal("0.98")
+    assert view.nav == before.nav == Decimal("1000000")
+    # apply (the gate's and the planner's arithmetic) books the same conversion.
+    planned = apply(before, [Transfer(VAULT, "perp-cex", "USDT", Decimal("98000"), "fund")])
+    assert planned.fuse_equity("perp-cex") == Decimal("98000") and planned.nav == before.nav
+    assert planned.accounts["perp-cex"].balance("USDC").total == Decimal("100000")
+
+
+def test_a_conversion_never_creates_money_when_the_rate_does_not_divide_evenly() -> None:
+    config = usdt_vault("market")
+    world = SimWorld.from_config(config, source=StablecoinPriced(config, {"USDC": Decimal("0.97")}))
+
+    into = world.transfer("USDT", Decimal("100"), "vault", "perp-cex")
+    out = world.transfer("USDT", Decimal("50"), "perp-cex", "vault")
+
+    assert into.conversions[0].amount == Decimal("103.09278350")  # 100 / 0.97 = 103.0927835051..., rounded down
+    assert out.conversions[0].amount == Decimal("51.54639176")  # 50 / 0.97 = 51.5463917525..., rounded up
+    assert world.portfolio_view().nav <= Decimal("1000000")

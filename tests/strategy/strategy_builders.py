@@ -17,6 +17,7 @@ from alpha.domain.portfolio import PortfolioView, market_key
 D = Decimal
 NOW = utc(2024, 3, 1, 12)
 BASE = "USDC"
+CASH = frozenset({BASE, "USDT"})  # config()'s cash: the base asset and the default stablecoins
 _ZERO = D(0)
 _ONE = D(1)
 _DEPTH = D("2000000")
@@ -132,6 +133,7 @@ def spot_account(cash: Decimal, coins: dict[str, Decimal] | None = None) -> Acco
 def fresh_view(nav: Decimal = _NAV, rates: dict[str, str] | None = None, ts: datetime = NOW,
                **kw: Any) -> PortfolioView:
     """All capital in the vault, no positions; every market present and fresh."""
+    kw.setdefault("cash", CASH)
     return PortfolioView(
         ts=ts, base_asset=BASE, vault_cash=nav, accounts={"lending": lending_account()},
         markets=markets(rates, ts=ts), prices={**PRICES, "USDC": D(1), "USDT": D(1)}, **kw,

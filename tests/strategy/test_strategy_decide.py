@@ -203,3 +203,9 @@ def test_wrong_base_asset_and_empty_vault_are_refused() -> None:
         _decide(replace(view, base_asset="USDT"))
     with pytest.raises(ValueError, match="NAV"):
         _decide(replace(view, vault_cash=D(0), accounts={}))
+
+
+def test_a_view_whose_cash_is_not_the_strategys_is_refused() -> None:
+    view = fresh_view(cash=frozenset({"USDC"}))  # the strategy also counts USDT as cash
+    with pytest.raises(ValueError, match="as cash"):
+        _decide(view)

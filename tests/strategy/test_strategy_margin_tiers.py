@@ -10,10 +10,10 @@ from strategy_builders import NOW, PRICES, config, fresh_view
 
 from alpha.domain.account import AccountSnapshot, Balance, MarginHealth, Position
 from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition, Transfer
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Instrument
 from alpha.domain.margin import INFINITE, MarginTier, MarginTiers
 from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.margin import WITHDRAW_CUSHION, withdrawable
 from alpha.strategy.planner import plan
@@ -143,6 +143,19 @@ def test_plan_withdraws_only_what_tiered_margin_leaves_free() -> None:
     (out,) = [a for a in actions if isinstance(a, Transfer)]
     assert out.amount == D("50000") - D("40000") - WITHDRAW_CUSHION * D("50000")
     assert withdrawable(view, "perp-cex", {PERP: D("-2")}, D("3")) == out.amount
+
+
+def test_what_a_fuse_settling_in_another_coin_lets_out_is_its_free_margin_valued_in_the_base_asset() -> None:
+    usdc_vault = _perp_view(cash=D("50000"), size=D("-1"), entry=BTC)
+    in_usdc = withdrawable(usdc_vault, "perp-cex", {}, D("3"))
+    # The same account in a USDT vault: the venue still counts its USDC, worth 0.98 USDT each.
+    usdt_vault = replace(usdc_vault, base_asset="USDT", cash=frozenset({"USDC"}), cash_at_par=False,
+                         prices={**usdc_vault.prices, "USDC": D("0.98")})
+
+    assert in_usdc is not None and in_usdc > 0
+    assert withdrawable(usdt_vault, "perp-cex", {}, D("3")) == in_usdc * D("0.98")
+    assert withdrawable(replace(usdt_vault, cash_at_par=True), "perp-cex", {}, D("3")) == in_usdc
+    assert usdt_vault.fuse_equity("perp-cex") == usdc_vault.fuse_equity("perp-cex") * D("0.98")
 
 
 def test_plan_withdraws_the_margin_a_reduction_frees_less_its_fees() -> None:

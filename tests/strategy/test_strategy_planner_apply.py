@@ -18,9 +18,14 @@ from alpha.domain.actions import (
     TargetPosition,
     Transfer,
 )
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
-from alpha.strategy.apply import apply
+from alpha.risk.gate import RiskState, gate
+from alpha.strategy.decide import decide
 from alpha.strategy.planner import make_plan, plan
+from alpha.strategy.signals import FundingHistory, compute_signals
+from fuses.sim.world import SimWorld
+from tests.sim.helpers import StablecoinPriced, usdt_vault
 
 D = Decimal
 BTC = PRICES["BTC"]
@@ -99,3 +104,28 @@ def test_apply_perp_trades_keep_equity_and_track_average_entry() -> None:
     assert after.accounts["perp-cex"].margin is not None
     assert after.fuse_equity("perp-cex") == D("50000")
     assert after.ts == NOW
+
+
+def test_a_perp_venue_settling_in_a_dearer_coin_is_funded_with_its_margin_in_that_coin() -> None:
+    # A USDT vault, perps settling in USDC, USDC worth 1.015 USDT (within the depeg threshold).
+    config = usdt_vault("market", 'thresholds: {entry_min_net_apr: "-1", exit_min_net_apr: "-1"}\n')
+    world = SimWorld.from_config(config, source=StablecoinPriced(config, {"USDC": D("1.015")}))
+    view = world.portfolio_view()
+    history = FundingHistory()
+    history.observe(view)
+
+    actions = make_plan(decide(view, compute_signals(history, view, view.ts), config, view.ts), view).actions
+    after = apply(view, actions)
+
+    assert gate(actions, view, config, RiskState()).refused == ()
+    for fuse in ("perp-cex", "perp-dex"):
+        acct = after.accounts[fuse]
+        assert acct.positions and acct.margin is not None
+        initial = D(0)
+        for p in acct.positions:
+            snap = after.market(fuse, p.market)
+            assert snap is not None
+            initial += snap.instrument.initial_margin(abs(p.size) * snap.mark, config.fuse(fuse).max_leverage)
+        # The venue counts margin in USDC: what arrived there covers the initial margin of its legs.
+        assert acct.balance("USDC").total == acct.margin.equity >= initial
+        assert after.nav == view.nav

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from strategy_builders import NOW, PRICES, config, lending_account, markets, perp_account, snapshot, spot_account
 
 from alpha.domain.actions import CloseHedge, OpenHedge, ResizeLeg, TopUpMargin
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState, gate
-from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import make_plan
 from alpha.strategy.signals import FundingHistory, compute_signals
@@ -87,7 +87,7 @@ def scenarios(draw: st.DrawFn) -> tuple[PortfolioView, object]:
         accounts = {"lending": lending_account()}
         vault = nav
     view = PortfolioView(ts=NOW, base_asset="USDC", vault_cash=vault, accounts=accounts, markets=mkts,
-                         prices={**prices, "USDC": D(1), "USDT": D(1)})
+                         prices={**prices, "USDC": D(1), "USDT": D(1)}, cash=cfg.cash_assets)
     return view, cfg
 
 
@@ -128,7 +128,7 @@ def test_a_price_move_on_an_open_hedge_is_topped_up_or_rebalanced_back_within_li
         ts=NOW, base_asset="USDC", vault_cash=D("1000000") - qty * price - perp_equity,
         accounts={"spot": spot_account(D(0), {"BTC": qty}),
                   "perp-cex": perp_account("perp-cex", perp_equity, {"BTC": -qty}), "lending": lending_account()},
-        markets=markets({"perp-cex:BTC": "0.0006"}), prices={**PRICES, "USDC": D(1)},
+        markets=markets({"perp-cex:BTC": "0.0006"}), prices={**PRICES, "USDC": D(1)}, cash=cfg.cash_assets,
     )
     up = D("44000")
     loss = qty * (up - price)

@@ -1,4 +1,7 @@
-"""The functional core (domain, strategy, risk) never imports a connector (``fuses``)."""
+"""The functional core (domain, strategy, risk) never imports a connector (``fuses``), and imports downwards.
+
+The domain imports nothing above it; the risk gate never the strategy (no risk <-> strategy cycle).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +23,11 @@ for name in sys.argv[1:]:
     for info in pkgutil.walk_packages(getattr(package, "__path__", []), name + "."):
         importlib.import_module(info.name)
         names.append(info.name)
-print(json.dumps({"imported": names, "fuses": sorted(m for m in sys.modules if m == "fuses" or m.startswith("fuses."))}))
+print(json.dumps({
+    "imported": names,
+    "fuses": sorted(m for m in sys.modules if m == "fuses" or m.startswith("fuses.")),
+    "alpha": sorted(m for m in sys.modules if m.startswith("alpha.")),
+}))
 """
 
 
@@ -42,3 +49,17 @@ def test_the_probe_sees_fuses_when_a_module_imports_them(repo_root: Path) -> Non
     loaded = _load(repo_root, "fuses.sim.world")
 
     assert "fuses.sim.world" in loaded["fuses"] and "fuses.base" in loaded["fuses"]
+
+
+def test_the_domain_imports_nothing_above_it(repo_root: Path) -> None:
+    loaded = _load(repo_root, "alpha.domain")
+
+    assert "alpha.domain.apply" in loaded["imported"]
+    assert [m for m in loaded["alpha"] if not m.startswith("alpha.domain")] == []
+
+
+def test_the_risk_gate_never_pulls_in_the_strategy(repo_root: Path) -> None:
+    loaded = _load(repo_root, "alpha.risk")
+
+    assert {"alpha.risk.gate", "alpha.domain.apply"} <= set(loaded["alpha"])
+    assert [m for m in loaded["alpha"] if not m.startswith(("alpha.domain", "alpha.config", "alpha.risk"))] == []

@@ -4,7 +4,7 @@
   (in strategy order) with a spot market ``<ASSET>/<base asset>`` and wallet transfers that
   can reach the lending fuse (``transfer(asset, amount, lending_fuse, sale_fuse)``, as every
   simulated fuse can). ``Borrow`` = borrow, move the coins to the sale venue, sell them, and
-  move the proceeds back to the lending fuse's wallet (where ``alpha.strategy.apply`` books
+  move the proceeds back to the lending fuse's wallet (where ``alpha.domain.apply`` books
   them, so that the lending fuse's equity stays collateral + proceeds - debt). ``Repay`` = move
   cash (the lending wallet's proceeds first, the vault for the rest) to the sale venue, buy the
   coins back, move them and the change to the lending fuse, repay. Without a sale venue the

@@ -9,9 +9,12 @@ backtest. Conventions:
   reduction moves to the settlement balance, so equity is unchanged by trading.
 * A spot trade moves the base coin against the quote asset at mark.
 * ``Transfer``/``TopUpMargin`` move cash between the vault (``"vault"``) and a fuse (margin
-  equity included). ``Supply``/``Withdraw`` move a fuse's balance into/out of its lending
-  position. ``Borrow`` of a non-cash asset is a synthetic short: the debt grows and the
-  borrowed coins are sold for the base asset at its price; ``Repay`` buys them back.
+  equity included). An end that keeps its cash in another coin books it converted at the
+  view's prices (``PortfolioView.booked_as``, ``convert``): a margin fuse in its settlement
+  coin, the vault in the base asset.
+* ``Supply``/``Withdraw`` move a fuse's balance into/out of its lending position. ``Borrow``
+  of a non-cash asset is a synthetic short: the debt grows and the borrowed coins are sold
+  for the base asset at its price; ``Repay`` buys them back.
 """
 
 from __future__ import annotations
@@ -38,7 +41,6 @@ from alpha.domain.actions import (
 from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.exposure import DEFAULT_CASH
 
 
 class CannotApply(ValueError):
@@ -120,11 +122,10 @@ def _lending(acct: AccountSnapshot, asset: str, supplied: Decimal, borrowed: Dec
     return replace(acct, lending_positions=tuple(entries))
 
 
-def apply(view: PortfolioView, actions: Iterable[Action], *, cash: Iterable[str] = DEFAULT_CASH) -> PortfolioView:
+def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
     """Return the view after ``actions``, executed ideally in order."""
     accounts = dict(view.accounts)
     vault = view.vault_cash
-    cash_assets = {*cash, view.base_asset}
     for action in actions:
         if isinstance(action, OpenHedge | CloseHedge):
             for leg in action.legs:
@@ -135,12 +136,14 @@ def apply(view: PortfolioView, actions: Iterable[Action], *, cash: Iterable[str]
             source = action.source
             destination = action.destination if isinstance(action, Transfer) else action.fuse
             for name, sign in ((source, -1), (destination, 1)):
-                amount = action.amount * sign
+                coin = view.booked_as(name, action.asset)
+                amount = view.convert(action.amount, action.asset, coin) * sign
                 if name == VAULT:
                     vault += amount
                 else:
-                    acct = _add_balance(_account(accounts, name, view), action.asset, amount)
-                    accounts[name] = _add_equity(acct, amount * view.price(action.asset))
+                    acct = _add_balance(_account(accounts, name, view), coin, amount)
+                    settle = view.settlement(name) or view.base_asset
+                    accounts[name] = _add_equity(acct, view.convert(amount, coin, settle))
         elif isinstance(action, Supply | Withdraw):
             sign = 1 if isinstance(action, Supply) else -1
             acct = _add_balance(_account(accounts, action.fuse, view), action.asset, -sign * action.amount)
@@ -148,7 +151,7 @@ def apply(view: PortfolioView, actions: Iterable[Action], *, cash: Iterable[str]
         elif isinstance(action, Borrow | Repay):
             sign = 1 if isinstance(action, Borrow) else -1
             acct = _lending(_account(accounts, action.fuse, view), action.asset, ZERO, sign * action.amount)
-            if action.asset in cash_assets:
+            if action.asset in view.cash:
                 acct = _add_balance(acct, action.asset, sign * action.amount)
             else:
                 acct = _add_balance(acct, view.base_asset, sign * action.amount * view.price(action.asset))
