@@ -93,3 +93,26 @@ def test_inspect_prints_every_fuse_account_as_json(tmp_path: Path) -> None:
     snaps = {s["fuse"]: s for s in json.loads(out.stdout)}
     assert set(snaps) == {"spot", "perp-cex", "perp-dex", "lending"}
     assert "margin" in snaps["perp-cex"]
+
+
+async def test_a_transfer_out_a_little_over_what_is_free_moves_what_is_free(tmp_path: Path) -> None:
+    from alpha.domain.actions import Transfer
+
+    daemon = await _started(tmp_path)
+    assert daemon.executor is not None and daemon.journal is not None
+    free = (await daemon.fuses["spot"].account()).balance("USDC").free
+    vault_before = daemon.wiring.world.vault["USDC"]
+    # Sized at the decision's prices; the fees of the orders before it took 0.1% of it since.
+    asked = (free * Decimal("1.001")).quantize(Decimal("0.01"))
+
+    result = await daemon.executor.execute(Transfer("spot", "vault", "USDC", asked, "return surplus"), "move000001")
+
+    assert result.completed
+    assert daemon.wiring.world.vault["USDC"] - vault_before == free.quantize(Decimal("0.01"))
+    [row] = [r for r in daemon.journal.records("transfer") if r.decision_id == "move000001"]
+    assert Decimal(str(row.amount)) == free.quantize(Decimal("0.01")) and Decimal(str(row.data["asked"])) == asked
+    # Far more than is free is still the venue's refusal, not a silent partial move.
+    too_much = Transfer("spot", "vault", "USDC", free * 2, "return surplus")
+    refused = await daemon.executor.execute(too_much, "move000002")
+    await daemon.shutdown()
+    assert not refused.completed and "free" in (refused.error or "")

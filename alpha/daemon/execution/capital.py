@@ -8,7 +8,7 @@ the vault through a trading fuse that has transfers.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from alpha.daemon.execution.context import ActionResult, ExecutionContext
 from alpha.daemon.execution.probes import can_carry, lending_call, wallet
@@ -17,6 +17,9 @@ from alpha.domain.actions import VAULT, Borrow, Repay, Supply, TopUpMargin, Tran
 from alpha.domain.money import ZERO
 from alpha.observability.metrics import f
 from fuses.base import RejectedError
+
+CENT = Decimal("0.01")
+TRANSFER_SLACK = Decimal("0.005")  # share of a transfer out of a fuse that may be missing when it executes
 
 
 class Capital:
@@ -40,21 +43,39 @@ class Capital:
         return ActionResult(action, True)
 
     async def transfer(self, action: Transfer, decision_id: str) -> ActionResult:
-        """Move capital from one fuse (or the vault) to another, through the vault."""
+        """Move capital from one fuse (or the vault) to another, through the vault.
+
+        A transfer out of a trading fuse moves at most what the venue has free: the decision
+        sized it at its own prices, and the fees and slippage of the orders executed before it
+        (or a mark that moved since) may have taken a little of it. A shortfall within
+        ``TRANSFER_SLACK`` of the amount is moved as what is free (journalled with the amount
+        asked); a larger one is refused by the venue as before.
+        """
         now = self.ctx.clock.now()
+        amount = await self._movable(action)
         implicit: list[str] = []
         if (
             action.source != VAULT
-            and await self._move(action.source, action.asset, action.amount, action.source, VAULT)
-            and await self._wallet_to_vault(action.source, action.asset, action.amount) < action.amount
+            and await self._move(action.source, action.asset, amount, action.source, VAULT)
+            and await self._wallet_to_vault(action.source, action.asset, amount) < amount
         ):
             implicit.append(action.source)
-        if action.destination != VAULT and await self._move(action.destination, action.asset, action.amount, VAULT, action.destination):
+        if action.destination != VAULT and await self._move(action.destination, action.asset, amount, VAULT, action.destination):
             implicit.append(action.destination)
+        extra = {"asked": action.amount} if amount != action.amount else {}
         self.ctx.journal.transfer(
-            now, action.source, action.destination, action.asset, action.amount, action.reason, decision_id=decision_id, implicit=implicit
+            now, action.source, action.destination, action.asset, amount, action.reason, decision_id=decision_id, implicit=implicit, **extra
         )
         return ActionResult(action, True)
+
+    async def _movable(self, action: Transfer) -> Decimal:
+        """What of ``action.amount`` can leave its source now (see ``transfer``)."""
+        if action.source == VAULT or action.source not in self.ctx.fuses.trading_fuses():
+            return action.amount
+        free = (await self.ctx.fuses[action.source].account()).balance(action.asset).free
+        if free >= action.amount or action.amount - free > action.amount * TRANSFER_SLACK:
+            return action.amount
+        return free.quantize(CENT, rounding=ROUND_FLOOR)
 
     async def lend(self, action: Supply | Withdraw | Borrow | Repay, decision_id: str) -> ActionResult:
         """Supply, withdraw, borrow or repay ``action.amount`` on the lending fuse."""
