@@ -149,7 +149,15 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
                 pytest.fail("the daemon's /metrics did not answer within 30 s")
             time.sleep(0.2)
         prom.start()
-        prom.wait_for_target_up(timeout=30)
+        prom.wait_for_target_up(timeout=60)
+        # On a loaded machine a scrape can time out: wait until the core series are really stored.
+        deadline = time.monotonic() + 120
+        while not all(prom.query(s) for s in ("alpha_vault_nav_usd", "alpha_pnl_net_apr_ratio", "alpha_funding_book_apr_ratio")):
+            if daemon.poll() is not None:
+                pytest.fail(f"alpha run exited {daemon.returncode}: {(tmp / 'daemon.log').read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("no NAV, net APR or book APR series scraped within 120 s")
+            time.sleep(0.5)
         time.sleep(DATA_SECONDS)
         yield prom
     finally:
