@@ -25,6 +25,7 @@ from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import make_plan
 from alpha.strategy.signals import FundingHistory, compute_signals
+from tests.property_budget import examples
 
 D = Decimal
 EPS = D("1e-9")
@@ -143,7 +144,7 @@ OVER_CAP_BELOW_MINIMUM = build_scenario(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 @example(scenario=OVER_CAP_BELOW_MINIMUM)
 def test_planned_book_is_neutral_within_caps_leverage_and_buffer(scenario: tuple) -> None:
