@@ -186,24 +186,26 @@ async def test_a_venue_in_maintenance_pauses_trading_without_crashing_a_service(
     path = tmp_path / "streams.yaml"
     path.write_text(STRATEGY.format(url=binance.url, symbol=SYMBOL, journal=tmp_path / "journal.db"))
     daemon = build_daemon(load_config(path), mode="live", serve_http=False, poll_every=POLL)
+    # Held by the operator, the daemon takes no decision: none is in flight when the window opens
+    # (one that is crashes the scheduler: the xfail test below). Paused or not, the services read
+    # the venue on their own cadence all through the window.
+    daemon.set_paused("operator", True)
     task = asyncio.create_task(daemon.run(install_signals=False))
     faults = binance.state.faults
     try:
         await until(lambda: daemon.ready and "stale_data" not in daemon.paused)
-        # The start-up decision is over before the window opens: one that opens while a decision
-        # executes is the test below.
-        await until(quiet(daemon))
         before = _restarts(daemon)
         faults.maintenance = True
         faults.streams_down = True
         await until(lambda: "stale_data" in daemon.paused and _paused_metric(daemon) == 1)
         await asyncio.sleep(1.0)  # several risk, margin and scheduler rounds against a venue that refuses
-        assert daemon.trading_blocked() == "paused: stale_data"
+        assert daemon.trading_blocked() == "paused: operator, stale_data"
         assert _restarts(daemon) == before, "no service crashed while the venue was in maintenance"
         assert all(daemon.supervisor.running.values())
         faults.maintenance = False
         faults.streams_down = False
-        await until(lambda: "stale_data" not in daemon.paused and _paused_metric(daemon) == 0, timeout=15)
+        await until(lambda: "stale_data" not in daemon.paused and _paused_metric(daemon) == 0)
+        await daemon.resume()
         assert daemon.trading_blocked() is None
         assert _restarts(daemon) == before
     finally:
