@@ -14,7 +14,7 @@ from hypothesis import settings
 # whatever a local example database holds; no deadline, since a loaded machine is slow.
 # ``long`` (HYPOTHESIS_PROFILE=long, ``make test-long``): random and twenty times the examples;
 # it keeps the local database so that a failure it finds is replayed on the next run.
-# A test's own ``max_examples`` is its ci budget, scaled by ``tests/property_budget.examples``.
+# A test's own ``max_examples`` is its ci budget, scaled by ``tests/budgets.examples``.
 settings.register_profile("ci", max_examples=100, derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("long", max_examples=2000, derandomize=False, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -12,16 +12,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from alpha.config import load_config
 from alpha.config.schema import StrategyConfig
 from alpha.domain.clock import SimulatedClock
 
 REPO = Path(__file__).resolve().parents[2]
-# A CPU-bound simulation of days: a minute or so on an idle machine, over four on a loaded one,
-# which is too close to the suite's 300 s hang guard (pyproject: timeout).
-CPU_BOUND = pytest.mark.timeout(1200)
 DEMO = REPO / "config" / "demo.yaml"
 
 

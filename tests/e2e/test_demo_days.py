@@ -14,7 +14,8 @@ from pathlib import Path
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.risk.exposure import delta_ratio, holdings
-from tests.e2e.harness import CPU_BOUND, SteppedClock, demo_config, run_for
+from tests.budgets import CPU_BOUND
+from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 EPS = Decimal("1e-9")
 

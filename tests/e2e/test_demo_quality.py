@@ -32,7 +32,8 @@ from alpha.daemon.journal import Journal
 from alpha.domain.actions import CloseHedge, OpenHedge, ResizeLeg
 from alpha.observability.logging import configure
 from alpha.risk.exposure import holdings
-from tests.e2e.harness import CPU_BOUND, SteppedClock, demo_config, run_for
+from tests.budgets import CPU_BOUND
+from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 CAPITAL_ACTIONS = ("Transfer", "TopUpMargin", "Supply", "Withdraw", "Borrow", "Repay")
 RISK_TRIGGERS = ("margin", "neutralise")

@@ -26,7 +26,8 @@ from alpha.market.synthetic import SyntheticSource
 from alpha.risk.exposure import delta_ratio, holdings, net_delta
 from fuses.sim.source import MarketStates
 from fuses.sim.world import SimWorld
-from tests.e2e.harness import CPU_BOUND, SteppedClock, demo_config, run_for
+from tests.budgets import CPU_BOUND
+from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 BEAR_APR = Decimal("-0.60")
 BULL_APR = Decimal("0.40")

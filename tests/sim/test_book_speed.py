@@ -12,7 +12,7 @@ from alpha.domain.market import BookLevel, OrderBook
 from alpha.domain.money import ceil_to_step, floor_to_step
 from fuses.sim.book import BPS, DepthModel, build_book
 from fuses.sim.markets import make_instrument
-from tests.property_budget import examples
+from tests.budgets import examples
 
 D = Decimal
 

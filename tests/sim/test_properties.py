@@ -16,7 +16,7 @@ from fuses.sim.book import DepthModel, average_price, build_book, walk
 from fuses.sim.engine import FEES, MARKET, PositionState, SimExchange
 from fuses.sim.events import FundingPaid, Liquidated, OrderFilled
 from fuses.sim.markets import make_instrument
-from tests.property_budget import examples
+from tests.budgets import examples
 from tests.sim.helpers import ETH_PERP, PERP, SPOT, T0, market_order, venue
 
 D = Decimal

@@ -12,7 +12,7 @@ from alpha.domain.instruments import Side
 from alpha.domain.market import BookLevel, OrderBook
 from alpha.strategy.carry import slippage_rate
 from alpha.strategy.signals import LN2, FundingSample, SignalParams, forecast_market
-from tests.property_budget import examples
+from tests.budgets import examples
 
 D = Decimal
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

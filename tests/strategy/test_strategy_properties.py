@@ -25,7 +25,7 @@ from alpha.strategy.apply import apply
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import make_plan
 from alpha.strategy.signals import FundingHistory, compute_signals
-from tests.property_budget import examples
+from tests.budgets import examples
 
 D = Decimal
 EPS = D("1e-9")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.property_budget import examples
+from tests.budgets import examples
 
 
 def _drawn() -> list[int]:
