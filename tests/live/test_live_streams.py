@@ -98,7 +98,7 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def quiet(daemon: Daemon) -> Callable[[], bool]:
-    """Return whether the start-up decision is recorded and no decision executes or waits to."""
+    """Return the condition: the start-up decision is recorded and no decision executes or waits to."""
     return lambda: bool(daemon.decisions) and not daemon._executing and not daemon.triggers
 
 
