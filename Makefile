@@ -1,13 +1,14 @@
 # Two set-up commands, both working on a fresh machine:
 #   make run    installs alpha and runs the daemon in demo mode (offline, synthetic market)
 #   make test   installs alpha, its test counterparts (anvil, Aave v3, Prometheus) and runs the tests
+# make test-long runs only the property tests, with Hypothesis's `long` profile (many more random examples).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CHAIN  := deploy/chain
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup system-deps node-deps lint typecheck bench clean
+.PHONY: run test test-long setup system-deps node-deps lint typecheck bench clean
 
 setup: $(VENV)/.stamp
 
@@ -33,6 +34,9 @@ run: setup
 
 test: setup system-deps node-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
+
+test-long: setup
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -m hypothesis --timeout=1800 --durations=10
 
 lint: setup
 	$(BIN)/ruff check alpha fuses tests

@@ -135,9 +135,10 @@ class StepRunner:
         self._journal_step(decision_id, now, step.kind.value, step)
         if step.approved:
             await self.execute(decision_id, step.approved, step.kind.value)
-            after = await self.book.view(self.clock.now(), ViewPurpose.AFTER)
-            self.reset_references(after, {f for a in step.approved for f in _fuses_of(a)})
-            self.book.on_view(after)
+            after = await self._after()
+            if after is not None:
+                self.reset_references(after, {f for a in step.approved for f in _fuses_of(a)})
+                self.book.on_view(after)
         return step
 
     async def decide(self, trigger: str) -> DecisionRecord:
@@ -169,9 +170,10 @@ class StepRunner:
             completed = await self.execute(decision_id, step.approved, trigger)
             rec = DecisionRecord(decision_id, trigger, now, list(step.approved), [(r.action, r.reason) for r in step.refused], completed)
             self.decisions.append(rec)
-            after = await self.book.view(self.clock.now(), ViewPurpose.AFTER)
-            self.reset_references(after)
-            self.book.on_view(after)
+            after = await self._after()
+            if after is not None:
+                self.reset_references(after)
+                self.book.on_view(after)
             return rec
         finally:
             structlog.contextvars.unbind_contextvars("decision_id")
@@ -216,7 +218,14 @@ class StepRunner:
                 failed = True
                 self.book.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error or 'not filled'}")
         if failed and repair_after and touched:
-            view = await self.book.view(self.clock.now(), ViewPurpose.MARGIN)
+            try:
+                view = await self.book.view(self.clock.now(), ViewPurpose.MARGIN)
+            except TransientError as exc:
+                # A venue went away as the step executed: the book cannot be seen, so it is not
+                # repaired blind; the risk monitor pauses on the unreadable accounts and the
+                # repair is planned once the venue answers.
+                self.book.note(f"legs left the book unhedged but a venue is unavailable ({exc}); the repair waits for it")
+                return completed
             step = repair_step(view, self.config, self.instruments, self.book.risk_state(), prefer=touched)
             for text in step.notes:
                 self.book.note(text)
@@ -224,6 +233,17 @@ class StepRunner:
                 self._journal_step(decision_id, self.clock.now(), step.kind.value, step)
                 await self.execute(decision_id, step.approved, step.kind.value, repair_after=False)
         return completed
+
+    async def _after(self) -> PortfolioView | None:
+        """The book after a step executed, or None when a venue became unavailable meanwhile.
+
+        The step is journalled already; the references and gauges wait for the next view.
+        """
+        try:
+            return await self.book.view(self.clock.now(), ViewPurpose.AFTER)
+        except TransientError as exc:
+            log.warning("book unreadable after a step; references and metrics wait for the next view", error=repr(exc))
+            return None
 
     # -- journal ---------------------------------------------------------------------------
 

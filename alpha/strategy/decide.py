@@ -52,7 +52,7 @@ from decimal import Decimal
 from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition
-from alpha.domain.instruments import InstrumentKind, Side
+from alpha.domain.instruments import Instrument, InstrumentKind, Side
 from alpha.domain.market import BadMarketData, MarketSnapshot
 from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -311,6 +311,11 @@ def _max_notional(c: Candidate, room: _Room, venue_of: dict[str, str], rates: di
     return max(min(limits), ZERO)
 
 
+def _below_minimum(inst: Instrument, quantity: Decimal, price: Decimal) -> bool:
+    """Return whether a position (or order) of ``quantity`` at ``price`` is under the market's minimum size."""
+    return quantity < inst.min_quantity or quantity * price < inst.min_notional
+
+
 def _round_quantity(c: Candidate, quantity: Decimal, price: Decimal, tolerance: Decimal) -> Decimal | None:
     """Round ``quantity`` to every leg's lot step; None if a leg cannot take it (minimums, steps)."""
     step = max(leg.instrument.lot_step for leg in c.legs)
@@ -321,7 +326,7 @@ def _round_quantity(c: Candidate, quantity: Decimal, price: Decimal, tolerance: 
         lq = leg.instrument.round_quantity(q)
         if lq != q and abs(q - lq) > tolerance * q:
             return None
-        if lq < leg.instrument.min_quantity or lq * price < leg.instrument.min_notional:
+        if _below_minimum(leg.instrument, lq, price):
             return None
         q = min(q, lq)
     return q
@@ -332,7 +337,9 @@ def _snap_to_holdings(c: Candidate, quantity: Decimal, held: dict[tuple[str, str
 
     A leg within one minimum order of its holding keeps the holding when growing, and shrinks
     by at least one minimum order when shrinking (the caps may require it). Return None if no
-    quantity works.
+    quantity works: a shrink that takes a leg below its market's minimum leaves nothing the
+    venues would take, so this hedge is not chosen (and ``_book`` closes what it holds unless
+    another hedge takes its markets).
     """
     q = quantity
     for _ in range(3):
@@ -345,7 +352,7 @@ def _snap_to_holdings(c: Candidate, quantity: Decimal, held: dict[tuple[str, str
                 continue
             q = have if have < q else floor_to_step(have - smallest, max(x.instrument.lot_step for x in c.legs))
             changed = True
-            if q <= 0:
+            if q <= 0 or any(_below_minimum(x.instrument, q, price) for x in c.legs):
                 return None
         if not changed:
             return q

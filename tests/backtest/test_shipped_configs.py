@@ -19,6 +19,7 @@ from alpha.backtest.source import RecordedSource, load_tapes
 from alpha.config import load_config
 from alpha.data.canonical import price_path, write_funding, write_prices
 from alpha.data.importers import import_file
+from tests.budgets import CPU_BOUND
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / ".." / "shared" / "data"
@@ -42,6 +43,7 @@ def _run(config_name: str, data: Path) -> RunResult:
     return asyncio.run(replay(config, tapes, source.start, source.end))
 
 
+@CPU_BOUND
 def test_multivenue_backtest_has_no_venue_rejections_over_its_full_history(tmp_path: Path) -> None:
     data = _import([DATA / "prices" / "binance-bybit-okx_BTC-ETH_8h_spot_perp_ohlc_funding_2023-2024.csv"], tmp_path)
 
@@ -55,6 +57,7 @@ def test_multivenue_backtest_has_no_venue_rejections_over_its_full_history(tmp_p
     assert result.liquidations == 0
 
 
+@CPU_BOUND
 def test_binance_btc_backtest_has_no_venue_rejections_over_its_full_history(tmp_path: Path) -> None:
     data = _import(
         [

@@ -14,6 +14,7 @@ from pathlib import Path
 from alpha.daemon.app import build_daemon
 from alpha.daemon.daemon import Daemon
 from alpha.risk.exposure import delta_ratio, holdings
+from tests.budgets import CPU_BOUND
 from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 EPS = Decimal("1e-9")
@@ -66,6 +67,7 @@ async def _check_invariants(daemon: Daemon) -> None:
     )
 
 
+@CPU_BOUND
 async def test_demo_over_days_keeps_every_invariant_at_every_decision(tmp_path: Path) -> None:
     cfg = demo_config(tmp_path, market=demo_config(tmp_path).market.model_copy(update={"shocks": ()}))
     clock = SteppedClock(cfg.clock.start)

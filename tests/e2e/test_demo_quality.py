@@ -32,6 +32,7 @@ from alpha.daemon.journal import Journal
 from alpha.domain.actions import CloseHedge, OpenHedge, ResizeLeg
 from alpha.observability.logging import configure
 from alpha.risk.exposure import holdings
+from tests.budgets import CPU_BOUND
 from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 CAPITAL_ACTIONS = ("Transfer", "TopUpMargin", "Supply", "Withdraw", "Borrow", "Repay")
@@ -210,6 +211,7 @@ def main(argv: list[str]) -> int:
 DAYS = 10  # two settlement-driven weeks of decisions would be slower; ten days show every behaviour
 
 
+@CPU_BOUND
 async def test_demo_over_ten_days_trades_like_a_funding_farmer(tmp_path: Path) -> None:
     checked: list[str] = []
     done = 0

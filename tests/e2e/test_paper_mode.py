@@ -101,10 +101,7 @@ async def test_paper_daemon_reads_the_venue_and_trades_only_on_the_simulated_eng
     assert daemon.wiring.mode == "paper"
     task = asyncio.create_task(daemon.run(install_signals=False))
     try:
-        for _ in range(200):
-            if daemon.ready or task.done():
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: daemon.ready or task.done(), timeout=60, what="paper daemon ready")
         assert daemon.ready, "paper daemon did not become ready"
 
         # Funding as the venue reports it: rate, interval and next settlement.
@@ -217,7 +214,7 @@ async def test_paper_daemon_streams_and_pauses_on_stale_venue_data(
         polls = log.count("/fapi/v1/premiumIndex")
         mark = LiveClock().now()
         await asyncio.sleep(1.2)  # four poll periods (300 ms)
-        assert streamed_since(mark)
+        await wait_until(lambda: streamed_since(mark), what="stream readings after four poll periods")
         assert log.count("/fapi/v1/premiumIndex") == polls
         assert "stale_data" not in daemon.paused
         assert daemon.readiness() == (True, "ok")

@@ -26,6 +26,7 @@ from alpha.risk.exposure import delta_ratio, holdings, net_delta
 from fuses.sim.source import MarketStates
 from fuses.sim.synthetic import SyntheticSource
 from fuses.sim.world import SimWorld
+from tests.budgets import CPU_BOUND
 from tests.e2e.harness import SteppedClock, demo_config, run_for
 
 BEAR_APR = Decimal("-0.60")
@@ -102,6 +103,7 @@ def _pnl(daemon: Daemon, component: str) -> float:
     return value
 
 
+@CPU_BOUND
 async def test_bear_market_synthetic_short_then_unwind(tmp_path: Path) -> None:
     cfg = _config(tmp_path)
     start = cfg.clock.start

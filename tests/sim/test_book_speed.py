@@ -12,6 +12,7 @@ from alpha.domain.market import BookLevel, OrderBook
 from alpha.domain.money import ceil_to_step, floor_to_step
 from fuses.sim.book import BPS, DepthModel, build_book
 from fuses.sim.markets import make_instrument
+from tests.budgets import examples
 
 D = Decimal
 
@@ -45,7 +46,7 @@ def _plain_book(mid: Decimal, tick: Decimal, lot: Decimal, model: DepthModel) ->
     return OrderBook(tuple(bids), tuple(asks))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     mid=st.decimals(min_value=D("0.05"), max_value=D("200000"), places=4),
     spread=st.decimals(min_value=D("0"), max_value=D("30"), places=2),

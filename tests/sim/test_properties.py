@@ -16,10 +16,11 @@ from fuses.sim.book import DepthModel, average_price, build_book, walk
 from fuses.sim.engine import FEES, MARKET, PositionState, SimExchange
 from fuses.sim.events import FundingPaid, Liquidated, OrderFilled
 from fuses.sim.markets import make_instrument
+from tests.budgets import examples
 from tests.sim.helpers import ETH_PERP, PERP, SPOT, T0, market_order, venue
 
 D = Decimal
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 trade = st.tuples(
     st.just("trade"),

@@ -12,6 +12,7 @@ from alpha.domain.instruments import Side
 from alpha.domain.market import BookLevel, OrderBook
 from alpha.strategy.carry import slippage_rate
 from alpha.strategy.signals import LN2, FundingSample, SignalParams, forecast_market
+from tests.budgets import examples
 
 D = Decimal
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -36,7 +37,7 @@ def books(draw: st.DrawFn) -> OrderBook:
     return OrderBook(tuple(bids), tuple(asks))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(book=books(), side=st.sampled_from(list(Side)), quantity=st.decimals(min_value=D("0.000001"), max_value=D("400")))
 def test_cached_book_walk_prices_exactly_like_the_book(book: OrderBook, side: Side, quantity: Decimal) -> None:
     assert slippage_rate(book, side, quantity) == book.slippage_rate(side, quantity)
@@ -62,7 +63,7 @@ def _plain_forecast(samples: list[FundingSample], now: datetime, p: SignalParams
     return recent, long_run, long_run + (recent - long_run) * w
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     aprs=st.lists(st.decimals(min_value=D("-3"), max_value=D("3"), places=10), min_size=1, max_size=60),
     gaps=st.lists(st.integers(min_value=1, max_value=600), min_size=60, max_size=60),
@@ -82,7 +83,7 @@ def test_forecast_with_shared_weights_equals_the_plain_loop(aprs: list[Decimal],
     assert first == again == _plain_forecast(samples, now, p)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(
     rates=st.lists(st.decimals(min_value=D("-0.001"), max_value=D("0.002"), places=6), min_size=40, max_size=40),
     skew=st.integers(min_value=0, max_value=3),

@@ -20,6 +20,9 @@ def _rest_order_reads(log: Any) -> int:
     return int(log.count("/fapi/v1/order", "GET") + log.count("/fapi/v1/openOrders"))
 
 
+FILL_WAIT = 30.0  # seconds a fill may take to come back on the stream: generous, a loaded machine is slow
+
+
 async def _user_stream_open(rig: Any, streams: MarketStreams, posts: int = 1) -> None:
     """Wait until the listen key is made and the account streams are connected (not failed)."""
     log = rig.server.state.log
@@ -42,7 +45,7 @@ async def test_a_fill_and_the_position_it_opens_arrive_on_the_account_streams_wi
             await _user_stream_open(rig, streams)
             reads = _rest_order_reads(log)
             await _buy(rig, "acct-stream-1")
-            order = await streams.final_order("acct-stream-1", wait=5)
+            order = await streams.final_order("acct-stream-1", wait=FILL_WAIT)
             assert order is not None and order.status is OrderStatus.FILLED
             assert order.client_id == "acct-stream-1" and order.filled == Decimal("0.01") and order.market == BTC
             venue = rig.backend.order("alice", BTC, "acct-stream-1")
@@ -66,7 +69,7 @@ async def test_a_dropped_user_stream_claims_nothing_while_away_and_streams_again
         async with running(streams):
             await _user_stream_open(rig, streams)
             await _buy(rig, "drop-1")
-            assert (await streams.final_order("drop-1", wait=5)) is not None
+            assert (await streams.final_order("drop-1", wait=FILL_WAIT)) is not None
 
             faults.streams_down = True
             await wait_for(lambda: streams.states["orders"] is FeedState.RECONNECTING)
@@ -79,7 +82,7 @@ async def test_a_dropped_user_stream_claims_nothing_while_away_and_streams_again
             faults.streams_down = False
             await _user_stream_open(rig, streams)
             await _buy(rig, "drop-3")
-            order = await streams.final_order("drop-3", wait=5)
+            order = await streams.final_order("drop-3", wait=FILL_WAIT)
             assert order is not None and order.status is OrderStatus.FILLED
             assert streams.states["orders"] is FeedState.STREAMING
             assert any(g.feed == "orders" for g in streams.gaps)
@@ -97,7 +100,7 @@ async def test_an_expired_listen_key_is_replaced_and_the_stream_resumes(rig_fact
             await wait_for(lambda: streams.states["orders"] is FeedState.RECONNECTING)
             await _user_stream_open(rig, streams, posts=2)  # a fresh key, a fresh connection
             await _buy(rig, "expired-1")
-            order = await streams.final_order("expired-1", wait=5)
+            order = await streams.final_order("expired-1", wait=FILL_WAIT)
             assert order is not None and order.status is OrderStatus.FILLED
             assert all(expiry > 0 for _, expiry in venue.listen_keys.values())
             assert log.count("/fapi/v1/listenKey", "POST") >= 2
@@ -113,10 +116,11 @@ async def test_the_listen_key_is_kept_alive_so_the_stream_outlives_its_first_exp
             wall = venue.wall()
             for key, (account, _) in list(venue.listen_keys.items()):
                 venue.listen_keys[key] = (account, wall + 1.0)  # would expire in a second without a keepalive
-            await asyncio.sleep(2.0)
+            # ccxt extends the key before it expires, and the stream lives on past that first expiry.
+            await wait_for(lambda: all(expiry > wall + 60 for _, expiry in venue.listen_keys.values()))
             assert log.count("/fapi/v1/listenKey", "PUT") >= 1, "ccxt extends the key"
-            assert all(expiry > wall + 60 for _, expiry in venue.listen_keys.values())
+            await wait_for(lambda: venue.wall() > wall + 2.0)
             assert log.count("/fapi/v1/listenKey", "POST") == 1 and streams.reconnects == 0
             await _buy(rig, "kept-alive-1")
-            order = await streams.final_order("kept-alive-1", wait=5)
+            order = await streams.final_order("kept-alive-1", wait=FILL_WAIT)
             assert order is not None and order.status is OrderStatus.FILLED

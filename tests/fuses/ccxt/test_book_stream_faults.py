@@ -46,7 +46,7 @@ async def equals_rest_book_after(rig: Any, streams: MarketStreams, since: dateti
         counter[0] += len(MARKETS)
         return streamed_since(streams, since) and all(streams.books[m].book == rest[m] for m in MARKETS)
 
-    await wait_for_async(same, timeout=8.0)
+    await wait_for_async(same)
 
 
 class StaleSampler:
@@ -175,10 +175,10 @@ async def test_refused_book_stream_reconnects_space_out_by_the_backoff_then_reco
                 per_url = refusals(rig, "/public/ws", since)
                 return len(per_url) == len(MARKETS) and all(len(t) >= 4 for t in per_url.values())
 
-            await wait_for(refused_four_times, timeout=12)
+            await wait_for(refused_four_times)
             rig.server.state.faults.streams_down = False
             back_at = LiveClock().now()
-            await wait_for(lambda: streaming(streams, back_at), timeout=12)
+            await wait_for(lambda: streaming(streams, back_at))
 
         per_url = refusals(rig, "/public/ws", since)
         assert len(per_url) == len(MARKETS)  # one stream connection per market's book
@@ -254,7 +254,7 @@ async def test_a_silent_book_stream_is_reopened_while_the_mark_stream_keeps_runn
             quiet_at = LiveClock().now()
             await asyncio.sleep(2 * SETTINGS.stale_after.total_seconds())
             venue.silent_depth = False
-            await wait_for(lambda: task.done() or streaming(streams, quiet_at), timeout=8)
+            await wait_for(lambda: task.done() or streaming(streams, quiet_at))
             assert not task.done(), task  # the feeds still run
             assert streams.marks[BTC].source == "stream" and streams.marks[BTC].received > quiet_at
         finally:

@@ -30,11 +30,11 @@ async def running(streams: MarketStreams) -> AsyncIterator[asyncio.Event]:
         yield stop
     finally:
         stop.set()
-        await asyncio.wait_for(task, timeout=5)
+        await asyncio.wait_for(task, timeout=20)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``condition`` (real time: the emulator and the streams run on the wall clock)."""
+async def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Poll ``condition`` (real time: the emulator and the streams run on the wall clock; generous, a loaded machine is slow)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
         if asyncio.get_running_loop().time() > deadline:
@@ -42,7 +42,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def wait_for_async(condition: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
+async def wait_for_async(condition: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
     """Poll an awaitable ``condition`` until it holds (real time)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while not await condition():
@@ -204,16 +204,17 @@ async def test_a_venue_without_streams_is_polled_with_its_hourly_funding(hl_rig_
 async def test_an_orders_fill_arrives_through_the_user_stream_before_any_rest_poll(rig_factory: Any) -> None:
     from alpha.domain.account import OrderRequest, OrderType
     from alpha.domain.instruments import Side
+    from fuses.emulators.binance import BINANCE_KEY
 
     async with rig_factory() as rig:
         client, log = rig.fuse.client, rig.server.state.log
         watching = asyncio.create_task(client.watch_orders())
         positions = asyncio.create_task(client.watch_positions())
-        await wait_for(lambda: log.count("/fapi/v1/listenKey", "POST") == 1 and rig.server.state.streams)
-        await asyncio.sleep(0.2)  # the user stream is open
+        await wait_for(lambda: log.count("/fapi/v1/listenKey", "POST") == 1)
+        await wait_for(lambda: any(rig.server.app[BINANCE_KEY].user_queues.values()))  # the user stream is open
         polls_before = log.count("/fapi/v1/order", "GET") + log.count("/fapi/v1/openOrders")
         await rig.fuse.submit(OrderRequest("stream-fill-1", BTC, Side.BUY, Decimal("0.01"), OrderType.MARKET))
-        await asyncio.wait_for(watching, 5)  # woken by the first update; later ones land in ccxt's cache
+        await asyncio.wait_for(watching, 30)  # woken by the first update; later ones land in ccxt's cache
 
         def ours() -> list[Any]:
             return [o for o in client.orders or [] if o["clientOrderId"] == "stream-fill-1"]
@@ -222,7 +223,7 @@ async def test_an_orders_fill_arrives_through_the_user_stream_before_any_rest_po
         done = ours()[-1]
         assert done["filled"] == 0.01 and done["info"]["x"] == "TRADE" and done["info"]["z"] == "0.01"
         assert log.count("/fapi/v1/order", "GET") + log.count("/fapi/v1/openOrders") == polls_before  # no REST poll
-        await asyncio.wait_for(positions, 5)  # the REST snapshot; ACCOUNT_UPDATE after the fill updates the cache
+        await asyncio.wait_for(positions, 30)  # the REST snapshot; ACCOUNT_UPDATE after the fill updates the cache
 
         def btc_long() -> list[Any]:
             return [p for p in (client.positions or {}).get("linear", []) if p["symbol"] == BTC and p["contracts"]]
