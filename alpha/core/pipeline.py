@@ -3,8 +3,10 @@
 The daemon (live, paper, demo), the backtest replay and ``alpha plan`` call these steps and
 only gather their inputs and execute their approved actions; none of them builds an action.
 
-* ``decision_step``: signals -> ``decide`` -> ``make_plan`` -> ``pair_resizes`` -> ``gate``.
-  Resizes are paired before the gate, so the gate judges what will be executed.
+* ``decision_step``: signals -> ``decide`` -> ``make_plan`` -> ``pair_resizes`` ->
+  ``repairs_first`` -> ``gate``. Resizes are paired before the gate, so the gate judges what
+  will be executed; an asset whose net delta is past ``delta_tolerance`` is repaired before
+  any action adds exposure.
 * ``margin_step``: repay lending debt below the minimum health factor, top margin up (from
   the idle buffer, then lending withdrawals, then other venues' gains), deleverage both legs
   past the line.
@@ -34,7 +36,7 @@ from alpha.core.margin import (
     top_up_action,
     withdrawable,
 )
-from alpha.core.repair import neutralise, pair_reductions, pair_resizes
+from alpha.core.repair import neutralise, pair_reductions, pair_resizes, repairs_first
 from alpha.domain.account import MarginHealth
 from alpha.domain.actions import VAULT, Action, Refusal, TargetBook, Transfer
 from alpha.domain.instruments import Instrument
@@ -96,7 +98,7 @@ def _gated(
 
 
 def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig, state: RiskState, now: datetime) -> Step:
-    """Decide the target book, plan the actions that reach it (resizes paired), gate them.
+    """Decide the target book, plan the actions that reach it (resizes paired, repairs first), gate them.
 
     Bad input (a ``BadMarketData`` or any ``ValueError`` from ``decide``) is refused: the
     step plans nothing and says why in ``skipped``; nothing is traded on it.
@@ -107,6 +109,8 @@ def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig,
         return Step(StepKind.DECISION, skipped=f"refused: {exc}")
     result = make_plan(target, view)
     planned = pair_resizes(result.actions, view)
+    instruments = {key: snap.instrument for key, snap in view.markets.items()}
+    planned = repairs_first(planned, view, instruments, config.delta_tolerance)
     return _gated(StepKind.DECISION, planned, view, config, state, target=target, dropped=result.dropped)
 
 

@@ -10,6 +10,7 @@
 * ``pair_reductions``: reduce holdings together with their opposite holdings (deleverage,
   flatten), so net delta does not move.
 * ``neutralise``: the trades that bring each asset's net delta back within tolerance.
+* ``repairs_first``: a plan's repair of a drifting asset goes before anything adding exposure.
 """
 
 from __future__ import annotations
@@ -17,17 +18,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 
-from alpha.domain.actions import Action, CloseHedge, HedgeRef, Leg, OpenHedge, ResizeLeg
+from alpha.domain.actions import Action, Borrow, CloseHedge, HedgeRef, Leg, OpenHedge, Repay, ResizeLeg
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.money import ZERO, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
-from alpha.risk.exposure import asset_of, delta_ratio, holdings
+from alpha.risk.exposure import asset_of, contributions, delta_ratio, holdings
 
 
-def _reduces(leg: Leg, view: PortfolioView) -> bool:
-    acct = view.accounts.get(leg.fuse)
-    pos = acct.position(leg.market) if acct is not None else None
-    size = pos.size if pos is not None else ZERO
+def _positions(view: PortfolioView) -> dict[tuple[str, str], Decimal]:
+    return {(name, p.market): p.size for name, acct in view.accounts.items() for p in acct.positions}
+
+
+def _holds_positions(view: PortfolioView, key: tuple[str, str], positions: Mapping[tuple[str, str], Decimal]) -> bool:
+    """Say whether ``key`` is a market that holds positions (a perp), not a spot market's coins."""
+    snap = view.market(*key)
+    return snap.instrument.kind.is_perp if snap is not None else key in positions
+
+
+def _reduces(leg: Leg, positions: Mapping[tuple[str, str], Decimal]) -> bool:
+    size = positions.get((leg.fuse, leg.market), ZERO)
     return size * leg.side.sign < 0 and leg.quantity <= abs(size)
 
 
@@ -35,45 +44,70 @@ def _with_quantity(leg: Leg, quantity: Decimal) -> Leg:
     return Leg(leg.fuse, leg.market, leg.side, quantity)
 
 
+def _legs_of(action: Action | None) -> tuple[Leg, ...]:
+    if isinstance(action, OpenHedge | CloseHedge):
+        return tuple(action.legs)
+    if isinstance(action, ResizeLeg):
+        return (action.leg,)
+    return ()
+
+
 def pair_resizes(actions: Sequence[Action], view: PortfolioView) -> list[Action]:
     """Return ``actions`` with each matching pair of ``ResizeLeg``s executed as one hedge.
 
-    The paired quantity is the smaller of the two; a remainder stays a ``ResizeLeg`` right
-    after the pair. Both legs growing their positions become an ``OpenHedge``; both shrinking,
-    a ``CloseHedge`` (reduce-only).
+    The paired quantity is the smaller of the two; a remainder stays a ``ResizeLeg`` in the
+    second one's place. Both legs growing their positions become an ``OpenHedge``; both
+    shrinking, a ``CloseHedge`` (reduce-only). Growing or shrinking is judged against the
+    positions the actions before the pair leave, not the view's: a hedge reversed between the
+    same two markets is a close (to flat) and then an open, never a second close whose
+    reduce-only orders are larger than what is left.
     """
     out: list[Action | None] = list(actions)
+    positions = _positions(view)
+    tracked = set(positions)
     for i, first in enumerate(out):
-        if not isinstance(first, ResizeLeg):
-            continue
-        for j in range(i + 1, len(out)):
-            second = out[j]
-            if not (
-                isinstance(second, ResizeLeg)
-                and second.hedge_id == first.hedge_id
-                and second.asset == first.asset
-                and second.leg.side is not first.leg.side
-                and (second.leg.fuse, second.leg.market) != (first.leg.fuse, first.leg.market)
-            ):
-                continue
-            shrinking = _reduces(first.leg, view), _reduces(second.leg, view)
-            if shrinking[0] != shrinking[1]:
-                continue
-            both = min(first.leg.quantity, second.leg.quantity)
-            legs = (_with_quantity(first.leg, both), _with_quantity(second.leg, both))
-            reason = f"{first.reason} (both legs together)"
-            paired: Action = (
-                CloseHedge(first.hedge_id, first.asset, legs, reason) if shrinking[0] else OpenHedge(first.hedge_id, first.asset, legs, reason)
-            )
-            rest: Action | None = None
-            for resize in (first, second):
-                left = resize.leg.quantity - both
-                if left > 0:
-                    rest = ResizeLeg(resize.hedge_id, resize.asset, _with_quantity(resize.leg, left), resize.reason)
-            out[i] = paired
-            out[j] = rest
-            break
+        if isinstance(first, ResizeLeg):
+            out[i], j, rest = _paired(first, out, i, positions)
+            if j is not None:
+                out[j] = rest
+        for leg in _legs_of(out[i]):
+            key = (leg.fuse, leg.market)
+            if key in tracked or _holds_positions(view, key, positions):
+                tracked.add(key)
+                positions[key] = positions.get(key, ZERO) + leg.quantity * leg.side.sign
     return [a for a in out if a is not None]
+
+
+def _paired(
+    first: ResizeLeg, out: Sequence[Action | None], i: int, positions: Mapping[tuple[str, str], Decimal]
+) -> tuple[Action, int | None, Action | None]:
+    """Return ``first`` paired with the first matching ``ResizeLeg`` after it: the pair, where the partner was, and its remainder."""
+    for j in range(i + 1, len(out)):
+        second = out[j]
+        if not (
+            isinstance(second, ResizeLeg)
+            and second.hedge_id == first.hedge_id
+            and second.asset == first.asset
+            and second.leg.side is not first.leg.side
+            and (second.leg.fuse, second.leg.market) != (first.leg.fuse, first.leg.market)
+        ):
+            continue
+        shrinking = _reduces(first.leg, positions), _reduces(second.leg, positions)
+        if shrinking[0] != shrinking[1]:
+            continue
+        both = min(first.leg.quantity, second.leg.quantity)
+        legs = (_with_quantity(first.leg, both), _with_quantity(second.leg, both))
+        reason = f"{first.reason} (both legs together)"
+        paired: Action = (
+            CloseHedge(first.hedge_id, first.asset, legs, reason) if shrinking[0] else OpenHedge(first.hedge_id, first.asset, legs, reason)
+        )
+        rest: Action | None = None
+        for resize in (first, second):
+            left = resize.leg.quantity - both
+            if left > 0:
+                rest = ResizeLeg(resize.hedge_id, resize.asset, _with_quantity(resize.leg, left), resize.reason)
+        return paired, j, rest
+    return first, None, None
 
 
 def pair_reductions(
@@ -187,3 +221,56 @@ def neutralise(
             )
             remaining -= take
     return out
+
+
+def repairs_first(
+    actions: Sequence[Action],
+    view: PortfolioView,
+    instruments: Mapping[str, Instrument],
+    tolerance: Decimal,
+) -> list[Action]:
+    """Return ``actions`` with the repair of every drifting asset before any action that adds exposure.
+
+    An asset drifts when its ``|net delta| / gross`` is past ``tolerance``. Its repair is each
+    single-leg ``ResizeLeg`` of the asset that moves net delta towards zero without crossing it
+    (what a plan towards a neutral target trades on one side only); repairs move, in their
+    order, to just before the first ``OpenHedge``, growing ``ResizeLeg`` or ``Borrow``, so a
+    residual is closed before new paired slices are added, yet after the capital moves that
+    fund it. An asset the plan does not trade at all is repaired by ``neutralise`` first of all.
+    """
+    ratios = delta_ratio(view)
+    drifting = {asset for asset, ratio in ratios.items() if ratio > tolerance}
+    if not drifting:
+        return list(actions)
+    remaining: dict[str, Decimal] = {}
+    for asset, _fuse, _source, qty in contributions(view):
+        remaining[asset] = remaining.get(asset, ZERO) + qty
+    held = holdings(view)
+    repairs: list[Action] = []
+    rest: list[Action] = []
+    first_exposure: int | None = None
+    for action in actions:
+        if isinstance(action, ResizeLeg) and action.asset in drifting:
+            net = remaining.get(action.asset, ZERO)
+            signed = action.leg.quantity * action.leg.side.sign
+            if signed * net < 0 and action.leg.quantity <= abs(net):
+                remaining[action.asset] = net + signed
+                repairs.append(action)
+                continue
+        if first_exposure is None and _adds_exposure(action, held):
+            first_exposure = len(rest)
+        rest.append(action)
+    traded = {a.asset for a in actions if isinstance(a, OpenHedge | CloseHedge | ResizeLeg | Borrow | Repay)}
+    untraded = [fix for fix in neutralise(view, instruments, tolerance) if fix.asset not in traded]
+    at = len(rest) if first_exposure is None else first_exposure
+    return [*untraded, *rest[:at], *repairs, *rest[at:]]
+
+
+def _adds_exposure(action: Action, held: Mapping[tuple[str, str], Decimal]) -> bool:
+    if isinstance(action, OpenHedge | Borrow):
+        return True
+    if isinstance(action, ResizeLeg):
+        before = held.get((action.leg.fuse, action.leg.market), ZERO)
+        after = before + action.leg.quantity * action.leg.side.sign
+        return abs(after) > abs(before) or after * before < 0
+    return False

@@ -19,7 +19,8 @@ backtest replay drives too). The services themselves live in ``alpha.daemon.serv
 
 Start-up is recovery: fuses start, instruments and market data load, every order the
 journal does not know the outcome of is resolved by client id, and only then is the daemon
-ready to trade.
+ready to trade. An order nobody can resolve (its venue is down) blocks only its market, and
+is asked about again before every step and on the risk monitor's poll, never only at start.
 """
 
 from __future__ import annotations
@@ -190,8 +191,10 @@ class Daemon:
         self.start_nav = self.exporter.start_nav = self._start_nav(view)
         self.export_view(view)
         self.steps.reset_references(view)
-        self.ready = not self.executor.unresolved
-        self.metrics.ready.set(1 if self.ready else 0)
+        # Reconciled: what the venues could not answer for stays unresolved, blocking only its
+        # market (the gate's ``unresolved_order``) while the step runner and the risk monitor ask again.
+        self.ready = True
+        self.metrics.ready.set(1)
         if self.serve_http:
             token, where = resolve_token(cfg.control.token, default_token_file(cfg.journal.path))
             await self.servers.start("control", control_app(self, token), self.control_address, loopback_only=True)
@@ -447,8 +450,6 @@ class Daemon:
             return "kill switch engaged"
         if self.paused:
             return "paused: " + ", ".join(sorted(self.paused))
-        if self.executor is not None and self.executor.unresolved:
-            return "orders of unknown outcome"
         if not self.ready:
             return "not reconciled"
         return None

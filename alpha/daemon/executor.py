@@ -20,7 +20,7 @@ from typing import Any
 
 from alpha.config.schema import StrategyConfig
 from alpha.daemon.execution.capital import Capital
-from alpha.daemon.execution.context import ActionResult, ExecutionContext, ExecutionError, LegProgress
+from alpha.daemon.execution.context import ActionResult, ExecutionContext, ExecutionError, LegProgress, Unresolved
 from alpha.daemon.execution.hedges import Hedges
 from alpha.daemon.execution.orders import OrderFeed, Orders
 from alpha.daemon.execution.synthetic import SaleVenue, SyntheticShorts
@@ -51,6 +51,7 @@ __all__ = [
     "LegProgress",
     "OrderFeed",
     "SaleVenue",
+    "Unresolved",
 ]
 
 log = get_logger("alpha.executor")
@@ -109,9 +110,13 @@ class Executor:
         return self.ctx.stop
 
     @property
-    def unresolved(self) -> set[str]:
-        """Client ids of orders and lending steps nobody could resolve (trading pauses while any remain)."""
+    def unresolved(self) -> dict[str, Unresolved]:
+        """Orders and lending steps nobody could resolve, by client id (their markets, or fuses, are blocked)."""
         return self.ctx.unresolved
+
+    def blocked(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The market keys and the fuses nothing may trade on while an order or step there is unresolved."""
+        return self.ctx.blocked_markets(), self.ctx.blocked_fuses()
 
     @property
     def unhedged(self) -> Decimal:
@@ -151,14 +156,35 @@ class Executor:
             except FuseError as exc:
                 log.warning("action failed", decision_id=decision_id, action=type(action).__name__, error=repr(exc))
                 return ActionResult(action, False, error=repr(exc))
+            except Exception as exc:  # not a venue's answer: a bug or an untranslated error; the step goes on
+                log.exception("action raised", decision_id=decision_id, action=type(action).__name__, error=repr(exc))
+                return ActionResult(action, False, error=repr(exc))
 
     async def reconcile(self) -> list[tuple[str, str]]:
         """Resolve every journalled order whose outcome is unknown by asking its venue.
 
         Return ``(client_id, outcome)`` pairs. Orders the venue cannot answer for stay in
-        ``unresolved`` (trading stays paused while any remain).
+        ``unresolved`` (their markets blocked until ``retry_unresolved`` resolves them).
         """
         return await self.orders.reconcile()
+
+    async def retry_unresolved(self) -> list[tuple[str, str]]:
+        """Ask again about everything nobody could resolve; return ``(client_id, outcome)`` for what is resolved now.
+
+        Orders by client id, then by position (``Orders.retry_unresolved``); lending steps by
+        running their reconciliation again. Between actions only (``lock``): an order still in
+        flight is its action's to resolve. Cheap when nothing is unresolved.
+        """
+        if not self.ctx.unresolved:
+            return []
+        async with self.lock:
+            resolved = await self.orders.retry_unresolved()
+            steps = [cid for cid, u in self.ctx.unresolved.items() if u.market is None]
+            if steps:
+                for cid in steps:
+                    del self.ctx.unresolved[cid]
+                resolved += [(cid, outcome) for cid, outcome in await self.synthetic.reconcile() if cid not in self.ctx.unresolved]
+            return resolved
 
     async def reconcile_lending(self) -> list[tuple[str, str]]:
         """Resolve lending operations and synthetic-short steps a previous run left half done (``SyntheticShorts.reconcile``)."""

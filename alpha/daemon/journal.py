@@ -19,7 +19,8 @@ from typing import Any
 
 from alpha.domain.account import Order, OrderRequest
 
-FINAL_OUTCOMES = frozenset({"filled", "partially_filled", "rejected", "canceled", "expired", "not_found", "not_sent"})
+# ``by_position``: resolved by the venue's position once it could not tell by client id (``alpha.daemon.execution.orders``).
+FINAL_OUTCOMES = frozenset({"filled", "partially_filled", "rejected", "canceled", "expired", "not_found", "not_sent", "by_position"})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (

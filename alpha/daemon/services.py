@@ -85,12 +85,19 @@ async def scheduler_service(daemon: Daemon, stop: asyncio.Event) -> None:
         relay_task.cancel()
 
 
+async def resolve_unknown(daemon: Daemon) -> None:
+    """Ask the venues again about orders of unknown outcome; a resolved one triggers a decision (its fills may have moved the book)."""
+    if daemon.ready and daemon.steps is not None and await daemon.steps.resolve_unknown():
+        daemon.trigger("reconciled")
+
+
 async def risk_service(daemon: Daemon, stop: asyncio.Event) -> None:
-    """Watch the book every poll (or when a position changed at a venue): export, pause on stale data, trigger on drift."""
+    """Watch the book every poll (or when a position changed at a venue): resolve unknown orders, export, pause on stale data, trigger on drift."""
     relay_task = asyncio.create_task(relay(stop, daemon.risk_wake))
     try:
         while not stop.is_set():
             daemon.risk_wake.clear()
+            await resolve_unknown(daemon)
             now = daemon.clock.now()
             try:
                 view = await daemon.view(now)

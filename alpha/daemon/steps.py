@@ -3,13 +3,18 @@
 ``StepRunner`` is the one shell around ``alpha.core.pipeline``: the daemon's services and
 the backtest replay both drive it, so a backtest executes exactly the steps the daemon would.
 It builds no action: every action comes out of a pipeline step, approved by the gate.
+
+Before each decision and margin check it asks the venues again about orders of unknown
+outcome (``Executor.retry_unresolved``) and passes the markets still unresolved to the gate
+(``RiskState.blocked_markets``), which refuses trading there and only there. Against
+simulated venues (the backtest) every order is answered, so both are no-ops there.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -63,7 +68,7 @@ class Book:
 
     view: Callable[[datetime, ViewPurpose], Awaitable[PortfolioView]]
     risk_state: Callable[[], RiskState]
-    blocked: Callable[[], str | None]  # why no decision may be taken now (kill switch, pause, unresolved orders), or None
+    blocked: Callable[[], str | None]  # why no decision may be taken now (kill switch, pause), or None
     stopping: Callable[[], bool]
     note: Callable[[str], None]
     on_view: Callable[[PortfolioView], None]  # a fresh view after actions (metrics)
@@ -111,16 +116,29 @@ class StepRunner:
             if acct.margin is not None and (fuses is None or name in fuses):
                 self.reference_equity[name] = acct.margin.equity
 
+    def risk_state(self) -> RiskState:
+        """The state the gate reads: the book's switches and the markets an unresolved order blocks."""
+        markets, fuses = self.executor.blocked()
+        return replace(self.book.risk_state(), blocked_markets=markets, blocked_fuses=fuses)
+
+    async def resolve_unknown(self) -> list[tuple[str, str]]:
+        """Ask the venues again about orders of unknown outcome (``Executor.retry_unresolved``); note what is resolved."""
+        resolved = await self.executor.retry_unresolved()
+        if resolved:
+            self.book.note(f"resolved {len(resolved)} order(s) of unknown outcome: {resolved}")
+        return resolved
+
     # -- the steps -------------------------------------------------------------------------
 
     async def margin(self) -> Step:
         """Run the margin step once on a fresh view; execute what the gate approved."""
+        await self.resolve_unknown()
         view = await self.book.view(self.clock.now(), ViewPurpose.MARGIN)
         now = view.ts
         for name, acct in view.accounts.items():  # no maintenance: nothing at risk, equity is the reference
             if acct.margin is not None and acct.margin.maintenance_margin <= 0:
                 self.reference_equity[name] = acct.margin.equity
-        step = margin_step(view, self.config, self.instruments, self.reference_equity, self.book.risk_state())
+        step = margin_step(view, self.config, self.instruments, self.reference_equity, self.risk_state())
         for text in step.notes:
             self.book.note(text)
         for fuse in step.deleveraged:
@@ -143,6 +161,7 @@ class StepRunner:
 
     async def decide(self, trigger: str) -> DecisionRecord:
         """Take one decision: view -> signals -> decision step -> execute; journal it."""
+        await self.resolve_unknown()
         now = self.clock.now()
         decision_id = self.next_decision_id()
         structlog.contextvars.bind_contextvars(decision_id=decision_id)
@@ -159,7 +178,7 @@ class StepRunner:
             now = view.ts  # the decision is as of its view (a live clock moves while the venues answer)
             self.history.observe(view)
             signals = compute_signals(self.history, view, now)
-            step = decision_step(view, signals, self.config, self.book.risk_state(), now)
+            step = decision_step(view, signals, self.config, self.risk_state(), now)
             if step.skipped is not None:
                 log.warning("decision refused bad input", error=step.skipped)
                 return self._skipped(decision_id, trigger, now, step.skipped)
@@ -182,7 +201,7 @@ class StepRunner:
         """Close every hedge (both legs together) through the flatten step; return it and how many completed."""
         now = self.clock.now()
         view = await self.book.view(now, ViewPurpose.MARGIN)
-        step = flatten_step(view, self.config, self.instruments, self.book.risk_state())
+        step = flatten_step(view, self.config, self.instruments, self.risk_state())
         decision_id = self.next_decision_id()
         self._journal_step(decision_id, now, "flatten", step)
         done = await self.execute(decision_id, step.approved, "flatten")
@@ -226,7 +245,7 @@ class StepRunner:
                 # repair is planned once the venue answers.
                 self.book.note(f"legs left the book unhedged but a venue is unavailable ({exc}); the repair waits for it")
                 return completed
-            step = repair_step(view, self.config, self.instruments, self.book.risk_state(), prefer=touched)
+            step = repair_step(view, self.config, self.instruments, self.risk_state(), prefer=touched)
             for text in step.notes:
                 self.book.note(text)
             if step.planned:

@@ -239,6 +239,7 @@ class RefusalCode(StrEnum):
     """Why the risk gate refused an action, as one of a fixed set (the refusal metric's ``reason`` label)."""
 
     KILL_SWITCH = "kill_switch"
+    UNRESOLVED_ORDER = "unresolved_order"
     PAUSED = "paused"
     DEPEG = "depeg"
     BAD_MARKET_DATA = "bad_market_data"

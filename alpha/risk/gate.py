@@ -5,7 +5,11 @@ lead to (``alpha.domain.apply``), so a refusal early in a plan is seen by what f
 
 Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 
-* everything while the kill switch is engaged [kill_switch]; while paused, everything except
+* everything while the kill switch is engaged [kill_switch];
+* anything trading a market with an order of unknown outcome, or acting on a fuse with a
+  lending step of unknown outcome (``RiskState.blocked_markets`` / ``blocked_fuses``), risk
+  actions too: what that market holds is not known until it is resolved [unresolved_order];
+* while paused, everything except
   risk actions (closing hedges, repaying debt, margin top-ups, and moving cash back to the
   vault: lending withdrawals and transfers into the vault, which fund top-ups) [paused];
 * anything adding exposure while a stablecoin is off its peg by more than
@@ -54,7 +58,7 @@ from alpha.domain.actions import (
 from alpha.domain.apply import CannotApply, apply
 from alpha.domain.market import BadMarketData
 from alpha.domain.money import ONE, ZERO
-from alpha.domain.portfolio import PortfolioView
+from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
 
 # Relative slack for comparing computed ratios with limits (exact decimals still divide).
@@ -70,6 +74,8 @@ class RiskState:
     pause_reason: str = ""
     executor_slices: bool = True
     now: datetime | None = None  # judge data age at this time (default: the view's time)
+    blocked_markets: frozenset[str] = frozenset()  # market keys with an order of unknown outcome
+    blocked_fuses: frozenset[str] = frozenset()  # fuses with a lending step of unknown outcome
 
 
 def _legs(action: Action) -> tuple[Leg, ...]:
@@ -114,6 +120,20 @@ def _stale(action: Action, view: PortfolioView, config: StrategyConfig, now: dat
             snap.validate(now, config.risk.max_data_age)
         except BadMarketData as exc:
             return str(exc)
+    return None
+
+
+def _blocked(action: Action, state: RiskState) -> str | None:
+    """Return what ``action`` touches that an unresolved order or step blocks, or None."""
+    for leg in _legs(action):
+        key = market_key(leg.fuse, leg.market)
+        if key in state.blocked_markets:
+            return f"an order on {key} is of unknown outcome"
+        if leg.fuse in state.blocked_fuses:
+            return f"a lending step on {leg.fuse} is of unknown outcome"
+    fuses = {action.source, action.destination} if isinstance(action, Transfer) else {_fuse_of(action)}
+    for fuse in sorted(f for f in fuses if f is not None and f in state.blocked_fuses):
+        return f"a lending step on {fuse} is of unknown outcome"
     return None
 
 
@@ -166,6 +186,10 @@ def _judge(
 
     if state.kill_switch:
         return no(RefusalCode.KILL_SWITCH, "kill switch engaged: no trading")
+    if state.blocked_markets or state.blocked_fuses:
+        blocked = _blocked(action, state)
+        if blocked is not None:
+            return no(RefusalCode.UNRESOLVED_ORDER, f"{blocked}: nothing trades there until it is resolved")
     risk_action = _is_risk_action(action, view)
     if state.paused and not risk_action:
         return no(RefusalCode.PAUSED, f"trading paused{f' ({state.pause_reason})' if state.pause_reason else ''}")

@@ -10,7 +10,12 @@ Fault hooks for executor and contract tests, set on ``SimFuse.faults``:
 * ``unknown_outcome``: that many next orders are accepted (and filled) by the venue, then the
   call raises ``UnknownOutcomeError`` as a timeout after sending would;
 * ``fail_before_send``: exceptions raised (in order) by the next calls to ``submit`` before
-  anything reaches the venue (e.g. a ``TransientError``).
+  anything reaches the venue (e.g. a ``TransientError``, or any other exception);
+* ``maintenance``: every call raises ``TransientError`` as a venue in maintenance answers;
+  ``maintenance_after_orders``: the venue enters maintenance once that many more orders
+  were accepted (maintenance starting mid-trade: the last one is filled and answered);
+* ``order_status_errors``: the next that many ``order_status`` calls raise ``TransientError``
+  while every other call answers (a venue that cannot find an order by client id yet).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from fuses.base import (
     FuseError,
     OrderNotFoundError,
     RejectedError,
+    TransientError,
     UnknownOutcomeError,
     error_kind,
 )
@@ -47,7 +53,17 @@ class SimFaults:
     latency: timedelta = timedelta(0)
     fill_cap: Decimal | None = None
     unknown_outcome: int = 0
-    fail_before_send: list[FuseError] = field(default_factory=list)
+    fail_before_send: list[Exception] = field(default_factory=list)
+    maintenance: bool = False
+    maintenance_after_orders: int | None = None
+    order_status_errors: int = 0
+
+    def accepted(self) -> None:
+        """Count one accepted order towards ``maintenance_after_orders``."""
+        if self.maintenance_after_orders is not None:
+            self.maintenance_after_orders -= 1
+            if self.maintenance_after_orders <= 0:
+                self.maintenance, self.maintenance_after_orders = True, None
 
 
 class _SimBase:
@@ -73,6 +89,10 @@ class _SimBase:
             self.metrics.requests.labels(fuse=self.name).inc()
         if self.faults.latency > timedelta(0):
             await self.clock.sleep_until(self.clock.now() + self.faults.latency)
+        if self.faults.maintenance:
+            exc = TransientError(f"{self.name}: the venue is in maintenance (simulated)", venue=self.name, code="maintenance")
+            self._count_error(exc)
+            raise exc
         now = self.clock.now()
         if now > self.world.now:
             self.world.step_to(now)
@@ -165,6 +185,7 @@ class SimFuse(_SimBase):
                 self.venue.fill_cap = None
                 self.world.flush()
             self._count_order(order)
+            self.faults.accepted()
             if self.faults.unknown_outcome > 0:
                 self.faults.unknown_outcome -= 1
                 raise UnknownOutcomeError(
@@ -190,6 +211,11 @@ class SimFuse(_SimBase):
 
     async def order_status(self, market: str, client_id: str) -> Order:
         await self._enter()
+        if self.faults.order_status_errors > 0:
+            self.faults.order_status_errors -= 1
+            exc = TransientError(f"{self.name}: order {client_id} cannot be looked up now (simulated)", venue=self.name)
+            self._count_error(exc)
+            raise exc
         return self._check_market(market, client_id)
 
     def _check_market(self, market: str, client_id: str) -> Order:

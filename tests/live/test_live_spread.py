@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -42,6 +41,7 @@ from fuses.sim.engine import SimExchange
 from fuses.sim.markets import make_instrument
 from tests.e2e.harness import SteppedClock, wait_idle
 from tests.emulators.sim_backend import SimBackend
+from tests.unhedged import UnhedgedSampler
 
 BINANCE_KEY, BINANCE_SECRET = "live-test-key", "live-test-secret-never-logged"
 BTC_PRICE = Decimal("60000")
@@ -240,33 +240,10 @@ async def test_live_spread_collects_funding_at_both_intervals(tmp_path: Path, ve
     assert not Journal(tmp_path / "journal.db").pending_orders()
 
 
-@dataclass
-class Sampler:
-    """Net BTC delta across both engines, sampled in real time while the daemon trades."""
-
-    v: Venues
-    samples: list[tuple[float, Decimal, Decimal]] = field(default_factory=list)  # (monotonic, net notional, gross)
-
-    def sample(self) -> None:
-        long, short = _legs(self.v)
-        self.samples.append((time.monotonic(), abs(long + short) * BTC_PRICE, (abs(long) + abs(short)) * BTC_PRICE / 2))
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            self.sample()
-            await asyncio.sleep(0.005)
-
-    def longest_excursion(self, threshold: Decimal) -> float:
-        """Longest real time the net notional stayed above ``threshold``."""
-        longest, since = 0.0, None
-        for t, net, _ in self.samples:
-            if net > threshold and since is None:
-                since = t
-            elif net <= threshold and since is not None:
-                longest, since = max(longest, t - since), None
-        if since is not None:
-            longest = max(longest, self.samples[-1][0] - since)
-        return longest
+def net_and_gross(v: Venues) -> tuple[Decimal, Decimal]:
+    """Net BTC notional across both engines and the gross of one side (``tests.unhedged.UnhedgedSampler`` reads it)."""
+    long, short = _legs(v)
+    return abs(long + short) * BTC_PRICE, (abs(long) + abs(short)) * BTC_PRICE / 2
 
 
 async def test_live_faults_leave_the_book_hedged_or_flat_within_bounds(tmp_path: Path, venues: Venues) -> None:
@@ -277,7 +254,7 @@ async def test_live_faults_leave_the_book_hedged_or_flat_within_bounds(tmp_path:
     hf.fault_paths = ("/exchange",)
     daemon = _daemon(tmp_path, v)
     daemon.set_paused("operator", True)  # start-up and reconciliation without faults; trading starts below
-    sampler = Sampler(v)
+    sampler = UnhedgedSampler(lambda: net_and_gross(v))
     stop_sampling = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop_sampling))
     task = asyncio.create_task(daemon.run(install_signals=False))
@@ -318,7 +295,7 @@ async def test_live_faults_leave_the_book_hedged_or_flat_within_bounds(tmp_path:
     assert worst <= MAX_UNHEDGED + 2 * lot, f"one-sided exposure {worst} beyond max_unhedged_notional {MAX_UNHEDGED}"
     # Above the delta tolerance only while a hedge is in flight, never for longer than max_unhedged_time.
     tolerance = max(Decimal("0.02") * max(g for _, _, g in sampler.samples), 2 * lot)
-    assert sampler.longest_excursion(tolerance) <= MAX_UNHEDGED_TIME.total_seconds()
+    assert sampler.longest_above(tolerance) <= MAX_UNHEDGED_TIME.total_seconds(), sampler.report(MAX_UNHEDGED, tolerance)
     long, short = _legs(v)
     assert abs(long + short) * BTC_PRICE <= 2 * lot, f"flat or hedged at the end: {long} / {short}"
     journal = Journal(tmp_path / "journal.db")

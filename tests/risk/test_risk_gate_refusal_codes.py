@@ -24,6 +24,7 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC_LABELS = {
     "kill_switch", "paused", "depeg", "bad_market_data", "order_notional", "cannot_apply",
     "venue_exposure", "leverage", "idle_buffer", "vault_cash", "unknown_fuse",
+    "unresolved_order",  # an order of unknown outcome blocks its market
 }
 
 
@@ -48,6 +49,7 @@ class Case:
 
 CASES: dict[RefusalCode, Case] = {
     RefusalCode.KILL_SWITCH: Case(_open(), state=RiskState(kill_switch=True)),
+    RefusalCode.UNRESOLVED_ORDER: Case(_open(), state=RiskState(blocked_markets=frozenset({"perp-cex:BTC/USDC:USDC"}))),
     RefusalCode.PAUSED: Case(_open(), state=RiskState(paused=True, pause_reason="operator")),
     RefusalCode.DEPEG: Case(_open(), view=lambda: _view(USDT=D("0.95"))),
     RefusalCode.BAD_MARKET_DATA: Case(_open(), state=RiskState(now=NOW + timedelta(minutes=5))),
@@ -98,3 +100,15 @@ def test_deploy_references_only_refusal_codes() -> None:
     }
     for value in used:
         assert set(value.split("|")) <= METRIC_LABELS, f"deploy/ uses refusal label {value!r}, which no RefusalCode gives"
+
+
+def test_an_unresolved_order_blocks_only_its_market_and_a_lending_step_its_fuse() -> None:
+    eth = OpenHedge("e", "ETH", (Leg("spot", "ETH/USDC", Side.BUY, D(1)), Leg("perp-cex", "ETH/USDC:USDC", Side.SELL, D(1))), "other market")
+    state = RiskState(blocked_markets=frozenset({"perp-cex:BTC/USDC:USDC"}), blocked_fuses=frozenset({"lending"}))
+    actions: list[Action] = [_open(), eth, TopUpMargin("perp-cex", "USDC", D("1000"), "same fuse"), Transfer("lending", "vault", "USDC", D(1), "out")]
+
+    result = gate(actions, _view(), config(), state)
+
+    assert result.approved == (eth, actions[2])
+    assert [(r.action, r.code) for r in result.refused] == [(actions[0], RefusalCode.UNRESOLVED_ORDER), (actions[3], RefusalCode.UNRESOLVED_ORDER)]
+    assert "perp-cex:BTC/USDC:USDC" in result.refused[0].reason and "lending" in result.refused[1].reason

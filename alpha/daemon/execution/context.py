@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -27,11 +28,12 @@ class ExecutionError(RuntimeError):
 
 @dataclass
 class LegProgress:
-    """Filled quantity and cost of one leg so far."""
+    """Filled quantity and cost of one leg so far, and its orders whose outcome nobody could tell yet."""
 
     leg: Leg
     filled: Decimal = ZERO
     cost: Decimal = ZERO  # sum of fill quantity x price, quote asset
+    unknown: list[str] = field(default_factory=list)  # client ids: asked again before the leg is sent again
 
     @property
     def average_price(self) -> Decimal | None:
@@ -55,12 +57,28 @@ class ActionResult:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """An order (or lending step) nobody could resolve yet, and what it blocks until it is.
+
+    ``market`` is the market an order was sent to (only that market is blocked); None for a
+    lending or synthetic-short step (the whole fuse is). ``since``: ``ExecutionContext.monotonic``
+    seconds when it was first found unresolved.
+    """
+
+    client_id: str
+    fuse: str
+    market: str | None
+    since: float
+
+
 @dataclass
 class ExecutionContext:
     """The fuses, journal, metrics, clock and config every part acts with, and the state they share.
 
     ``config`` is read at use (the daemon replaces it on a reload); ``stop`` set means no new
-    slice starts; ``unresolved`` holds client ids whose outcome nobody could tell.
+    slice starts; ``unresolved`` holds, by client id, what nobody could tell the outcome of;
+    ``monotonic`` is the real clock that bounds unhedged time (venues answer in real time).
     """
 
     fuses: FuseRegistry
@@ -71,9 +89,23 @@ class ExecutionContext:
     run_id: str
     instruments: dict[str, Instrument]
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    unresolved: set[str] = field(default_factory=set)
+    unresolved: dict[str, Unresolved] = field(default_factory=dict)
     unhedged: Decimal = ZERO
+    monotonic: Callable[[], float] = time.monotonic
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def unresolve(self, client_id: str, fuse: str, market: str | None) -> None:
+        """Note that nobody could tell what became of ``client_id`` (keeping when that was first found)."""
+        known = self.unresolved.get(client_id)
+        self.unresolved[client_id] = Unresolved(client_id, fuse, market, known.since if known is not None else self.monotonic())
+
+    def blocked_markets(self) -> frozenset[str]:
+        """Market keys with an order of unknown outcome: nothing trades there until it is resolved."""
+        return frozenset(market_key(u.fuse, u.market) for u in self.unresolved.values() if u.market is not None)
+
+    def blocked_fuses(self) -> frozenset[str]:
+        """Fuses with a lending step of unknown outcome: nothing acts on them until it is resolved."""
+        return frozenset(u.fuse for u in self.unresolved.values() if u.market is None)
 
     def new_client_id(self, decision_id: str) -> str:
         """Return a client id unique across restarts: decision id (run id + sequence) and a counter."""

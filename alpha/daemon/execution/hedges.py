@@ -3,10 +3,16 @@
 * Orders larger than ``risk.max_book_share`` of the visible depth on the side they take, or
   over ``risk.max_order_notional``, or over ``risk.max_unhedged_notional`` for a hedge leg,
   are sliced; the two legs of a hedge advance slice by slice together.
+* A leg that raises is a leg that failed: whatever a leg's order raises (a venue in
+  maintenance, a dropped connection, a bug) is logged and journalled with its cause and
+  counts as nothing filled, and the pair is balanced like any other.
 * If one leg fills and the other does not, the lagging leg is retried (new client id) up to
-  ``execution.leg_retries`` times while the unhedged time stays under
-  ``risk.max_unhedged_time``; then the filled excess is unwound (reduce-only) and counted
-  ``unwound``.
+  ``execution.leg_retries`` times within the first half of ``risk.max_unhedged_time`` (real
+  time, pausing between attempts so a venue that is briefly down can come back); then the
+  filled excess is unwound (reduce-only) and counted ``unwound``, tried again while the
+  bound lasts if the leader's venue refuses too. A leg order whose outcome nobody could tell
+  is asked about again before anything is sent on that leg, never sent twice blind.
+* When a slice fills nothing on either leg because one failed, no further slice starts.
 * When ``stop`` is set, no new slice starts; a hedge in progress is balanced (retry or unwind)
   before its action returns.
 """
@@ -17,7 +23,7 @@ import asyncio
 from decimal import Decimal
 
 from alpha.daemon.execution.context import ActionResult, ExecutionContext, LegProgress, spread
-from alpha.daemon.execution.orders import Orders
+from alpha.daemon.execution.orders import Orders, Sent
 from alpha.domain.actions import CloseHedge, Leg, OpenHedge, ResizeLeg
 from alpha.domain.money import ZERO, ceil_to_step, floor_to_step
 from alpha.observability.logging import get_logger
@@ -26,6 +32,8 @@ from fuses.base import RejectedError
 log = get_logger("alpha.executor")
 
 STOPPING = "stopping: remaining slices not started"
+RETRY_PAUSE = 0.2  # seconds before the second attempt to balance a hedge; doubled each time after
+MAX_PAUSE = 2.0
 
 
 class Hedges:
@@ -53,58 +61,128 @@ class Hedges:
         n = max(await self.slice_count(a, hedge=True), await self.slice_count(b, hedge=True))
         slices_a = spread(a.quantity, n, self.ctx.instrument(a))
         slices_b = spread(b.quantity, n, self.ctx.instrument(b))
-        for qa, qb in zip(slices_a, slices_b, strict=True):
-            if self.ctx.stop.is_set():
-                result.error = STOPPING
-                break
-            fa, fb = await asyncio.gather(
-                self.orders.order(a, qa, decision_id, reduce=reduce, purpose="hedge"),
-                self.orders.order(b, qb, decision_id, reduce=reduce, purpose="hedge"),
-            )
-            pa.add(fa)
-            pb.add(fb)
-            if not await self._balance(pa, pb, decision_id, reduce=reduce):
-                result.error = "legs could not be balanced; the excess was unwound"
-                result.unwound = abs(pa.filled - pb.filled)
-                break
-        else:
-            result.completed = pa.filled == a.quantity and pb.filled == b.quantity
+        try:
+            for qa, qb in zip(slices_a, slices_b, strict=True):
+                if self.ctx.stop.is_set():
+                    result.error = STOPPING
+                    break
+                started = self.ctx.monotonic()  # unhedged time runs from the slice's start: a leg may fill at once
+                before = pa.filled
+                sa, sb = await asyncio.gather(
+                    self._leg(a, qa, decision_id, reduce=reduce, purpose="hedge"),
+                    self._leg(b, qb, decision_id, reduce=reduce, purpose="hedge"),
+                )
+                _take(pa, sa)
+                _take(pb, sb)
+                causes = "; ".join(f"{s.error}" for s in (sa, sb) if s.error)
+                if not await self._balance(pa, pb, decision_id, reduce=reduce, started=started):
+                    result.error = "legs could not be balanced; the excess was unwound" + (f" ({causes})" if causes else "")
+                    result.unwound = abs(pa.filled - pb.filled)
+                    break
+                if causes and pa.filled == before:
+                    result.error = f"a leg failed; no further slice started ({causes})"
+                    break
+            else:
+                result.completed = pa.filled == a.quantity and pb.filled == b.quantity
+        except Exception as exc:  # not a leg's failure (those are results): keep what the legs did for the repair step
+            log.exception("hedge raised while balancing its legs", decision_id=decision_id, error=repr(exc))
+            result.error = repr(exc)
         return result
 
-    async def _balance(self, pa: LegProgress, pb: LegProgress, decision_id: str, *, reduce: bool) -> bool:
-        """Bring the two legs to the same filled quantity: retry the laggard, else unwind the leader."""
+    async def _leg(self, leg: Leg, quantity: Decimal, decision_id: str, *, reduce: bool, purpose: str) -> Sent:
+        """Send one leg's order; whatever it raises is a failed leg (logged and journalled with its cause), never lost."""
+        try:
+            return await self.orders.send(leg, quantity, decision_id, reduce=reduce, purpose=purpose)
+        except Exception as exc:
+            ctx = self.ctx
+            log.exception("a leg's order raised; counted as not filled", decision_id=decision_id, fuse=leg.fuse, market=leg.market, error=repr(exc))
+            ctx.journal.append(
+                "leg_failed", ctx.clock.now(), decision_id=decision_id, fuse=leg.fuse, market=leg.market, amount=quantity,
+                side=leg.side.value, purpose=purpose, error=repr(exc),
+            )
+            return Sent(None, None, error=repr(exc))
+
+    async def _balance(self, pa: LegProgress, pb: LegProgress, decision_id: str, *, reduce: bool, started: float) -> bool:
+        """Bring the two legs to the same filled quantity: retry the laggard, else unwind the leader.
+
+        ``started``: when the legs were sent (``ExecutionContext.monotonic``), where the unhedged
+        time is counted from. Return True if they are equal again (nothing unwound).
+        """
         ctx = self.ctx
+        if pa.filled == pb.filled and not (pa.unknown or pb.unknown):
+            ctx.set_unhedged(ZERO)
+            return True
+        window = ctx.config.risk.max_unhedged_time.total_seconds() / 2
+        for attempt in range(ctx.config.execution.leg_retries + 1):
+            for p in (pa, pb):
+                await self._ask_again(p)
+            if pa.filled == pb.filled and not (pa.unknown or pb.unknown):
+                ctx.set_unhedged(ZERO)
+                return True
+            lead, lag = _lead_lag(pa, pb)
+            missing = lead.filled - lag.filled
+            await self._note_unhedged(lead, lag, missing)
+            elapsed = ctx.monotonic() - started
+            if attempt >= ctx.config.execution.leg_retries or elapsed >= window:
+                break
+            if attempt > 0:
+                await asyncio.sleep(min(RETRY_PAUSE * 2 ** (attempt - 1), MAX_PAUSE, window - elapsed))
+            if lag.unknown or missing <= 0:
+                continue  # what the laggard's last order did is not known yet: ask again, never send it twice blind
+            log.warning("hedge legs unequal; retrying laggard", decision_id=decision_id, fuse=lag.leg.fuse, market=lag.leg.market, missing=missing, attempt=attempt + 1)
+            _take(lag, await self._leg(lag.leg, missing, decision_id, reduce=reduce, purpose="retry"))
         if pa.filled == pb.filled:
             ctx.set_unhedged(ZERO)
             return True
-        started = ctx.clock.now()
-        bound = ctx.config.risk.max_unhedged_time
-        for attempt in range(1, ctx.config.execution.leg_retries + 1):
-            lead, lag = (pa, pb) if pa.filled > pb.filled else (pb, pa)
-            missing = lead.filled - lag.filled
-            ctx.set_unhedged(missing * await ctx.mark(lag.leg))
-            if ctx.clock.now() - started > bound:
-                break
-            log.warning("hedge legs unequal; retrying laggard", decision_id=decision_id, fuse=lag.leg.fuse, market=lag.leg.market, missing=missing, attempt=attempt)
-            lag.add(await self.orders.order(lag.leg, missing, decision_id, reduce=reduce, purpose="retry"))
-            if pa.filled == pb.filled:
-                ctx.set_unhedged(ZERO)
-                return True
-        lead, lag = (pa, pb) if pa.filled > pb.filled else (pb, pa)
+        await self._unwind(*_lead_lag(pa, pb), decision_id, reduce=reduce, started=started)
+        return False
+
+    async def _unwind(self, lead: LegProgress, lag: LegProgress, decision_id: str, *, reduce: bool, started: float) -> None:
+        """Unwind the leader's filled excess; while its venue refuses, try again within ``max_unhedged_time``."""
+        ctx = self.ctx
+        bound = ctx.config.risk.max_unhedged_time.total_seconds()
         excess = lead.filled - lag.filled
         log.error("unwinding filled excess of a hedge leg", decision_id=decision_id, fuse=lead.leg.fuse, market=lead.leg.market, excess=excess)
-        back = Leg(lead.leg.fuse, lead.leg.market, lead.leg.side.opposite, excess)
-        for _ in range(ctx.config.execution.leg_retries + 1):
-            fill = await self.orders.order(back, excess, decision_id, reduce=not reduce, purpose="unwind")
-            if fill is not None and fill.filled > 0:
-                lead.filled -= fill.filled
-                lead.cost -= fill.filled * (fill.average_price or ZERO)
-                excess -= fill.filled
-                ctx.count_order(lead.leg.fuse, "unwound")
-            if excess <= 0:
+        back = LegProgress(Leg(lead.leg.fuse, lead.leg.market, lead.leg.side.opposite, excess))
+        attempt = 0
+        while excess > 0:
+            elapsed = ctx.monotonic() - started
+            if attempt > ctx.config.execution.leg_retries and elapsed >= bound:
                 break
-        ctx.set_unhedged(max(excess, ZERO) * await ctx.mark(lead.leg))
-        return False
+            if attempt > 0:
+                await asyncio.sleep(min(RETRY_PAUSE * 2 ** (attempt - 1), MAX_PAUSE))
+            attempt += 1
+            done, cost = back.filled, back.cost
+            await self._ask_again(back)
+            if not back.unknown:
+                _take(back, await self._leg(back.leg, excess, decision_id, reduce=not reduce, purpose="unwind"))
+            unwound = back.filled - done
+            if unwound > 0:
+                lead.filled -= unwound
+                lead.cost -= back.cost - cost
+                excess -= unwound
+                ctx.count_order(lead.leg.fuse, "unwound")
+        await self._note_unhedged(lead, lag, max(excess, ZERO))
+
+    async def _ask_again(self, progress: LegProgress) -> None:
+        """Ask the venue again about ``progress``'s orders of unknown outcome; count what they filled."""
+        for client_id in list(progress.unknown):
+            sent = await self.orders.ask_again(progress.leg, client_id)
+            if not sent.unknown:
+                progress.unknown.remove(client_id)
+                progress.add(sent.order)
+
+    async def _note_unhedged(self, lead: LegProgress, lag: LegProgress, missing: Decimal) -> None:
+        """Set the unhedged notional: ``missing`` at the leader's fill price (a mark only if it has none; never raises)."""
+        price = lead.average_price
+        if price is None:
+            for leg in (lag.leg, lead.leg):
+                try:
+                    price = await self.ctx.mark(leg)
+                    break
+                except Exception:  # the venue is down: the notional is only a metric
+                    continue
+        self.ctx.set_unhedged(missing * (price or ZERO))
 
     async def _single(self, action: OpenHedge | CloseHedge | ResizeLeg, leg: Leg, decision_id: str) -> ActionResult:
         progress = LegProgress(leg)
@@ -114,10 +192,11 @@ class Hedges:
             if self.ctx.stop.is_set():
                 result.error = STOPPING
                 return result
-            fill = await self.orders.order(leg, q, decision_id, reduce=reduce, purpose="leg")
-            progress.add(fill)
+            sent = await self._leg(leg, q, decision_id, reduce=reduce, purpose="leg")
+            _take(progress, sent)
+            fill = sent.order
             if fill is None or fill.filled < q:
-                result.error = "slice not filled"
+                result.error = "slice not filled" + (f" ({sent.error})" if sent.error else "")
                 return result
         result.completed = progress.filled == leg.quantity
         return result
@@ -137,3 +216,14 @@ class Hedges:
         if limit <= 0:
             raise RejectedError(f"{leg.fuse}:{leg.market}: no visible depth to trade {leg.quantity}", venue=leg.fuse)
         return max(int(ceil_to_step(leg.quantity / limit, Decimal(1))), 1)
+
+
+def _take(progress: LegProgress, sent: Sent) -> None:
+    """Count what ``sent`` filled into ``progress``; keep its client id if nobody could tell."""
+    progress.add(sent.order)
+    if sent.unknown and sent.client_id is not None:
+        progress.unknown.append(sent.client_id)
+
+
+def _lead_lag(pa: LegProgress, pb: LegProgress) -> tuple[LegProgress, LegProgress]:
+    return (pa, pb) if pa.filled > pb.filled else (pb, pa)

@@ -6,8 +6,12 @@
   rate limiter's budget does not count; that wait is bounded by ``execution.budget_wait``, past
   which the order is not sent and journalled ``not_sent``) is resolved by asking the venue
   (its order stream first, then ``order_status`` by client id); it is never assumed rejected.
-  If the venue cannot answer, the order stays pending in the journal and trading pauses until
-  it is resolved.
+  So is anything else a fuse raises once the order may have left (``send`` never raises
+  after the intent is journalled; a refusal, fatal or not, is ``rejected``).
+  If the venue cannot answer, the order stays pending in the journal and in
+  ``ExecutionContext.unresolved``: only its market is blocked, until ``retry_unresolved``
+  (run on a short cadence) resolves it by client id or, after ``RESOLVE_BY_POSITION_AFTER``,
+  by the venue's position.
 * Accepted orders by venue status, and request errors, are counted by the fuses (at the edge);
   this module counts what a fuse cannot know: ``rejected``, ``unknown`` and ``not_sent``.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -29,6 +34,7 @@ from alpha.observability.logging import get_logger
 from alpha.observability.metrics import f
 from fuses.base import (
     SEND_WINDOW,
+    FatalError,
     FuseError,
     NotSentError,
     OrderNotFoundError,
@@ -41,6 +47,7 @@ from fuses.base import (
 log = get_logger("alpha.executor")
 
 RESOLVE_ATTEMPTS = 5
+RESOLVE_BY_POSITION_AFTER = 60.0  # seconds an order stays unresolved by client id before its venue's position settles it
 STREAM_GRACE = 2.0  # seconds an unknown outcome waits for the venue's order stream before asking by REST
 
 
@@ -50,6 +57,20 @@ class OrderFeed(Protocol):
     async def final_order(self, client_id: str, wait: float) -> Order | None:
         """The order's final state from the stream within ``wait`` seconds, or None if the stream cannot tell."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What became of one order ``Orders.send`` sent: the venue's final view if anything filled.
+
+    ``unknown``: nobody could tell (the order is in ``ExecutionContext.unresolved``, its market
+    blocked); ``error``: why nothing (or not everything) is known to have filled.
+    """
+
+    client_id: str | None
+    order: Order | None
+    unknown: bool = False
+    error: str | None = None
 
 
 class Orders:
@@ -69,8 +90,18 @@ class Orders:
 
         ``role`` ties the order to a synthetic short's step (journalled with the intent, and a resend's).
         """
+        return (await self.send(leg, quantity, decision_id, reduce=reduce, purpose=purpose, role=role)).order
+
+    async def send(
+        self, leg: Leg, quantity: Decimal, decision_id: str, *, reduce: bool, purpose: str, role: StepRole | None = None
+    ) -> Sent:
+        """Send one order; return what became of it (``Sent``), the venue's final view or why there is none.
+
+        Whatever a fuse raises once the intent is journalled ends here: a refusal is journalled
+        ``rejected``; anything the order may have survived at the venue is resolved by asking it.
+        """
         if quantity <= 0:
-            return None
+            return Sent(None, None)
         ctx = self.ctx
         fuse = ctx.fuses[leg.fuse]
         reduce = reduce and ctx.instrument(leg).kind.is_perp  # reduce-only means nothing on spot
@@ -85,6 +116,7 @@ class Orders:
         mid = await ctx.mid(leg)
         ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose, role=role)
         self.sent += 1
+        cid = request.client_id
         order: Order | None = None
         retries = ctx.config.execution.leg_retries
         for attempt in range(retries + 1):
@@ -93,34 +125,50 @@ class Orders:
                 break
             except NotSentError as exc:  # a known outcome: our own limiter held it back, the venue never saw it
                 self._failed(leg, request, "not_sent", exc)
-                log.warning("order not sent: request budget wait too long", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
-                return None
+                log.warning("order not sent: request budget wait too long", fuse=leg.fuse, market=leg.market, client_id=cid, error=repr(exc))
+                return Sent(cid, None, error=repr(exc))
             except (UnknownOutcomeError, TimeoutError) as exc:
                 if isinstance(exc, TimeoutError):  # our own deadline: the fuse cannot have counted it
                     ctx.count_error(leg.fuse, "unknown_outcome")
-                log.warning("order outcome unknown; asking the venue", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
-                outcome = await self.resolve(leg.fuse, fuse, leg.market, request.client_id)
+                log.warning("order outcome unknown; asking the venue", fuse=leg.fuse, market=leg.market, client_id=cid, error=repr(exc))
+                outcome = await self.resolve(leg.fuse, fuse, leg.market, cid)
                 if outcome == "not_found" and attempt < retries:
                     # The venue never received it: sending the same client id again cannot duplicate.
                     ctx.journal.order_intent(ctx.clock.now(), leg.fuse, request, decision_id=decision_id, purpose=purpose + "-resend", role=role)
                     continue
-                return self._last_known.pop(request.client_id, None)
+                return self._resolved(cid, outcome, exc)
             except TransientError as exc:
                 if attempt >= retries:
                     self._failed(leg, request, "rejected", exc)
-                    return None
+                    return Sent(cid, None, error=repr(exc))
                 delay = exc.retry_after or 0.2 * (2**attempt)
                 await asyncio.sleep(min(delay, 5.0))  # real-time backoff towards the venue, not simulated time
-            except RejectedError as exc:
+            except (RejectedError, FatalError) as exc:  # the venue said no (a fatal refusal too: nothing was placed)
                 self._failed(leg, request, "rejected", exc)
-                log.warning("order rejected", fuse=leg.fuse, market=leg.market, client_id=request.client_id, error=repr(exc))
-                return None
+                log.warning("order rejected", fuse=leg.fuse, market=leg.market, client_id=cid, error=repr(exc))
+                return Sent(cid, None, error=repr(exc))
+            except Exception as exc:  # anything else: whether the venue received it nobody knows, so ask it
+                ctx.count_error(leg.fuse, "unknown_outcome")
+                ctx.journal.order_result(ctx.clock.now(), leg.fuse, cid, leg.market, "error", error=repr(exc))
+                log.error("order submit raised; asking the venue", fuse=leg.fuse, market=leg.market, client_id=cid, error=repr(exc))
+                return self._resolved(cid, await self.resolve(leg.fuse, fuse, leg.market, cid), exc)
         if order is None:
-            return None
+            return Sent(cid, None)
         if not order.status.is_final:
-            order = await self._await_final(leg.fuse, fuse, leg.market, order)
+            try:
+                order = await self._await_final(leg.fuse, fuse, leg.market, order)
+            except Exception as exc:  # accepted, then the venue stopped answering: its outcome is unknown
+                log.warning("accepted order's outcome unknown; asking the venue", fuse=leg.fuse, market=leg.market, client_id=cid, error=repr(exc))
+                return self._resolved(cid, await self.resolve(leg.fuse, fuse, leg.market, cid), exc)
         self._record(leg.fuse, leg.market, order, mid)
-        return order if order.filled > 0 else None
+        return Sent(cid, order if order.filled > 0 else None)
+
+    def _resolved(self, client_id: str, outcome: str, cause: BaseException) -> Sent:
+        """What ``send`` returns once an order's unknown outcome was asked about (``outcome`` from ``resolve``)."""
+        order = self._last_known.pop(client_id, None)
+        if outcome == "unknown":
+            return Sent(client_id, None, unknown=True, error=repr(cause))
+        return Sent(client_id, order if order is not None and order.filled > 0 else None, error=None if order is not None else repr(cause))
 
     def _failed(self, leg: Leg, request: OrderRequest, outcome: str, exc: FuseError) -> None:
         """Journal and count an order that never reached the venue or that it refused."""
@@ -131,18 +179,66 @@ class Orders:
         """Resolve every journalled order whose outcome is unknown by asking its venue.
 
         Return ``(client_id, outcome)`` pairs. Orders the venue cannot answer for stay in
-        ``unresolved`` (trading stays paused while any remain).
+        ``unresolved`` (their markets stay blocked until ``retry_unresolved`` resolves them).
         """
         resolved: list[tuple[str, str]] = []
-        self.ctx.unresolved.clear()
+        for cid in [c for c, u in self.ctx.unresolved.items() if u.market is not None]:
+            del self.ctx.unresolved[cid]
         for pending in self.ctx.journal.pending_orders():
             fuse = self.ctx.fuses.get(pending.fuse)
             if fuse is None:
-                self.ctx.unresolved.add(pending.client_id)
+                self.ctx.unresolve(pending.client_id, pending.fuse, pending.market)
                 continue
             outcome = await self.resolve(pending.fuse, fuse, pending.market, pending.client_id)
             resolved.append((pending.client_id, outcome))
         return resolved
+
+    async def retry_unresolved(self) -> list[tuple[str, str]]:
+        """Ask once more about every order nobody could resolve; return ``(client_id, outcome)`` for those now resolved.
+
+        By client id first; an order the venue still cannot tell about after
+        ``RESOLVE_BY_POSITION_AFTER`` seconds, on a venue whose account answers, is resolved by
+        its position: a market order is final by then, so the position the venue reports is
+        the truth (journalled ``by_position`` with it) and any drift is repaired as drift.
+        """
+        ctx = self.ctx
+        out: list[tuple[str, str]] = []
+        for item in [u for u in ctx.unresolved.values() if u.market is not None]:
+            assert item.market is not None
+            fuse = ctx.fuses.get(item.fuse)
+            if fuse is None:
+                continue
+            outcome = await self._ask(item.fuse, fuse, item.market, item.client_id)
+            if outcome is None and ctx.monotonic() - item.since >= RESOLVE_BY_POSITION_AFTER:
+                outcome = await self._by_position(item.fuse, fuse, item.market, item.client_id)
+            if outcome is not None:
+                self._last_known.pop(item.client_id, None)
+                log.info("order of unknown outcome resolved", fuse=item.fuse, market=item.market, client_id=item.client_id, outcome=outcome)
+                out.append((item.client_id, outcome))
+        return out
+
+    async def ask_again(self, leg: Leg, client_id: str) -> Sent:
+        """Ask ``leg``'s venue once more about an order of unknown outcome (``Sent.unknown`` if it still cannot tell)."""
+        outcome = await self._ask(leg.fuse, self.ctx.fuses[leg.fuse], leg.market, client_id)
+        if outcome is None:
+            return Sent(client_id, None, unknown=True)
+        order = self._last_known.pop(client_id, None)
+        return Sent(client_id, order if order is not None and order.filled > 0 else None)
+
+    async def _by_position(self, name: str, fuse: Any, market: str, client_id: str) -> str | None:
+        """Resolve ``client_id`` by the position the venue reports on ``market`` (None if its account cannot be read)."""
+        ctx = self.ctx
+        try:
+            account = await fuse.account()
+        except Exception as exc:
+            log.warning("cannot read the account to resolve an order by position", fuse=name, client_id=client_id, error=repr(exc))
+            return None
+        position = account.position(market)
+        size = position.size if position is not None else ZERO
+        ctx.journal.append("order_result", ctx.clock.now(), client_id=client_id, fuse=name, market=market, outcome="by_position", position=size)
+        ctx.unresolved.pop(client_id, None)
+        log.warning("order resolved by the venue's position: its fills are not journalled", fuse=name, market=market, client_id=client_id, position=str(size))
+        return "by_position"
 
     async def _submit(self, fuse: Any, request: OrderRequest) -> Order:
         """Submit through a ``SendWindow``: ``order_timeout`` runs only while not waiting for request budget.
@@ -201,29 +297,36 @@ class Orders:
         if streamed is not None:
             return self._known(name, market, streamed)
         for attempt in range(RESOLVE_ATTEMPTS):
-            try:
-                order: Order = await fuse.order_status(market, client_id)
-            except OrderNotFoundError:
-                ctx.journal.order_result(ctx.clock.now(), name, client_id, market, "not_found")
-                ctx.unresolved.discard(client_id)
-                return "not_found"
-            except (TransientError, UnknownOutcomeError, TimeoutError) as exc:
-                log.warning("cannot resolve order yet", fuse=name, client_id=client_id, error=repr(exc), attempt=attempt)
-                await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
-                continue
-            if not order.status.is_final:
-                order = await self._await_final(name, fuse, market, order)
-            return self._known(name, market, order)
+            outcome = await self._ask(name, fuse, market, client_id, attempt)
+            if outcome is not None:
+                return outcome
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
         ctx.journal.order_result(ctx.clock.now(), name, client_id, market, "unknown")
         ctx.count_order(name, "unknown")
-        ctx.unresolved.add(client_id)
+        ctx.unresolve(client_id, name, market)
         return "unknown"
+
+    async def _ask(self, name: str, fuse: Any, market: str, client_id: str, attempt: int = 0) -> str | None:
+        """Ask the venue once about ``client_id`` by its client id; journal and return the outcome (None: it cannot tell yet)."""
+        ctx = self.ctx
+        try:
+            order: Order = await fuse.order_status(market, client_id)
+            if not order.status.is_final:
+                order = await self._await_final(name, fuse, market, order)
+        except OrderNotFoundError:
+            ctx.journal.order_result(ctx.clock.now(), name, client_id, market, "not_found")
+            ctx.unresolved.pop(client_id, None)
+            return "not_found"
+        except Exception as exc:  # in maintenance, unreachable, or anything else: ask again later
+            log.warning("cannot resolve order yet", fuse=name, client_id=client_id, error=repr(exc), attempt=attempt)
+            return None
+        return self._known(name, market, order)
 
     def _known(self, name: str, market: str, order: Order) -> str:
         """Journal the venue's answer about an order whose outcome was unknown; return its status."""
         self._record(name, market, order, None)
         self._last_known[order.client_id] = order
-        self.ctx.unresolved.discard(order.client_id)
+        self.ctx.unresolved.pop(order.client_id, None)
         return order.status.value
 
     def _record(self, name: str, market: str, order: Order, mid: Decimal | None) -> None:

@@ -413,7 +413,7 @@ class SyntheticShorts:
                 now_debt = await self._debt(lending, asset)
             except FuseError as exc:
                 log.error("cannot read lending account to resolve an operation", fuse=lending, client_id=intent.client_id, error=repr(exc))
-                ctx.unresolved.add(intent.client_id)
+                ctx.unresolve(intent.client_id, lending, None)
                 continue
             before = Decimal(str(intent.data.get("debt_before", now_debt)))
             change = (now_debt - before) if intent.data.get("operation") == "borrow" else (before - now_debt)
@@ -431,7 +431,7 @@ class SyntheticShorts:
                 outcome = await self._finish_step(step)
             except FuseError as exc:
                 log.error("cannot finish an interrupted synthetic-short step", client_id=step.client_id, error=repr(exc))
-                ctx.unresolved.add(step.client_id)
+                ctx.unresolve(step.client_id, step.fuse or "", None)
                 continue
             out.append((step.client_id, outcome))
         return out
