@@ -116,3 +116,23 @@ async def test_a_transfer_out_a_little_over_what_is_free_moves_what_is_free(tmp_
     refused = await daemon.executor.execute(too_much, "move000002")
     await daemon.shutdown()
     assert not refused.completed and "free" in (refused.error or "")
+
+
+async def test_a_spot_buy_the_fuse_cannot_pay_shrinks_both_legs_instead_of_being_refused(tmp_path: Path) -> None:
+    """Prices moved since the decision: the fuse's free cash pays for less than planned (the demo's first hedges)."""
+    cfg = demo_config(tmp_path)
+    daemon = build_daemon(cfg, clock=SteppedClock(cfg.clock.start), serve_http=False)
+    await daemon.start()
+    assert daemon.executor is not None and daemon.journal is not None
+    await daemon.fuses["spot"].transfer("USDC", Decimal("42000"), "vault", "spot")  # ~1 BTC, less the fee and the book's slope
+    await daemon.fuses["perp-cex"].transfer("USDC", Decimal("150000"), "vault", "perp-cex")
+    result = await daemon.executor.execute(_hedge("1"), "afford0001")
+    spot, perp = await _sizes(daemon)
+    cash = (await daemon.fuses["spot"].account()).balance("USDC").free
+    refused = [r for r in daemon.journal.records("order_result") if r.data.get("outcome") not in ("filled", "partially_filled")]
+    await daemon.shutdown()
+    assert Decimal("0.9") < spot < Decimal("1")  # sized down to what 42,000 pays, not refused
+    assert spot == -perp  # both legs shrank together: the book stays hedged
+    assert Decimal(0) <= cash < Decimal("100")  # the cash went into the hedge
+    assert result.legs[0].filled == result.legs[1].filled == spot
+    assert refused == []

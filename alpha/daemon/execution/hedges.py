@@ -12,6 +12,10 @@
   filled excess is unwound (reduce-only) and counted ``unwound``, tried again while the
   bound lasts if the leader's venue refuses too. A leg order whose outcome nobody could tell
   is asked about again before anything is sent on that leg, never sent twice blind.
+* A spot buy paid in cash is sized to what the fuse can pay when its slice is sent: the
+  fuse's free cash against the book's fill price plus the taker fee. When prices moved
+  since the decision, both legs of the slice shrink together (to the lot step) instead of
+  sending an order the venue would refuse; the hedge ends a little smaller, never one-sided.
 * When a slice fills nothing on either leg because one failed, no further slice starts.
 * When ``stop`` is set, no new slice starts; a hedge in progress is balanced (retry or unwind)
   before its action returns.
@@ -25,9 +29,10 @@ from decimal import Decimal
 from alpha.daemon.execution.context import ActionResult, ExecutionContext, LegProgress, spread
 from alpha.daemon.execution.orders import Orders, Sent
 from alpha.domain.actions import CloseHedge, Leg, OpenHedge, ResizeLeg
-from alpha.domain.money import ZERO, ceil_to_step, floor_to_step
+from alpha.domain.instruments import Side
+from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
 from alpha.observability.logging import get_logger
-from fuses.base import RejectedError
+from fuses.base import FuseError, RejectedError
 
 log = get_logger("alpha.executor")
 
@@ -66,6 +71,11 @@ class Hedges:
                 if self.ctx.stop.is_set():
                     result.error = STOPPING
                     break
+                if not reduce:
+                    qa, qb = await self._affordable_pair(a, qa, b, qb, decision_id)
+                    if qa <= 0 or qb <= 0:
+                        result.error = "the fuse's free cash no longer pays for a slice; no further slice started"
+                        break
                 started = self.ctx.monotonic()  # unhedged time runs from the slice's start: a leg may fill at once
                 before = pa.filled
                 sa, sb = await asyncio.gather(
@@ -88,6 +98,59 @@ class Hedges:
             log.exception("hedge raised while balancing its legs", decision_id=decision_id, error=repr(exc))
             result.error = repr(exc)
         return result
+
+    async def _affordable_pair(self, a: Leg, qa: Decimal, b: Leg, qb: Decimal, decision_id: str) -> tuple[Decimal, Decimal]:
+        """Shrink a slice's two quantities together to what a cash-paid spot buy among them can pay now."""
+        ratio = ONE
+        for leg, q in ((a, qa), (b, qb)):
+            can = await self.affordable(leg, q)
+            if can < q:
+                ratio = min(ratio, can / q if q > 0 else ZERO)
+        if ratio >= ONE:
+            return qa, qb
+        ia, ib = self.ctx.instrument(a), self.ctx.instrument(b)
+        na, nb = floor_to_step(qa * ratio, ia.lot_step), floor_to_step(qb * ratio, ib.lot_step)
+        log.info("slice sized to the fuse's free cash", decision_id=decision_id, planned=f"{qa}/{qb}", sent=f"{na}/{nb}")
+        return na, nb
+
+    async def affordable(self, leg: Leg, quantity: Decimal) -> Decimal:
+        """Return how much of ``quantity`` the fuse can pay for now (all of it unless a cash-paid spot buy).
+
+        Reads the fuse's free balance of the quote and walks the book's asks, with the taker
+        fee; a venue that cannot be read leaves ``quantity`` as is (the order is then judged
+        by the venue, as before).
+        """
+        inst = self.ctx.instrument(leg)
+        if inst.kind.is_perp or leg.side is not Side.BUY or not self.ctx.is_cash(inst.quote):
+            return quantity
+        fuse = self.ctx.fuses.trading(leg.fuse)
+        try:
+            free = (await fuse.account()).balance(inst.quote).free
+            book = await fuse.order_book(leg.market)
+        except FuseError:
+            return quantity
+        per_unit = ONE + inst.taker_fee
+
+        def cost(q: Decimal) -> Decimal | None:
+            price = book.fill_price(Side.BUY, q)
+            return None if price is None else price * q * per_unit
+
+        full = cost(quantity)
+        if full is None or full <= free:
+            return quantity
+        if free <= 0:
+            return ZERO
+        # The largest lot multiple that the free cash pays for (cost grows with quantity): bisect on lots.
+        step = inst.lot_step
+        lo, hi = 0, int(floor_to_step(quantity, step) / step)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            c = cost(mid * step)
+            if c is not None and c <= free:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo * step
 
     async def _leg(self, leg: Leg, quantity: Decimal, decision_id: str, *, reduce: bool, purpose: str) -> Sent:
         """Send one leg's order; whatever it raises is a failed leg (logged and journalled with its cause), never lost."""
@@ -192,6 +255,14 @@ class Hedges:
             if self.ctx.stop.is_set():
                 result.error = STOPPING
                 return result
+            if not reduce:
+                can = await self.affordable(leg, q)
+                if can < q:
+                    log.info("slice sized to the fuse's free cash", decision_id=decision_id, planned=f"{q}", sent=f"{can}")
+                    q = can
+                if q <= 0:
+                    result.error = "the fuse's free cash no longer pays for a slice; no further slice started"
+                    return result
             sent = await self._leg(leg, q, decision_id, reduce=reduce, purpose="leg")
             _take(progress, sent)
             fill = sent.order
