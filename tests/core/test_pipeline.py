@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 from strategy_builders import (
@@ -29,6 +30,12 @@ from alpha.strategy.signals import FundingHistory, compute_signals
 D = Decimal
 PAUSED = RiskState(paused=True, pause_reason="stale_data", now=NOW)
 RUNNING = RiskState(now=NOW)
+
+
+def _keys(action: object) -> set[str]:
+    """Market keys an action trades (its legs)."""
+    legs = getattr(action, "legs", None) or ((action.leg,) if hasattr(action, "leg") else ())
+    return {f"{leg.fuse}:{leg.market}" for leg in legs}
 
 
 def _instruments(view: PortfolioView) -> dict[str, object]:
@@ -99,7 +106,19 @@ def test_a_decision_pairs_the_planned_resizes_before_the_gate_judges_them() -> N
     assert set(step.approved) | {r.action for r in step.refused} == set(step.planned)
 
 
-def test_a_decision_on_bad_market_data_plans_nothing_and_says_why() -> None:
+def test_a_decision_on_stale_market_data_plans_nothing_and_says_why() -> None:
+    view = fresh_view()
+    key = "perp-cex:BTC/USDC:USDC"
+    bad = dict(view.markets)
+    bad[key] = replace(bad[key], ts=NOW - timedelta(hours=1))
+    view = replace(view, markets=bad)
+
+    step = decision_step(view, compute_signals(FundingHistory(), view, NOW), config(), RUNNING, NOW)
+
+    assert step.skipped is not None and "old" in step.skipped and step.planned == () and step.approved == ()
+
+
+def test_a_non_finite_mark_leaves_only_its_market_out_of_the_decision() -> None:
     view = fresh_view()
     key = "perp-cex:BTC/USDC:USDC"
     bad = dict(view.markets)
@@ -108,7 +127,8 @@ def test_a_decision_on_bad_market_data_plans_nothing_and_says_why() -> None:
 
     step = decision_step(view, compute_signals(FundingHistory(), view, NOW), config(), RUNNING, NOW)
 
-    assert step.skipped is not None and step.planned == () and step.approved == ()
+    assert step.skipped is None and [o.key for o in step.outliers] == [key]
+    assert step.approved and all(key not in _keys(a) for a in step.planned)
 
 
 def test_repair_neutralises_a_one_sided_leg_even_while_paused() -> None:
