@@ -22,8 +22,9 @@ new exposure on a refused market (``RefusalCode.PRICE_OUTLIER``), and the step r
 guard to keep (``Step.prices``: last good marks updated from accepted prices only) with the
 outliers it found. ``decision_step`` decides without the refused markets: they are left out
 of the view and of the strategy's markets before ``decide``, so nothing is sized or funded on
-a refused price while the other markets trade; a refused market that holds a position cannot
-be left out (the book would be misread), so the decision is skipped, as for stale data.
+a refused price while the other markets trade, and no capital is moved off the fuse it is on
+(its market looks idle only because it was left out); a refused market that holds a position
+cannot be left out (the book would be misread), so the decision is skipped, as for stale data.
 """
 
 from __future__ import annotations
@@ -142,10 +143,26 @@ def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig,
     except ValueError as exc:
         return Step(StepKind.DECISION, skipped=f"refused: {exc}", outliers=screen.outliers, prices=screen.guard)
     result = make_plan(target, view)
-    planned = pair_resizes(result.actions, view)
+    planned, kept = _capital_kept(result.actions, screen)
+    planned = pair_resizes(planned, view)
     instruments = {key: snap.instrument for key, snap in view.markets.items()}
     planned = repairs_first(planned, view, instruments, config.delta_tolerance)
-    return _gated(StepKind.DECISION, planned, view, config, state, target=target, dropped=result.dropped)
+    notes = [f"capital stays on {fuse} while a price there is refused" for fuse in kept]
+    return _gated(StepKind.DECISION, planned, view, config, state, notes=notes, target=target, dropped=result.dropped)
+
+
+def _capital_kept(actions: Sequence[Action], screen: PriceScreen) -> tuple[list[Action], list[str]]:
+    """Drop the transfers out of a fuse with a refused market: capital is not moved on account of a bad print.
+
+    Leaving the market out of the decision makes the fuse look idle; pulling its capital back
+    would be a decision made on the refused price. Money into the fuse (other markets) still goes.
+    """
+    frozen = {o.fuse for o in screen.outliers}
+    if not frozen:
+        return list(actions), []
+    out = [a for a in actions if not (isinstance(a, Transfer) and a.source in frozen)]
+    kept = sorted({a.source for a in actions if isinstance(a, Transfer) and a.source in frozen})
+    return out, kept
 
 
 def margin_step(
