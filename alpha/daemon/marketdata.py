@@ -184,8 +184,10 @@ class MarketData:
 
     async def _refresh_fuse(self, name: str, fuse: Fuse, symbols: list[str], *, books: bool = True) -> None:
         bulk = self._all.bulk_market_data(name)
+        indexes: dict[str, Decimal] = {}
         if bulk is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
             funding, marks = await bulk.funding_and_marks(symbols)
+            indexes = bulk.indexes()
         else:
             funding = await fuse.funding_rates(symbols)
             marks = await fuse.marks(symbols)
@@ -201,7 +203,7 @@ class MarketData:
                 book = await fuse.order_book(symbol, self._book_depth)
             rate = funding.get(symbol)
             self.snapshots[market_key(name, symbol)] = MarketSnapshot(
-                fuse=name, instrument=inst, ts=now, mark=mark, index=None, funding=rate, book=book
+                fuse=name, instrument=inst, ts=now, mark=mark, index=indexes.get(symbol), funding=rate, book=book
             )
             self._export_funding(name, symbol, rate)
 
