@@ -19,7 +19,9 @@ check it failed (``PriceCheck``, the ``check`` label of ``alpha_risk_price_outli
   median, so one venue printing 1e30 does not make the sane one look wrong; with two venues
   and no other evidence, both are refused (nothing says which one lies).
 
-Gaps are relative to the reference: ``|mark - reference| / reference``. The guard keeps the
+Gaps to the index and jumps are relative to the reference (``|mark - reference| / reference``);
+the gap between venues is symmetric (``max / min - 1``), and the worst venue is refused first,
+so with three venues the two that agree are not blamed for the third. The guard keeps the
 last good (accepted) mark of each market; a refused mark never becomes the reference, so a
 bad print cannot walk the reference away. The screen returns the guard to keep next.
 """
@@ -154,10 +156,9 @@ def _own_checks(snap: MarketSnapshot, limits: RiskLimits) -> PriceOutlier | None
         if not ABSURD_LOW <= value <= ABSURD_HIGH:
             return _outlier(snap, PriceCheck.VALUE, f"{name} price {value} is absurd (outside {ABSURD_LOW} .. {ABSURD_HIGH})")
     book = snap.book
-    if book is not None:
-        if not book.bids or not book.asks:
-            side = "empty" if not book.bids and not book.asks else ("without bids" if not book.bids else "without asks")
-            return _outlier(snap, PriceCheck.BOOK, f"order book is {side}")
+    if book is not None and (not book.bids or not book.asks):
+        side = "empty" if not book.bids and not book.asks else ("without bids" if not book.bids else "without asks")
+        return _outlier(snap, PriceCheck.BOOK, f"order book is {side}")
     if snap.funding is not None:
         per_hour = abs(snap.funding.rate) / snap.funding.interval_hours
         if per_hour > limits.max_funding_rate:

@@ -24,7 +24,17 @@ from strategy_builders import (
 from alpha.core.pipeline import StepKind, decision_step, flatten_step, margin_step, repair_step
 from alpha.core.repair import pair_resizes
 from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition, MarginHealth
-from alpha.domain.actions import CloseHedge, Leg, OpenHedge, RefusalCode, Repay, ResizeLeg, TopUpMargin, Transfer, Withdraw
+from alpha.domain.actions import (
+    CloseHedge,
+    Leg,
+    OpenHedge,
+    RefusalCode,
+    Repay,
+    ResizeLeg,
+    TopUpMargin,
+    Transfer,
+    Withdraw,
+)
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.gate import RiskState, gate
@@ -198,7 +208,7 @@ def test_an_outlying_mark_is_refused_nothing_is_sized_on_it_and_the_other_market
     assert step.skipped is None and step.target is not None
     assert all(CEX_BTC not in _keys(a) for a in step.planned), "nothing planned on the refused market"
     assert all(f"{p.fuse}:{p.market}" != CEX_BTC for p in step.target.positions)
-    assert any(isinstance(a, OpenHedge) and "ETH" == a.asset for a in step.approved), "ETH still trades"
+    assert any(isinstance(a, OpenHedge) and a.asset == "ETH" for a in step.approved), "ETH still trades"
     nav = view.vault_cash  # all capital in the vault: NAV does not depend on any mark
     assert sum((a.capital for a in step.target.allocations), D(0)) <= nav
     assert all(a.capital <= a.cap for a in step.target.allocations), "allocations are sized on sane prices"

@@ -24,6 +24,7 @@ from alpha.data.series import Duplicates, FundingRecord
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument, InstrumentKind
 from alpha.domain.market import MarketSnapshot
+from alpha.domain.money import ZERO
 from alpha.risk.prices import PriceGuard
 from tests.conftest import SHARED_DATA
 
@@ -110,10 +111,10 @@ def _views(series: list[Series]) -> Iterator[dict[str, MarketSnapshot]]:
 class Widest:
     """The largest gaps met, to print (figures, not assertions)."""
 
-    index: Decimal = D(0)
-    venues: Decimal = D(0)
-    jump_per_hour: Decimal = D(0)
-    funding_per_hour: Decimal = D(0)
+    index: Decimal = ZERO
+    venues: Decimal = ZERO
+    jump_per_hour: Decimal = ZERO
+    funding_per_hour: Decimal = ZERO
 
     def observe(self, markets: dict[str, MarketSnapshot], before: dict[str, tuple[datetime, Decimal]]) -> None:
         by_base: dict[str, list[Decimal]] = {}
