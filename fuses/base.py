@@ -300,6 +300,10 @@ class BulkMarketData(Protocol):
         """Return what ``Fuse.funding_rates`` and ``Fuse.marks`` return, together."""
         ...
 
+    def indexes(self) -> dict[str, Decimal]:
+        """Return each perp's index price as the last funding answer gave it (none where the venue gives none)."""
+        ...
+
 
 class PriceOracle(Protocol):
     """The lending market prices its assets from its own oracle."""

@@ -208,6 +208,11 @@ class RiskLimits(Model):
     max_data_age: Duration = timedelta(seconds=60)
     max_unhedged_notional: Positive = Decimal("50000")
     max_unhedged_time: Duration = timedelta(seconds=30)
+    # Price sanity (alpha/risk/prices.py): a market whose data fails one of these is refused for new exposure.
+    max_mark_index_gap: Share = Decimal("0.10")  # |mark - index| / index (and mark vs the book's mid)
+    max_venue_gap: Positive = Decimal("0.25")  # mark vs the median of the other venues' marks of the asset
+    max_price_jump: Positive = Decimal("0.50")  # move from the last good mark per hour elapsed, unless the other venues moved too
+    max_funding_rate: Share = Decimal("0.01")  # |funding rate| per hour, normalised by the rate's interval
 
 
 class Execution(Model):

@@ -15,12 +15,22 @@ only gather their inputs and execute their approved actions; none of them builds
 
 Every step returns a ``Step``: what it planned, what the gate approved and refused (the gate
 lets risk-reducing actions through while paused), and notes for the operator.
+
+Every step first screens the view's prices (``alpha.risk.prices.PriceGuard``, carried in
+``RiskState.prices``): assets are valued again from the accepted marks only, the gate refuses
+new exposure on a refused market (``RefusalCode.PRICE_OUTLIER``), and the step returns the
+guard to keep (``Step.prices``: last good marks updated from accepted prices only) with the
+outliers it found. ``decision_step`` decides without the refused markets: they are left out
+of the view and of the strategy's markets before ``decide``, so nothing is sized or funded on
+a refused price while the other markets trade, and no capital is moved off the fuse it is on
+(its market looks idle only because it was left out); a refused market that holds a position
+cannot be left out (the book would be misread), so the decision is skipped, as for stale data.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -41,8 +51,10 @@ from alpha.domain.account import MarginHealth
 from alpha.domain.actions import VAULT, Action, Refusal, TargetBook, Transfer
 from alpha.domain.instruments import Instrument
 from alpha.domain.money import ZERO
-from alpha.domain.portfolio import PortfolioView
+from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.risk.exposure import holdings
 from alpha.risk.gate import RiskState, gate
+from alpha.risk.prices import PriceGuard, PriceOutlier, PriceScreen, without_outliers
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import Dropped, make_plan
 from alpha.strategy.signals import Signals
@@ -77,6 +89,15 @@ class Step:
     dropped: tuple[Dropped, ...] = ()
     skipped: str | None = None
     deleveraged: tuple[str, ...] = field(default_factory=tuple)
+    outliers: tuple[PriceOutlier, ...] = ()  # markets whose prices the screen refused
+    prices: PriceGuard | None = None  # the guard to keep for the next step (None: the step did not screen)
+
+
+def _screened(view: PortfolioView, config: StrategyConfig, state: RiskState) -> tuple[PortfolioView, RiskState, PriceScreen]:
+    """Screen ``view``'s prices: the view valued on accepted marks and the state the gate judges with."""
+    screen = state.prices.screen_view(view, config.risk)
+    sane = without_outliers(view, screen, config.stablecoins)
+    return sane, replace(state, prices=screen.guard, price_outliers=screen.outliers), screen
 
 
 def _gated(
@@ -91,27 +112,57 @@ def _gated(
     dropped: Sequence[Dropped] = (),
     deleveraged: Iterable[str] = (),
 ) -> Step:
+    """Gate ``planned`` with the screened ``state`` and say what the step decided."""
     result = gate(planned, view, config, state)
+    outliers = state.price_outliers
     return Step(
-        kind, tuple(planned), result.approved, result.refused, tuple(notes), target, tuple(dropped), None, tuple(deleveraged)
+        kind, tuple(planned), result.approved, result.refused, (*_outlier_notes(outliers), *notes), target, tuple(dropped), None,
+        tuple(deleveraged), outliers, state.prices,
     )
+
+
+def _outlier_notes(outliers: Sequence[PriceOutlier]) -> list[str]:
+    return [f"price refused: {o}; no new exposure on {o.key}" for o in outliers]
 
 
 def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig, state: RiskState, now: datetime) -> Step:
     """Decide the target book, plan the actions that reach it (resizes paired, repairs first), gate them.
 
     Bad input (a ``BadMarketData`` or any ``ValueError`` from ``decide``) is refused: the
-    step plans nothing and says why in ``skipped``; nothing is traded on it.
+    step plans nothing and says why in ``skipped``; nothing is traded on it. Markets whose
+    prices the screen refused are left out of what ``decide`` sees (see the module docstring).
     """
+    view, state, screen = _screened(view, config, state)
+    refused = screen.markets
+    held = sorted(k for k in (market_key(f, m) for (f, m), q in holdings(view).items() if q != 0) if k in refused)
+    if held:
+        why = "; ".join(str(o) for o in screen.outliers if o.key in held)
+        return Step(StepKind.DECISION, skipped=f"refused: price outlier on a market a position is held in: {why}", outliers=screen.outliers, prices=screen.guard)
     try:
-        target = decide(view, signals, config, now)
+        target = decide(_without_markets(view, refused), signals, _config_without(config, refused), now)
     except ValueError as exc:
-        return Step(StepKind.DECISION, skipped=f"refused: {exc}")
+        return Step(StepKind.DECISION, skipped=f"refused: {exc}", outliers=screen.outliers, prices=screen.guard)
     result = make_plan(target, view)
-    planned = pair_resizes(result.actions, view)
+    planned, kept = _capital_kept(result.actions, screen)
+    planned = pair_resizes(planned, view)
     instruments = {key: snap.instrument for key, snap in view.markets.items()}
     planned = repairs_first(planned, view, instruments, config.delta_tolerance)
-    return _gated(StepKind.DECISION, planned, view, config, state, target=target, dropped=result.dropped)
+    notes = [f"capital stays on {fuse} while a price there is refused" for fuse in kept]
+    return _gated(StepKind.DECISION, planned, view, config, state, notes=notes, target=target, dropped=result.dropped)
+
+
+def _capital_kept(actions: Sequence[Action], screen: PriceScreen) -> tuple[list[Action], list[str]]:
+    """Drop the transfers out of a fuse with a refused market: capital is not moved on account of a bad print.
+
+    Leaving the market out of the decision makes the fuse look idle; pulling its capital back
+    would be a decision made on the refused price. Money into the fuse (other markets) still goes.
+    """
+    frozen = {o.fuse for o in screen.outliers}
+    if not frozen:
+        return list(actions), []
+    out = [a for a in actions if not (isinstance(a, Transfer) and a.source in frozen)]
+    kept = sorted({a.source for a in actions if isinstance(a, Transfer) and a.source in frozen})
+    return out, kept
 
 
 def margin_step(
@@ -131,6 +182,7 @@ def margin_step(
     margin venues (``move_collateral``); past the deleverage line the venue's holdings are
     halved together with their hedges.
     """
+    view, state, _ = _screened(view, config, state)
     policy = config.margin
     base = config.vault.base_asset
     available = view.vault_cash
@@ -207,6 +259,7 @@ def repair_step(
     prefer: Iterable[tuple[str, str]] = (),
 ) -> Step:
     """Neutralise every asset whose net delta is past ``delta_tolerance`` (markets in ``prefer`` first)."""
+    view, state, _ = _screened(view, config, state)
     fixes = neutralise(view, instruments, config.delta_tolerance, prefer=frozenset(prefer))
     notes = [f"legs left the book unhedged; neutralising with {len(fixes)} trade(s)"] if fixes else []
     return _gated(StepKind.REPAIR, fixes, view, config, state, notes=notes)
@@ -214,10 +267,28 @@ def repair_step(
 
 def flatten_step(view: PortfolioView, config: StrategyConfig, instruments: Mapping[str, Instrument], state: RiskState) -> Step:
     """Close every hedge, both legs together (the operator's flatten)."""
+    view, state, _ = _screened(view, config, state)
     closes = pair_reductions(
         view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten"
     )
     return _gated(StepKind.FLATTEN, closes, view, config, state)
+
+
+def _without_markets(view: PortfolioView, refused: frozenset[str]) -> PortfolioView:
+    """``view`` without the refused markets (none of them holds a position)."""
+    if not refused:
+        return view
+    return replace(view, markets={k: s for k, s in view.markets.items() if k not in refused})
+
+
+def _config_without(config: StrategyConfig, refused: frozenset[str]) -> StrategyConfig:
+    """``config`` whose fuses no longer list the refused markets: the strategy does not consider them."""
+    if not refused:
+        return config
+    fuses = tuple(
+        f.model_copy(update={"markets": tuple(m for m in f.markets if market_key(f.name, m) not in refused)}) for f in config.fuses
+    )
+    return config.model_copy(update={"fuses": fuses})
 
 
 def _on_fuse(name: str) -> Callable[[str, str], bool]:

@@ -18,7 +18,6 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
-from statistics import median
 from typing import Any, Protocol
 
 from alpha.daemon.registry import AnyFuse, FuseRegistry
@@ -29,6 +28,7 @@ from alpha.domain.market import MarketSnapshot
 from alpha.domain.portfolio import market_key
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
+from alpha.risk.prices import asset_prices
 from fuses.base import Fuse, FuseError
 
 log = get_logger("alpha.marketdata")
@@ -184,8 +184,10 @@ class MarketData:
 
     async def _refresh_fuse(self, name: str, fuse: Fuse, symbols: list[str], *, books: bool = True) -> None:
         bulk = self._all.bulk_market_data(name)
+        indexes: dict[str, Decimal] = {}
         if bulk is not None:  # one bulk request where the venue's funding answer carries the marks (ccxt)
             funding, marks = await bulk.funding_and_marks(symbols)
+            indexes = bulk.indexes()
         else:
             funding = await fuse.funding_rates(symbols)
             marks = await fuse.marks(symbols)
@@ -201,7 +203,7 @@ class MarketData:
                 book = await fuse.order_book(symbol, self._book_depth)
             rate = funding.get(symbol)
             self.snapshots[market_key(name, symbol)] = MarketSnapshot(
-                fuse=name, instrument=inst, ts=now, mark=mark, index=None, funding=rate, book=book
+                fuse=name, instrument=inst, ts=now, mark=mark, index=indexes.get(symbol), funding=rate, book=book
             )
             self._export_funding(name, symbol, rate)
 
@@ -225,15 +227,7 @@ class MarketData:
 
     def prices(self, base_asset: str, stablecoins: Sequence[str]) -> dict[str, Decimal]:
         """Value each asset in ``base_asset``: the median mark of its markets quoted in a stablecoin."""
-        seen: dict[str, list[Decimal]] = {}
-        for snap in self.snapshots.values():
-            inst = snap.instrument
-            if inst.quote == base_asset or inst.quote in stablecoins:
-                seen.setdefault(inst.base, []).append(snap.mark)
-        out = {asset: Decimal(median(values)) for asset, values in seen.items()}
-        for coin in stablecoins:
-            out.setdefault(coin, Decimal(1))
-        return out
+        return asset_prices(self.snapshots.values(), base_asset, stablecoins)
 
     def settlements(self) -> dict[str, datetime]:
         """Next funding settlement per market key, as the venues report it."""

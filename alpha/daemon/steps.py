@@ -8,6 +8,10 @@ Before each decision and margin check it asks the venues again about orders of u
 outcome (``Executor.retry_unresolved``) and passes the markets still unresolved to the gate
 (``RiskState.blocked_markets``), which refuses trading there and only there. Against
 simulated venues (the backtest) every order is answered, so both are no-ops there.
+
+It keeps the price guard between steps (``RiskState.prices``): each step screens its view
+and returns the guard to keep, whose last good marks only accepted prices update; every
+refused price counts in ``alpha_risk_price_outliers_total`` and is journalled with its decision.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics
 from alpha.risk.gate import RiskState
+from alpha.risk.prices import PriceGuard
 from alpha.strategy.signals import FundingHistory, compute_signals
 from fuses.base import TransientError
 
@@ -105,6 +110,8 @@ class StepRunner:
         self.executing = 0  # steps being executed (their own fills move positions)
         self._seq = 0
         self._last_margin_refused: list[list[dict[str, Any]]] = []
+        self.prices = PriceGuard()  # last good marks, kept from step to step
+        self._outliers: frozenset[str] = frozenset()  # what the last screen refused (logged when it changes)
 
     def next_decision_id(self) -> str:
         self._seq += 1
@@ -119,7 +126,23 @@ class StepRunner:
     def risk_state(self) -> RiskState:
         """The state the gate reads: the book's switches and the markets an unresolved order blocks."""
         markets, fuses = self.executor.blocked()
-        return replace(self.book.risk_state(), blocked_markets=markets, blocked_fuses=fuses)
+        return replace(self.book.risk_state(), blocked_markets=markets, blocked_fuses=fuses, prices=self.prices)
+
+    def _screened(self, step: Step) -> Step:
+        """Keep the guard ``step`` returns; count and (when they change) log the prices it refused."""
+        if step.prices is None:
+            return step
+        self.prices = step.prices
+        for o in step.outliers:
+            self.metrics.price_outliers.labels(fuse=o.fuse, market=o.market, check=o.check.value).inc()
+        keys = frozenset(str(o) for o in step.outliers)
+        if keys != self._outliers:
+            if step.outliers:
+                log.warning("prices refused: no new exposure on these markets", outliers=sorted(keys))
+            else:
+                log.info("every price accepted again")
+            self._outliers = keys
+        return step
 
     async def resolve_unknown(self) -> list[tuple[str, str]]:
         """Ask the venues again about orders of unknown outcome (``Executor.retry_unresolved``); note what is resolved."""
@@ -138,7 +161,7 @@ class StepRunner:
         for name, acct in view.accounts.items():  # no maintenance: nothing at risk, equity is the reference
             if acct.margin is not None and acct.margin.maintenance_margin <= 0:
                 self.reference_equity[name] = acct.margin.equity
-        step = margin_step(view, self.config, self.instruments, self.reference_equity, self.risk_state())
+        step = self._screened(margin_step(view, self.config, self.instruments, self.reference_equity, self.risk_state()))
         for text in step.notes:
             self.book.note(text)
         for fuse in step.deleveraged:
@@ -178,7 +201,7 @@ class StepRunner:
             now = view.ts  # the decision is as of its view (a live clock moves while the venues answer)
             self.history.observe(view)
             signals = compute_signals(self.history, view, now)
-            step = decision_step(view, signals, self.config, self.risk_state(), now)
+            step = self._screened(decision_step(view, signals, self.config, self.risk_state(), now))
             if step.skipped is not None:
                 log.warning("decision refused bad input", error=step.skipped)
                 return self._skipped(decision_id, trigger, now, step.skipped)
@@ -201,7 +224,7 @@ class StepRunner:
         """Close every hedge (both legs together) through the flatten step; return it and how many completed."""
         now = self.clock.now()
         view = await self.book.view(now, ViewPurpose.MARGIN)
-        step = flatten_step(view, self.config, self.instruments, self.risk_state())
+        step = self._screened(flatten_step(view, self.config, self.instruments, self.risk_state()))
         decision_id = self.next_decision_id()
         self._journal_step(decision_id, now, "flatten", step)
         done = await self.execute(decision_id, step.approved, "flatten")
@@ -245,7 +268,7 @@ class StepRunner:
                 # repair is planned once the venue answers.
                 self.book.note(f"legs left the book unhedged but a venue is unavailable ({exc}); the repair waits for it")
                 return completed
-            step = repair_step(view, self.config, self.instruments, self.risk_state(), prefer=touched)
+            step = self._screened(repair_step(view, self.config, self.instruments, self.risk_state(), prefer=touched))
             for text in step.notes:
                 self.book.note(text)
             if step.planned:
@@ -270,6 +293,8 @@ class StepRunner:
         self.taken.append(TakenStep(decision_id, now, trigger, step))
         for refusal in step.refused:
             self.metrics.actions_refused.labels(reason=refusal.code.value).inc()
+        if step.outliers:
+            extra["price_outliers"] = [str(o) for o in step.outliers]
         self.journal.append(
             "decision", now, decision_id=decision_id, trigger=trigger,
             actions=[row for a in step.approved for row in action_rows(a)],

@@ -250,6 +250,7 @@ class RefusalCode(StrEnum):
     IDLE_BUFFER = "idle_buffer"
     VAULT_CASH = "vault_cash"
     UNKNOWN_FUSE = "unknown_fuse"
+    PRICE_OUTLIER = "price_outlier"
 
 
 @dataclass(frozen=True, slots=True)

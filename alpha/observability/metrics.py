@@ -77,6 +77,11 @@ class Metrics:
         self.decision_latency = Histogram("alpha_strategy_decision_latency_seconds", "Time to decide, plan and gate one rebalance.", buckets=LATENCY_BUCKETS, registry=r)
         self.decisions = Counter("alpha_strategy_decisions_total", "Decisions taken, by trigger (schedule, drift, signal, config, operator).", ["trigger"], registry=r)
         self.actions_refused = Counter("alpha_risk_actions_refused_total", "Actions refused by the risk gate.", ["reason"], registry=r)
+        self.price_outliers = Counter(
+            "alpha_risk_price_outliers_total",
+            "Market data refused by the price guard, by check (value, book, funding, index, jump, venues), once per step that screened it.",
+            ["fuse", "market", "check"], registry=r,
+        )
         # venues
         self.request_latency = Histogram("alpha_venue_request_latency_seconds", "Latency of venue requests.", ["fuse", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.request_errors = Counter("alpha_venue_request_errors_total", "Venue request errors by kind (transient, rejected, unknown_outcome, fatal).", ["fuse", "kind"], registry=r)

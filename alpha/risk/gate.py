@@ -9,6 +9,9 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 * anything trading a market with an order of unknown outcome, or acting on a fuse with a
   lending step of unknown outcome (``RiskState.blocked_markets`` / ``blocked_fuses``), risk
   actions too: what that market holds is not known until it is resolved [unresolved_order];
+* anything adding exposure on a market whose price the pipeline's ``PriceGuard`` refused
+  (``RiskState.price_outliers``: mark vs index, vs the other venues, a jump, an absurd value,
+  a one-sided book, an absurd funding rate); risk actions still pass, as when paused [price_outlier];
 * while paused, everything except
   risk actions (closing hedges, repaying debt, margin top-ups, and moving cash back to the
   vault: lending withdrawals and transfers into the vault, which fund top-ups) [paused];
@@ -33,7 +36,7 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -60,6 +63,7 @@ from alpha.domain.market import BadMarketData
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
+from alpha.risk.prices import PriceGuard, PriceOutlier
 
 # Relative slack for comparing computed ratios with limits (exact decimals still divide).
 EPSILON = Decimal("1e-9")
@@ -76,6 +80,8 @@ class RiskState:
     now: datetime | None = None  # judge data age at this time (default: the view's time)
     blocked_markets: frozenset[str] = frozenset()  # market keys with an order of unknown outcome
     blocked_fuses: frozenset[str] = frozenset()  # fuses with a lending step of unknown outcome
+    prices: PriceGuard = field(default_factory=PriceGuard)  # last good marks the pipeline screens prices against
+    price_outliers: tuple[PriceOutlier, ...] = ()  # markets whose prices the screen refused (set by the pipeline)
 
 
 def _legs(action: Action) -> tuple[Leg, ...]:
@@ -137,6 +143,16 @@ def _blocked(action: Action, state: RiskState) -> str | None:
     return None
 
 
+def _outlier(action: Action, state: RiskState) -> PriceOutlier | None:
+    """Return the refused price of a market ``action`` trades, or None."""
+    refused = {o.key: o for o in state.price_outliers}
+    for leg in _legs(action):
+        outlier = refused.get(market_key(leg.fuse, leg.market))
+        if outlier is not None:
+            return outlier
+    return None
+
+
 def _fuse_of(action: Action) -> str | None:
     if isinstance(action, Transfer):
         return action.destination
@@ -191,6 +207,10 @@ def _judge(
         if blocked is not None:
             return no(RefusalCode.UNRESOLVED_ORDER, f"{blocked}: nothing trades there until it is resolved")
     risk_action = _is_risk_action(action, view)
+    if state.price_outliers and not risk_action:
+        outlier = _outlier(action, state)
+        if outlier is not None:
+            return no(RefusalCode.PRICE_OUTLIER, f"price outlier on {outlier}: no new exposure there until its price is sane")
     if state.paused and not risk_action:
         return no(RefusalCode.PAUSED, f"trading paused{f' ({state.pause_reason})' if state.pause_reason else ''}")
     if depeg and not risk_action and not isinstance(action, Withdraw | Transfer):

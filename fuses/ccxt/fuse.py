@@ -110,6 +110,7 @@ class CcxtFuse:
         self.metrics = metrics
         self.client = client if client is not None else build_client(settings, spec, metrics=metrics, timeout_ms=timeout_ms)
         self.intervals = FundingIntervals(self.name)
+        self._indexes: dict[str, Decimal] = {}  # index price per perp, from the last funding answer
         self._instruments: dict[str, Instrument] = {}
         self._contract_sizes: dict[str, Decimal] = {}
         self._intervals_fetched: datetime | None = None
@@ -277,6 +278,11 @@ class CcxtFuse:
         out: dict[str, Decimal] = {}
         for symbol, entry in raw.items():
             out[symbol] = parse.dec(entry.get("markPrice"), f"{symbol}.markPrice")
+            index = parse.opt_dec(entry.get("indexPrice"), f"{symbol}.indexPrice")
+            if index is not None and index > 0:
+                self._indexes[symbol] = index
+            else:
+                self._indexes.pop(symbol, None)  # never an older answer's index beside this mark
         rest = [m for m in chosen if m not in out]
         if rest:
             tickers = await self._call(self.client.fetch_tickers, rest)
@@ -284,6 +290,10 @@ class CcxtFuse:
                 t = tickers.get(symbol) or {}
                 out[symbol] = parse.dec(t.get("markPrice") or t.get("last") or t.get("close"), f"{symbol}.mark")
         return out
+
+    def indexes(self) -> dict[str, Decimal]:
+        """Return each perp's index price from the last funding answer that carried one (the price guard compares marks with it)."""
+        return dict(self._indexes)
 
     async def order_book(self, market: str, depth: int = 20) -> OrderBook:
         self._instrument(market)

@@ -436,8 +436,9 @@ class MarketStreams:
             self.last_error = str(exc)
             return
         now = self.clock.now()
+        indexes = self.fuse.indexes()
         for market, mark in marks.items():
-            self._put_mark(MarkUpdate(market, mark, None, funding.get(market), now, "poll"))
+            self._put_mark(MarkUpdate(market, mark, indexes.get(market), funding.get(market), now, "poll"))
 
     def _take_stream_marks(self, raw: Mapping[str, Any]) -> None:
         fields = self.spec.mark_stream_fields

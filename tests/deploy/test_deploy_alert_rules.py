@@ -26,6 +26,7 @@ REQUIRED_ALERTS = {
     "AlphaVenueErrorRate",
     "AlphaRateLimitPressure",
     "AlphaFundingAgainstBook",
+    "AlphaPriceOutlier",
     "AlphaDaemonDown",
     "AlphaDaemonAbsent",
 }

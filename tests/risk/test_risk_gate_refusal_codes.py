@@ -17,6 +17,7 @@ from alpha.domain.actions import Action, Borrow, Leg, OpenHedge, RefusalCode, To
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.gate import RiskState, gate
+from alpha.risk.prices import PriceCheck, PriceOutlier
 
 D = Decimal
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -25,6 +26,7 @@ METRIC_LABELS = {
     "kill_switch", "paused", "depeg", "bad_market_data", "order_notional", "cannot_apply",
     "venue_exposure", "leverage", "idle_buffer", "vault_cash", "unknown_fuse",
     "unresolved_order",  # an order of unknown outcome blocks its market
+    "price_outlier",  # the price guard refused the market's price
 }
 
 
@@ -59,6 +61,9 @@ CASES: dict[RefusalCode, Case] = {
     RefusalCode.LEVERAGE: Case(_open(), view=lambda: _view(perp_equity="10000")),
     RefusalCode.IDLE_BUFFER: Case(Transfer("vault", "perp-cex", "USDC", D("100000"), "more margin"), view=lambda: _view("120000")),
     RefusalCode.VAULT_CASH: Case(TopUpMargin("perp-cex", "USDC", D("200000"), "margin drew down"), view=lambda: _view("120000")),
+    RefusalCode.PRICE_OUTLIER: Case(
+        _open(), state=RiskState(price_outliers=(PriceOutlier("perp-cex", "BTC/USDC:USDC", PriceCheck.INDEX, "mark 10x the index"),))
+    ),
     RefusalCode.UNKNOWN_FUSE: Case(Transfer("vault", "elsewhere", "USDC", D("1000"), "a fuse the strategy does not name")),
 }
 
