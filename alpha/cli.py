@@ -1,6 +1,9 @@
 """The ``alpha`` command line. Each subcommand lives in ``alpha.commands.<name>`` and exposes
 ``help`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; this module only
 dispatches, importing a command's module when it is used (so ``alpha check`` stays fast).
+
+Logs go to stderr for every command (``alpha run`` chooses its own destination), so stdout
+carries only a command's output: ``--json`` output is pure JSON.
 """
 
 from __future__ import annotations
@@ -56,10 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if module is None:
         parser.print_help()
         return 2
+    import structlog
+
+    from alpha.observability.logging import CurrentStderr, configure
+
+    previous = structlog.get_config()
+    configure(stream=CurrentStderr())
     try:
         result = module.run(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        structlog.configure(**previous)  # a caller in the same process keeps its own set-up
     return int(result or 0)
 
 

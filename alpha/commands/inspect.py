@@ -54,11 +54,21 @@ def snapshot_dict(snap: Any) -> dict[str, Any]:
     return out
 
 
-async def _inspect(config: Any, mode: str | None) -> list[dict[str, Any]]:
+def _one_line(exc: BaseException) -> str:
+    """The error's message on one line; a fuse error says its kind and the venue's code."""
+    from fuses.base import FuseError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, FuseError):
+        return text
+    return f"{type(exc).__name__}: {text}" + (f" (code {exc.code})" if exc.code else "")
+
+
+async def _inspect(config: Any, mode: str) -> list[dict[str, Any]]:
     from alpha.daemon.app import WIRINGS, make_clock
     from alpha.observability.metrics import Metrics
 
-    m = mode or config.mode
+    m = mode
     clock = make_clock(config, m)
     wiring = WIRINGS[m](config, clock, Metrics())
     out = []
@@ -73,17 +83,26 @@ async def _inspect(config: Any, mode: str | None) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alpha.daemon.app import WiringError
+    from alpha.daemon.app import WIRINGS, WiringError
+    from fuses.base import FuseError
 
     try:
         config = load_config(args.config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    mode = args.mode or config.mode
+    if mode not in WIRINGS:
+        print(
+            f"cannot inspect: mode {mode!r} has no venues to read (a backtest simulates them from recorded data); "
+            f"run `alpha backtest`, or pass --mode {'|'.join(WIRINGS)}",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        snaps = asyncio.run(_inspect(config, args.mode))
-    except WiringError as exc:
-        print(f"cannot inspect: {exc}", file=sys.stderr)
+        snaps = asyncio.run(_inspect(config, mode))
+    except (WiringError, FuseError, ValueError) as exc:  # ValueError: the file lacks what the mode needs
+        print(f"cannot inspect: {_one_line(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(snaps, indent=2))

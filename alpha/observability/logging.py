@@ -68,7 +68,20 @@ def _stringify_decimals(_logger: Any, _method: str, event: MutableMapping[str, A
     return event
 
 
-def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | None = None) -> None:
+class CurrentStderr:
+    """A stream that writes to whatever ``sys.stderr`` is at each write (it may be replaced later)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def configure(*, json: bool | None = None, level: str = "info", stream: TextIO | CurrentStderr | None = None) -> None:
     """Set up structlog for the process: JSON unless ``stream`` is a terminal (or ``json`` says)."""
     out = stream if stream is not None else sys.stdout
     if json is None:
@@ -85,7 +98,7 @@ def configure(*, json: bool | None = None, level: str = "info", stream: TextIO |
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]  # CurrentStderr writes like a TextIO
         cache_logger_on_first_use=False,
     )
 

@@ -1,7 +1,11 @@
-"""Aave v3.0 revert codes (``Errors.sol`` of @aave/core-v3 1.19.3) as data: code -> meaning and kind.
+"""Aave v3 revert codes as data: code -> meaning and kind, for every release in use.
 
-Aave reverts with ``Error(string)`` whose string is a number; this table turns it into a clear
-``RejectedError`` (``InsufficientFundsError`` where collateral or balance is what is missing).
+Up to v3.1 Aave reverts with ``Error(string)`` whose string is a number (``Errors.sol`` of
+@aave/core-v3 1.19.3); from v3.2 on with custom errors (``Errors.sol`` of aave-v3-origin 3.6.0),
+keyed here by their 4-byte selector. Both become a clear ``RejectedError``
+(``InsufficientFundsError`` where collateral or balance is what is missing), and a custom error
+that is a v3.0 one under a new name carries the v3.0 number as its ``code``, so callers see the
+same code on every release (``HealthFactorNotBelowThreshold`` -> "45").
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from fuses.base import InsufficientFundsError, RejectedError
-from fuses.evm.revert import RevertCode
+from fuses.evm.revert import RevertCode, custom_error_selector
 
 _TABLE: tuple[tuple[str, str, str, type[RejectedError]], ...] = (
     ("1", "CALLER_NOT_POOL_ADMIN", 'The caller of the function is not a pool admin', RejectedError),
@@ -104,4 +108,105 @@ _TABLE: tuple[tuple[str, str, str, type[RejectedError]], ...] = (
     ("91", "FLASHLOAN_DISABLED", 'FlashLoaning for this asset is disabled', RejectedError),
 )
 
-AAVE_REVERT_CODES: Mapping[str, RevertCode] = {code: RevertCode(name, message, kind) for code, name, message, kind in _TABLE}
+# v3.2+ custom errors: (name, argument types, meaning, the v3.0 code of the same error or None, kind).
+_CUSTOM: tuple[tuple[str, str, str, str | None, type[RejectedError]], ...] = (
+    ('CallerNotPoolAdmin', '', 'The caller of the function is not a pool admin', '1', RejectedError),
+    ('CallerNotPoolOrEmergencyAdmin', '', 'The caller of the function is not a pool or emergency admin', '3', RejectedError),
+    ('CallerNotRiskOrPoolAdmin', '', 'The caller of the function is not a risk or pool admin', '4', RejectedError),
+    ('CallerNotAssetListingOrPoolAdmin', '', 'The caller of the function is not an asset listing or pool admin', '5', RejectedError),
+    ('AddressesProviderNotRegistered', '', 'Pool addresses provider is not registered', '7', RejectedError),
+    ('InvalidAddressesProviderId', '', 'Invalid id for the pool addresses provider', '8', RejectedError),
+    ('NotContract', '', 'Address is not a contract', '9', RejectedError),
+    ('CallerNotPoolConfigurator', '', 'The caller of the function is not the pool configurator', '10', RejectedError),
+    ('CallerNotAToken', '', 'The caller of the function is not an AToken', '11', RejectedError),
+    ('InvalidAddressesProvider', '', 'The address of the pool addresses provider is invalid', '12', RejectedError),
+    ('InvalidFlashloanExecutorReturn', '', 'Invalid return value of the flashloan executor function', '13', RejectedError),
+    ('ReserveAlreadyAdded', '', 'Reserve has already been added to reserve list', '14', RejectedError),
+    ('NoMoreReservesAllowed', '', 'Maximum amount of reserves in the pool reached', '15', RejectedError),
+    ('EModeCategoryReserved', '', 'Zero eMode category is reserved for volatile heterogeneous assets', '16', RejectedError),
+    ('ReserveLiquidityNotZero', '', 'The liquidity of the reserve needs to be 0', '18', RejectedError),
+    ('FlashloanPremiumInvalid', '', 'Invalid flashloan premium', '19', RejectedError),
+    ('InvalidReserveParams', '', 'Invalid risk parameters for the reserve', '20', RejectedError),
+    ('InvalidEmodeCategoryParams', '', 'Invalid risk parameters for the eMode category', '21', RejectedError),
+    ('CallerMustBePool', '', 'The caller of this function must be a pool', '23', RejectedError),
+    ('InvalidMintAmount', '', 'Invalid amount to mint', '24', RejectedError),
+    ('InvalidBurnAmount', '', 'Invalid amount to burn', '25', RejectedError),
+    ('InvalidAmount', '', 'Amount must be greater than 0', '26', RejectedError),
+    ('ReserveInactive', '', 'Action requires an active reserve', '27', RejectedError),
+    ('ReserveFrozen', '', 'Action cannot be performed because the reserve is frozen', '28', RejectedError),
+    ('ReservePaused', '', 'Action cannot be performed because the reserve is paused', '29', RejectedError),
+    ('BorrowingNotEnabled', '', 'Borrowing is not enabled', '30', RejectedError),
+    ('NotEnoughAvailableUserBalance', '', 'User cannot withdraw more than the available balance', '32', InsufficientFundsError),
+    ('InvalidInterestRateModeSelected', '', 'Invalid interest rate mode selected', '33', RejectedError),
+    ('HealthFactorLowerThanLiquidationThreshold', '', 'Health factor is below the liquidation threshold', '35', InsufficientFundsError),
+    ('CollateralCannotCoverNewBorrow', '', 'There is not enough collateral to cover a new borrow', '36', InsufficientFundsError),
+    ('NoDebtOfSelectedType', '', 'For repayment of a specific type of debt, the user needs to have debt that type', '39', RejectedError),
+    ('NoExplicitAmountToRepayOnBehalf', '', 'To repay on behalf of a user an explicit amount to repay is needed', '40', RejectedError),
+    ('UnderlyingBalanceZero', '', 'The underlying balance needs to be greater than 0', '43', RejectedError),
+    ('HealthFactorNotBelowThreshold', '', 'Health factor is not below the threshold', '45', RejectedError),
+    ('CollateralCannotBeLiquidated', '', 'The collateral chosen cannot be liquidated', '46', RejectedError),
+    ('SpecifiedCurrencyNotBorrowedByUser', '', 'User did not borrow the specified currency', '47', RejectedError),
+    ('InconsistentFlashloanParams', '', 'Inconsistent flashloan parameters', '49', RejectedError),
+    ('BorrowCapExceeded', '', 'Borrow cap is exceeded', '50', RejectedError),
+    ('SupplyCapExceeded', '', 'Supply cap is exceeded', '51', RejectedError),
+    ('DebtCeilingExceeded', '', 'Debt ceiling is exceeded', '53', RejectedError),
+    ('UnderlyingClaimableRightsNotZero', '', 'Claimable rights over underlying not zero (aToken supply or accruedToTreasury)', '54', RejectedError),
+    ('VariableDebtSupplyNotZero', '', 'Variable debt supply is not zero', '56', RejectedError),
+    ('LtvValidationFailed', '', 'Ltv validation failed', '57', InsufficientFundsError),
+    ('InconsistentEModeCategory', '', 'Inconsistent eMode category', '58', RejectedError),
+    ('PriceOracleSentinelCheckFailed', '', 'Price oracle sentinel validation failed', '59', RejectedError),
+    ('AssetNotBorrowableInIsolation', '', 'Asset is not borrowable in isolation mode', '60', RejectedError),
+    ('ReserveAlreadyInitialized', '', 'Reserve has already been initialized', '61', RejectedError),
+    ('UserInIsolationModeOrLtvZero', '', 'User is in isolation mode or ltv is zero', '62', RejectedError),
+    ('InvalidLtv', '', 'Invalid ltv parameter for the reserve', '63', RejectedError),
+    ('InvalidLiquidationThreshold', '', 'Invalid liquidity threshold parameter for the reserve', '64', RejectedError),
+    ('InvalidLiquidationBonus', '', 'Invalid liquidity bonus parameter for the reserve', '65', RejectedError),
+    ('InvalidDecimals', '', 'Invalid decimals parameter of the underlying asset of the reserve', '66', RejectedError),
+    ('InvalidReserveFactor', '', 'Invalid reserve factor parameter for the reserve', '67', RejectedError),
+    ('InvalidBorrowCap', '', 'Invalid borrow cap for the reserve', '68', RejectedError),
+    ('InvalidSupplyCap', '', 'Invalid supply cap for the reserve', '69', RejectedError),
+    ('InvalidLiquidationProtocolFee', '', 'Invalid liquidation protocol fee for the reserve', '70', RejectedError),
+    ('InvalidDebtCeiling', '', 'Invalid debt ceiling for the reserve', '73', RejectedError),
+    ('InvalidReserveIndex', '', 'Invalid reserve index', '74', RejectedError),
+    ('AclAdminCannotBeZero', '', 'ACL admin cannot be set to the zero address', '75', RejectedError),
+    ('InconsistentParamsLength', '', 'Array parameters that should be equal length are not', '76', RejectedError),
+    ('ZeroAddressNotValid', '', 'Zero address not valid', '77', RejectedError),
+    ('InvalidExpiration', '', 'Invalid expiration', '78', RejectedError),
+    ('InvalidSignature', '', 'Invalid signature', '79', RejectedError),
+    ('OperationNotSupported', '', 'Operation not supported', '80', RejectedError),
+    ('DebtCeilingNotZero', '', 'Debt ceiling is not zero', '81', RejectedError),
+    ('AssetNotListed', '', 'Asset is not listed', '82', RejectedError),
+    ('InvalidOptimalUsageRatio', '', 'Invalid optimal usage ratio', '83', RejectedError),
+    ('UnderlyingCannotBeRescued', '', 'The underlying asset cannot be rescued', '85', RejectedError),
+    ('AddressesProviderAlreadyAdded', '', 'Reserve has already been added to reserve list', '86', RejectedError),
+    ('PoolAddressesDoNotMatch', '', 'The token implementation pool address and the pool address provided by the initializing pool do not match', '87', RejectedError),
+    ('SiloedBorrowingViolation', '', 'User is trying to borrow multiple assets including a siloed one', '89', RejectedError),
+    ('ReserveDebtNotZero', '', 'the total debt of the reserve needs to be 0', '90', RejectedError),
+    ('FlashloanDisabled', '', 'FlashLoaning for this asset is disabled', '91', RejectedError),
+    ('InvalidMaxRate', '', 'The expect maximum borrow rate is invalid', None, RejectedError),
+    ('WithdrawToAToken', '', 'Withdrawing to the aToken is not allowed', None, RejectedError),
+    ('SupplyToAToken', '', 'Supplying to the aToken is not allowed', None, RejectedError),
+    ('Slope2MustBeGteSlope1', '', 'Variable interest rate slope 2 can not be lower than slope 1', None, RejectedError),
+    ('CallerNotRiskOrPoolOrEmergencyAdmin', '', 'The caller of the function is not a risk, pool or emergency admin', None, RejectedError),
+    ('LiquidationGraceSentinelCheckFailed', '', 'Liquidation grace sentinel validation failed', None, RejectedError),
+    ('InvalidGracePeriod', '', 'Grace period above a valid range', None, RejectedError),
+    ('InvalidFreezeState', '', 'Reserve is already in the passed freeze state', None, RejectedError),
+    ('InvalidLtvzeroState', '', 'Reserve is already in the passed ltvzero state', None, RejectedError),
+    ('NotBorrowableInEMode', '', 'Asset not borrowable in eMode', None, RejectedError),
+    ('CallerNotUmbrella', '', 'The caller of the function is not the umbrella contract', None, RejectedError),
+    ('ReserveNotInDeficit', '', 'The reserve is not in deficit', None, RejectedError),
+    ('MustNotLeaveDust', '', 'Below a certain threshold liquidators need to take the full position', None, RejectedError),
+    ('UserCannotHaveDebt', '', 'Thrown when a user tries to interact with a method that requires a position without debt', None, RejectedError),
+    ('SelfLiquidation', '', 'Thrown when a user tries to liquidate themselves', None, RejectedError),
+    ('CallerNotPositionManager', '', 'Thrown when the caller has not been enabled as a position manager of the on-behalf-of user', None, RejectedError),
+    ('InvalidCollateralInEmode', 'address,uint256', 'Thrown when trying to enter an eMode with an invalid collateral asset', None, RejectedError),
+    ('InvalidDebtInEmode', 'address,uint256', 'Thrown when trying to enter an eMode with an invalid debt asset', None, RejectedError),
+    ('MustBeEmodeCollateral', 'address,uint256', 'Thrown when trying to configure an asset as eMode-ltvzero that is not an eMode collateral', None, RejectedError),
+)
+
+_V30: Mapping[str, RevertCode] = {code: RevertCode(name, message, kind) for code, name, message, kind in _TABLE}
+_V32: Mapping[str, RevertCode] = {
+    custom_error_selector(name, types): RevertCode(name, message, kind, code=code or name)
+    for name, types, message, code, kind in _CUSTOM
+}
+AAVE_REVERT_CODES: Mapping[str, RevertCode] = {**_V30, **_V32}

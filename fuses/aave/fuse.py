@@ -3,6 +3,12 @@
 Amounts cross the edge here: ``Decimal`` in token units inside alpha, integers with the token's
 decimals on chain. Rates come as annual rates in ray (1e27); account values in the oracle's
 base currency (USD with ``BASE_CURRENCY_UNIT`` = 1e8); health factor in wad (1e18).
+
+Every release in use, v3.0 to v3.7: the fuse calls only functions present in all of them, except
+e-mode, whose layout it probes once at start (``EMODE_LAYOUTS``). Reserves are resolved by
+address: ``symbol()`` is read raw and decoded as a string or a bytes32 (MKR); a symbol two
+reserves share is refused unless ``options`` pins the one meant (``reserve.<ASSET>: 0x...``),
+which also names a reserve whose symbol cannot be read.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from alpha.observability.metrics import Metrics
 from fuses.aave.errors import AAVE_REVERT_CODES
 from fuses.aave.health import DEFAULT_HEADROOM, repay_to_restore, to_asset_amount
 from fuses.base import Capabilities, FatalError, RejectedError
+from fuses.evm.erc20 import SYMBOL_SELECTOR, decode_symbol
 from fuses.evm.keys import load_account
 from fuses.evm.txmanager import TxManager, TxSettings
 
@@ -37,18 +44,28 @@ MAX_UINT256 = 2**256 - 1
 VARIABLE_RATE = 2
 ALL = Decimal("Infinity")  # withdraw(asset, ALL) / repay(asset, ALL): the whole balance or debt
 REPAY_ALL_ALLOWANCE_MARGIN = Decimal("1.001")  # interest accrues between approval and repayment
+PIN_PREFIX = "reserve."  # options key that pins an asset to a reserve address
+EMODE_BITS = (168, 0xFF)  # v3.0-v3.1: a reserve's e-mode category in its configuration bitmap
+EMODE_SCAN_CHUNK = 16  # v3.2+: categories read per round trip while discovering them
+
+# Where a reserve's e-mode membership lives, per release (probed once at start).
+EMODE_LAYOUTS: dict[str, str] = {
+    "reserve-config": "v3.0-v3.1: one category per reserve, bits 168-175 of Pool.getConfiguration",
+    "bitmaps": "v3.2+: Pool.getEModeCategoryCollateralBitmap / BorrowableBitmap per category, bit = reserve id",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Reserve:
     """A reserve the fuse may use, resolved from the market at start."""
 
-    symbol: str
+    symbol: str  # the asset's name in alpha (the token's symbol unless pinned)
     address: str
     decimals: int
     a_token: str
-    stable_debt_token: str
+    stable_debt_token: str  # the zero address from v3.2 (stable debt removed)
     variable_debt_token: str
+    reserve_id: int = 0  # the reserve's index in the pool: its bit in e-mode bitmaps
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +83,7 @@ class ReserveData:
     liquidation_threshold: Decimal
     liquidation_bonus: Decimal
     reserve_factor: Decimal
-    emode_category: int
+    emode_categories: tuple[int, ...]  # e-mode categories where the reserve is collateral or borrowable
     collateral_enabled: bool
     borrowing_enabled: bool
     active: bool
@@ -107,7 +124,10 @@ class AaveLendingFuse:
             revert_codes=AAVE_REVERT_CODES,
         )
         self.address = self.tx.address
-        self.reserves: dict[str, Reserve] = {}
+        self.reserves: dict[str, Reserve] = {}  # by alpha asset name; each a distinct reserve address
+        self.listed: dict[str, str | None] = {}  # every reserve of the market: address -> decoded symbol
+        self.emode_layout = ""
+        self.emode_ids: tuple[int, ...] = ()  # v3.2+: the market's configured e-mode categories
         self.pool_address = ""
         self._base_unit = Decimal(10) ** 8
         self._started = False
@@ -119,9 +139,17 @@ class AaveLendingFuse:
             return
         await self.tx.start()
         provider = self.tx.contract(self.config.pool_addresses_provider or "", ABI["PoolAddressesProvider"])
-        self.pool_address = await self.tx.call(provider.functions.getPool(), label="getPool")
-        oracle_address = await self.tx.call(provider.functions.getPriceOracle(), label="getPriceOracle")
-        data_address = await self.tx.call(provider.functions.getPoolDataProvider(), label="getPoolDataProvider")
+        try:
+            self.pool_address = await self.tx.call(provider.functions.getPool(), label="getPool")
+            oracle_address = await self.tx.call(provider.functions.getPriceOracle(), label="getPriceOracle")
+            data_address = await self.tx.call(provider.functions.getPoolDataProvider(), label="getPoolDataProvider")
+        except RejectedError as exc:
+            raise FatalError(
+                f"fuse {self.name}: {self.config.pool_addresses_provider} does not answer as an Aave "
+                f"PoolAddressesProvider on chain {self.config.chain_id} ({exc})",
+                venue=self.config.venue,
+                code="not-a-provider",
+            ) from exc
         if int(self.pool_address, 16) == 0:
             raise FatalError(
                 f"fuse {self.name}: PoolAddressesProvider {self.config.pool_addresses_provider} has no pool",
@@ -131,26 +159,105 @@ class AaveLendingFuse:
         self.oracle = self.tx.contract(oracle_address, ABI["AaveOracle"])
         self.data = self.tx.contract(data_address, ABI["AaveProtocolDataProvider"])
         self._base_unit = Decimal(await self.tx.call(self.oracle.functions.BASE_CURRENCY_UNIT(), label="BASE_CURRENCY_UNIT"))
-        listed: dict[str, str] = {}
-        for address in await self.tx.call(self.pool.functions.getReservesList(), label="getReservesList"):
-            symbol = await self.tx.call(self.tx.erc20(address).functions.symbol(), label="symbol")
-            listed[symbol] = address
-        missing = [a for a in self.config.assets if a not in listed]
+        addresses = await self.tx.call(self.pool.functions.getReservesList(), label="getReservesList")
+        symbols = await asyncio.gather(*(self._symbol(a) for a in addresses))
+        self.listed = dict(zip(addresses, symbols, strict=True))
+        chosen = self._resolve_assets()
+        for name, address in chosen.items():
+            decimals, data = await asyncio.gather(
+                self.tx.call(self.tx.erc20(address).functions.decimals(), label="decimals"),
+                self.tx.call(self.pool.functions.getReserveData(address), label="getReserveData"),
+            )
+            self.reserves[name] = Reserve(name, address, int(decimals), data[8], data[9], data[10], int(data[7]))
+        self.emode_layout = await self._probe_emode_layout()
+        if self.emode_layout == "bitmaps":
+            self.emode_ids = await self._discover_emode_categories()
+        self._started = True
+        log.info(
+            "aave.started", fuse=self.name, pool=self.pool_address, assets={n: r.address for n, r in self.reserves.items()},
+            emode_layout=self.emode_layout, account=self.address,
+        )
+
+    def _resolve_assets(self) -> dict[str, str]:
+        """Map each configured asset to one listed reserve address: pinned, or by a unique symbol."""
+        venue = self.config.venue
+        by_lower = {a.lower(): a for a in self.listed}
+        pins = {k[len(PIN_PREFIX):]: v for k, v in self.config.options.items() if k.startswith(PIN_PREFIX)}
+        stray = sorted(set(pins) - set(self.config.assets))
+        if stray:
+            raise FatalError(
+                f"fuse {self.name}: options pin {', '.join(PIN_PREFIX + s for s in stray)} but those are not in assets",
+                venue=venue,
+            )
+        chosen: dict[str, str] = {}
+        missing: list[str] = []
+        for name in self.config.assets:
+            pin = pins.get(name)
+            if pin is not None:
+                address = by_lower.get(str(pin).lower())
+                if address is None:
+                    raise FatalError(
+                        f"fuse {self.name}: options.{PIN_PREFIX}{name} = {pin} is not a reserve of this market", venue=venue
+                    )
+            elif name.lower() in by_lower:  # a reserve named by its address (e.g. its symbol is unreadable)
+                address = by_lower[name.lower()]
+            else:
+                matches = [a for a, symbol in self.listed.items() if symbol == name]
+                if not matches:
+                    missing.append(name)
+                    continue
+                if len(matches) > 1:
+                    raise FatalError(
+                        f"fuse {self.name}: asset {name} is ambiguous: reserves {', '.join(matches)} all have the "
+                        f"symbol {name}; pin the one you mean with options '{PIN_PREFIX}{name}: <address>'",
+                        venue=venue,
+                        code="ambiguous-symbol",
+                    )
+                address = matches[0]
+            if address in chosen.values():
+                other = next(n for n, a in chosen.items() if a == address)
+                raise FatalError(f"fuse {self.name}: assets {other} and {name} are the same reserve {address}", venue=venue)
+            chosen[name] = address
         if missing:
+            names = sorted(symbol or address for address, symbol in self.listed.items())
             raise FatalError(
                 f"fuse {self.name}: assets {', '.join(missing)} are not reserves of this market "
-                f"(it lists {', '.join(sorted(listed))})",
-                venue=self.config.venue,
+                f"(it lists {', '.join(names)})",
+                venue=venue,
             )
-        for symbol in self.config.assets:
-            address = listed[symbol]
-            decimals = await self.tx.call(self.tx.erc20(address).functions.decimals(), label="decimals")
-            a_token, stable, variable = await self.tx.call(
-                self.data.functions.getReserveTokensAddresses(address), label="getReserveTokensAddresses"
-            )
-            self.reserves[symbol] = Reserve(symbol, address, int(decimals), a_token, stable, variable)
-        self._started = True
-        log.info("aave.started", fuse=self.name, pool=self.pool_address, assets=list(self.reserves), account=self.address)
+        return chosen
+
+    async def _symbol(self, address: str) -> str | None:
+        """Return the token's symbol (string or bytes32), or None when it has none that reads."""
+        try:
+            raw = await self.tx.call_raw(address, SYMBOL_SELECTOR, label="symbol")
+        except RejectedError:
+            return None  # reverts or has no symbol(): the reserve is known by its address
+        return decode_symbol(raw)
+
+    async def _probe_emode_layout(self) -> str:
+        """Tell the e-mode layout by whether the pool answers v3.2's ``getEModeCategoryCollateralBitmap``."""
+        probe = self.pool.functions.getEModeCategoryCollateralBitmap(0)
+        try:
+            await self.tx.call(probe, label="probe:getEModeCategoryCollateralBitmap")
+        except RejectedError:
+            return "reserve-config"  # the function does not exist before v3.2: the call reverts
+        return "bitmaps"
+
+    async def _discover_emode_categories(self) -> tuple[int, ...]:
+        """Return the configured e-mode category ids (threshold > 0), read in chunks until a chunk has none."""
+        found: list[int] = []
+        for first in range(1, 256, EMODE_SCAN_CHUNK):
+            ids = range(first, min(first + EMODE_SCAN_CHUNK, 256))
+            configs = await asyncio.gather(*(
+                self.tx.call(self.pool.functions.getEModeCategoryCollateralConfig(i), label="getEModeCategoryCollateralConfig")
+                for i in ids
+            ))
+            configured = [i for i, (_ltv, threshold, _bonus) in zip(ids, configs, strict=True) if threshold > 0]
+            if not configured:
+                break
+            found.extend(configured)
+        return tuple(found)
 
     async def close(self) -> None:
         """Close the RPC connection; idempotent."""
@@ -254,12 +361,42 @@ class AaveLendingFuse:
     async def reserve_data(self, asset: str) -> ReserveData:
         """Return rates, totals, caps, risk parameters, e-mode and status of ``asset``'s reserve."""
         reserve = self._reserve(asset)
+        return await self._reserve_data(asset, await self._emode_memberships((reserve,)))
+
+    async def emode_category(self) -> int:
+        """Return the account's e-mode category (0: none)."""
+        self._check_started()
+        return int(await self.tx.call(self.pool.functions.getUserEMode(self.address), label="getUserEMode"))
+
+    async def _emode_memberships(self, reserves: tuple[Reserve, ...]) -> dict[str, tuple[int, ...]]:
+        """Return, per reserve address, the e-mode categories where it is collateral or borrowable."""
+        if self.emode_layout == "reserve-config":
+            configs = await asyncio.gather(*(
+                self.tx.call(self.pool.functions.getConfiguration(r.address), label="getConfiguration") for r in reserves
+            ))
+            shift, mask = EMODE_BITS
+            categories = [(int(c[0]) >> shift) & mask for c in configs]
+            return {r.address: ((c,) if c else ()) for r, c in zip(reserves, categories, strict=True)}
+        p = self.pool.functions
+        bitmaps = await asyncio.gather(*(
+            asyncio.gather(
+                self.tx.call(p.getEModeCategoryCollateralBitmap(i), label="getEModeCategoryCollateralBitmap"),
+                self.tx.call(p.getEModeCategoryBorrowableBitmap(i), label="getEModeCategoryBorrowableBitmap"),
+            )
+            for i in self.emode_ids
+        ))
+        return {
+            r.address: tuple(i for i, (coll, borr) in zip(self.emode_ids, bitmaps, strict=True) if (coll | borr) >> r.reserve_id & 1)
+            for r in reserves
+        }
+
+    async def _reserve_data(self, asset: str, emode: dict[str, tuple[int, ...]]) -> ReserveData:
+        reserve = self._reserve(asset)
         d = self.data.functions
-        data, conf, caps, emode, paused, price = await asyncio.gather(
+        data, conf, caps, paused, price = await asyncio.gather(
             self.tx.call(d.getReserveData(reserve.address), label="getReserveData"),
             self.tx.call(d.getReserveConfigurationData(reserve.address), label="getReserveConfigurationData"),
             self.tx.call(d.getReserveCaps(reserve.address), label="getReserveCaps"),
-            self.tx.call(d.getReserveEModeCategory(reserve.address), label="getReserveEModeCategory"),
             self.tx.call(d.getPaused(reserve.address), label="getPaused"),
             self.price(asset),
         )
@@ -278,7 +415,7 @@ class AaveLendingFuse:
             liquidation_threshold=Decimal(threshold) / BPS,
             liquidation_bonus=Decimal(bonus) / BPS,
             reserve_factor=Decimal(factor) / BPS,
-            emode_category=int(emode),
+            emode_categories=emode[reserve.address],
             collateral_enabled=bool(collateral),
             borrowing_enabled=bool(borrowing),
             active=bool(active),
@@ -289,8 +426,13 @@ class AaveLendingFuse:
 
     async def reserve_rates(self) -> dict[str, tuple[Decimal, Decimal]]:
         """Return (supply APR, variable borrow APR) per allowed asset."""
-        rows = await asyncio.gather(*(self.reserve_data(a) for a in self.reserves))
+        rows = await self._all_reserve_data()
         return {r.asset: (r.supply_apr, r.variable_borrow_apr) for r in rows}
+
+    async def _all_reserve_data(self) -> list[ReserveData]:
+        self._check_started()
+        emode = await self._emode_memberships(tuple(self.reserves.values()))
+        return list(await asyncio.gather(*(self._reserve_data(a, emode) for a in self.reserves)))
 
     async def account(self) -> AccountSnapshot:
         """Return wallet balances, supplied and borrowed amounts per asset, and lending health."""
@@ -298,7 +440,7 @@ class AaveLendingFuse:
         assets = list(self.reserves)
         user_rows, reserve_rows, wallet_rows = await asyncio.gather(
             asyncio.gather(*(self.tx.call(self.data.functions.getUserReserveData(self.reserves[a].address, self.address), label="getUserReserveData") for a in assets)),
-            asyncio.gather(*(self.reserve_data(a) for a in assets)),
+            self._all_reserve_data(),
             asyncio.gather(*(self._token_amount(self.reserves[a].address, self.reserves[a]) for a in assets)),
         )
         positions = []
@@ -321,9 +463,12 @@ class AaveLendingFuse:
         )
 
     # -- helpers -----------------------------------------------------------------------------
-    def _reserve(self, asset: str) -> Reserve:
+    def _check_started(self) -> None:
         if not self._started:
             raise FatalError(f"fuse {self.name} is not started", venue=self.config.venue)
+
+    def _reserve(self, asset: str) -> Reserve:
+        self._check_started()
         reserve = self.reserves.get(asset)
         if reserve is None:
             raise RejectedError(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eth_abi.abi import decode as abi_decode
+
 ERC20_ABI: list[dict[str, Any]] = [
     {"type": "function", "name": "balanceOf", "stateMutability": "view",
      "inputs": [{"name": "account", "type": "address"}], "outputs": [{"name": "", "type": "uint256"}]},
@@ -26,3 +28,29 @@ ERC20_ABI: list[dict[str, Any]] = [
      "inputs": [{"name": "account", "type": "address"}, {"name": "value", "type": "uint256"}],
      "outputs": [{"name": "", "type": "bool"}]},
 ]
+
+
+SYMBOL_SELECTOR = bytes.fromhex("95d89b41")  # symbol()
+
+
+def decode_symbol(raw: bytes) -> str | None:
+    """Decode what ``symbol()`` returned: an ABI string, or a bytes32 (MKR on Ethereum); None if neither.
+
+    A symbol with control characters or that is not UTF-8 is refused (None): the caller names
+    the token by its address instead.
+    """
+    text: str | None = None
+    if len(raw) >= 64:
+        try:
+            (decoded,) = abi_decode(["string"], raw)
+            text = str(decoded)
+        except Exception:  # eth_abi raises several types for malformed payloads
+            text = None
+    if text is None and len(raw) == 32:
+        try:
+            text = raw.rstrip(b"\0").decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if not text or not text.isprintable() or "\0" in text:
+        return None
+    return text.strip() or None

@@ -1,5 +1,6 @@
 """Decode EVM revert data into ``RejectedError``: ``Error(string)``, ``Panic(uint256)`` and
-protocol error-code tables (Aave reverts with numeric strings such as ``'36'``).
+protocol error tables: numeric strings such as Aave v3.0's ``'36'``, and custom errors keyed by
+their selector (``'0x'`` + 4 bytes hex, see ``custom_error_selector``).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from eth_abi.abi import decode as abi_decode
+from eth_utils.crypto import keccak
 
 from fuses.base import RejectedError
 
@@ -36,6 +38,12 @@ class RevertCode:
     name: str
     message: str
     error: type[RejectedError] = RejectedError
+    code: str | None = None  # the ``code`` the error carries; None: the table's key
+
+
+def custom_error_selector(name: str, types: str = "") -> str:
+    """Return the table key of custom error ``name(types)``: ``'0x'`` + its 4-byte selector."""
+    return "0x" + keccak(text=f"{name}({types})")[:4].hex()
 
 
 def revert_bytes(data: object) -> bytes | None:
@@ -83,6 +91,9 @@ def decode_revert(
             panic = -1
         what = PANIC_CODES.get(panic, "unknown panic")
         return RejectedError(f"{action} reverted: panic 0x{panic:02x} ({what})", venue=venue, code=f"panic:{panic}")
+    custom = codes.get("0x" + selector.hex())
+    if custom is not None:
+        return custom.error(f"{action} reverted: {custom.message} ({custom.name})", venue=venue, code=custom.code or custom.name)
     return RejectedError(
         f"{action} reverted with custom error 0x{selector.hex()}", venue=venue, code=f"custom:0x{selector.hex()}"
     )

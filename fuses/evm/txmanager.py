@@ -12,6 +12,10 @@
   ``resolve`` settles it.
 * Reverts (at gas estimation or in a mined receipt) become ``RejectedError`` with the decoded
   reason, through a per-protocol table of revert codes.
+* Every other web3 error is translated too: an answer that does not decode with the ABI
+  (``BadFunctionCallOutput``: wrong address or a token that does not follow the standard) and
+  requests web3 refuses to build (bad arguments, addresses, ABI) are ``RejectedError``; no web3
+  exception leaves this module.
 * A gas budget per UTC day (of the injected clock), in the chain's native asset: the worst-case
   fee is reserved before sending and settled to the real fee from the receipt.
 * ERC-20 approvals are exact: ``ensure_allowance`` approves only the missing amount's total,
@@ -36,11 +40,13 @@ from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.contract.async_contract import AsyncContract, AsyncContractFunction
 from web3.exceptions import (
+    BadFunctionCallOutput,
     ContractLogicError,
     ProviderConnectionError,
     RequestTimedOut,
     TimeExhausted,
     TransactionNotFound,
+    Web3Exception,
     Web3RPCError,
 )
 from web3.types import BlockIdentifier
@@ -220,6 +226,17 @@ class TxManager:
         except ContractLogicError as exc:
             raise self._revert(exc, label) from exc
 
+    async def call_raw(self, to: str, data: bytes, *, label: str) -> bytes:
+        """Run a read-only call of raw ``data`` at ``to``; return the undecoded answer (errors as for ``call``)."""
+        try:
+            request = {"to": self.w3.to_checksum_address(to), "data": "0x" + data.hex()}
+            result = await self._timed(self.w3.eth.call(request), label)  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise self._revert(exc, label) from exc
+        except (Web3Exception, ValueError) as exc:  # a malformed address fails before any request
+            raise self._refused(exc, label) from exc
+        return bytes(result)
+
     async def _read(self, awaitable: Any, label: str) -> Any:
         return await self._timed(awaitable, label)
 
@@ -236,9 +253,24 @@ class TxManager:
         except Web3RPCError as exc:
             self._count_error("transient")
             raise TransientError(f"{label}: the node returned an error", venue=self.venue, code=_rpc_code(exc)) from exc
+        except BadFunctionCallOutput as exc:
+            self._count_error("rejected")
+            raise RejectedError(
+                f"{label}: the contract's answer does not decode as its ABI says (no contract at that address, "
+                "or one that does not follow the standard)",
+                venue=self.venue,
+                code="bad-output",
+            ) from exc
+        except Web3Exception as exc:
+            raise self._refused(exc, label) from exc
         finally:
             if self._metrics is not None:
                 self._metrics.request_latency.labels(self.fuse, label).observe(time.perf_counter() - started)
+
+    def _refused(self, exc: Exception, label: str) -> RejectedError:
+        """Translate a request web3 would not build or send (bad arguments, address or ABI)."""
+        self._count_error("rejected")
+        return RejectedError(f"{label}: web3 refused the request ({type(exc).__name__})", venue=self.venue, code="web3")
 
     # -- sends -----------------------------------------------------------------------------
     async def send_call(self, contract: AsyncContract, function: str, args: list[Any], *, label: str) -> TxResult:

@@ -1,8 +1,12 @@
-"""A real Aave v3 market (npm @aave/core-v3) on a local anvil node, deployed once per session.
+"""Real Aave v3 markets on local anvil nodes, each deployed once per session.
 
-Each test runs between ``evm_snapshot`` and ``evm_revert``, so every test starts from the
-freshly deployed market. Skipped only when the anvil binary or the artifacts are missing
-(``make node-deps`` installs both).
+``chain``: v3.0 (npm @aave/core-v3). ``market_chain``: the lending contract suite's market,
+parametrised over ``MARKETS``: v3.0 and the current release compiled from npm
+@aave-dao/aave-v3-origin (``fuses.aave.origin``, artifacts cached outside git), both listing
+``TEST_RESERVES``: the three defaults, MKR whose ``symbol()`` is a bytes32, and two reserves
+that share the symbol DAI. Each test runs between ``evm_snapshot`` and ``evm_revert``, so every
+test starts from the freshly deployed market. Skipped only when anvil, the artifacts or the
+npm packages are missing (``make node-deps`` installs them).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +29,8 @@ from alpha.domain.clock import LiveClock
 from alpha.observability.metrics import Metrics
 from fuses.aave.errors import AAVE_REVERT_CODES
 from fuses.aave.fuse import AaveLendingFuse
-from fuses.aave.market import ARTIFACTS, LocalMarket, abi, deploy_market
+from fuses.aave.market import ARTIFACTS, DEFAULT_RESERVES, V3_0, LocalMarket, Release, ReserveSpec, abi, deploy_market
+from fuses.aave.origin import CompileError, compile_origin, current_release, v3_0_with_test_tokens
 from fuses.evm.anvil import AnvilNode, anvil_binary, dev_key
 from fuses.evm.txmanager import TxManager, TxSettings
 
@@ -32,6 +38,18 @@ pytestmark = pytest.mark.chain
 
 USER, LIQUIDATOR = 1, 2
 KEY_ENV = "ALPHA_TEST_AAVE_KEY"
+MARKETS = ("v3.0", "current")
+_RATES = (Decimal("0.90"), Decimal("0.04"), Decimal("0.60"))
+TEST_RESERVES: tuple[ReserveSpec, ...] = (
+    *DEFAULT_RESERVES,
+    ReserveSpec("MKR", 18, Decimal(2000), 6500, 7000, 10800, 1500, Decimal(100), Decimal(10),
+                Decimal("0.45"), Decimal("0.04"), Decimal("3.00"), token="Bytes32SymbolToken"),
+    ReserveSpec("DAI", 18, Decimal(1), 7500, 8000, 10500, 1000, Decimal(100_000), Decimal(10_000), *_RATES),
+    ReserveSpec("DAI", 18, Decimal(1), 7500, 8000, 10500, 1000, Decimal(100_000), Decimal(10_000), *_RATES, key="DAI.2"),
+)
+# What the lending suite's contracts are called in each release (v3.0 names as keys).
+_CURRENT_NAMES = {"Pool": "PoolInstance", "PoolConfigurator": "PoolConfiguratorInstance", "AToken": "ATokenInstance",
+                  "VariableDebtToken": "VariableDebtTokenInstance"}
 
 
 def _missing() -> str | None:
@@ -60,20 +78,32 @@ class Chain:
     node: AnvilNode
     market: LocalMarket
     w3: Web3
+    release: Release = V3_0
 
     @property
     def url(self) -> str:
         return self.node.rpc_url
 
+    @property
+    def current(self) -> bool:
+        """Whether the market is a v3.2+ release (custom errors, e-mode bitmaps, no stable debt)."""
+        return self.release.stable_debt_token is None
+
+    def abi(self, name: str) -> list[dict[str, Any]]:
+        """The ABI of contract ``name`` (its v3.0 name) in this market's release."""
+        if name == "StableDebtToken" and self.current:
+            return abi(name)  # removed in v3.2: only ever bound to the zero address there
+        return self.release.artifacts.abi(_CURRENT_NAMES.get(name, name) if self.current else name)
+
     def contract(self, address: str, name: str) -> Any:
-        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi(name))
+        return self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=self.abi(name))
 
     @property
     def pool(self) -> Any:
         return self.contract(self.market.pool, "Pool")
 
     def token(self, symbol: str) -> Any:
-        return self.contract(self.market.tokens[symbol].address, "MintableERC20")
+        return self.w3.eth.contract(address=Web3.to_checksum_address(self.market.tokens[symbol].address), abi=abi("MintableERC20"))
 
     def reserve_tokens(self, symbol: str) -> Any:
         """(aToken, stableDebtToken, variableDebtToken) contracts of ``symbol``'s reserve, read raw."""
@@ -109,11 +139,46 @@ def chain_session() -> Iterator[Chain]:
 
 @pytest.fixture
 def chain(chain_session: Chain) -> Iterator[Chain]:
-    snapshot = rpc(chain_session.url, "evm_snapshot")
+    yield from _reverted(chain_session)
+
+
+def _reverted(session: Chain) -> Iterator[Chain]:
+    snapshot = rpc(session.url, "evm_snapshot")
     try:
-        yield chain_session
+        yield session
     finally:
-        rpc(chain_session.url, "evm_revert", [snapshot])
+        rpc(session.url, "evm_revert", [snapshot])
+
+
+@pytest.fixture(scope="session")
+def compiled_origin() -> Path:
+    """The current Aave release and the test tokens, compiled once (cached outside git)."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    try:
+        return compile_origin()
+    except CompileError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session", params=MARKETS)
+def market_session(request: pytest.FixtureRequest, compiled_origin: Path) -> Iterator[Chain]:
+    """The lending suite's market: v3.0 or the current release, listing ``TEST_RESERVES``."""
+    release = v3_0_with_test_tokens(compiled_origin) if request.param == "v3.0" else current_release(compiled_origin)
+    node = AnvilNode()
+    node.start()
+    try:
+        market = asyncio.run(deploy_market(node.rpc_url, user_indices=(USER, LIQUIDATOR), reserves=TEST_RESERVES, release=release))
+        yield Chain(node, market, Web3(HTTPProvider(node.rpc_url)), release)
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def market_chain(market_session: Chain) -> Iterator[Chain]:
+    """``market_session`` between a snapshot and its revert."""
+    yield from _reverted(market_session)
 
 
 def fuse_config(chain: Chain, *, rpc_url: str | None = None, **overrides: Any) -> FuseConfig:

@@ -24,6 +24,12 @@ pytestmark = pytest.mark.chain
 MIN_HF = Decimal("1.5")
 
 
+@pytest.fixture
+def chain(market_chain: Chain) -> Chain:
+    """Every test here runs on v3.0 and on the current release (see conftest.py)."""
+    return market_chain
+
+
 def _health(collateral: str, debt: str, hf: str) -> LendingHealth:
     return LendingHealth(Decimal(collateral), Decimal(debt), Decimal(0), Decimal("0.8"), Decimal("0.825"), Decimal(hf))
 

@@ -335,3 +335,28 @@ async def test_revert_in_a_mined_block_is_decoded_from_the_receipt(fuse: AaveLen
     receipt = chain.w3.eth.get_transaction_receipt(fuse.tx.sent_hashes[-1])
     assert {receipt["status"], chain.w3.eth.get_transaction_receipt(fuse.tx.sent_hashes[-2])["status"]} == {0, 1}
     assert (await fuse.health()).debt_value >= Decimal(1500)
+
+
+async def test_reads_that_do_not_decode_time_out_or_cannot_be_built_are_fuse_errors(chain: Chain, faulty: FaultyRpc) -> None:
+    tx = _manager(chain, faulty.url, request_timeout=0.3)
+    await tx.start()
+    nobody = Account.from_key(dev_key(7)).address  # an account without code: every call answers 0x
+    try:
+        with pytest.raises(RejectedError) as no_contract:
+            await tx.call(tx.erc20(nobody).functions.decimals(), label="decimals")
+        with pytest.raises(RejectedError) as bad_address:
+            await tx.call_raw("0x1234", b"\x95\xd8\x9b\x41", label="symbol")
+        assert await tx.call_raw(chain.market.tokens["USDC"].address, b"\x31\x3c\xe5\x67", label="decimals") == (6).to_bytes(32, "big")
+        faulty.dark.set()
+        with pytest.raises(TransientError) as timed_out:
+            await tx.call(tx.erc20(chain.market.tokens["USDC"].address).functions.decimals(), label="decimals")
+        with pytest.raises(TransientError):
+            await tx.call_raw(chain.market.tokens["USDC"].address, b"\x31\x3c\xe5\x67", label="decimals")
+    finally:
+        await tx.close()
+    assert no_contract.value.code == "bad-output" and "does not decode" in str(no_contract.value)
+    assert bad_address.value.code == "web3"
+    assert "did not answer" in str(timed_out.value)
+    assert tx._metrics is not None
+    assert tx._metrics.request_errors.labels("aave", "rejected")._value.get() == 2
+    assert tx._metrics.request_errors.labels("aave", "transient")._value.get() == 2
