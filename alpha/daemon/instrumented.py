@@ -21,6 +21,7 @@ from typing import Any
 
 from alpha.config.schema import FuseConfig, FuseKind
 from alpha.domain.instruments import Instrument
+from alpha.risk.prices import PriceCheck
 from alpha.observability.metrics import Metrics
 from fuses.base import Capabilities
 
@@ -108,6 +109,8 @@ def precreate_series(
         metrics.fees.labels(fuse=name)
         metrics.slippage.labels(fuse=name)
         for market in fc.markets:
+            for check in PriceCheck:  # the price-outlier alert and panel read rates of these from the start
+                metrics.price_outliers.labels(fuse=name, market=market, check=check.value)
             inst = None if instruments is None else instruments.get(f"{name}:{market}")
             perp = inst.kind.is_perp if inst is not None else ":" in market
             if perp:
