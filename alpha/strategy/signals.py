@@ -5,6 +5,14 @@ rate over the horizon of an Ornstein-Uhlenbeck process that starts at the recent
 exponentially weighted mean of observations) and reverts to the long-run mean of the
 history, itself shrunk towards zero while the history is short.
 
+Persistence: how long funding has stayed of one sign, from the trailing
+``persistence_window`` of observations (``Persistence``: time spent positive and negative and
+how many runs of each sign ended in the window). ``decide`` turns it into the expected
+holding of a hedge (``expected_holding``), over which costs are amortised and the forecast is
+averaged (``MarketSignal.average_over``).
+
+Everything here is computed from observations at or before ``now``: nothing later is read.
+
 Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
 """
 
@@ -53,6 +61,60 @@ class SignalParams:
     min_history: timedelta = timedelta(days=7)  # shorter histories shrink the long-run mean to 0
     regime_window: timedelta = timedelta(days=3)
     regime_share: Decimal = Decimal("0.6")  # share of samples of one sign that makes a regime
+    persistence_window: timedelta = timedelta(days=90)  # trailing window the run lengths are measured on
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """How long a funding series stayed of one sign in a trailing window.
+
+    ``positive_time`` / ``negative_time``: time spent above / below zero (each observation
+    holds until the next one, the last until ``now``); ``positive_runs`` / ``negative_runs``:
+    runs of that sign that ended inside the window (a run still going is censored, not counted).
+    """
+
+    positive_time: timedelta = timedelta(0)
+    positive_runs: int = 0
+    negative_time: timedelta = timedelta(0)
+    negative_runs: int = 0
+
+    def flipped(self) -> Persistence:
+        """The persistence of the series of opposite sign."""
+        return Persistence(self.negative_time, self.negative_runs, self.positive_time, self.positive_runs)
+
+
+def persistence(times: list[datetime], values: list[Decimal], now: datetime, window: timedelta) -> Persistence:
+    """Measure the runs of one sign of ``values`` (observed at ``times``, oldest first) over ``[now - window, now]``.
+
+    Only observations at or before ``now`` are read.
+    """
+    start = now - window
+    pos = neg = timedelta(0)
+    pos_runs = neg_runs = 0
+    prev_sign = 0
+    n = len(times)
+    for i in range(n):
+        t = times[i]
+        if t > now:
+            break
+        nxt = times[i + 1] if i + 1 < n and times[i + 1] <= now else now
+        v = values[i]
+        sign = 1 if v > 0 else -1 if v < 0 else 0
+        if nxt <= start:
+            prev_sign = sign
+            continue
+        if prev_sign != sign and t >= start:
+            if prev_sign > 0:
+                pos_runs += 1
+            elif prev_sign < 0:
+                neg_runs += 1
+        prev_sign = sign
+        held = nxt - max(t, start)
+        if sign > 0:
+            pos += held
+        elif sign < 0:
+            neg += held
+    return Persistence(pos, pos_runs, neg, neg_runs)
 
 
 class FundingHistory:
@@ -121,6 +183,12 @@ class MarketSignal:
     long_run_apr: Decimal
     forecast_apr: Decimal
     samples: int
+    persistence: Persistence = Persistence()
+    reversion: timedelta = timedelta(days=3)
+
+    def average_over(self, horizon: timedelta) -> Decimal:
+        """Expected average funding APR over ``horizon`` (the OU forecast of the module docstring)."""
+        return self.long_run_apr + (self.recent_apr - self.long_run_apr) * _ou_average_weight(horizon, self.reversion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +200,7 @@ class AssetSignal:
     positive_share: Decimal  # share of recent funding observations above zero
     negative_share: Decimal
     price_trend: Decimal  # relative change of the mark over the regime window
+    funding_regime: Regime = Regime.NEUTRAL  # from the funding sign alone: BEAR when funding is mostly negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +221,8 @@ class Signals:
     markets: Mapping[str, MarketSignal] = field(default_factory=dict)
     assets: Mapping[str, AssetSignal] = field(default_factory=dict)
     spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
+    # Persistence of the spread (short - long) of two perps of one asset, by (long key, short key).
+    pairs: Mapping[tuple[str, str], Persistence] = field(default_factory=dict)
 
     def forecast(self, key: str) -> Decimal | None:
         """Return the forecast funding APR of a market key, if known."""
@@ -161,6 +232,11 @@ class Signals:
     def regime(self, asset: str) -> Regime:
         sig = self.assets.get(asset)
         return sig.regime if sig is not None else Regime.NEUTRAL
+
+    def funding_regime(self, asset: str) -> Regime:
+        """The asset's regime by the sign of its funding alone (BEAR: mostly negative)."""
+        sig = self.assets.get(asset)
+        return sig.funding_regime if sig is not None else Regime.NEUTRAL
 
 
 def _decay(age: timedelta, halflife: timedelta) -> Decimal:
@@ -264,7 +340,9 @@ def compute_signals(
                 obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
         if not obs:
             continue
-        recent, long_run, forecast = _forecast([s.ts for s in obs], [s.apr for s in obs], now, p, weights, seen)
+        times = [s.ts for s in obs]
+        aprs = [s.apr for s in obs]
+        recent, long_run, forecast = _forecast(times, aprs, now, p, weights, seen)
         asset = snap.instrument.base
         markets[key] = MarketSignal(
             key=key,
@@ -276,11 +354,14 @@ def compute_signals(
             long_run_apr=long_run,
             forecast_apr=forecast,
             samples=len(obs),
+            persistence=persistence(times, aprs, now, p.persistence_window),
+            reversion=p.reversion,
         )
         per_asset.setdefault(asset, []).append((key, obs))
 
     assets: dict[str, AssetSignal] = {}
     spreads: dict[str, tuple[Spread, ...]] = {}
+    pairs: dict[tuple[str, str], Persistence] = {}
     for asset, entries in per_asset.items():
         assets[asset] = _regime(asset, entries, now, p)
         found: list[Spread] = []
@@ -293,7 +374,25 @@ def compute_signals(
                 if apr > 0:
                     found.append(Spread(asset, low, high, apr))
         spreads[asset] = tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads)
+        for i, (low, low_obs) in enumerate(entries):
+            for high, high_obs in entries[i + 1 :]:
+                pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
+                pairs[(high, low)] = pairs[(low, high)].flipped()
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+
+
+def _spread_persistence(low: list[FundingSample], high: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
+    """Persistence of ``high - low`` over the times both markets were observed."""
+    start = now - window
+    low_at = {s.ts: s.apr for s in low if s.ts >= start}
+    times: list[datetime] = []
+    values: list[Decimal] = []
+    for s in high:
+        other = low_at.get(s.ts)
+        if other is not None:
+            times.append(s.ts)
+            values.append(s.apr - other)
+    return persistence(times, values, now, window)
 
 
 def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: datetime, p: SignalParams) -> AssetSignal:
@@ -311,13 +410,14 @@ def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: dat
     positive = Decimal(pos) / total
     negative = Decimal(neg) / total
     trend = sum(trends, ZERO) / len(trends) if trends else ZERO
+    funding_regime = Regime.BULL if positive >= p.regime_share else Regime.BEAR if negative >= p.regime_share else Regime.NEUTRAL
     if positive >= p.regime_share and trend >= 0:
         regime = Regime.BULL
     elif negative >= p.regime_share and trend <= 0:
         regime = Regime.BEAR
     else:
         regime = Regime.NEUTRAL
-    return AssetSignal(asset, regime, positive, negative, trend)
+    return AssetSignal(asset, regime, positive, negative, trend, funding_regime)
 
 
 __all__ = [
@@ -325,10 +425,12 @@ __all__ = [
     "FundingHistory",
     "FundingSample",
     "MarketSignal",
+    "Persistence",
     "Regime",
     "SignalParams",
     "Signals",
     "Spread",
     "compute_signals",
     "forecast_market",
+    "persistence",
 ]
