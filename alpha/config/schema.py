@@ -219,6 +219,11 @@ class RebalancePolicy(Model):
     min_transfer: NonNegative = Decimal("100")  # smallest transfer, supply or withdrawal, in the base asset
     min_capital_share: Share = Decimal("0.02")  # and at least this share of the fuse's capital
     min_hedge_share: Share = Decimal("0.01")  # smallest new hedge: one leg's notional as a share of NAV
+    # Turnover budget, per asset: after this many changes of its holdings within ``turnover_period``
+    # no hedge of the asset is opened, grown or resized by choice (exits and reductions the caps
+    # force still happen). None: no budget.
+    max_rebalances: int | None = Field(default=2, ge=0)
+    turnover_period: Duration = timedelta(days=7)
 
 
 class RiskLimits(Model):

@@ -587,6 +587,11 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             _take(room, *claim, sign=ONE)
 
         min_hedge = config.rebalance.min_hedge_share * nav
+        budget = config.rebalance.max_rebalances
+        since = now - config.rebalance.turnover_period
+        spent = {
+            a for a in config.assets if budget is not None and signals.rebalances_since(a, since) >= budget
+        }
         for _, _, c in ranked:
             keys = _keys(c)
             if keys & room.used_markets:
@@ -623,9 +628,14 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                     target_x, note = pnl_target(config, regime, _trend(signals, c.asset), current_x, desired, limit)
                     if target_x != current_x and abs(target_x - current_x) < step:
                         target_x, note = current_x, f"resize of {target_x - current_x:.2f} is smaller than one step ({step:.2f})"
+                    elif target_x != current_x and c.asset in spent:
+                        target_x, note = current_x, _spent_note(config)
             else:
                 found = evaluate(c, limit)
                 if found is None:
+                    continue
+                if c.asset in spent:
+                    reasons.append(f"{c.hedge_id}: not opened: {_spent_note(config)}")
                     continue
                 carry = found[1]
                 target_x, note = found[0] / (ONE + drift), "target notional"
@@ -842,6 +852,11 @@ def _take(
         room.venue[v] = room.venue.get(v, ZERO) - sign * amount
     room.budget -= sign * budget_use
     room.allowance += sign * allowance
+
+
+def _spent_note(config: StrategyConfig) -> str:
+    rb = config.rebalance
+    return f"turnover budget spent ({rb.max_rebalances} changes within {rb.turnover_period}); left as is"
 
 
 def _trend(signals: Signals, asset: str) -> Decimal:

@@ -7,7 +7,10 @@ history, itself shrunk towards zero while the history is short.
 
 Persistence: how long funding has stayed of one sign, from the trailing
 ``persistence_window`` of observations (``Persistence``: time spent positive and negative and
-how many runs of each sign ended in the window). ``decide`` turns it into the expected
+how many runs of each sign ended in the window). The sign is that of funding smoothed over its
+reversion time (``FundingSample.smoothed``, an exponentially weighted mean with that
+half-life, kept as the history is recorded): an 8h print of the other sign inside a positive
+regime is noise a hedge holds through, not the end of its holding. ``decide`` turns it into the expected
 holding of a hedge (``expected_holding``), over which costs are amortised and the forecast is
 averaged (``MarketSignal.average_over``).
 
@@ -18,6 +21,7 @@ Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one f
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from operator import mul
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
+from alpha.risk.exposure import asset_of, holdings
 
 LN2 = Decimal(2).ln()
 
@@ -49,6 +54,7 @@ class FundingSample:
     ts: datetime
     apr: Decimal
     mark: Decimal
+    smoothed: float | None = None  # funding smoothed over the history's half-life (a statistic: a float); None: not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +89,7 @@ class Persistence:
         return Persistence(self.negative_time, self.negative_runs, self.positive_time, self.positive_runs)
 
 
-def persistence(times: list[datetime], values: list[Decimal], now: datetime, window: timedelta) -> Persistence:
+def persistence(times: list[datetime], values: list[Decimal] | list[float], now: datetime, window: timedelta) -> Persistence:
     """Measure the runs of one sign of ``values`` (observed at ``times``, oldest first) over ``[now - window, now]``.
 
     Only observations at or before ``now`` are read.
@@ -121,14 +127,21 @@ class FundingHistory:
     """A bounded per-market history of funding and marks that the daemon appends to.
 
     Keys are ``market_key(fuse, market)``. Observations older than the last one of the same
-    market are ignored, so recording the same view twice changes nothing.
+    market are ignored, so recording the same view twice changes nothing. ``observe`` also
+    notes, per asset, the times its holdings were seen changed (``traded``): the turnover
+    budget is counted on them.
     """
 
-    def __init__(self, maxlen: int = 2000) -> None:
+    def __init__(self, maxlen: int = 2000, *, smoothing: timedelta = timedelta(days=3)) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
+        if smoothing <= timedelta(0):
+            raise ValueError("smoothing must be positive")
         self._maxlen = maxlen
+        self._smoothing = smoothing.total_seconds()
         self._samples: dict[str, deque[FundingSample]] = {}
+        self._held: dict[str, dict[tuple[str, str], Decimal]] | None = None  # per asset, as last observed
+        self._traded: dict[str, deque[datetime]] = {}
 
     def record(self, key: str, ts: datetime, funding: FundingRate, mark: Decimal) -> bool:
         """Append one observation; return False if it is not newer than the last one."""
@@ -139,7 +152,12 @@ class FundingHistory:
         samples = self._samples.setdefault(key, deque(maxlen=self._maxlen))
         if samples and ts <= samples[-1].ts:
             return False
-        samples.append(FundingSample(ts, annualise(funding.rate, funding.interval), mark))
+        apr = annualise(funding.rate, funding.interval)
+        smoothed = float(apr)
+        if samples and samples[-1].smoothed is not None:
+            keep = 0.5 ** ((ts - samples[-1].ts).total_seconds() / self._smoothing)
+            smoothed = samples[-1].smoothed * keep + smoothed * (1 - keep)
+        samples.append(FundingSample(ts, apr, mark, smoothed))
         return True
 
     def observe(self, view: PortfolioView) -> int:
@@ -151,7 +169,26 @@ class FundingHistory:
             if not snap.mark.is_finite() or snap.mark <= 0:
                 continue  # bad data is refused by decide, never recorded
             added += self.record(key, snap.ts, snap.funding, snap.mark)
+        self._observe_holdings(view)
         return added
+
+    def _observe_holdings(self, view: PortfolioView) -> None:
+        held: dict[str, dict[tuple[str, str], Decimal]] = {}
+        for (fuse, market), qty in holdings(view).items():
+            held.setdefault(asset_of(view, fuse, market), {})[(fuse, market)] = qty
+        previous = self._held
+        self._held = held
+        if previous is None:
+            return  # the first view: what is held was not traded here
+        for asset in sorted({*held, *previous}):
+            if held.get(asset, {}) != previous.get(asset, {}):
+                times = self._traded.setdefault(asset, deque(maxlen=self._maxlen))
+                if not times or times[-1] < view.ts:
+                    times.append(view.ts)
+
+    def traded(self, asset: str) -> tuple[datetime, ...]:
+        """Return the times ``asset``'s holdings were seen changed, oldest first."""
+        return tuple(self._traded.get(asset, ()))
 
     def samples(self, key: str) -> tuple[FundingSample, ...]:
         """Return the observations of one market, oldest first."""
@@ -168,6 +205,9 @@ class FundingHistory:
 
     def keys(self) -> tuple[str, ...]:
         return tuple(self._samples)
+
+    def traded_assets(self) -> tuple[str, ...]:
+        return tuple(self._traded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +263,11 @@ class Signals:
     spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
     # Persistence of the spread (short - long) of two perps of one asset, by (long key, short key).
     pairs: Mapping[tuple[str, str], Persistence] = field(default_factory=dict)
+    traded: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)  # per asset: when its holdings changed
+
+    def rebalances_since(self, asset: str, since: datetime) -> int:
+        """Return how many times ``asset``'s holdings changed after ``since`` (up to ``ts``)."""
+        return sum(1 for t in self.traded.get(asset, ()) if since < t <= self.ts)
 
     def forecast(self, key: str) -> Decimal | None:
         """Return the forecast funding APR of a market key, if known."""
@@ -354,7 +399,7 @@ def compute_signals(
             long_run_apr=long_run,
             forecast_apr=forecast,
             samples=len(obs),
-            persistence=persistence(times, aprs, now, p.persistence_window),
+            persistence=_persistence(obs, now, p.persistence_window),
             reversion=p.reversion,
         )
         per_asset.setdefault(asset, []).append((key, obs))
@@ -378,20 +423,33 @@ def compute_signals(
             for high, high_obs in entries[i + 1 :]:
                 pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
                 pairs[(high, low)] = pairs[(low, high)].flipped()
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+    traded = {asset: times for asset in sorted({*per_asset, *history.traded_assets()}) if (times := history.traded(asset))}
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs, traded=traded)
+
+
+def _recorded_in(obs: list[FundingSample], start: datetime) -> list[FundingSample]:
+    """The recorded (smoothed) observations from the last one at or before ``start`` on."""
+    i = bisect_right([s.ts for s in obs], start) - 1
+    return [s for s in obs[max(i, 0) :] if s.smoothed is not None]
+
+
+def _persistence(obs: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
+    """Persistence of a market's smoothed funding (observations not recorded in the history are left out)."""
+    kept = _recorded_in(obs, now - window)
+    return persistence([s.ts for s in kept], [s.smoothed for s in kept if s.smoothed is not None], now, window)
 
 
 def _spread_persistence(low: list[FundingSample], high: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
-    """Persistence of ``high - low`` over the times both markets were observed."""
+    """Persistence of ``high - low`` (smoothed) over the times both markets were observed."""
     start = now - window
-    low_at = {s.ts: s.apr for s in low if s.ts >= start}
+    low_at = {s.ts: s.smoothed for s in _recorded_in(low, start)}
     times: list[datetime] = []
-    values: list[Decimal] = []
-    for s in high:
+    values: list[float] = []
+    for s in _recorded_in(high, start):
         other = low_at.get(s.ts)
-        if other is not None:
+        if other is not None and s.smoothed is not None:
             times.append(s.ts)
-            values.append(s.apr - other)
+            values.append(s.smoothed - other)
     return persistence(times, values, now, window)
 
 
