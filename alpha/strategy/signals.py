@@ -423,7 +423,7 @@ def compute_signals(
             for high, high_obs in entries[i + 1 :]:
                 pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
                 pairs[(high, low)] = pairs[(low, high)].flipped()
-    traded = {asset: times for asset in sorted({*per_asset, *history.traded_assets()}) if (times := history.traded(asset))}
+    traded = {asset: when for asset in sorted({*per_asset, *history.traded_assets()}) if (when := history.traded(asset))}
     return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs, traded=traded)
 
 
