@@ -1,6 +1,9 @@
 """The ``alpha`` command line. Each subcommand lives in ``alpha.commands.<name>`` and exposes
 ``help`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``; this module only
 dispatches, importing a command's module when it is used (so ``alpha check`` stays fast).
+
+No command shows a traceback: an exception a command did not turn into its own message ends
+in one line, ``error: <Class>: <message>`` (secret-shaped values redacted), and exit code 2.
 """
 
 from __future__ import annotations
@@ -60,7 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = module.run(args)
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last resort: a clear line, never a traceback or a secret
+        print(last_resort_message(exc), file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def last_resort_message(exc: BaseException) -> str:
+    """One line naming the error's class and message, cut short and with secret-shaped values redacted."""
+    from alpha.domain.redact import redact_secrets
+
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 2000:
+        text = text[:2000] + "..."
+    return redact_secrets(f"error: {type(exc).__name__}: {text}")
 
 
 if __name__ == "__main__":
