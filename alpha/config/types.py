@@ -119,7 +119,8 @@ _td_ser = PlainSerializer(format_duration, return_type=str, when_used="json")
 Exact = Annotated[Decimal, BeforeValidator(_exact), _dec_ser]
 Apr = Annotated[Decimal, BeforeValidator(_exact), within(-1, 10), _dec_ser]  # annualised: -100% .. +1000%
 Fee = Annotated[Decimal, BeforeValidator(_exact), within(0, "0.1"), _dec_ser]  # a trading fee: 0 .. 10%
-Leverage = Annotated[Decimal, BeforeValidator(_exact), within(1, 100), _dec_ser]
+# gross exposure / capital: below 1 is a cash cushion (a spot fuse at 0.8), above 100 is absurd
+Leverage = Annotated[Decimal, BeforeValidator(_exact), within(0, 100, above=True), _dec_ser]
 Notional = Annotated[Decimal, BeforeValidator(_exact), within(1, MAX_MAGNITUDE), _dec_ser]  # at least 1: no dust
 Amount = Annotated[Decimal, BeforeValidator(_exact), within(0, MAX_MAGNITUDE, above=True), _dec_ser]  # NAV, prices
 Count = StrictInt  # ``true`` is not 1

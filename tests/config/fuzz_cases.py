@@ -145,7 +145,7 @@ def _labelled(stem: str, data: dict[str, Any]) -> Iterator[Case]:
             yield case(f"{tag}-drop-{key}", _drop(data, ("fuses", i, key)), "fuses", i, key)
         yield case(f"{tag}-max-share-2", _set(data, ("fuses", i, "max_share"), "2"), "fuses", i, "max_share")
         yield case(f"{tag}-leverage-1000", _set(data, ("fuses", i, "max_leverage"), "1000"), "fuses", i, "max_leverage")
-        yield case(f"{tag}-leverage-half", _set(data, ("fuses", i, "max_leverage"), "0.5"), "fuses", i, "max_leverage")
+        yield case(f"{tag}-leverage-zero", _set(data, ("fuses", i, "max_leverage"), "0"), "fuses", i, "max_leverage")
         yield case(f"{tag}-enabled-yes", _set(data, ("fuses", i, "enabled"), "yes"), "fuses", i, "enabled")
         yield case(f"{tag}-venue-cyrillic", _set(data, ("fuses", i, "venue"), fuse["venue"].translate(CYRILLIC) + "\u0430"),
                    "fuses", i, "venue")
