@@ -9,7 +9,9 @@ in one line, ``error: <Class>: <message>`` (secret-shaped values redacted), and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -63,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = module.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (``alpha check x | head -1``): nothing to say to it
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # the last resort: a clear line, never a traceback or a secret
         print(last_resort_message(exc), file=sys.stderr)
         return 2
