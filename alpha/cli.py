@@ -4,12 +4,17 @@ dispatches, importing a command's module when it is used (so ``alpha check`` sta
 
 Logs go to stderr for every command (``alpha run`` chooses its own destination), so stdout
 carries only a command's output: ``--json`` output is pure JSON.
+
+No command shows a traceback: an exception a command did not turn into its own message ends
+in one line, ``error: <Class>: <message>`` (secret-shaped values redacted), and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -69,9 +74,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = module.run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (``alpha check x | head -1``): nothing to say to it
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as exc:  # the last resort: a clear line, never a traceback or a secret
+        print(last_resort_message(exc), file=sys.stderr)
+        return 2
     finally:
         structlog.configure(**previous)  # a caller in the same process keeps its own set-up
     return int(result or 0)
+
+
+def last_resort_message(exc: BaseException) -> str:
+    """One line naming the error's class and message, cut short and with secret-shaped values redacted."""
+    from alpha.domain.redact import redact_secrets
+
+    text = " ".join(str(exc).split()) or "(no message)"
+    if len(text) > 2000:
+        text = text[:2000] + "..."
+    return redact_secrets(f"error: {type(exc).__name__}: {text}")
 
 
 if __name__ == "__main__":

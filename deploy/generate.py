@@ -22,6 +22,7 @@ import ast
 import difflib
 import inspect
 import io
+import re
 import sys
 import tokenize
 import typing
@@ -154,11 +155,35 @@ TYPE_WORDS = {
     "Positive": "decimal > 0",
     "Share": "share 0..1",
     "Duration": "duration",
+    "Apr": "APR -1..10",
+    "Fee": "fee 0..0.1",
+    "Leverage": "leverage (0, 100]",
+    "Notional": "notional >= 1",
+    "Amount": "decimal > 0",
+    "Count": "integer",
+    "Flag": "boolean",
+    "Assets": "unique asset names",
+    "Markets": "unique market symbols",
+    "Asset": "asset name (ASCII)",
+    "Venue": "venue name (ASCII)",
+    "Url": "URL",
+    "BindAddress": "host:port",
+    "FilePath": "path",
 }
+_WITHIN = re.compile(r"^Annotated\[(\w+), within\(([^,]+), ([^,)]+)(, above=True)?\)\]")
+
+
+def _bounded(text: str) -> str:
+    """``Annotated[Positive, within(1, 100, above=True)]`` as ``decimal (1, 100]``."""
+    m = _WITHIN.match(text)
+    if m is None:
+        return text
+    left = "(" if m.group(4) else "["
+    return f"decimal {left}{m.group(2)}, {m.group(3)}]" + text[m.end():]
 
 
 def _type_text(annotation: str) -> str:
-    text = annotation
+    text = _bounded(annotation)
     for name, word in TYPE_WORDS.items():
         text = text.replace(name, word) if text == name or text.startswith(f"{name} ") else text
     return text.replace("|", "or")

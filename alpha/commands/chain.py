@@ -26,26 +26,34 @@ KEY_ENV = "ALPHA_AAVE_KEY"
 USER_INDEX = 1
 
 STRATEGY_TEMPLATE = """\
-# Written by `alpha chain up`: the demo strategy with an Aave v3 lending fuse on the local
-# market at {rpc_url}. Before running it: export {key_env}={key}  (a public anvil test key)
+# Written by `alpha chain up`: a funding spread between the local venue emulators
+# (`alpha emulate binance --port 8801`, `alpha emulate hyperliquid --port 8802`) with an Aave v3
+# lending fuse on the local market at {rpc_url}. An on-chain fuse is a live fuse, so this is
+# live mode against local counterparts. Before running it: export {key_env}={key}  (a public
+# anvil test key) and the emulators' BINANCE_API_KEY, BINANCE_API_SECRET, HYPERLIQUID_WALLET_KEY.
 # Validate with `alpha check {path}`; move prices with `alpha chain price WETH 2500`.
 version: 1
-mode: demo
+mode: live
 vault: {{name: local-vault, base_asset: USDC, nav: "1000000"}}
 assets: [BTC, ETH]
+stablecoins: [USDC, USDT]
 fuses:
-  - name: spot
-    kind: sim
-    venue: sim-spot
-    markets: [BTC/USDC, ETH/USDC]
+  - name: binance
+    kind: cex
+    venue: binanceusdm
+    api_url: http://127.0.0.1:8801
+    markets: [BTC/USDT:USDT, ETH/USDT:USDT]
     max_share: "0.35"
-    max_leverage: "1"
-  - name: perp-cex
-    kind: sim
-    venue: sim-cex
+    max_leverage: "3"
+    credentials: {{api_key: {{env: BINANCE_API_KEY}}, secret: {{env: BINANCE_API_SECRET}}}}
+  - name: hyperliquid
+    kind: perp_dex
+    venue: hyperliquid
+    api_url: http://127.0.0.1:8802
     markets: [BTC/USDC:USDC, ETH/USDC:USDC]
     max_share: "0.30"
     max_leverage: "3"
+    credentials: {{wallet_key: {{env: HYPERLIQUID_WALLET_KEY}}}}
   - name: aave-local
     kind: lending
     venue: aave-local
@@ -61,10 +69,7 @@ fuses:
       wallet_key: {{env: {key_env}}}
 margin:
   min_health_factor: "1.5"
-market:
-  assets:
-    BTC: {{price: "60000"}}
-    ETH: {{price: "3000"}}
+journal: {{path: var/chain/aave-local.db}}
 """
 
 

@@ -1,18 +1,25 @@
-"""``alpha check FILE``: validate a strategy file, report every error, exit non-zero on any."""
+"""``alpha check FILE``: validate a strategy file, report every error, exit 2 on any.
+
+It runs what ``alpha run`` runs before starting (``alpha.config.load_strategy``): the schema and
+the file's mode's requirements (``--mode`` checks another), so a file that passes starts. Output
+never carries a secret-shaped value (``alpha.domain.redact``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from alpha.config import ConfigError, load_config
+from alpha.config import ConfigError, load_strategy
 from alpha.config.schema import StrategyConfig
+from alpha.domain.redact import redact_secrets
 
 help = "validate a strategy file and print a short summary"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="+", help="strategy YAML file(s)")
+    parser.add_argument("--mode", choices=("demo", "paper", "live", "backtest"), help="check for this mode instead of the file's")
 
 
 def summary(config: StrategyConfig) -> str:
@@ -38,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.file:
         try:
-            config = load_config(path)
+            config = load_strategy(path, args.mode)
         except ConfigError as exc:
             failed += 1
             n = len(exc.problems)
-            print(f"{path}: {n} error{'s' if n != 1 else ''}", file=sys.stderr)
+            print(redact_secrets(f"{path}: {n} error{'s' if n != 1 else ''}"), file=sys.stderr)
             for problem in exc.problems:
                 print(f"  {problem}", file=sys.stderr)
             continue
-        print(f"{path}: OK")
-        print(summary(config))
-    return 1 if failed else 0
+        print(redact_secrets(f"{path}: OK"))
+        print(redact_secrets(summary(config)))
+    return 2 if failed else 0

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alpha.config import ConfigError, load_config
+from alpha.config import ConfigError, load_strategy
 
 help = "print each fuse's account (balances, positions, margin health) as the venues report it"
 
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from fuses.base import FuseError
 
     try:
-        config = load_config(args.config)
+        config = load_strategy(args.config, args.mode)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2

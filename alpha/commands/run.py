@@ -23,7 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alpha.config import ConfigError, load_config
+from alpha.config import ConfigError, load_strategy
 from alpha.config.types import parse_duration
 
 if TYPE_CHECKING:
@@ -51,10 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from alpha.daemon.app import WiringError, build_daemon, run_daemon
     from alpha.daemon.console import CLEAR, render
+    from alpha.daemon.journal import private_file
     from alpha.observability import logging as alog
 
     try:
-        config = load_config(args.config)
+        config = load_strategy(args.config, args.mode, control_address=args.control_address, metrics_address=args.metrics_address)
     except ConfigError as exc:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         for p in exc.problems:
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--for: {exc}", file=sys.stderr)
         return 2
-    if args.speed is not None and args.speed <= 0:
-        print("--speed must be positive", file=sys.stderr)
+    if args.speed is not None and not 0 < args.speed <= 1e7:  # also refuses nan
+        print("--speed must be positive (at most 1e7)", file=sys.stderr)
         return 2
     try:
         policy = _restart_policy(args)
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if table:
         log_path = config.journal.path.parent / "alpha.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(log_path)  # 0600, like the journal beside it
         alog.configure(json=True, stream=log_path.open("a", encoding="utf-8", buffering=1))
         print(f"logs: {log_path} (JSON lines); status table every second; Ctrl-C stops", file=sys.stderr)
     else:

@@ -6,11 +6,36 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alpha.config.types import Duration, Exact, NonNegative, Positive, Share
+from alpha.config.types import (
+    Amount,
+    Apr,
+    Asset,
+    BindAddress,
+    Count,
+    Duration,
+    Exact,
+    Fee,
+    FilePath,
+    Flag,
+    Leverage,
+    Market,
+    NonNegative,
+    Notional,
+    Positive,
+    Share,
+    Url,
+    Venue,
+    unique,
+    within,
+)
+from alpha.domain.redact import looks_secret
+
+Assets = Annotated[tuple[Asset, ...], unique("assets")]
+Markets = Annotated[tuple[Market, ...], unique("markets")]
 
 
 class Model(BaseModel):
@@ -23,7 +48,7 @@ class SecretRef(Model):
     """Where a secret lives: an environment variable or a file. Never the secret itself."""
 
     env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    file: Path | None = None
+    file: FilePath | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -38,6 +63,8 @@ class SecretRef(Model):
     def _exactly_one(self) -> SecretRef:
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of 'env' or 'file'")
+        if looks_secret(str(self.env or self.file)):
+            raise ValueError("this looks like a secret itself: give the name of the variable or file that holds it")
         return self
 
     def describe(self) -> str:
@@ -66,12 +93,12 @@ class SimVenue(Model):
     """How a simulated venue behaves: fees, book depth, funding interval and margin tiers."""
 
     funding_interval: Duration = timedelta(hours=8)
-    maker_fee: NonNegative = Decimal("0.0002")
-    taker_fee: NonNegative = Decimal("0.0005")
+    maker_fee: Fee = Decimal("0.0002")
+    taker_fee: Fee = Decimal("0.0005")
     spread_bps: NonNegative = Decimal("1")
     depth_notional: Positive = Decimal("2000000")  # quote notional per side within ``depth_bps`` of mid
     depth_bps: Positive = Decimal("50")
-    levels: int = Field(default=20, ge=1, le=500)
+    levels: Count = Field(default=20, ge=1, le=500)
     basis_bps: Exact = Decimal("0")  # mean perp premium over the index
     funding_bias_bps: Exact = Decimal("0")  # venue-specific funding offset (thin books fund higher)
 
@@ -79,33 +106,26 @@ class SimVenue(Model):
 class FuseConfig(Model):
     """One connector of the vault to a venue or market, with its caps."""
 
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")  # short: a metric label, never a pasted secret
     kind: FuseKind
-    venue: str
-    enabled: bool = True
-    markets: tuple[str, ...] = ()  # allowed markets (perps and spot), unified ccxt symbols
-    assets: tuple[str, ...] = ()  # allowed assets (lending fuses)
+    venue: Venue
+    enabled: Flag = True
+    markets: Markets = ()  # allowed markets (perps and spot), unified ccxt symbols
+    assets: Assets = ()  # allowed assets (lending fuses)
     max_share: Share  # maximum share of NAV this fuse may hold
-    max_leverage: Positive = Decimal("3")
+    max_leverage: Leverage = Decimal("3")
     rebalance_every: Duration = timedelta(hours=8)
     credentials: Credentials | None = None
-    api_url: str | None = None  # override for testnets, proxies and local emulators
+    api_url: Url | None = None  # override for testnets, proxies and local emulators
     rate_limit_share: Share = Decimal("1")
     sim: SimVenue | None = None  # for kind: sim
     # lending (web3) fuses
-    rpc_url: str | None = None
-    chain_id: int | None = None
+    rpc_url: Url | None = None
+    chain_id: Count | None = Field(default=None, ge=1, le=2**53)
     pool_addresses_provider: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
-    max_fee_gwei: Positive | None = None
+    max_fee_gwei: Annotated[Positive, within(0, 100_000, above=True)] | None = None
     gas_budget_native_per_day: NonNegative | None = None
     options: dict[str, str | int | bool] = Field(default_factory=dict)
-
-    @field_validator("max_leverage")
-    @classmethod
-    def _leverage_sane(cls, v: Decimal) -> Decimal:
-        if v > 100:
-            raise ValueError(f"max_leverage {v} is absurd (more than 100x)")
-        return v
 
     @model_validator(mode="after")
     def _kind_fields(self) -> FuseConfig:
@@ -132,9 +152,9 @@ class FuseConfig(Model):
 
 
 class Vault(Model):
-    name: str = "vault"
-    base_asset: str = "USDC"
-    nav: Positive  # starting capital in demo/backtest; live NAV is read from the venues
+    name: str = Field(default="vault", pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,30}$")
+    base_asset: Asset = "USDC"
+    nav: Amount  # starting capital in demo/backtest; live NAV is read from the venues
 
 
 class Thresholds(Model):
@@ -156,8 +176,8 @@ class Thresholds(Model):
       pays closing the open hedge and opening the challenger.
     """
 
-    entry_min_net_apr: Exact = Decimal("0")
-    exit_min_net_apr: Exact = Decimal("0")
+    entry_min_net_apr: Apr = Decimal("0")
+    exit_min_net_apr: Apr = Decimal("0")
     holding_period: Duration = timedelta(days=7)  # prior expected holding, before the history shows persistence
     min_holding: Duration = timedelta(days=1)
     max_holding: Duration = timedelta(days=90)
@@ -180,7 +200,7 @@ class MarginPolicy(Model):
     top_up_drawdown: Share = Decimal("0.10")  # top up after equity falls this much
     deleverage_ratio: Share = Decimal("0.70")  # deleverage both legs when margin ratio passes this
     check_every: Duration = timedelta(seconds=10)
-    min_health_factor: Positive = Decimal("1.5")  # lending accounts: repay/deleverage below this
+    min_health_factor: Annotated[Positive, within(1, 100, above=True)] = Decimal("1.5")  # lending accounts: repay/deleverage below this
     initial_cushion: Share = Decimal("0")  # margin posted above initial margin (share of it) when a perp leg is funded
 
     @model_validator(mode="after")
@@ -227,13 +247,13 @@ class RebalancePolicy(Model):
 
 
 class RiskLimits(Model):
-    max_order_notional: Positive = Decimal("250000")
+    max_order_notional: Notional = Decimal("250000")
     max_book_share: Share = Decimal("0.10")  # of visible depth per order; larger orders are sliced
     max_venue_exposure: Share = Decimal("0.50")  # gross notional on one venue / NAV
     max_asset_share: Share = Decimal("1")  # hedged notional of one asset (one leg) / NAV: diversifies across assets
     depeg_threshold: Share = Decimal("0.02")  # stablecoin off its peg by more than this
     max_data_age: Duration = timedelta(seconds=60)
-    max_unhedged_notional: Positive = Decimal("50000")
+    max_unhedged_notional: Notional = Decimal("50000")
     max_unhedged_time: Duration = timedelta(seconds=30)
     # Price sanity (alpha/risk/prices.py): a market whose data fails one of these is refused for new exposure.
     max_mark_index_gap: Share = Decimal("0.10")  # |mark - index| / index (and mark vs the book's mid)
@@ -243,7 +263,7 @@ class RiskLimits(Model):
 
 
 class Execution(Model):
-    leg_retries: int = Field(default=3, ge=0, le=20)
+    leg_retries: Count = Field(default=3, ge=0, le=20)
     order_timeout: Duration = timedelta(seconds=10)
     budget_wait: Duration = timedelta(seconds=10)  # longest an order waits for our own rate limiter; then it is not sent
     shutdown_bound: Duration = timedelta(seconds=20)
@@ -251,15 +271,15 @@ class Execution(Model):
 
 
 class Journal(Model):
-    path: Path = Path("var/alpha.db")
+    path: FilePath = Path("var/alpha.db")
 
 
 class Metrics(Model):
-    address: str = "127.0.0.1:9464"
+    address: BindAddress = "127.0.0.1:9464"
 
 
 class Control(Model):
-    address: str = "127.0.0.1:9465"
+    address: BindAddress = "127.0.0.1:9465"
     token: SecretRef = SecretRef(env="ALPHA_CONTROL_TOKEN")
 
 
@@ -267,7 +287,7 @@ class ClockConfig(Model):
     """Demo mode's accelerated clock."""
 
     start: datetime | None = None
-    speed: Positive = Decimal("3600")  # simulated seconds per real second
+    speed: Annotated[Positive, within(0, 10_000_000, above=True)] = Decimal("3600")  # simulated seconds per real second
 
     @field_validator("start")
     @classmethod
@@ -280,8 +300,8 @@ class ClockConfig(Model):
 class AssetMarket(Model):
     """One asset of the synthetic market: starting price and its random walk."""
 
-    price: Positive
-    volatility: NonNegative = Decimal("0.6")  # annualised
+    price: Amount
+    volatility: Annotated[NonNegative, within(0, 20)] = Decimal("0.6")  # annualised
     drift: Exact = Decimal("0")
     jump_intensity: NonNegative = Decimal("4")  # jumps per year
     jump_size: NonNegative = Decimal("0.08")  # standard deviation of log jump
@@ -303,14 +323,14 @@ class ScriptedShock(Model):
     """A price gap applied at ``at`` (demo and tests)."""
 
     at: Duration  # after the start
-    asset: str
-    move: Exact  # e.g. "0.30" for +30%, "-0.30" for -30%
+    asset: Asset
+    move: Annotated[Exact, within(-1, 100)]  # e.g. "0.30" for +30%, "-0.30" for -30%
 
 
 class SyntheticMarket(Model):
-    seed: int = 7
+    seed: Count = 7
     step: Duration = timedelta(minutes=5)
-    assets: dict[str, AssetMarket]
+    assets: dict[Asset, AssetMarket]
     funding: FundingProcess = FundingProcess()
     shocks: tuple[ScriptedShock, ...] = ()
 
@@ -322,8 +342,8 @@ class StrategyConfig(Model):
     mode: Literal["demo", "paper", "live", "backtest"] = "demo"
     vault: Vault
     fuses: tuple[FuseConfig, ...] = Field(min_length=1)
-    assets: tuple[str, ...] = Field(min_length=1)  # assets to farm
-    stablecoins: tuple[str, ...] = ("USDC", "USDT")
+    assets: Assets = Field(min_length=1)  # assets to farm
+    stablecoins: Assets = ("USDC", "USDT")
     stablecoin_pricing: StablecoinPricing = StablecoinPricing.PAR  # 1:1 with the base asset, or at its price (depeg-aware)
     idle_buffer: Share = Decimal("0.10")
     delta_tolerance: Share = Decimal("0.02")  # |net delta| <= tolerance x gross
@@ -354,7 +374,7 @@ class StrategyConfig(Model):
     @model_validator(mode="after")
     def _cross_checks(self) -> StrategyConfig:
         if self.mode == "demo" and self.market is None:
-            raise ValueError("demo mode needs a 'market' section (the synthetic market)")
+            raise ValueError("the 'market' section is missing: demo mode needs its synthetic market")
         if self.market is not None:
             missing = [a for a in self.assets if a not in self.market.assets]
             if missing:

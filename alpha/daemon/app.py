@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from alpha.config.schema import FuseKind, SimVenue, StrategyConfig
+from alpha.config.startup import startup_problems
 from alpha.daemon.daemon import Daemon, Wiring
 from alpha.daemon.instrumented import TimedFuse
 from alpha.daemon.registry import FuseRegistry
@@ -300,6 +301,9 @@ def build_daemon(
     mode = mode or config.mode
     if mode not in WIRINGS:
         raise WiringError(f"mode {mode!r} cannot run as a daemon (choose demo, paper or live)")
+    found = startup_problems(config, mode, control_address=control_address, metrics_address=metrics_address)
+    if found:  # what ``alpha check`` refuses (``alpha.config.startup``): one check for both
+        raise WiringError("; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in found))
     metrics = Metrics()
     clock = clock or make_clock(config, mode, speed)
     if mode == "demo" and world is not None:

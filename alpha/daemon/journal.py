@@ -8,7 +8,9 @@ resolved by asking the venue.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -82,6 +84,24 @@ class PendingOrder:
     quantity: Decimal
 
 
+def private_file(path: Path) -> None:
+    """Create ``path`` readable and writable by its owner only (0600), or tighten it if we own it.
+
+    The journal and the daemon's state files hold positions, orders and balances: never 0644.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        if os.fstat(fd).st_uid == os.getuid():
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        with contextlib.suppress(OSError):
+            if side.exists() and side.stat().st_uid == os.getuid():
+                side.chmod(0o600)
+
+
 class Journal:
     """Append records to a SQLite file (WAL); read them back for recovery, tests and reports."""
 
@@ -89,6 +109,7 @@ class Journal:
         self.path = Path(path)
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # SQLite creates -wal and -shm with the database file's mode
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -2,8 +2,8 @@
 
 Context (fuse, market, decision id) is bound with ``structlog.contextvars`` or ``log.bind``.
 Secrets never reach a log line: every event passes through ``redact``, which masks values
-of keys that name a secret and any string registered with ``register_secret`` (the control
-token). Venue API keys are not registered: the fuses keep them in ``fuses.ccxt.config.Secret``,
+of keys that name a secret, any string registered with ``register_secret`` (the control
+token) and any secret-shaped text (``alpha.domain.redact``: a 32-byte hex key, an API-key-like token). Venue API keys are not registered: the fuses keep them in ``fuses.ccxt.config.Secret``,
 whose repr and str name only where the key came from.
 """
 
@@ -15,6 +15,8 @@ from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+from alpha.domain.redact import redact_secrets
 
 _SECRET_KEYS = ("token", "secret", "password", "api_key", "apikey", "wallet_key", "private_key", "authorization")
 _SECRETS: set[str] = set()
@@ -31,7 +33,7 @@ def _mask_text(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, MASK)
-    return text
+    return redact_secrets(text)  # a pasted key is masked wherever it appears
 
 
 def _mask(value: Any) -> Any:

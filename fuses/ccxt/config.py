@@ -2,6 +2,9 @@
 
 Secrets are read from the environment variable or file a ``SecretRef`` names, kept in a
 ``Secret`` whose ``repr``/``str`` never show the value, and handed only to the ccxt client.
+A wallet key's address is derived here (``signer_address``): it fills a missing
+``wallet_address``, and the fuse refuses to start when it does not match the configured one
+(``CcxtFuse.start``), before anything is signed.
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ class Secret:
     def reveal(self) -> str:
         """Return the secret (only to hand it to the venue client)."""
         return self._value
+
+    @property
+    def source(self) -> str:
+        """Where the secret came from (``env:NAME`` or ``file:/path``), never the value."""
+        return self._source
 
     def __repr__(self) -> str:
         return f"Secret({self._source})"
@@ -60,6 +68,16 @@ def read_secret(ref: SecretRef, environ: dict[str, str] | None = None) -> Secret
     return Secret(value, where)
 
 
+def signer_address(key: Secret) -> str:
+    """The address ``key`` signs as (eth_account); ``FatalError`` if it is not a private key, never showing it."""
+    from eth_account import Account
+
+    try:
+        return str(Account.from_key(key.reveal()).address)
+    except Exception:  # eth_account's errors may quote the input: say where it came from, not what it is
+        raise FatalError(f"secret {key.source} is not a wallet private key (expected 32 bytes as 64 hex digits)") from None
+
+
 @dataclass(frozen=True)
 class CcxtSettings:
     """Everything the ccxt fuse needs from its configuration, secrets resolved."""
@@ -75,6 +93,7 @@ class CcxtSettings:
     password: Secret | None = field(default=None, repr=False)
     wallet_key: Secret | None = field(default=None, repr=False)
     wallet_address: str | None = None
+    signer: str | None = None  # the address wallet_key signs as (derived, never configured)
     options: dict[str, str | int | bool] = field(default_factory=dict)
 
     @property
@@ -89,6 +108,8 @@ class CcxtSettings:
         def get(ref: SecretRef | None) -> Secret | None:
             return None if ref is None else read_secret(ref, environ)
 
+        wallet_key = get(creds.wallet_key) if creds else None
+        signer = signer_address(wallet_key) if wallet_key is not None else None
         return cls(
             name=config.name,
             venue=config.venue,
@@ -99,7 +120,8 @@ class CcxtSettings:
             api_key=get(creds.api_key) if creds else None,
             secret=get(creds.secret) if creds else None,
             password=get(creds.password) if creds else None,
-            wallet_key=get(creds.wallet_key) if creds else None,
-            wallet_address=creds.wallet_address if creds else None,
+            wallet_key=wallet_key,
+            wallet_address=(creds.wallet_address if creds else None) or signer,
+            signer=signer,
             options=dict(config.options),
         )

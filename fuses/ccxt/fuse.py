@@ -166,6 +166,7 @@ class CcxtFuse:
         """Load the venue's markets and keep the allowed ones; a missing market is fatal."""
         if self._started:
             return
+        await self._check_signer()
         markets = await self._call(self.client.load_markets)
         missing = [m for m in self.settings.markets if m not in markets]
         if missing:
@@ -177,6 +178,27 @@ class CcxtFuse:
         if self.settings.options.get("margin_tiers") is True:
             await self.load_margin_tiers()
         self._started = True
+
+    async def _check_signer(self) -> None:
+        """Refuse a wallet key that does not sign for ``wallet_address`` (nor is its API wallet), before any order.
+
+        Otherwise the first order of a hedge would fail at the venue and force the other leg to unwind.
+        """
+        s = self.settings
+        if s.signer is None or s.wallet_address is None or s.signer.lower() == s.wallet_address.lower():
+            return
+        if self.spec.api_wallet_role:
+            role = await self._call(self.client.publicPostInfo, {"type": "userRole", "user": s.signer.lower()})
+            data = role.get("data") if isinstance(role, dict) else None
+            user = str(data.get("user", "")) if isinstance(data, dict) else ""
+            if isinstance(role, dict) and role.get("role") == "agent" and user.lower() == s.wallet_address.lower():
+                return
+        also = ", and the venue does not list it as an API wallet of that address" if self.spec.api_wallet_role else ""
+        raise FatalError(
+            f"{self.name}: credentials.wallet_key signs as {s.signer}, not as the configured wallet_address"
+            f" {s.wallet_address}{also}; fix the key or the address (nothing was sent)",
+            venue=self.name,
+        )
 
     async def load_margin_tiers(self) -> None:
         """Attach the venue's leverage brackets to its perp instruments (``Instrument.margin_tiers``).

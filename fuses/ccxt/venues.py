@@ -78,6 +78,7 @@ class VenueSpec:
     price_significant_digits: int | None = None  # limit prices beyond this many significant digits are refused (unless whole)
     client_id_format: str = "plain"  # how our client id travels: a key of fuses.ccxt.fuse.CLIENT_ID_FORMATS
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
+    api_wallet_role: bool = False  # a wallet key may be an API wallet of wallet_address (POST /info userRole says)
     balance_params: dict[str, Any] = field(default_factory=dict)
     maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
     balance_total_includes_upnl: bool = False  # ccxt's balance total is the margin balance (wallet + unrealised PnL)
@@ -324,6 +325,7 @@ VENUES: dict[str, VenueSpec] = {
         price_significant_digits=5,
         client_id_format="cloid",  # 128-bit hex cloid derived from our client id
         margin_mode_call=False,  # updateLeverage carries isCross
+        api_wallet_role=True,
         maintenance_margin_path=("crossMaintenanceMarginUsed",),
         balance_total_includes_upnl=True,  # ccxt: total = accountValue
 

@@ -4,7 +4,7 @@ It speaks the wire protocol ccxt 4.5.90's ``hyperliquid`` class speaks, so the r
 be pointed at it (``urls['api'] = {'public': url, 'private': url}``):
 
 * ``/info``: ``type`` meta, metaAndAssetCtxs, spotMeta, spotMetaAndAssetCtxs, perpDexs,
-  allMids, l2Book, clearinghouseState, spotClearinghouseState, userAbstraction, orderStatus
+  allMids, l2Book, clearinghouseState, spotClearinghouseState, userAbstraction, userRole, orderStatus
   (by oid or cloid), openOrders, frontendOpenOrders, userFills, userFillsByTime,
   fundingHistory, userFunding, candleSnapshot, exchangeStatus.
 * ``/exchange``: signed actions order (with cloid), cancel, cancelByCloid, updateLeverage,
@@ -669,6 +669,13 @@ def _info(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) -> An
     if kind == "userAbstraction":
         _user_param(body)
         return "default"
+    if kind == "userRole":
+        user = _user_param(body)
+        if user in venue.users:
+            return {"role": "user"}
+        if user in venue.agents:
+            return {"role": "agent", "data": {"user": venue.agents[user]}}
+        return {"role": "missing"}
     if kind == "orderStatus":
         return _order_status(venue, _user_param(body), body.get("oid"), now)
     if kind in ("openOrders", "frontendOpenOrders"):

@@ -171,7 +171,7 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     assert ok.returncode == 0, ok.stderr
     assert "OK" in ok.stdout and "binance" in ok.stdout
     fail = subprocess.run([sys.executable, "-m", "alpha", "check", str(bad)], capture_output=True, text=True)
-    assert fail.returncode == 1
+    assert fail.returncode == 2
     assert f"{bad}:6: idle_bufer: unknown key" in fail.stderr
 
 

@@ -110,10 +110,12 @@ async def hyperliquid_rig(
     wallet = Account.create()
     app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT})
     server = await EmulatorServer(app).start()
+    # wrong_key: a key (and its own address) the venue has never seen, so the start-up check passes
+    # and the venue refuses the signature
     signer = Account.create() if wrong_key else wallet
     settings = CcxtSettings(
         name="hyperliquid-test", venue="hyperliquid", markets=tuple(f"{a}/USDC:USDC" for a in prices), api_url=server.url,
-        wallet_key=Secret(signer.key.hex(), "test"), wallet_address=wallet.address, max_leverage=Decimal(5),
+        wallet_key=Secret(signer.key.hex(), "test"), wallet_address=signer.address, signer=signer.address, max_leverage=Decimal(5),
         options=dict(options or {}),
     )
     fuse = CcxtFuse(settings, VENUES["hyperliquid"], clock=clock, timeout_ms=timeout_ms)
