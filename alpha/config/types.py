@@ -117,7 +117,7 @@ _dec_ser = PlainSerializer(lambda d: str(d), return_type=str, when_used="json")
 _td_ser = PlainSerializer(format_duration, return_type=str, when_used="json")
 
 Exact = Annotated[Decimal, BeforeValidator(_exact), _dec_ser]
-Apr = Annotated[Decimal, BeforeValidator(_exact), within(-1, 10), _dec_ser]  # annualised: -100% .. +1000%
+Apr = Annotated[Decimal, BeforeValidator(_exact), within(-3, 10), _dec_ser]  # annualised: -300% .. +1000% (below -100%: research runs that stay in whatever it costs)
 Fee = Annotated[Decimal, BeforeValidator(_exact), within(0, "0.1"), _dec_ser]  # a trading fee: 0 .. 10%
 # gross exposure / capital: below 1 is a cash cushion (a spot fuse at 0.8), above 100 is absurd
 Leverage = Annotated[Decimal, BeforeValidator(_exact), within(0, 100, above=True), _dec_ser]

@@ -51,7 +51,7 @@ fuses:
     max_leverage: "{leverage}"
     options: {{"{perp_market}": "{perp_symbol}", data_venue: "{venue}"}}
     sim: {{maker_fee: "0.0002", taker_fee: "0.0004", spread_bps: "1", depth_notional: "5000000"}}
-thresholds: {{entry_min_net_apr: "-100", exit_min_net_apr: "-100", follow_regime: false}}  # always in: these tests are about the replay
+thresholds: {{entry_min_net_apr: "-3", exit_min_net_apr: "-3", follow_regime: false}}  # always in: these tests are about the replay
 margin: {{initial_cushion: "{cushion}"}}
 risk: {{max_order_notional: "5000000", max_venue_exposure: "1", max_data_age: 9h, max_unhedged_notional: "5000000"}}
 """
