@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -140,6 +140,23 @@ SEND_WINDOW: ContextVar[SendWindow | None] = ContextVar("alpha_send_window", def
 
 
 @dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential retry delays (reconnects, start-up): ``initial`` x ``factor`` ** (attempt - 1), at most ``maximum`` seconds."""
+
+    initial: float = 0.5
+    factor: float = 2.0
+    maximum: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
+            raise ValueError("backoff needs initial > 0, factor >= 1 and maximum >= initial")
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait before retry ``attempt`` (1 for the first)."""
+        return float(min(self.maximum, self.initial * self.factor ** max(attempt - 1, 0)))
+
+
+@dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a venue can do, declared as data.
 
@@ -166,6 +183,7 @@ class Capabilities:
     funding_and_marks: bool = False  # ``BulkMarketData``: funding and marks in one request
     price_oracle: bool = False  # ``PriceOracle``: prices assets from the market's own oracle
     restore_health: bool = False  # ``HealthRestorer``: repays its own debt back above a health factor
+    open_orders: bool = False  # ``OpenOrders``: lists every open order on the account, whoever sent it
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -302,6 +320,18 @@ class BulkMarketData(Protocol):
 
     def indexes(self) -> dict[str, Decimal]:
         """Return each perp's index price as the last funding answer gave it (none where the venue gives none)."""
+        ...
+
+
+class OpenOrders(Protocol):
+    """The account's open orders can be listed, ours and anybody else's (a second daemon, a hand trade)."""
+
+    async def open_orders(self) -> list[Order]:
+        """Return every open order in the fuse's markets; ``client_id`` is as the venue holds it."""
+        ...
+
+    def is_ours(self, venue_client_id: str, instance: str, known: Collection[str]) -> bool:
+        """Say whether a venue client id is one this instance sent (its prefix) or one of ``known`` (ours, unmapped)."""
         ...
 
 

@@ -8,6 +8,14 @@ Supervision: a crashed service is restarted after a backoff (``--restart-backoff
 to a minute) at most ``--max-restarts`` times within ``--restart-window``; past that budget the
 process exits 1 so that the container runtime restarts it.
 
+One process per journal: before anything touches the journal, ``alpha run`` takes an exclusive
+lock on ``<journal>.lock`` (``alpha.daemon.lifecycle.InstanceLock``); a second instance is
+refused with a one-line message naming the holder.
+
+Exit codes: 0 a clean stop (SIGTERM, SIGINT or ``--for``), 1 a crash (a service past its restart
+budget), 2 bad config or a fatal start-up error (bad keys, an unknown market, a port in use),
+3 another instance holds the journal's lock.
+
 Test hook (environment only, never read from the strategy file): ``ALPHA_TEST_CRASH_SERVICE=NAME``
 makes the supervised service NAME (e.g. ``risk``, ``margin``, ``world``) raise at every start,
 to exercise the restart budget end to end; the daemon logs a warning that it is set.
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +36,7 @@ from alpha.config import ConfigError, load_strategy
 from alpha.config.types import parse_duration
 
 if TYPE_CHECKING:
+    from alpha.config.schema import StrategyConfig
     from alpha.daemon.supervisor import RestartPolicy
 
 CRASH_ENV = "ALPHA_TEST_CRASH_SERVICE"
@@ -49,9 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alpha.daemon.app import WiringError, build_daemon, run_daemon
-    from alpha.daemon.console import CLEAR, render
     from alpha.daemon.journal import private_file
+    from alpha.daemon.lifecycle import EXIT_FATAL, EXIT_LOCKED, InstanceHeld, InstanceLock
+    from alpha.domain.clock import LiveClock
     from alpha.observability import logging as alog
 
     try:
@@ -60,22 +70,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         for p in exc.problems:
             print(f"  {p}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
     if args.journal is not None:
         config = config.model_copy(update={"journal": config.journal.model_copy(update={"path": args.journal})})
     try:
         run_for = parse_duration(args.run_for) if args.run_for else None
     except ValueError as exc:
         print(f"--for: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
     if args.speed is not None and not 0 < args.speed <= 1e7:  # also refuses nan
         print("--speed must be positive (at most 1e7)", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
     try:
         policy = _restart_policy(args)
     except ValueError as exc:
         print(f"restart budget: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
+    run_id = secrets.token_hex(3)
+    try:  # before anything touches the journal (a demo sets an old journal aside in build_daemon)
+        lock = InstanceLock.acquire(config.journal.path, run_id=run_id, mode=args.mode or config.mode, started=LiveClock().now())
+    except InstanceHeld as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_LOCKED
+    except OSError as exc:
+        print(f"cannot start: cannot lock the journal {config.journal.path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FATAL
     table = sys.stdout.isatty() and args.log_format == "auto"
     if table:
         log_path = config.journal.path.parent / "alpha.log"
@@ -85,6 +104,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"logs: {log_path} (JSON lines); status table every second; Ctrl-C stops", file=sys.stderr)
     else:
         alog.configure(json=args.log_format != "console")
+    try:
+        return _run_locked(args, config, run_for, policy, run_id, table)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    args: argparse.Namespace, config: StrategyConfig, run_for: timedelta | None, policy: RestartPolicy, run_id: str, table: bool
+) -> int:
+    from alpha.daemon.app import WiringError, build_daemon, run_daemon
+    from alpha.daemon.console import CLEAR, render
+    from alpha.daemon.lifecycle import EXIT_FATAL, StartupError
+
     try:
         daemon = build_daemon(
             config,
@@ -96,22 +128,21 @@ def run(args: argparse.Namespace) -> int:
             run_for=run_for,
             restart_policy=policy,
             crash_service=os.environ.get(CRASH_ENV) or None,
+            run_id=run_id,
         )
     except WiringError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
 
     async def draw(d: object) -> None:
         sys.stdout.write(CLEAR + render(d.status()) + "\n")  # type: ignore[attr-defined]
         sys.stdout.flush()
 
-    from alpha.daemon.daemon import StartupError
-
     try:
-        return asyncio.run(run_daemon(daemon, on_tick=draw if table else None))
+        return int(asyncio.run(run_daemon(daemon, on_tick=draw if table else None, watchdog=True)))
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_FATAL
 
 
 def _restart_policy(args: argparse.Namespace) -> RestartPolicy:

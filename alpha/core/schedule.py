@@ -3,7 +3,7 @@
 A decision is due ``execution.rebalance_lead`` before each market's next funding settlement
 (as the venue reports it: intervals differ per market and change), and every
 ``pnl.rebalance_every`` after the last decision. A decision that was skipped (paused, a venue
-unreadable) is tried again a poll later, never in a loop. A margin check is due every
+unreadable) is tried again a poll after it finished, never in a loop. A margin check is due every
 ``margin.check_every``. The schedule holds only times; it never reads a clock.
 """
 
@@ -49,9 +49,13 @@ class Schedule:
         horizon = now - timedelta(days=2)
         self.done_settlements = {(k, s) for k, s in self.done_settlements if s >= horizon}
 
-    def decided(self, now: datetime, *, skipped: bool, retry_after: timedelta) -> None:
-        """Record the decision taken (or skipped) at ``now``."""
-        self.retry_at = now + retry_after if skipped else None
+    def decided(self, now: datetime, *, skipped: bool, retry_after: timedelta, finished: datetime | None = None) -> None:
+        """Record the decision taken (or skipped) at ``now``.
+
+        A skipped decision is tried again ``retry_after`` after it ``finished`` (default ``now``):
+        counted from its start, a step slower than ``retry_after`` would be due again at once.
+        """
+        self.retry_at = max(now, finished or now) + retry_after if skipped else None
         if not skipped or self.last_decision_at is None:
             self.last_decision_at = now
 

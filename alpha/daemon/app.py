@@ -37,6 +37,8 @@ from alpha.observability.metrics import Metrics
 log = get_logger("alpha.app")
 
 FUNDING_POLL = timedelta(minutes=5)  # live: how often the venues are asked for new funding payments
+WORLD_CATCH_UP = timedelta(days=1)  # demo and paper: the most simulated time the world steps in one go
+DEMO_SKIP_RETRY_FLOOR = timedelta(seconds=0.25)  # demo: real time between tries of a skipped decision
 
 
 class WiringError(RuntimeError):
@@ -110,7 +112,16 @@ def _world_service(
 
         async def run(stop: asyncio.Event) -> None:
             while not stop.is_set():
-                world.step_to(max(clock.now(), world.now))
+                target = max(clock.now(), world.now)
+                # Catch up at most a day of simulated time per step, yielding between: a world far
+                # behind a fast clock must not hold the event loop (and the stop) for the whole gap.
+                while True:
+                    world.step_to(min(target, world.now + WORLD_CATCH_UP))
+                    if world.now >= target:
+                        break
+                    await asyncio.sleep(0)
+                    if stop.is_set():
+                        return
                 if await clock.sleep_until(clock.now() + every, stop):
                     return
 
@@ -292,6 +303,7 @@ def build_daemon(
     extra_services: list[tuple[str, Callable[[Daemon], ServiceFn]]] | None = None,
     poll_every: timedelta | None = None,
     crash_service: str | None = None,
+    run_id: str | None = None,
 ) -> Daemon:
     """Wire a daemon for ``mode`` (default: the config's); ``poll_every`` overrides the mode's data cadence.
 
@@ -305,6 +317,7 @@ def build_daemon(
     if found:  # what ``alpha check`` refuses (``alpha.config.startup``): one check for both
         raise WiringError("; ".join(f"{'.'.join(map(str, p.path))}: {p.message}" for p in found))
     metrics = Metrics()
+    clock_given = clock is not None
     clock = clock or make_clock(config, mode, speed)
     if mode == "demo" and world is not None:
         wiring = demo_wiring(config, clock, metrics, world=world)
@@ -315,6 +328,8 @@ def build_daemon(
         wiring = WIRINGS[mode](config, clock, metrics)
     if poll_every is not None:
         wiring.poll_every = poll_every
+    if mode == "demo" and not clock_given:  # the accelerated clock: a poll can be a few real milliseconds
+        wiring.skip_retry_floor = DEMO_SKIP_RETRY_FLOOR
     if run_for is not None:
         wiring.services.append(("deadline", _deadline(clock, run_for)))
     wiring.services.extend(extra_services or [])
@@ -329,6 +344,7 @@ def build_daemon(
         metrics_address=metrics_address,
         control_address=control_address,
         crash_service=crash_service,
+        run_id=run_id,
     )
 
 
@@ -360,8 +376,14 @@ def _deadline(clock: Clock, duration: timedelta) -> Callable[[Daemon], ServiceFn
     return make
 
 
-async def run_daemon(daemon: Daemon, *, on_tick: Callable[[Daemon], Awaitable[None]] | None = None) -> int:
-    """Run ``daemon`` to completion with signal handling; ``on_tick`` runs every real second."""
+async def run_daemon(
+    daemon: Daemon, *, on_tick: Callable[[Daemon], Awaitable[None]] | None = None, watchdog: bool = False
+) -> int:
+    """Run ``daemon`` to completion with signal handling; ``on_tick`` runs every real second.
+
+    ``watchdog``: the process is the daemon's own (``alpha run``): a stop that overruns the
+    shutdown bound ends it (``alpha.daemon.lifecycle.Watchdog``).
+    """
     ticker: asyncio.Task[None] | None = None
     if on_tick is not None:
 
@@ -375,7 +397,7 @@ async def run_daemon(daemon: Daemon, *, on_tick: Callable[[Daemon], Awaitable[No
 
         ticker = asyncio.create_task(tick(), name="status-table")
     try:
-        return await daemon.run()
+        return await daemon.run(watchdog=watchdog)
     finally:
         if ticker is not None:
             ticker.cancel()

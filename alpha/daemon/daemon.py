@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import secrets
 import signal
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -44,9 +45,20 @@ from alpha.daemon import services as svc
 from alpha.daemon.book import ViewPurpose, gather_view
 from alpha.daemon.executor import Executor
 from alpha.daemon.export import ViewExporter
-from alpha.daemon.http import Health, Servers, control_app, default_token_file, metrics_app, resolve_token
+from alpha.daemon.http import ControlError, Health, Servers, control_app, default_token_file, metrics_app, resolve_token
 from alpha.daemon.instrumented import precreate_series
 from alpha.daemon.journal import Journal
+from alpha.daemon.lifecycle import (
+    EXIT_CRASH,
+    EXIT_FATAL,
+    StartupError,
+    StartupInterrupted,
+    StopBudget,
+    Watchdog,
+    foreign_orders,
+    instance_id,
+    retry_transient,
+)
 from alpha.daemon.marketdata import MarketData
 from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, DecisionRecord, StepRunner
@@ -59,6 +71,7 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.gate import RiskState
+from fuses.base import FuseError
 
 __all__ = ["Daemon", "DecisionRecord", "StartupError", "Wiring"]
 
@@ -79,6 +92,9 @@ class Wiring:
     attach: Callable[[Daemon], None] | None = None  # called once the journal is open, before anything else (live)
     world: Any = None
     poll_every: timedelta = timedelta(seconds=10)
+    # Real time a skipped decision waits at least before the next try (an accelerated clock: a poll
+    # of simulated time can be a few real milliseconds, and stale data must pause, not spin).
+    skip_retry_floor: timedelta = timedelta(0)
 
 
 class Daemon:
@@ -98,6 +114,7 @@ class Daemon:
         metrics_address: str | None = None,
         control_address: str | None = None,
         crash_service: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.config = config
         self.crash_service = crash_service
@@ -110,7 +127,8 @@ class Daemon:
         self.serve_http = serve_http
         self.metrics_address = metrics_address or config.metrics.address
         self.control_address = control_address or config.control.address
-        self.run_id = secrets.token_hex(3)
+        self.run_id = run_id or secrets.token_hex(3)
+        self.instance = ""  # the journal's instance id, the prefix of our client order ids (set by ``start``)
         self.journal: Journal | None = None
         self.marketdata = MarketData(self.fuses, clock, self.metrics)
         self.supervisor = Supervisor(self.real_clock, self.metrics, restart_policy)
@@ -136,13 +154,29 @@ class Daemon:
         self.liquidations = 0
         self.funding: Any = None  # live: the FundingCollector (alpha.daemon.funding) once its service is made
         self.exit_code = 0
+        self.watchdog: Watchdog | None = None  # armed by the first stop request (``run(watchdog=True)``)
+        self._stop_at: float | None = None  # real (monotonic) time of the first stop request
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Recover: open the journal, start fuses, load market data, reconcile; then serve."""
+        """Recover: open the journal, start fuses, load market data, reconcile; then serve.
+
+        The HTTP ports are bound before the journal is opened (a port in use is a
+        ``StartupError`` that leaves the journal untouched). A venue that answers a start-up
+        request transiently (429, 5xx, timeout, maintenance) is asked again with backoff until
+        it answers or the daemon is stopped (``alpha.daemon.lifecycle.retry_transient``); a
+        fatal answer (bad keys, an unknown market) is a ``StartupError``.
+        """
         cfg = self.config
+        if self.serve_http:
+            try:
+                self.servers.reserve("metrics", self.metrics_address)
+                self.servers.reserve("control", self.control_address, loopback_only=True)
+            except ControlError as exc:
+                raise StartupError(str(exc)) from exc
         self.journal = Journal(cfg.journal.path)
+        self.instance = instance_id(r.data for r in self.journal.records("start"))
         if self.wiring.attach is not None:
             self.wiring.attach(self)
         self.metrics.build_info.info({"mode": self.wiring.mode, "run_id": self.run_id})
@@ -156,17 +190,17 @@ class Daemon:
         if self.serve_http:
             await self.servers.start("metrics", metrics_app(self.metrics, Health(self.alive, self.readiness)), self.metrics_address)
         if self.wiring.prepare is not None:
-            await self.wiring.prepare()
+            await self._retry(self.wiring.prepare, "reading market data", "the market data sources")
         for name, fuse in self.fuses.items():
-            await fuse.start()
+            await self._retry(fuse.start, "starting", name)
             self.started_fuses.append(name)
-        await self.marketdata.load_instruments()
+        await self._retry(self.marketdata.load_instruments, "loading instruments", "the fuses")
         precreate_series(self.metrics, cfg.enabled_fuses, self.marketdata.instruments)
         for code in RefusalCode:
             self.metrics.actions_refused.labels(reason=code.value)
         self.executor = Executor(
             self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments,
-            order_feeds=self.marketdata.streams,
+            order_feeds=self.marketdata.streams, instance=self.instance,
         )
         self.exporter = ViewExporter(cfg, self.metrics, self.journal)
         self.steps = StepRunner(
@@ -184,10 +218,11 @@ class Daemon:
         resolved = await self.executor.reconcile()
         resolved += await self.executor.reconcile_lending()
         now = self.clock.now()
-        self.journal.append("start", now, run_id=self.run_id, mode=self.wiring.mode, reconciled=resolved)
+        self.journal.append("start", now, run_id=self.run_id, mode=self.wiring.mode, reconciled=resolved, instance=self.instance)
         if resolved:
             self.note(f"reconciled {len(resolved)} order(s) or lending step(s) left unfinished: {resolved}")
-        view = await self.view(now)
+        view = await self._retry(lambda: self.view(now), "reading the accounts", "the fuses")
+        await self._flag_foreign_orders(view)
         self.start_nav = self.exporter.start_nav = self._start_nav(view)
         self.export_view(view)
         self.steps.reset_references(view)
@@ -205,6 +240,34 @@ class Daemon:
         for name, make in services:
             self.supervisor.add(name, make)
         precreate_series(self.metrics, (), services=self.supervisor.running)
+
+    async def _retry(self, step: Callable[[], Awaitable[Any]], what: str, venue: str) -> Any:
+        return await retry_transient(step, what=what, venue=venue, clock=self.real_clock, stop=self.supervisor.stop)
+
+    async def _flag_foreign_orders(self, view: PortfolioView) -> None:
+        """Warn about open orders on our accounts that this journal's instance did not send (a second daemon?).
+
+        A fuse that can list every open order (``OpenOrders``) is asked; otherwise the open
+        orders its account snapshot carries are checked.
+        """
+        assert self.journal is not None
+        known = set(self.journal.client_ids())
+        listing = {name: lister for name in self.fuses if (lister := self.fuses.open_orders(name)) is not None}
+        found = foreign_orders({n: a for n, a in view.accounts.items() if n not in listing}, self.instance, known)
+        for name, lister in listing.items():
+            try:
+                orders = await lister.open_orders()
+            except FuseError as exc:
+                log.warning("cannot list open orders to check for another instance", fuse=name, error=repr(exc))
+                continue
+            found += [(name, o) for o in orders if not lister.is_ours(o.client_id, self.instance, known)]
+        for fuse, order in found:
+            log.warning(
+                "open order on our account not sent by this instance (another daemon on the same account?)",
+                fuse=fuse, market=order.market, client_id=order.client_id, instance=self.instance,
+            )
+        if found:
+            self.note(f"{len(found)} open order(s) on our accounts were not sent by instance {self.instance}")
 
     def _start_nav(self, view: PortfolioView) -> Decimal:
         assert self.journal is not None
@@ -229,26 +292,68 @@ class Daemon:
         """Stop taking decisions; in-flight legs finish or unwind; services end."""
         if not self.supervisor.stop.is_set():
             log.info("stopping: no new decisions; finishing in-flight legs")
+        if self._stop_at is None:
+            self._stop_at = time.monotonic()
+        if self.watchdog is not None:
+            self.watchdog.arm()
         self.supervisor.stop.set()
         if self.executor is not None:
             self.executor.stop.set()
         self.wake.set()
 
-    async def run(self, *, install_signals: bool = True) -> int:
-        """Start, run every service until stopped, shut down; return the process exit code."""
+    def stop_time_left(self) -> float:
+        """Real seconds left of ``execution.shutdown_bound`` since the first stop request (all of it before)."""
+        bound = self.config.execution.shutdown_bound.total_seconds()
+        if self._stop_at is None:
+            return bound
+        return bound - (time.monotonic() - self._stop_at)
+
+    async def run(self, *, install_signals: bool = True, watchdog: bool = False) -> int:
+        """Start, run every service until stopped, shut down; return the process exit code.
+
+        SIGTERM and SIGINT are plain signal handlers: they request the stop through the loop
+        and arm the watchdog (``watchdog=True``, for a process of its own), which ends the
+        process if the stop overruns ``execution.shutdown_bound`` even when the loop is too
+        busy to run the stop at all. A stop requested while start-up waits on a venue is a
+        clean stop.
+        """
         loop = asyncio.get_running_loop()
+        bound = self.config.execution.shutdown_bound.total_seconds()
+        if watchdog:
+            self.watchdog = Watchdog(bound, lambda: self.exit_code)
+            self.watchdog.start()
+        previous: dict[signal.Signals, Any] = {}
         if install_signals:
+
+            def on_signal(signum: int, frame: object) -> None:
+                if self.watchdog is not None:
+                    self.watchdog.arm()
+                loop.call_soon_threadsafe(self.request_stop)
+
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
+                previous[sig] = signal.signal(sig, on_signal)
             loop.add_signal_handler(signal.SIGHUP, lambda: self.trigger("config"))
         try:
-            await self.start()
+            try:
+                await self.start()
+            except StartupInterrupted as exc:
+                log.info("stopped during start-up", reason=str(exc))
+                return self.exit_code
+            except (StartupError, FuseError) as exc:
+                self.exit_code = EXIT_FATAL
+                if isinstance(exc, StartupError):
+                    raise
+                raise StartupError(str(exc)) from exc
+            except BaseException:
+                self.exit_code = EXIT_CRASH
+                raise
             main = asyncio.create_task(self.supervisor.run(), name="supervisor")
             stopped = asyncio.create_task(self.supervisor.stop.wait())
             await asyncio.wait({main, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            bound = self.config.execution.shutdown_bound.total_seconds()
+            budget = StopBudget(bound)
+            wait = max(self.stop_time_left() - budget.reserve, 0.0)
             try:
-                await asyncio.wait_for(asyncio.shield(main), timeout=bound)
+                await asyncio.wait_for(asyncio.shield(main), timeout=wait)
             except TimeoutError:
                 log.error("services did not stop within the shutdown bound; cancelling", bound_seconds=bound)
                 main.cancel()
@@ -256,24 +361,33 @@ class Daemon:
                     await main
             except RestartBudgetExceeded as exc:
                 log.error("giving up: restart budget exceeded", service=exc.service, error=str(exc))
-                self.exit_code = 1
+                self.exit_code = EXIT_CRASH
             except Exception as exc:  # the supervisor itself failed (not a service): never silent, never exit 0
                 log.exception("supervisor failed", error=repr(exc))
-                self.exit_code = 1
+                self.exit_code = EXIT_CRASH
             stopped.cancel()
         finally:
             await self.shutdown()
             if install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+                loop.remove_signal_handler(signal.SIGHUP)
+            if self.watchdog is not None:
+                self.watchdog.done()
         return self.exit_code
 
     async def shutdown(self) -> None:
-        """Close fuses (reverse order), stop servers, flush and close the journal."""
-        bound = self.config.execution.shutdown_bound.total_seconds()
+        """Close fuses (reverse order), stop servers, flush and close the journal, within what is left of the bound."""
+
+        if self._stop_at is None:  # a failed start-up: the clean-up is bounded all the same
+            self._stop_at = time.monotonic()
+
+        def left() -> float:
+            return max(self.stop_time_left() - 0.5, 0.1)  # keep half a second for the journal and the exit
+
         for name in reversed(self.started_fuses):
             try:
-                await asyncio.wait_for(self.fuses[name].close(), bound)
+                await asyncio.wait_for(self.fuses[name].close(), left())
             except Exception as exc:
                 log.error("fuse failed to close", fuse=name, error=repr(exc))
         self.started_fuses.clear()
@@ -282,7 +396,7 @@ class Daemon:
             if close is None:
                 continue
             try:
-                await asyncio.wait_for(close(), bound)
+                await asyncio.wait_for(close(), left())
             except Exception as exc:
                 log.error("clean-up step failed", step=what, error=repr(exc))
         if self.journal is not None:
@@ -529,10 +643,6 @@ class Daemon:
                 self.executor.config = new
             self.note("config reloaded")
         return True
-
-
-class StartupError(RuntimeError):
-    """The daemon cannot start as asked (reported without a traceback by ``alpha run``)."""
 
 
 class InjectedCrash(RuntimeError):

@@ -74,9 +74,12 @@ class Executor:
         run_id: str,
         instruments: Mapping[str, Instrument] | None = None,
         order_feeds: Mapping[str, OrderFeed] | None = None,
+        instance: str = "",
     ) -> None:
         # What the parts share (fuses, journal, metrics, clock, config, client ids) lives in ``ctx``.
-        self.ctx = ExecutionContext(FuseRegistry.of(fuses), journal, metrics, clock, config, run_id, dict(instruments or {}))
+        self.ctx = ExecutionContext(
+            FuseRegistry.of(fuses), journal, metrics, clock, config, run_id, dict(instruments or {}), instance=instance
+        )
         self.orders = Orders(self.ctx, order_feeds if order_feeds is not None else {})
         self.hedges = Hedges(self.ctx, self.orders)
         self.capital = Capital(self.ctx)

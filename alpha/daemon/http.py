@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,16 +176,44 @@ class Servers:
 
     def __init__(self) -> None:
         self._runners: list[web.AppRunner] = []
+        self._reserved: dict[str, socket.socket] = {}
         self.bound: dict[str, tuple[str, int]] = {}
 
+    def reserve(self, name: str, address: str, *, loopback_only: bool = False) -> None:
+        """Bind ``address`` for server ``name`` now (``start`` serves on it later).
+
+        Raise ``ControlError`` if the address cannot be bound (in use, not this machine's, not
+        loopback when ``loopback_only``): the daemon reserves its ports before it touches the journal.
+        """
+        host, port = split_address(address)
+        if loopback_only and not is_loopback(host):
+            raise ControlError(f"the {name} endpoint must bind to localhost, not {host}")
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+            # One socket: IPv4 first ("localhost" is 127.0.0.1 for the CLI and the probes).
+            family, kind, proto, _, where = min(infos, key=lambda info: info[0] != socket.AF_INET)
+            sock = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise ControlError(f"the {name} endpoint cannot listen on {address}: {exc.strerror or exc}") from exc
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(where)
+            sock.listen(128)
+        except OSError as exc:
+            sock.close()
+            raise ControlError(f"the {name} endpoint cannot listen on {address}: {exc.strerror or exc}") from exc
+        sock.setblocking(False)
+        self._reserved[name] = sock
+
     async def start(self, name: str, app: web.Application, address: str, *, loopback_only: bool = False) -> None:
-        """Serve ``app`` on ``address``; refuse a non-loopback address when ``loopback_only``."""
+        """Serve ``app`` on ``address`` (on its reserved socket if ``reserve`` bound one)."""
         host, port = split_address(address)
         if loopback_only and not is_loopback(host):
             raise ControlError(f"the {name} endpoint must bind to localhost, not {host}")
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        reserved = self._reserved.pop(name, None)
+        site: web.BaseSite = web.SockSite(runner, reserved) if reserved is not None else web.TCPSite(runner, host, port)
         await site.start()
         self._runners.append(runner)
         server = site._server
@@ -197,3 +226,6 @@ class Servers:
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
+        for sock in self._reserved.values():  # reserved but never served (start-up stopped early)
+            sock.close()
+        self._reserved.clear()

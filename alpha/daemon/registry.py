@@ -28,6 +28,7 @@ from fuses.base import (
     Fuse,
     HealthRestorer,
     LendingFuse,
+    OpenOrders,
     PriceOracle,
     WalletTransfers,
 )
@@ -130,6 +131,10 @@ class FuseRegistry(Mapping[str, AnyFuse]):
     def oracle(self, name: str) -> PriceOracle | None:
         """Return fuse ``name``'s own price oracle, or None if it has none."""
         return cast("PriceOracle | None", self._able(name, lambda c: c.price_oracle))
+
+    def open_orders(self, name: str) -> OpenOrders | None:
+        """Return fuse ``name``'s listing of every open order on its account, or None if it has none."""
+        return cast("OpenOrders | None", self._able(name, lambda c: c.open_orders))
 
     def restorer(self, name: str) -> HealthRestorer | None:
         """Return fuse ``name``'s own health restoration, or None (then the daemon repays with a ``Repay``)."""

@@ -80,9 +80,21 @@ async def scheduler_service(daemon: Daemon, stop: asyncio.Event) -> None:
                 settlements = daemon.marketdata.settlements()
                 daemon.schedule.deciding(now, settlements, daemon.config)
                 record = await daemon.runner().decide(why)
-                daemon.schedule.decided(now, skipped=record.skipped is not None, retry_after=daemon.wiring.poll_every)
+                daemon.schedule.decided(
+                    now, skipped=record.skipped is not None, retry_after=daemon.wiring.poll_every, finished=daemon.clock.now()
+                )
+            if record.skipped is not None and daemon.wiring.skip_retry_floor > timedelta(0):
+                await _pause_after_skip(daemon, stop)
     finally:
         relay_task.cancel()
+
+
+async def _pause_after_skip(daemon: Daemon, stop: asyncio.Event) -> None:
+    """Wait ``wiring.skip_retry_floor`` of real time after a skipped decision (a trigger or the stop ends it)."""
+    if stop.is_set() or daemon.triggers:
+        return
+    daemon.wake.clear()  # the stop relay has not fired (stop is not set): it will set ``wake``
+    await daemon.real_clock.sleep_until(daemon.real_clock.now() + daemon.wiring.skip_retry_floor, daemon.wake)
 
 
 async def resolve_unknown(daemon: Daemon) -> None:

@@ -109,6 +109,7 @@ class StepRunner:
         self.results: list[tuple[str, ActionResult]] = []  # every executed action's outcome, with its decision id
         self.executing = 0  # steps being executed (their own fills move positions)
         self._seq = 0
+        self.skipped_in_a_row = 0  # decisions skipped since the last one taken: only the first of a run is logged
         self._last_margin_refused: list[list[dict[str, Any]]] = []
         self.prices = PriceGuard()  # last good marks, kept from step to step
         self._outliers: frozenset[str] = frozenset()  # what the last screen refused (logged when it changes)
@@ -196,15 +197,20 @@ class StepRunner:
             try:
                 view = await self.book.view(now, ViewPurpose.DECIDE)
             except TransientError as exc:
-                log.warning("decision skipped: a venue is unavailable", error=repr(exc))
+                if not self.skipped_in_a_row:
+                    log.warning("decision skipped: a venue is unavailable", error=repr(exc))
                 return self._skipped(decision_id, trigger, now, f"venue unavailable: {exc}")
             now = view.ts  # the decision is as of its view (a live clock moves while the venues answer)
             self.history.observe(view)
             signals = compute_signals(self.history, view, now)
             step = self._screened(decision_step(view, signals, self.config, self.risk_state(), now))
             if step.skipped is not None:
-                log.warning("decision refused bad input", error=step.skipped)
+                if not self.skipped_in_a_row:
+                    log.warning("decision refused bad input; trading waits for good data", error=step.skipped)
                 return self._skipped(decision_id, trigger, now, step.skipped)
+            if self.skipped_in_a_row:
+                log.info("deciding again", skipped_before=self.skipped_in_a_row)
+                self.skipped_in_a_row = 0
             self.metrics.decision_latency.observe(time.perf_counter() - t0)
             self.metrics.decisions.labels(trigger=trigger).inc()
             assert step.target is not None
@@ -304,6 +310,7 @@ class StepRunner:
 
     def _skipped(self, decision_id: str, trigger: str, now: datetime, why: str) -> DecisionRecord:
         self.journal.append("decision", now, decision_id=decision_id, trigger=trigger, skipped=why)
+        self.skipped_in_a_row += 1
         rec = DecisionRecord(decision_id, trigger, now, [], [], 0, skipped=why)
         self.decisions.append(rec)
         return rec

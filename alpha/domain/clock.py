@@ -33,6 +33,9 @@ class Clock(Protocol):
 
 async def _wait_or_stop(seconds: float, stop: asyncio.Event | None) -> bool:
     if seconds <= 0:
+        # A time already past still yields: a loop that sleeps until an overdue time (a service
+        # running behind an accelerated clock) must not starve the event loop and its signals.
+        await asyncio.sleep(0)
         return bool(stop and stop.is_set())
     if stop is None:
         await asyncio.sleep(seconds)

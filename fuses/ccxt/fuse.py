@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import re
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,15 +37,25 @@ from fuses.ccxt.venues import IntervalSource, VenueSpec
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+INSTANCE_PREFIX = re.compile(r"^([0-9a-f]{8})-")  # our client ids start with the instance id (``alpha.daemon.lifecycle``)
+
+
 def _cloid(client_id: str) -> str:
-    """Hyperliquid-style client id: 128 bits of hex, derived from ours (so a lookup needs no table)."""
+    """Hyperliquid-style client id: 128 bits of hex, derived from ours (so a lookup needs no table).
+
+    An instance prefix is kept as the cloid's first 32 bits, so the venue-side marker survives the hashing.
+    """
     if len(client_id) == 34 and client_id.startswith("0x") and all(c in "0123456789abcdef" for c in client_id[2:]):
         return client_id
-    return "0x" + hashlib.sha256(client_id.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(client_id.encode()).hexdigest()
+    prefix = INSTANCE_PREFIX.match(client_id)
+    return "0x" + (prefix.group(1) + digest[:24] if prefix else digest[:32])
 
 
 # How our client id travels to a venue (``VenueSpec.client_id_format``).
 CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid}
+# How an instance's prefix shows in a venue client id, by format.
+CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {"plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}"}
 
 FUNDING_PAGES = 20  # most pages of funding history read per call
 
@@ -105,7 +116,9 @@ class CcxtFuse:
         self.settings = settings
         self.spec = spec
         # The venue's table, plus the optional protocols (``fuses.base``) this class has on every venue.
-        self.capabilities: Capabilities = replace(spec.capabilities, transfers=True, funding_payments=True, funding_and_marks=True)
+        self.capabilities: Capabilities = replace(
+            spec.capabilities, transfers=True, funding_payments=True, funding_and_marks=True, open_orders=True
+        )
         self.clock = clock
         self.metrics = metrics
         self.client = client if client is not None else build_client(settings, spec, metrics=metrics, timeout_ms=timeout_ms)
@@ -478,6 +491,21 @@ class CcxtFuse:
         raw = await self._call(self.client.fetch_order, None, market, {"clientOrderId": self._venue_client_id(client_id)})
         raw = {**raw, "symbol": raw.get("symbol") or market, "clientOrderId": client_id}
         return parse.order(raw, client_id, self._contract_sizes.get(market, ONE))
+
+    async def open_orders(self) -> list[Order]:
+        """Every open order in the fuse's markets, whoever sent it; client ids as the venue holds them."""
+        found: list[Order] = []
+        for symbol in self._instruments:
+            for raw in await self._call(self.client.fetch_open_orders, symbol):
+                cid = raw.get("clientOrderId") or f"venue-order-{raw.get('id')}"
+                found.append(parse.order({**raw, "symbol": raw.get("symbol") or symbol}, cid, self._contract_sizes.get(symbol, ONE)))
+        return found
+
+    def is_ours(self, venue_client_id: str, instance: str, known: Collection[str]) -> bool:
+        """Say whether ``venue_client_id`` carries ``instance``'s marker or is the venue form of one of ``known``."""
+        if venue_client_id.startswith(CLIENT_ID_MARKERS[self.spec.client_id_format](instance)):
+            return True
+        return venue_client_id in {self._venue_client_id(cid) for cid in known}
 
     async def resolve(self, market: str, client_id: str) -> Order | None:
         """Resolve an unknown outcome: the order if the venue has it, None if it never arrived."""

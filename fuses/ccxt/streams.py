@@ -50,7 +50,7 @@ from alpha.domain.funding import FundingRate
 from alpha.domain.market import OrderBook
 from alpha.domain.money import ONE, ZERO
 from alpha.observability.metrics import Metrics
-from fuses.base import FuseError
+from fuses.base import Backoff, FuseError
 from fuses.ccxt import parse
 from fuses.ccxt.client import isolated
 from fuses.ccxt.errors import translate
@@ -71,23 +71,6 @@ class FeedState(StrEnum):
     POLLING = "polling"  # the venue has no stream: REST on a cadence
     RECONNECTING = "reconnecting"  # the stream failed or went silent; REST fills in meanwhile
     STOPPED = "stopped"
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential reconnect delays: ``initial`` x ``factor`` ** (attempt - 1), at most ``maximum`` seconds."""
-
-    initial: float = 0.5
-    factor: float = 2.0
-    maximum: float = 30.0
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.factor < 1 or self.maximum < self.initial:
-            raise ValueError("backoff needs initial > 0, factor >= 1 and maximum >= initial")
-
-    def delay(self, attempt: int) -> float:
-        """Return the wait before reconnect ``attempt`` (1 for the first)."""
-        return float(min(self.maximum, self.initial * self.factor ** max(attempt - 1, 0)))
 
 
 @dataclass(frozen=True, slots=True)

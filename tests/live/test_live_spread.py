@@ -149,12 +149,12 @@ async def venues(credentials: str) -> AsyncIterator[Venues]:
         forget_limiters()
 
 
-def _daemon(tmp_path: Path, v: Venues) -> Daemon:
+def _daemon(tmp_path: Path, v: Venues, *, h_symbol: str = H_SYMBOL) -> Daemon:
     path = tmp_path / "live-spread.yaml"
     path.write_text(
         STRATEGY.format(
             binance=v.binance_server.url, hyperliquid=v.hyperliquid_server.url, address=v.wallet, b_symbol=B_SYMBOL,
-            h_symbol=H_SYMBOL, max_unhedged=MAX_UNHEDGED, max_unhedged_time=int(MAX_UNHEDGED_TIME.total_seconds()),
+            h_symbol=h_symbol, max_unhedged=MAX_UNHEDGED, max_unhedged_time=int(MAX_UNHEDGED_TIME.total_seconds()),
             journal=tmp_path / "journal.db",
         )
     )

@@ -275,7 +275,7 @@ async def test_an_order_whose_answer_never_comes_is_resolved_from_the_order_stre
         assert faults.order_timeouts == 0, "the order was accepted and its answer withheld"
         assert log.count("/fapi/v1/order", "GET") == reads, "resolved from the stream, not by asking the venue"
         assert not daemon.executor.unresolved
-        [result] = [r for r in Journal(tmp_path / "journal.db").records("order_result") if r.client_id == "test-decision-0001"]
+        [result] = [r for r in Journal(tmp_path / "journal.db").records("order_result") if r.client_id == f"{daemon.instance}-test-decision-0001"]
         assert result.data["outcome"] == "filled" and Decimal(str(result.data["filled"])) == Decimal("0.01")
         account = await daemon.fuses["binance"].account()
         assert [p.size for p in account.positions if p.market == SYMBOL] == [Decimal("0.01")]

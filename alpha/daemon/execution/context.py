@@ -88,6 +88,7 @@ class ExecutionContext:
     config: StrategyConfig
     run_id: str
     instruments: dict[str, Instrument]
+    instance: str = ""  # the journal's instance id: every client id starts with it (``alpha.daemon.lifecycle``)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     unresolved: dict[str, Unresolved] = field(default_factory=dict)
     unhedged: Decimal = ZERO
@@ -108,8 +109,12 @@ class ExecutionContext:
         return frozenset(u.fuse for u in self.unresolved.values() if u.market is None)
 
     def new_client_id(self, decision_id: str) -> str:
-        """Return a client id unique across restarts: decision id (run id + sequence) and a counter."""
-        return f"{decision_id}-{next(self._ids):04d}"
+        """Return a client id unique across restarts: instance id, decision id (run id + sequence) and a counter.
+
+        The instance prefix marks our orders at the venue: another daemon's on the same account do not carry it.
+        """
+        prefix = f"{self.instance}-" if self.instance else ""
+        return f"{prefix}{decision_id}-{next(self._ids):04d}"
 
     def instrument(self, leg: Leg) -> Instrument:
         """Return the instrument ``leg`` trades; refuse a market the executor does not know."""
