@@ -83,7 +83,7 @@ class InstanceLock:
         """Take the lock without waiting; raise ``InstanceHeld`` naming the holder if it is taken."""
         path = lock_path_of(journal)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # pid, run id and start time: the owner's business, like the journal
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
