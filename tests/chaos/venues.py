@@ -1,7 +1,7 @@
 """Both venue emulators for the chaos suite, on the real engine and the wall clock, with the
 strategy file a real ``alpha run --mode live`` reads to trade against them.
 
-The markets are the spread of ``tests/live/test_live_spread``: one BTC perp on each venue at a
+The markets, accounts and strategy are those of ``tests/live/test_live_spread``: one BTC perp on each venue at a
 still mark, Hyperliquid paying shorts far more than Binance, so the daemon opens long Binance /
 short Hyperliquid in slices of ``max_order_notional`` and then holds. Everything the suite
 reads about the venues (faults, the order log, positions) goes through the emulators' own
@@ -27,63 +27,30 @@ from fuses.emulators.binance import create_app as create_binance
 from fuses.emulators.common import EmulatorServer
 from fuses.emulators.hyperliquid import create_app as create_hyperliquid
 from fuses.sim.engine import SimExchange
-from fuses.sim.markets import make_instrument
 from tests.emulators.sim_backend import SimBackend
+from tests.live import test_live_spread as spread
+from tests.live.test_live_spread import (
+    B_SYMBOL,
+    BINANCE_KEY,
+    BINANCE_SECRET,
+    H_SYMBOL,
+    MAX_UNHEDGED,
+    MAX_UNHEDGED_TIME,
+)
 
-BINANCE_KEY, BINANCE_SECRET = "chaos-test-key", "chaos-test-secret-never-logged"
-BTC_PRICE = Decimal("60000")
-DEPOSIT = Decimal("200000")
-ACCOUNT = "us"
-SYMBOLS = {"binance": "BTC/USDT:USDT", "hyperliquid": "BTC/USDC:USDC"}
+ACCOUNT = "us"  # the engine account both emulators trade for us (test_live_spread's)
+SYMBOLS = {"binance": B_SYMBOL, "hyperliquid": H_SYMBOL}
 
-# Limits the suite judges against: they are written into the strategy file below.
-MAX_UNHEDGED = Decimal("20000")
-MAX_UNHEDGED_TIME = timedelta(seconds=20)
+BTC_PRICE = spread.BTC_PRICE  # the still mark of both venues
+# The limits the suite judges against are the strategy's: MAX_UNHEDGED, MAX_UNHEDGED_TIME (test_live_spread's).
 MAX_ORDER_NOTIONAL = Decimal("5000")
-NAV = Decimal("400000")
-SHARE = Decimal("0.45")
-ORDER_TIMEOUT = timedelta(seconds=2)
 
-STRATEGY = """
-version: 1
-mode: live
-vault: {{name: chaos-spread, base_asset: USDC, nav: "{nav}"}}
-assets: [BTC]
-stablecoins: [USDC, USDT]
-idle_buffer: "0.10"
-delta_tolerance: "0.02"
-fuses:
-  - name: binance
-    kind: cex
-    venue: binanceusdm
-    api_url: {binance}
-    markets: [{b_symbol}]
-    max_share: "{share}"
-    max_leverage: "3"
-    credentials:
-      api_key: {{env: ALPHA_CHAOS_BINANCE_KEY}}
-      secret: {{env: ALPHA_CHAOS_BINANCE_SECRET}}
-  - name: hyperliquid
-    kind: perp_dex
-    venue: hyperliquid
-    api_url: {hyperliquid}
-    markets: [{h_symbol}]
-    max_share: "{share}"
-    max_leverage: "3"
-    credentials:
-      wallet_key: {{env: ALPHA_CHAOS_HL_WALLET_KEY}}
-      wallet_address: "{address}"
-thresholds: {{entry_min_net_apr: "0.08", exit_min_net_apr: "0.02", holding_period: 14d}}
-risk:
-  max_order_notional: "{max_order}"
-  max_data_age: 2h
-  max_unhedged_notional: "{max_unhedged}"
-  max_unhedged_time: {max_unhedged_time}s
-execution: {{leg_retries: 3, order_timeout: {order_timeout}s, shutdown_bound: 15s, rebalance_lead: 10m}}
-metrics: {{address: "127.0.0.1:{metrics_port}"}}
-control: {{address: "127.0.0.1:{control_port}"}}
-journal: {{path: {journal}}}
-"""
+# test_live_spread's strategy, with smaller slices (longer trading, so a kill lands mid-trade) and
+# the daemon's HTTP ports chosen per scenario (two scenarios never share them).
+STRATEGY = (
+    spread.STRATEGY.replace('max_order_notional: "{max_unhedged}"', 'max_order_notional: "{max_order}"')
+    + 'metrics: {{address: "127.0.0.1:{metrics_port}"}}\ncontrol: {{address: "127.0.0.1:{control_port}"}}\n'
+)
 
 
 def free_port() -> int:
@@ -91,17 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _engine(venue: str, quote: str, interval: timedelta, rate: Decimal, clock: LiveClock) -> SimExchange:
-    now = clock.now()
-    symbol = SYMBOLS[venue]
-    inst = make_instrument(venue, symbol, BTC_PRICE, maker_fee=Decimal("0.0002"), taker_fee=Decimal("0.0005"))
-    engine = SimExchange(venue, [inst], funding_interval=interval)
-    engine.update_market(symbol, BTC_PRICE, now, index=BTC_PRICE)
-    engine.set_funding(symbol, rate)
-    engine.deposit(ACCOUNT, quote, DEPOSIT, now)
-    return engine
 
 
 @dataclass
@@ -123,20 +79,17 @@ class ChaosVenues:
 
     def env(self) -> dict[str, str]:
         """The environment variables the strategy's credentials name."""
-        return {
-            "ALPHA_CHAOS_BINANCE_KEY": BINANCE_KEY, "ALPHA_CHAOS_BINANCE_SECRET": BINANCE_SECRET,
-            "ALPHA_CHAOS_HL_WALLET_KEY": self.wallet_key,
-        }
+        return {"ALPHA_TEST_BINANCE_KEY": BINANCE_KEY, "ALPHA_TEST_BINANCE_SECRET": BINANCE_SECRET, "ALPHA_TEST_HL_WALLET_KEY": self.wallet_key}
 
-    def write_strategy(self, directory: Path, *, share: Decimal = SHARE, max_order: Decimal = MAX_ORDER_NOTIONAL) -> Path:
+    def write_strategy(self, directory: Path, *, max_order: Decimal = MAX_ORDER_NOTIONAL) -> Path:
         """Write the strategy file (journal in ``directory``, ports chosen once) and return its path."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "chaos-spread.yaml"
         ports = self._ports.setdefault(str(directory), (free_port(), free_port()))
-        path.write_text(STRATEGY.format(nav=NAV, share=share,
+        path.write_text(STRATEGY.format(
             binance=self.binance.url, hyperliquid=self.hyperliquid.url, address=self.wallet_address,
             b_symbol=SYMBOLS["binance"], h_symbol=SYMBOLS["hyperliquid"], max_order=max_order, max_unhedged=MAX_UNHEDGED,
-            max_unhedged_time=int(MAX_UNHEDGED_TIME.total_seconds()), order_timeout=int(ORDER_TIMEOUT.total_seconds()),
+            max_unhedged_time=int(MAX_UNHEDGED_TIME.total_seconds()),
             metrics_port=ports[0], control_port=ports[1], journal=directory / "journal.db",
         ))
         return path
@@ -204,8 +157,8 @@ class ChaosVenues:
 async def start_venues() -> ChaosVenues:
     """Start both emulators on free ports, fresh engines, our account funded on each."""
     clock = LiveClock()
-    binance = _engine("binance", "USDT", timedelta(hours=8), Decimal("0.00001"), clock)
-    hyperliquid = _engine("hyperliquid", "USDC", timedelta(hours=1), Decimal("0.0001"), clock)
+    binance = spread._engine("binance", "USDT", timedelta(hours=8), Decimal("0.00001"), clock.now())
+    hyperliquid = spread._engine("hyperliquid", "USDC", timedelta(hours=1), Decimal("0.0001"), clock.now())
     wallet = Account.create()
     b_server = await EmulatorServer(create_binance(SimBackend(binance), clock=clock, accounts=[(BINANCE_KEY, BINANCE_SECRET, ACCOUNT)])).start()
     h_server = await EmulatorServer(create_hyperliquid(SimBackend(hyperliquid), clock=clock, users={wallet.address: ACCOUNT})).start()
