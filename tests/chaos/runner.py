@@ -47,7 +47,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.chaos.venues import BTC_PRICE, MAX_UNHEDGED, MAX_UNHEDGED_TIME, ChaosVenues, free_port, start_venues
+from fuses.evm.anvil import free_port
+from tests.chaos.venues import BTC_PRICE, MAX_UNHEDGED, MAX_UNHEDGED_TIME, ChaosVenues, start_venues
 from tests.unhedged import UnhedgedSampler
 
 REFUSED_EXIT = 3  # the exit code of a second instance refused by the singleton lock

@@ -10,7 +10,6 @@ reads about the venues (faults, the order log, positions) goes through the emula
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -26,6 +25,7 @@ from alpha.domain.instruments import Side
 from fuses.emulators.binance import create_app as create_binance
 from fuses.emulators.common import EmulatorServer
 from fuses.emulators.hyperliquid import create_app as create_hyperliquid
+from fuses.evm.anvil import free_port
 from fuses.sim.engine import SimExchange
 from tests.emulators.sim_backend import SimBackend
 from tests.live import test_live_spread as spread
@@ -51,13 +51,6 @@ STRATEGY = (
     spread.STRATEGY.replace('max_order_notional: "{max_unhedged}"', 'max_order_notional: "{max_order}"')
     + 'metrics: {{address: "127.0.0.1:{metrics_port}"}}\ncontrol: {{address: "127.0.0.1:{control_port}"}}\n'
 )
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
