@@ -2,13 +2,15 @@
 #   make run    installs alpha and runs the daemon in demo mode (offline, synthetic market)
 #   make test   installs alpha, its test counterparts (anvil, Aave v3, Prometheus) and runs the tests
 # make test-long runs only the property tests, with Hypothesis's `long` profile (many more random examples).
+# make chaos runs the chaos suite (tests/chaos: kill -9, every venue fault, two instances; several minutes,
+# not part of make test); CHAOS_ARGS=--quick for a smoke run. The figures go to reports/chaos.json.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 CHAIN  := deploy/chain
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-long setup system-deps node-deps lint typecheck bench clean
+.PHONY: run test test-long chaos setup system-deps node-deps lint typecheck bench clean
 
 setup: $(VENV)/.stamp
 
@@ -37,6 +39,9 @@ test: setup system-deps node-deps
 
 test-long: setup
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest -q -m hypothesis --timeout=1800 --durations=10
+
+chaos: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 lint: setup
 	$(BIN)/ruff check alpha fuses tests

@@ -60,6 +60,8 @@ from fuses.emulators.common import (
     RequestLog,
     VenueBackend,
     WeightBudget,
+    account_positions,
+    add_chaos_routes,
     fault_middleware,
     make_app,
     state_of,
@@ -137,6 +139,8 @@ ERRORS: dict[str, tuple[int, int, str]] = {
     "too_many_requests": (429, -1003, "Too many requests; current limit of IP is {limit} request weight per minute. Please use the websocket for live updates to avoid polling the API."),
     "banned": (418, -1003, "Way too many requests; IP banned until {until}. Please use the websocket for live updates to avoid bans."),
     "internal": (503, -1001, "Internal error; unable to process your request. Please try again."),
+    # System maintenance, as Binance answers it (ccxt's binance.exceptions maps the text to OnMaintenance).
+    "maintenance": (503, 1, "System is under maintenance."),
     "invalid_api_key": (401, -2015, "Invalid API-key, IP, or permissions for action."),
     "bad_signature": (400, -1022, "Signature for this request is not valid."),
     "timestamp": (400, -1021, "Timestamp for this request is outside of the recvWindow."),
@@ -673,6 +677,7 @@ class Api:
         side = {"BUY": Side.BUY, "SELL": Side.SELL}.get(q.get("side", "").upper())
         if side is None:
             raise BinanceError("mandatory", name="side")
+        side_text = "BUY" if side is Side.BUY else "SELL"
         kind = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT}.get(q.get("type", "").upper())
         if kind is None:
             raise BinanceError("mandatory", name="type")
@@ -684,6 +689,7 @@ class Api:
             raise BinanceError("bad_param", name="timeInForce")
         client_id = q.get("newClientOrderId") or f"x-emu-{next(self.x.next_id)}"
         if (login.account, client_id) in self.x.order_ids:
+            self.state.chaos.record_order(login.account, client_id, i.symbol, side_text, quantity, "REJECTED", "duplicate client id")
             raise BinanceError("duplicate_client_id")
         request = OrderRequest(
             client_id=client_id, market=i.symbol, side=side, quantity=quantity, type=kind, price=price,
@@ -691,10 +697,16 @@ class Api:
             reduce_only=q.get("reduceOnly", "false").lower() == "true",
         )
         caps = [c for c in (self.state.faults.fill_cap,) if c is not None]
-        if self.state.faults.partial_fill is not None:
-            caps.append(quantity * self.state.faults.partial_fill)
+        ratio = self.state.fill_ratio()
+        if ratio is not None:
+            caps.append(quantity * ratio)
         max_fill = min(caps) if caps else None
-        order = self.state.backend.submit(login.account, request, now, max_fill=max_fill)
+        try:
+            order = self.state.backend.submit(login.account, request, now, max_fill=max_fill)
+        except FuseError as exc:
+            self.state.chaos.record_order(login.account, client_id, i.symbol, side_text, quantity, "REJECTED", str(exc))
+            raise
+        self.state.chaos.record_order(login.account, client_id, i.symbol, side_text, quantity, STATUS[order.status])
         body = self.order_json(login.account, order, i, now)
         body["timeInForce"] = TIME_IN_FORCE_OUT.get(request.time_in_force, "GTC")
         if self.state.faults.take_order_timeout():
@@ -963,7 +975,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     extra = request.app[BINANCE_KEY]
     api = Api(state, extra)
-    if state.faults.streams_down:
+    if state.streams_refused():
         state.log.add(request.method, request.path, 0, 503)
         return web.Response(status=503, text="stream service unavailable")
     ws = web.WebSocketResponse(heartbeat=30)
@@ -977,7 +989,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
     async def pusher() -> None:
         nonlocal disconnects_seen
         while not ws.closed:
-            if state.faults.disconnect_streams > disconnects_seen or state.faults.maintenance or state.faults.streams_down:
+            if state.faults.disconnect_streams > disconnects_seen or state.streams_refused():
                 disconnects_seen = state.faults.disconnect_streams
                 await ws.close()
                 return
@@ -1049,7 +1061,7 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
     api = Api(state, extra)
     listen_key = request.query.get("listenKey") or request.match_info.get("key", "")
     found = extra.listen_keys.get(listen_key)
-    if state.faults.streams_down or state.faults.maintenance:
+    if state.streams_refused():
         state.log.add(request.method, request.path, 0, 503)
         return web.Response(status=503, text="stream service unavailable")
     if found is None or found[1] < extra.wall():
@@ -1067,7 +1079,7 @@ async def _user_stream(request: web.Request) -> web.StreamResponse:
         while not ws.closed:
             faults = state.faults
             expired = extra.listen_keys.get(listen_key, ("", 0.0))[1] < extra.wall()
-            if faults.disconnect_streams > disconnects_seen or faults.maintenance or faults.streams_down or expired:
+            if faults.disconnect_streams > disconnects_seen or state.streams_refused() or expired:
                 await ws.close()
                 return
             try:
@@ -1136,14 +1148,26 @@ def create_app(
         state.add_account(key, secret, account)
 
     def maintenance() -> web.Response:
-        status, code, msg = ERRORS["internal"]
-        return web.json_response({"code": code, "msg": msg}, status=status)
+        return BinanceError("maintenance").response()
 
     def server_error(status: int) -> web.Response:
+        if status == 503:  # Binance's documented 503 for a request that failed (nothing was done)
+            return BinanceError("internal").response()
         return web.Response(status=status, text=f"<html><body><h1>{status} Server Error</h1></body></html>", content_type="text/html")
 
-    app = make_app(state, [fault_middleware(state, maintenance=maintenance, server_error=server_error)])
+    def rate_limited(retry_after: float) -> web.Response:
+        err = BinanceError("too_many_requests", limit=state.budget.limit)
+        err.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+        return err.response()
+
+    async def classify(request: web.Request) -> tuple[bool, bool]:
+        key = (request.method, request.path)
+        return key in PRIVATE or key in USER_STREAM, key == ("POST", "/fapi/v1/order")
+
+    middleware = fault_middleware(state, maintenance=maintenance, server_error=server_error, rate_limited=rate_limited, classify=classify)
+    app = make_app(state, [middleware])
     app[BINANCE_KEY] = BinanceState(wall=wall, stream_interval=stream_interval)
+    add_chaos_routes(app, lambda now: {a.account: account_positions(backend, a.account, now) for a in state.accounts.values()})
     if isinstance(backend, EngineEvents):
         backend.listen(_engine_listener(Api(state, app[BINANCE_KEY])))
     app.router.add_get("/private/ws", _user_stream)

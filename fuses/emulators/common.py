@@ -15,6 +15,9 @@ Stable interface (the Hyperliquid emulator builds on it):
 * ``RequestLog``: every request (path, weight, status), with ``weight_in(window)``.
 * ``EmulatorState``: backend + clock + faults + budget + log + accounts (API keys).
 * ``fault_middleware(state, maintenance_response, error_response)``: latency, maintenance, 5xx.
+* ``Chaos``: the faults and the order log behind the ``/_chaos`` HTTP API (``chaos_routes``,
+  documented in ``fuses/emulators/README.md``): timed faults switched on now or by the venue's
+  next orders, every order received, positions per account. Served to 127.0.0.1 callers only.
 * ``EmulatorServer(app)``: ``await start()`` on 127.0.0.1 and a free port; ``url``; ``await stop()``.
 * ``VenueBackend``: what an emulator needs from the engine; ``EngineBackend`` implements it over
   ``fuses.sim`` once the engine is there.
@@ -38,6 +41,7 @@ from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.funding import FundingRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import OrderBook
+from fuses.emulators.chaos import LOCAL_CALLERS, Chaos, ChaosRequestError, combined_ratio
 from fuses.sim.events import AccountEvent, Event, FundingPaid
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -285,6 +289,16 @@ class EmulatorState:
     log: RequestLog = field(default_factory=RequestLog)
     accounts: dict[str, ApiAccount] = field(default_factory=dict)
     streams: set[web.WebSocketResponse] = field(default_factory=set)
+    chaos: Chaos = field(default_factory=Chaos)
+
+    def fill_ratio(self) -> Decimal | None:
+        """The share of an order allowed to fill now (partial-fill faults), None when unlimited."""
+        return combined_ratio(self.faults.partial_fill, self.chaos.fill_ratio())
+
+    def streams_refused(self) -> bool:
+        """Say whether stream connections must be refused and open ones closed (maintenance, disconnects)."""
+        faults = self.faults
+        return faults.maintenance or faults.streams_down or any(self.chaos.active(k) is not None for k in ("maintenance", "disconnect"))
 
     def add_account(self, key: str, secret: str, account: str) -> ApiAccount:
         """Register a login for engine account ``account``."""
@@ -307,34 +321,117 @@ def state_of(request: web.Request) -> EmulatorState:
     return request.app[STATE_KEY]
 
 
+RequestKind = Callable[[web.Request], Awaitable[tuple[bool, bool]]]  # request -> (private call, new order)
+CHAOS_PREFIX = "/_chaos/"
+
+
+async def _public(_: web.Request) -> tuple[bool, bool]:
+    return False, False
+
+
 def fault_middleware(
     state: EmulatorState,
     *,
     maintenance: Callable[[], web.Response],
     server_error: Callable[[int], web.Response],
+    rate_limited: Callable[[float], web.Response] | None = None,
+    classify: RequestKind = _public,
 ) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    """Build a middleware applying latency, maintenance, disconnects and injected 5xx before any handler."""
+    """Build a middleware applying latency, maintenance, disconnects, 429 storms, injected 5xx and
+    answers held back after an accepted order, from ``state.faults`` and ``state.chaos``.
+
+    ``classify`` says whether a request is a private call and whether it places an order (the
+    order count arms ``trigger: order`` faults). ``/_chaos/`` requests bypass every fault and are
+    answered to 127.0.0.1 callers only.
+    """
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if state.faults.latency > 0:
-            await asyncio.sleep(state.faults.latency)
-        if state.faults.maintenance:
+        if request.path.startswith(CHAOS_PREFIX):
+            if request.remote not in LOCAL_CALLERS:
+                return web.json_response({"error": "the chaos API answers 127.0.0.1 only"}, status=403)
+            return await handler(request)
+        chaos = state.chaos
+        private, order = await classify(request)
+        if order:
+            chaos.order_arrived()
+        delay = state.faults.latency + chaos.latency()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if state.faults.maintenance or chaos.active("maintenance") is not None:
             response = maintenance()
             state.log.add(request.method, request.path, 0, response.status)
             return response
         aimed = not state.faults.fault_paths or request.path in state.faults.fault_paths
-        if aimed and request.transport is not None and state.faults.take_drop():
+        dropped = chaos.active("disconnect") is not None or (aimed and state.faults.take_drop())
+        if dropped and request.transport is not None:
             state.log.add(request.method, request.path, 0, 0)
             request.transport.abort()  # the client reads a disconnect, nothing was handled
             raise asyncio.CancelledError
-        if aimed and state.faults.take_5xx():
-            response = server_error(state.faults.fail_status)
+        storm = chaos.active("rate_limit_storm")
+        if storm is not None and rate_limited is not None:
+            response = rate_limited(storm.remaining(chaos.monotonic()))
             state.log.add(request.method, request.path, 0, response.status)
             return response
-        return await handler(request)
+        failing = chaos.active("5xx")
+        if (aimed and state.faults.take_5xx()) or (failing is not None and private):
+            response = server_error(failing.status if failing is not None else state.faults.fail_status)
+            state.log.add(request.method, request.path, 0, response.status)
+            return response
+        hang = chaos.active("timeout_after_accept") if order else None
+        answer = await handler(request)
+        if hang is not None:
+            await asyncio.sleep(hang.hang_s)  # booked; the answer comes after the client gave up
+        return answer
 
     return middleware
+
+
+def add_chaos_routes(app: web.Application, positions: Callable[[datetime], dict[str, list[dict[str, Any]]]]) -> None:
+    """Serve the chaos API (``fuses/emulators/README.md``) on ``app``; ``positions(now)`` lists each account's positions."""
+    state = app[STATE_KEY]
+
+    async def post_fault(request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            fault = state.chaos.add(body)
+        except ValueError as exc:  # JSONDecodeError and ChaosRequestError alike
+            problem = str(exc) if isinstance(exc, ChaosRequestError) else f"invalid JSON: {exc}"
+            return web.json_response({"error": problem}, status=400)
+        return web.json_response({"id": fault.id, "fault": fault.json(state.chaos.monotonic())})
+
+    async def get_faults(_: web.Request) -> web.Response:
+        return web.json_response({"faults": state.chaos.listing()})
+
+    async def delete_faults(_: web.Request) -> web.Response:
+        return web.json_response({"cleared": state.chaos.clear()})
+
+    async def get_orders(_: web.Request) -> web.Response:
+        return web.json_response({"orders": state.chaos.orders})
+
+    async def get_positions(_: web.Request) -> web.Response:
+        now = state.now()
+        return web.json_response({"time": now.isoformat(), "accounts": positions(now)})
+
+    app.router.add_post(CHAOS_PREFIX + "faults", post_fault)
+    app.router.add_get(CHAOS_PREFIX + "faults", get_faults)
+    app.router.add_delete(CHAOS_PREFIX + "faults", delete_faults)
+    app.router.add_get(CHAOS_PREFIX + "orders", get_orders)
+    app.router.add_get(CHAOS_PREFIX + "positions", get_positions)
+
+
+def account_positions(backend: VenueBackend, account: str, now: datetime) -> list[dict[str, Any]]:
+    """``account``'s open positions on ``backend``, each priced at the venue's mark now."""
+    out = []
+    for p in backend.account(account, now).positions:
+        if p.size == 0:
+            continue
+        mark = backend.market(p.market, now).mark
+        out.append({
+            "market": p.market, "size": str(p.size), "entry_price": str(p.entry_price), "mark": str(mark),
+            "notional": str(p.size * mark),
+        })
+    return out
 
 
 def make_app(state: EmulatorState, middlewares: Sequence[Any] = ()) -> web.Application:

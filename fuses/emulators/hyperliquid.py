@@ -52,6 +52,8 @@ from fuses.emulators.common import (
     RequestLog,
     VenueBackend,
     WeightBudget,
+    account_positions,
+    add_chaos_routes,
     fault_middleware,
     make_app,
 )
@@ -784,8 +786,9 @@ async def _place(venue: HyperliquidVenue, user: str, wire: Mapping[str, Any], no
         reduce_only=bool(wire["r"]),
     )
     caps = [c for c in (venue.faults.fill_cap,) if c is not None]
-    if venue.faults.partial_fill is not None:
-        caps.append(venue.faults.partial_fill * size)
+    ratio = venue.state.fill_ratio()
+    if ratio is not None:
+        caps.append(ratio * size)
     max_fill = min(caps) if caps else None
     if max_fill is not None:
         max_fill = (max_fill / inst.lot_step).to_integral_value(rounding=ROUND_FLOOR) * inst.lot_step
@@ -807,6 +810,20 @@ async def _place(venue: HyperliquidVenue, user: str, wire: Mapping[str, Any], no
     if tif_text == "Ioc":
         return {"error": ERR_IOC.format(asset=asset)}
     return {"error": f"Order was rejected. asset={asset}"}
+
+
+def _record_order(venue: HyperliquidVenue, account: str, wire: Mapping[str, Any], status: Mapping[str, Any]) -> None:
+    """Log an order the venue received in the chaos order log, with what became of it (resting, filled, rejected)."""
+    m = venue.by_asset.get(wire.get("a", -1))
+    try:
+        size = Decimal(str(wire.get("s")))
+    except InvalidOperation:
+        size = ZERO
+    error = status.get("error")
+    venue.state.chaos.record_order(
+        account, str(wire.get("c") or "").lower(), m.instrument.symbol if m else str(wire.get("a")),
+        "BUY" if wire.get("b") else "SELL", size, "rejected" if error else next(iter(status), "rejected"), error,
+    )
 
 
 def _cancel(venue: HyperliquidVenue, user: str, asset: int, oid: int | None, cloid: str | None, now: datetime) -> Any:
@@ -866,7 +883,11 @@ async def _perform(venue: HyperliquidVenue, user: str, kind: str, action: Mappin
     backend = venue.state.backend
     account = venue.users[user]
     if kind == "order":
-        statuses = [await _place(venue, user, wire, now) for wire in action["orders"]]
+        statuses = []
+        for wire in action["orders"]:
+            status = await _place(venue, user, wire, now)
+            _record_order(venue, account, wire, status)
+            statuses.append(status)
         if venue.faults.take_order_timeout():
             # Accepted and placed: the answer never comes, as after a venue-side timeout.
             await asyncio.sleep(venue.faults.hang_seconds)
@@ -1013,10 +1034,29 @@ def create_app(
     def server_error(status: int) -> web.Response:
         return web.Response(status=status, text="")
 
-    app = make_app(state, [fault_middleware(state, maintenance=maintenance, server_error=server_error)])
+    def rate_limited(retry_after: float) -> web.Response:
+        return web.Response(status=429, text="null", content_type="application/json", headers={"Retry-After": f"{max(1, round(retry_after)):d}"})
+
+    async def classify(request: web.Request) -> tuple[bool, bool]:
+        if request.method != "POST" or request.path not in ("/info", "/exchange"):
+            return False, False
+        try:
+            body = json.loads(await request.read())  # aiohttp keeps the body for the handler
+        except ValueError:
+            return request.path == "/exchange", False
+        if not isinstance(body, Mapping):
+            return request.path == "/exchange", False
+        if request.path == "/info":
+            return "user" in body, False
+        action = body.get("action")
+        return True, isinstance(action, Mapping) and action.get("type") == "order"
+
+    middleware = fault_middleware(state, maintenance=maintenance, server_error=server_error, rate_limited=rate_limited, classify=classify)
+    app = make_app(state, [middleware])
     app[VENUE_KEY] = venue
     app.router.add_post("/info", info_handler)
     app.router.add_post("/exchange", exchange_handler)
+    add_chaos_routes(app, lambda now: {a: account_positions(backend, a, now) for a in sorted(set(venue.users.values()))})
     return app
 
 
