@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alpha.backtest.report import plot, summarise, summary_lines, write_html, write_json
+    from alpha.backtest.baselines import baseline_lines, baselines
+    from alpha.backtest.report import plot, summarise, summary_json, summary_lines, write_html, write_json
     from alpha.backtest.runner import run_both
     from alpha.backtest.source import RecordedSource, load_tapes
     from alpha.config import ConfigError, load_config
@@ -49,13 +50,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     strategy, baseline = run_both(config, tapes, start, end)
     s, b = summarise(strategy, config.delta_tolerance), summarise(baseline, config.delta_tolerance)
+    independent = baselines(config, tapes, start, end)
     out: Path = args.out
-    write_json(out / "summary.json", s, b)
+    write_json(out / "summary.json", s, b, independent)
     images = plot([strategy, baseline], out)
-    write_html(out / "report.html", s, b, images, f"alpha backtest: {config.vault.name}")
+    write_html(out / "report.html", s, b, images, f"alpha backtest: {config.vault.name}", independent)
     if args.json:
-        print(json.dumps({"strategy": s.as_json(), "baseline": b.as_json()}, indent=2))
+        print(json.dumps(summary_json(s, b, independent), indent=2))
     else:
         print("\n".join(summary_lines(s, b)))
+        print()
+        print("independent baselines (computed from the tapes, not decide(); same fees, slippage and funding):")
+        print("\n".join(baseline_lines(independent)))
         print(f"report: {out / 'report.html'} (JSON: {out / 'summary.json'})")
     return 0
