@@ -300,9 +300,14 @@ def write_html(
         f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         for name, p in images.items()
     )
+    return write_page(path, title, rows, figures)
+
+
+def write_page(path: Path, title: str, rows: str, figures: str = "") -> Path:
+    """Write a self-contained HTML page: a title, a monospace table of ``rows`` and inlined ``figures``."""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto}} td{{font-family:monospace;white-space:pre}} img{{max-width:100%}}</style>
+<style>body{{font-family:sans-serif;max-width:1280px;margin:2em auto}} td{{font-family:monospace;white-space:pre}} img{{max-width:100%}}</style>
 </head><body><h1>{html.escape(title)}</h1><table>{rows}</table>{figures}</body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)
