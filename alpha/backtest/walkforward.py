@@ -264,8 +264,7 @@ class WalkForward:
         seen: dict[str, None] = {}
         for r in self.results:
             for b in r.baselines:
-                if b.name != "best venue (hindsight)":
-                    seen.setdefault(b.name, None)
+                seen.setdefault(b.name, None)
         return list(seen)
 
     def window_figures(self, r: WindowResult) -> dict[str, Any]:
@@ -361,7 +360,7 @@ class WalkForward:
     def lines(self) -> list[str]:
         """The evaluation as a text table: one row per test window, then per asset, then the aggregate."""
         names = self.baseline_names()
-        short = {n: n.replace("passive ", "P:").replace("trailing ", "T").replace(", flat if negative", "/flat").replace("perfect foresight", "PF") for n in names}
+        short = {n: n.replace("passive ", "P:").replace("trailing ", "T").replace(", flat if negative", "/flat").replace("perfect foresight", "PF").replace("best venue (hindsight)", "best(hindsight)") for n in names}
         head = f"{'test window':23} {'chosen':34} {'strategy':>9}" + "".join(f" {short[n]:>14}" for n in names)
         out = [
             f"walk-forward: {self.config.vault.name}, train {format_duration(self.train)}, test {format_duration(self.test)},"
@@ -382,7 +381,7 @@ class WalkForward:
             out.append(f"{'aggregate':23} {span:34} {_pct(agg['strategy_apr']):>9}" + "".join(f" {_pct(agg['baselines_apr'][n]):>14}" for n in names))
             shares = "".join(f" {agg['strategy_at_least'][n] * 100:>13.0f}%" for n in names)
             out.append(f"{'strategy >= baseline':23} {'share of test windows':34} {'':>9}" + shares)
-        out.append("P: passive carry on that venue; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight")
+        out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight")
         return out
 
 
