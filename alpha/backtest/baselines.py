@@ -27,7 +27,7 @@ Decisions are taken on the grid of the asset's settlement times (plus the start 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -161,7 +161,7 @@ class AssetTape:
     asset: str
     spot: MarketTape
     perps: dict[str, MarketTape]  # fuse name -> perp tape, in configuration order
-    costs: dict[str, CostModel]  # fuse name ("" key unused) -> cost model; the spot under spot.fuse
+    costs: dict[str, CostModel]  # fuse name -> cost model of its market (the spot under spot.fuse)
     grid: list[datetime]
     quantity: Decimal
     notional: Decimal
@@ -383,7 +383,3 @@ def baseline_lines(results: Sequence[BaselineResult]) -> list[str]:
         )
     return rows
 
-
-def by_name(results: Sequence[BaselineResult], asset: str, pick: Callable[[BaselineResult], bool]) -> BaselineResult | None:
-    """The first of ``results`` for ``asset`` that ``pick`` accepts."""
-    return next((r for r in results if r.asset == asset and pick(r)), None)
