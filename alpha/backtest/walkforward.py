@@ -173,6 +173,7 @@ class RunFigures:
     slippage: Decimal
     rebalances: int
     by_market: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]
+    mean_notional: Decimal = ZERO  # time-average gross (long-side) exposure: the notional deployed
 
 
 _TAPES: dict[tuple[str, tuple[tuple[str, str], ...]], list[MarketTape]] = {}
@@ -189,7 +190,8 @@ def _tapes_for(config: StrategyConfig, data_dir: Path) -> list[MarketTape]:
 def run_strategy(config: StrategyConfig, tapes: list[MarketTape], start: datetime, end: datetime) -> RunFigures:
     """Replay the strategy over ``[start, end]`` and keep its figures."""
     r = asyncio.run(replay(config, tapes, start, end))
-    return RunFigures(r.final_nav - r.initial_nav, r.funding, r.fees, r.slippage, r.rebalances, dict(r.by_market))
+    mean = sum((x.gross for x in r.samples), ZERO) / len(r.samples) if r.samples else ZERO
+    return RunFigures(r.final_nav - r.initial_nav, r.funding, r.fees, r.slippage, r.rebalances, dict(r.by_market), mean)
 
 
 def _job(args: tuple[StrategyConfig, Path, datetime, datetime]) -> RunFigures:
@@ -311,12 +313,17 @@ class WalkForward:
             "strategy": {
                 "net_pnl": _money(r.test.net_pnl),
                 "net_apr": _ratio(r.test.net_pnl / self.nav / years),
+                "mean_notional": _money(r.test.mean_notional),
+                "net_apr_on_notional": _ratio(r.test.net_pnl / r.test.mean_notional / years) if r.test.mean_notional > 0 else None,
                 "funding": _money(r.test.funding),
                 "fees": _money(r.test.fees),
                 "slippage": _money(r.test.slippage),
                 "rebalances": r.test.rebalances,
             },
             "baselines_apr": {k: _ratio(v / self.nav / years) for k, v in portfolio.items()},
+            "baselines_apr_on_notional": {
+                k: _ratio(v / sum((b.notional for b in r.baselines if b.name == k), ZERO) / years) for k, v in portfolio.items()
+            },
             "baselines_switches": {b.name + " " + b.asset: b.switches for b in r.baselines if not b.name.startswith("passive")},
             "assets": assets,
         }
@@ -329,19 +336,25 @@ class WalkForward:
         strategy = sum((r.test.net_pnl for r in self.results), ZERO)
         names = self.baseline_names()
         totals = {n: ZERO for n in names}
+        deployed = {n: ZERO for n in names}  # notional x years
         at_least = {n: 0 for n in names}
         for r in self.results:
+            span = _years(r.window.test_start, r.window.test_end)
             per: dict[str, Decimal] = {}
             for b in r.baselines:
                 per[b.name] = per.get(b.name, ZERO) + b.net
+                deployed[b.name] += b.notional * span
             for n in names:
                 totals[n] += per.get(n, ZERO)
                 at_least[n] += 1 if r.test.net_pnl >= per.get(n, ZERO) else 0
+        used = sum((r.test.mean_notional * _years(r.window.test_start, r.window.test_end) for r in self.results), ZERO)
         return {
             "windows": len(self.results),
             "test_years": _ratio(years),
             "strategy_apr": _ratio(strategy / self.nav / years),
             "baselines_apr": {n: _ratio(totals[n] / self.nav / years) for n in names},
+            "strategy_apr_on_notional": _ratio(strategy / used) if used > 0 else None,
+            "baselines_apr_on_notional": {n: _ratio(totals[n] / deployed[n]) if deployed[n] > 0 else None for n in names},
             "strategy_at_least": {n: at_least[n] / len(self.results) for n in names},
         }
 
@@ -379,6 +392,8 @@ class WalkForward:
         if self.results:
             span = f"{agg['windows']} windows, {float(agg['test_years']):.2f} years"
             out.append(f"{'aggregate':23} {span:34} {_pct(agg['strategy_apr']):>9}" + "".join(f" {_pct(agg['baselines_apr'][n]):>14}" for n in names))
+            per_dollar = f"{_pct(agg['strategy_apr_on_notional']):>9}" + "".join(f" {_pct(agg['baselines_apr_on_notional'][n]):>14}" for n in names)
+            out.append(f"{'  per $ of notional':23} {'(strategy: time-average notional)':34} " + per_dollar)
             shares = "".join(f" {agg['strategy_at_least'][n] * 100:>13.0f}%" for n in names)
             out.append(f"{'strategy >= baseline':23} {'share of test windows':34} {'':>9}" + shares)
         out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight")
