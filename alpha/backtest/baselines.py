@@ -18,8 +18,9 @@ bar (``carry_notional``) divided by the spot mark there, held constant. Baseline
   (settled rates only, at or before the decision), switching only when the trailing spread
   over N days pays for the switch; ``trailing <N>d, flat if negative`` also goes flat when the
   best trailing funding is negative and re-enters when it pays the round trip in N days;
-* ``perfect foresight``: the best path over {flat, each venue} with every cost charged
-  (dynamic programming over the decision grid): an upper bound, not a strategy.
+* ``perfect foresight``: the path over {flat, each venue} that earns the most funding net of
+  every cost, knowing every future rate (dynamic programming over the decision grid): an
+  upper bound on the carry, not a strategy (the basis is not foreseen, only accounted).
 
 Decisions are taken on the grid of the asset's settlement times (plus the start and the end).
 """
@@ -315,7 +316,12 @@ def trailing(a: AssetTape, window: timedelta = DEFAULT_TRAILING, *, flat_if_nega
 
 
 def perfect_foresight(a: AssetTape) -> BaselineResult:
-    """The best path over {flat, each venue} with every cost charged: an upper bound (dynamic programming)."""
+    """The path over {flat, each venue} that earns the most funding net of every cost (dynamic programming).
+
+    The path is chosen on funding and costs only, then accounted like every other baseline
+    (its basis included): chosen on the basis too, it would trade the noise between venues'
+    recorded closes in hindsight, which says nothing about what the carry could earn.
+    """
     states = [FLAT, *a.perps]
     value: dict[str, Decimal] = {s: (ZERO if s == FLAT else Decimal("-Infinity")) for s in states}
     back: list[dict[str, str]] = []
@@ -324,7 +330,7 @@ def perfect_foresight(a: AssetTape) -> BaselineResult:
         nxt: dict[str, Decimal] = {}
         choice: dict[str, str] = {}
         for s in states:
-            funding, basis = a.step(s, t0, t1)
+            funding, _basis = a.step(s, t0, t1)
             best_prev, best_v = FLAT, Decimal("-Infinity")
             for p in states:
                 if value[p].is_infinite():
@@ -333,7 +339,7 @@ def perfect_foresight(a: AssetTape) -> BaselineResult:
                 v = value[p] - fee - slip
                 if v > best_v or (v == best_v and p == s):  # ties: stay
                     best_prev, best_v = p, v
-            nxt[s] = best_v + funding + basis
+            nxt[s] = best_v + funding
             choice[s] = best_prev
         back.append(choice)
         value = nxt
