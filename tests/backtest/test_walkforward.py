@@ -122,6 +122,9 @@ def test_walk_forward_reports_every_window_against_the_baselines_in_json_and_htm
     agg = doc["aggregate"]
     assert agg["windows"] == 4 and set(agg["strategy_at_least"]) == set(windows[0]["baselines_apr"])
     assert all(0 <= v <= 1 for v in agg["strategy_at_least"].values())
+    assert set(agg["baselines_carry_apr"]) == set(agg["strategy_carry_at_least"]) == set(agg["baselines_apr"])
+    carry = sum(Decimal(w["strategy"]["funding"]) - Decimal(w["strategy"]["fees"]) - Decimal(w["strategy"]["slippage"]) for w in windows)
+    assert (carry > 0) == (Decimal(agg["strategy_carry_apr"]) > 0)
     assert json.loads((tmp_path / "one" / "walk-forward.json").read_text()) == doc
     page = (tmp_path / "one" / "walk-forward.html").read_text()
     assert "2022-01-21..2022-01-31" in page and "aggregate" in page
