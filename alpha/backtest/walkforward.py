@@ -392,7 +392,7 @@ class WalkForward:
         """The evaluation as a text table: one row per test window, then per asset, then the aggregate."""
         names = self.baseline_names()
         short = {n: n.replace("passive ", "P:").replace("trailing ", "T").replace(", flat if negative", "/flat").replace("perfect foresight", "PF").replace("best venue (hindsight)", "best(hindsight)") for n in names}
-        head = f"{'test window':23} {'chosen':34} {'strategy':>9}" + "".join(f" {short[n]:>14}" for n in names)
+        head = f"{'test window':23} {'chosen':44} {'strategy':>9}" + "".join(f" {short[n]:>14}" for n in names)
         out = [
             f"walk-forward: {self.config.vault.name}, train {format_duration(self.train)}, test {format_duration(self.test)},"
             f" {len(self.points)} grid point(s); net APR on NAV ({_money(self.nav)})",
@@ -401,24 +401,24 @@ class WalkForward:
         for r in self.results:
             f = self.window_figures(r)
             label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in f["chosen"].items()) or "(as configured)"
-            row = f"{r.window.test_start:%Y-%m-%d}..{r.window.test_end:%Y-%m-%d} {label[:34]:34} {_pct(f['strategy']['net_apr']):>9}"
+            row = f"{r.window.test_start:%Y-%m-%d}..{r.window.test_end:%Y-%m-%d} {label[:44]:44} {_pct(f['strategy']['net_apr']):>9}"
             out.append(row + "".join(f" {_pct(f['baselines_apr'].get(n)):>14}" for n in names))
             for a in f["assets"]:
-                line = f"  {a['asset']:21} {'(carry: funding - costs)':34} {_pct(a['strategy_apr']):>9}"
+                line = f"  {a['asset']:21} {'(carry: funding - costs)':44} {_pct(a['strategy_apr']):>9}"
                 out.append(line + "".join(f" {_pct(a['baselines_apr'].get(n)):>14}" for n in names))
         agg = self.aggregate()
         if self.results:
             span = f"{agg['windows']} windows, {float(agg['test_years']):.2f} years"
-            out.append(f"{'aggregate':23} {span:34} {_pct(agg['strategy_apr']):>9}" + "".join(f" {_pct(agg['baselines_apr'][n]):>14}" for n in names))
+            out.append(f"{'aggregate':23} {span:44} {_pct(agg['strategy_apr']):>9}" + "".join(f" {_pct(agg['baselines_apr'][n]):>14}" for n in names))
             per_dollar = f"{_pct(agg['strategy_apr_on_notional']):>9}" + "".join(f" {_pct(agg['baselines_apr_on_notional'][n]):>14}" for n in names)
-            out.append(f"{'  per $ of notional':23} {'(strategy: time-average notional)':34} " + per_dollar)
+            out.append(f"{'  per $ of notional':23} {'(strategy: time-average notional)':44} " + per_dollar)
             carry = f"{_pct(agg['strategy_carry_apr']):>9}" + "".join(f" {_pct(agg['baselines_carry_apr'][n]):>14}" for n in names)
-            out.append(f"{'  carry only':23} {'(funding - fees - slippage)':34} " + carry)
+            out.append(f"{'  carry only':23} {'(funding - fees - slippage)':44} " + carry)
             shares = "".join(f" {agg['strategy_at_least'][n] * 100:>13.0f}%" for n in names)
-            out.append(f"{'strategy >= baseline':23} {'share of test windows':34} {'':>9}" + shares)
+            out.append(f"{'strategy >= baseline':23} {'share of test windows':44} {'':>9}" + shares)
             shares = "".join(f" {agg['strategy_carry_at_least'][n] * 100:>13.0f}%" for n in names)
-            out.append(f"{'  on carry only':23} {'share of test windows':34} {'':>9}" + shares)
-        out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight")
+            out.append(f"{'  on carry only':23} {'share of test windows':44} {'':>9}" + shares)
+        out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound at the baselines' notional: a strategy holding more can exceed it)")
         return out
 
 
