@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from alpha.backtest.baselines import BaselineResult, baseline_lines
 from alpha.backtest.runner import RunResult
 from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.money import ZERO
@@ -186,10 +187,15 @@ def summary_lines(strategy: Summary, baseline: Summary) -> list[str]:
     return out
 
 
-def write_json(path: Path, strategy: Summary, baseline: Summary) -> Path:
-    """Write both summaries as one JSON file."""
+def summary_json(strategy: Summary, baseline: Summary, baselines: Sequence[BaselineResult] = ()) -> dict[str, Any]:
+    """Both summaries and the independent baselines as one JSON document."""
+    return {"strategy": strategy.as_json(), "baseline": baseline.as_json(), "baselines": [b.as_json() for b in baselines]}
+
+
+def write_json(path: Path, strategy: Summary, baseline: Summary, baselines: Sequence[BaselineResult] = ()) -> Path:
+    """Write both summaries (and the independent baselines) as one JSON file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"strategy": strategy.as_json(), "baseline": baseline.as_json()}, indent=2))
+    path.write_text(json.dumps(summary_json(strategy, baseline, baselines), indent=2))
     return path
 
 
@@ -271,17 +277,37 @@ def plot(results: Sequence[RunResult], out: Path) -> dict[str, Path]:
     return files
 
 
-def write_html(path: Path, strategy: Summary, baseline: Summary, images: dict[str, Path], title: str) -> Path:
-    """Write a self-contained HTML report: the summary table and every plot inlined as base64."""
-    rows = "\n".join(f"<tr><td>{html.escape(line)}</td></tr>" for line in summary_lines(strategy, baseline))
+def html_rows(lines: Sequence[str]) -> str:
+    """Text table lines as rows of a monospace HTML table."""
+    return "\n".join(f"<tr><td>{html.escape(line)}</td></tr>" for line in lines)
+
+
+def write_html(
+    path: Path,
+    strategy: Summary,
+    baseline: Summary,
+    images: dict[str, Path],
+    title: str,
+    baselines: Sequence[BaselineResult] = (),
+) -> Path:
+    """Write a self-contained HTML report: the summary table, the baselines and every plot inlined as base64."""
+    rows = html_rows(summary_lines(strategy, baseline))
+    if baselines:
+        rows += "<tr><td></td></tr><tr><td><b>independent baselines (not decide(); same costs)</b></td></tr>"
+        rows += html_rows(baseline_lines(baselines))
     figures = "\n".join(
         f'<h2>{html.escape(name.replace("_", " "))}</h2><img alt="{html.escape(name)}" '
         f'src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
         for name, p in images.items()
     )
+    return write_page(path, title, rows, figures)
+
+
+def write_page(path: Path, title: str, rows: str, figures: str = "") -> Path:
+    """Write a self-contained HTML page: a title, a monospace table of ``rows`` and inlined ``figures``."""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto}} td{{font-family:monospace;white-space:pre}} img{{max-width:100%}}</style>
+<style>body{{font-family:sans-serif;max-width:1280px;margin:2em auto}} td{{font-family:monospace;white-space:pre}} img{{max-width:100%}}</style>
 </head><body><h1>{html.escape(title)}</h1><table>{rows}</table>{figures}</body></html>
 """
     path.parent.mkdir(parents=True, exist_ok=True)

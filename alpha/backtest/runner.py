@@ -67,6 +67,8 @@ class RunResult:
     samples: list[Sample] = field(default_factory=list)
     funding: Decimal = ZERO
     funding_by_fuse: dict[str, Decimal] = field(default_factory=dict)
+    # (fuse, market) -> (funding, fees, slippage): what each market earned and cost
+    by_market: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]] = field(default_factory=dict)
     fees: Decimal = ZERO
     slippage: Decimal = ZERO
     lending_income: Decimal = ZERO
@@ -294,6 +296,8 @@ class Replay:
         r.lending_income = ledger.total_interest()
         r.liquidations = sum(ledger.liquidations.values())
         r.funding_by_fuse = self._funding_by_fuse()
+        keys = sorted(set(ledger.funding) | set(ledger.fees) | set(ledger.slippage))
+        r.by_market = {k: (ledger.funding.get(k, ZERO), ledger.fees.get(k, ZERO), ledger.slippage.get(k, ZERO)) for k in keys}
         r.events = self.source.count_events(self.start, self.end)
         r.rejected_orders = int(
             sum(

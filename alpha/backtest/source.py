@@ -137,6 +137,7 @@ class RecordedSource:
             raise DataError("the strategy has no simulated markets to replay")
         self.tapes = list(tapes)
         self._last: dict[tuple[str, str], MarketState] = {}
+        self._seen: dict[tuple[str, str], int] = {}  # recorded prices read so far, per market
         self._now: datetime | None = None
         self._index: dict[str, MarketTape] = {}
         for t in self.tapes:
@@ -204,8 +205,11 @@ class RecordedSource:
             else:
                 state = MarketState(mark=mark, index=mark)
             key = (t.fuse, t.market)
-            if repeat or self._last.get(key) != state:
+            # A recorded price at a new time is fresh data even when its value repeats the last one.
+            seen = bisect.bisect_right(t.price_times, now)
+            if repeat or self._last.get(key) != state or self._seen.get(key) != seen:
                 self._last[key] = state
+                self._seen[key] = seen
                 out.setdefault(t.fuse, {})[t.market] = state
         return out
 

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     i.add_argument("file", type=Path)
     i.add_argument("--out", type=Path, required=True, help="directory for the canonical files")
     i.add_argument("--duplicates", choices=("refuse", "drop", "keep"), default="refuse")
+    i.add_argument("--venue", help="venue of a funding file without a venue column (default: from the file name)")
+    i.add_argument("--symbol", help="symbol of a funding file without a symbol column (default: from the file name)")
     c = sub.add_parser("check", help="validate history files and report gaps, duplicates and absurd rates")
     c.add_argument("file", type=Path, nargs="+")
     c.add_argument("--duplicates", choices=("refuse", "drop", "keep"), default="refuse")
@@ -81,7 +83,7 @@ def _import(args: argparse.Namespace) -> int:
     from alpha.data.importers import import_file
     from alpha.data.series import Duplicates
 
-    imported = import_file(args.file, duplicates=Duplicates(args.duplicates))
+    imported = import_file(args.file, duplicates=Duplicates(args.duplicates), venue=args.venue, symbol=args.symbol)
     for (venue, symbol), series in sorted(imported.funding.items()):
         path = funding_path(args.out, venue, symbol)
         write_funding(path, series.records)

@@ -25,15 +25,16 @@ close before the candle ended.
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from alpha.data.canonical import hours, load_funding, parse_decimal, parse_utc
+from alpha.data.canonical import format_ts, hours, parse_decimal, parse_utc
 from alpha.data.series import (
     DataError,
     Duplicates,
@@ -111,12 +112,6 @@ def _period_from_name(path: Path) -> timedelta:
 
 
 # --- funding ---------------------------------------------------------------------------------
-
-
-def import_canonical_funding(path: Path, *, duplicates: Duplicates = Duplicates.REFUSE) -> Imported:
-    """Load a canonical ``funding/<venue>_<symbol>_funding.csv`` file."""
-    s = load_funding(path, duplicates=duplicates)
-    return Imported(funding={(s.venue, s.symbol): s})
 
 
 def import_bitmex_export(path: Path, *, duplicates: Duplicates = Duplicates.REFUSE) -> Imported:
@@ -474,11 +469,160 @@ def import_bitmex_trades(path: Path, *, duplicates: Duplicates = Duplicates.REFU
     )
 
 
+
+# --- long format, any file name, CSV or Parquet -------------------------------------------
+
+# Accepted spellings of the long format's columns (lower case), first match wins.
+LONG_COLUMNS: dict[str, tuple[str, ...]] = {
+    "venue": ("venue", "exchange"),
+    "symbol": ("symbol", "instrument", "market"),
+    "ts": ("ts_utc", "settlement_time", "settlement time", "funding_time", "fundingtime", "timestamp", "time", "ts"),
+    "rate": ("rate", "funding_rate", "fundingrate"),
+    "interval": ("interval_h", "interval_hours", "interval"),
+    "mark": ("mark_price", "markprice", "mark"),
+    "index": ("index_price", "indexprice", "index"),
+}
+_CANONICAL_NAME = re.compile(r"^([A-Za-z0-9-]+)_([A-Za-z0-9.-]+)_funding$")
+
+
+def _pick_columns(header: Sequence[str]) -> dict[str, str]:
+    lower = {c.strip().lower(): c for c in header}
+    out: dict[str, str] = {}
+    for name, aliases in LONG_COLUMNS.items():
+        for alias in aliases:
+            if alias in lower:
+                out[name] = lower[alias]
+                break
+    return out
+
+
+def is_long_funding(header: Sequence[str]) -> bool:
+    """Whether ``header`` is a funding table this module reads by column name (a time and a rate column)."""
+    cols = _pick_columns(header)
+    return "ts" in cols and "rate" in cols
+
+
+def _table_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, str]]]]:
+    """The header and rows (values as text) of a CSV or Parquet file."""
+    if _is_parquet(path):
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+
+        def text(v: Any) -> str:
+            if v is None:
+                return ""
+            if isinstance(v, datetime):
+                return format_ts(v if v.tzinfo else v.replace(tzinfo=UTC))
+            return str(float_decimal(v)) if isinstance(v, float) else str(v)
+
+        return list(table.column_names), (
+            (n, {k: text(v) for k, v in row.items()}) for n, row in enumerate(table.to_pylist(), start=1)
+        )
+    header, rows = _read_csv(path)
+    return header, ((n, dict(zip(header, row, strict=False))) for n, row in rows)
+
+
+def _settlement_time(text: str, where: str) -> datetime:
+    t = text.strip()
+    if t.isdigit():  # epoch milliseconds (or seconds)
+        value = int(t)
+        return datetime(1970, 1, 1, tzinfo=UTC) + (timedelta(milliseconds=value) if value > 10**11 else timedelta(seconds=value))
+    return parse_utc(t, where=where)
+
+
+def _interval(text: str, where: str) -> timedelta:
+    t = text.strip()
+    if t and t[-1] in "hmd" and t[:-1].replace(".", "", 1).isdigit():
+        from alpha.config.types import parse_duration
+
+        return parse_duration(t)
+    return hours(parse_decimal(t, where=where, name="interval"))
+
+
+def _names_from_file(path: Path) -> tuple[str | None, str | None]:
+    m = _CANONICAL_NAME.match(path.stem)
+    return (m.group(1), m.group(2)) if m else (None, None)
+
+
+def import_long_funding(
+    path: Path, *, duplicates: Duplicates = Duplicates.REFUSE, venue: str | None = None, symbol: str | None = None
+) -> Imported:
+    """Import funding by column name, from CSV or Parquet, whatever the file is called.
+
+    Columns (case-insensitive, see ``LONG_COLUMNS``): venue, symbol, settlement time (ISO-8601
+    or epoch ms), rate, interval (hours, or ``8h``), mark (optional), index (optional). The
+    venue and symbol come from the columns, else ``venue``/``symbol``, else a canonical file
+    name ``<venue>_<symbol>_funding``; one file may hold many markets. Without an interval
+    column every interval is 8 hours.
+    """
+    header, rows = _table_rows(path)
+    cols = _pick_columns(header)
+    if "ts" not in cols or "rate" not in cols:
+        raise DataError(f"{path}: no settlement time and rate columns (columns: {', '.join(header[:8])})")
+    named_venue, named_symbol = _names_from_file(path)
+    fixed_venue = venue or named_venue
+    fixed_symbol = symbol or named_symbol
+    missing = [what for what, col, fixed in (("venue", "venue", fixed_venue), ("symbol", "symbol", fixed_symbol)) if col not in cols and not fixed]
+    if missing:
+        raise DataError(
+            f"{path}: cannot tell the {' and '.join(missing)}: the file has no {'/'.join(missing)} column and its name is not"
+            f" <venue>_<symbol>_funding; pass {' and '.join('--' + m for m in missing)}"
+        )
+    by_market: dict[tuple[str, str], list[tuple[int, FundingRecord]]] = defaultdict(list)
+    for n, row in rows:
+        where = f"{path}: row {n}"
+
+        def value(field: str, row: dict[str, str] = row) -> str:
+            return (row.get(cols[field]) or "").strip() if field in cols else ""
+
+        if not value("ts") and not value("rate"):
+            continue
+        v = venue or value("venue") or fixed_venue
+        sym = symbol or value("symbol") or fixed_symbol
+        if not v or not sym:
+            raise DataError(f"{where}: empty venue or symbol")
+        mark, index = value("mark"), value("index")
+        by_market[(v, sym)].append(
+            (
+                n,
+                FundingRecord(
+                    ts=_settlement_time(value("ts"), where),
+                    rate=parse_decimal(value("rate"), where=where, name="rate"),
+                    interval=_interval(value("interval"), where) if value("interval") else EIGHT_HOURS,
+                    mark=parse_decimal(mark, where=where, name="mark") if mark else None,
+                    index=parse_decimal(index, where=where, name="index") if index else None,
+                ),
+            )
+        )
+    if not by_market:
+        raise DataError(f"{path}: no rows")
+    out = Imported()
+    for (v, sym), recs in by_market.items():
+        out.funding[(v, sym)] = validate_funding(
+            _sorted_rows(recs, lambda r: r.ts), source=str(path), venue=v, symbol=sym, duplicates=duplicates
+        )
+    return out
+
+
+def _is_parquet(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+def _is_arrow(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(6) == b"ARROW1"
+
+
 Importer = Callable[..., Imported]
 
 # Header signature (the first columns, or the columns after a banner) -> importer.
 FAMILIES: tuple[tuple[str, tuple[str, ...], Importer], ...] = (
-    ("canonical funding", ("ts_utc", "rate", "interval_h"), import_canonical_funding),
+    ("canonical funding", ("ts_utc", "rate", "interval_h"), import_long_funding),
     ("BitMEX funding export", ("timestamp", "symbol", "fundingInterval", "fundingRate"), import_bitmex_export),
     ("FTX funding export", ("future", "rate", "time"), import_ftx_export),
     ("FTX OHLCV (ms)", ("unix", "date", "symbol", "open", "high", "low", "close"), import_ftx_ohlcv),
@@ -491,28 +635,63 @@ FAMILIES: tuple[tuple[str, tuple[str, ...], Importer], ...] = (
 )
 
 
+def _text_header(path: Path) -> tuple[str, ...]:
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    if b"\x00" in head:
+        raise DataError(f"{path}: binary content that is neither Parquet nor Feather/Arrow: not a history file this importer reads")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start}) and not Parquet or Feather/Arrow") from None
+        text = head[: exc.start].decode("utf-8-sig")
+    lines = text.splitlines()
+    first = lines[0].strip() if lines else ""
+    if "," not in first and len(lines) > 1:
+        first = lines[1].strip()
+    return tuple(c.strip() for c in first.split(","))
+
+
 def detect(path: Path) -> tuple[str, Importer]:
-    """Name the family of ``path`` and its importer, from its extension and header."""
-    if path.suffix == ".feather":
+    """Name the family of ``path`` and its importer, from its content (binary magic or header) and name."""
+    if _is_parquet(path):
+        return "Parquet funding (by column name)", import_long_funding
+    if path.suffix == ".feather" or _is_arrow(path):
         return "freqtrade feather", import_feather
-    with path.open(newline="") as fh:
-        first = fh.readline().strip()
-        if "," not in first:
-            first = fh.readline().strip()
-    header = tuple(c.strip() for c in first.split(","))
+    header = _text_header(path)
     for name, signature, importer in FAMILIES:
         if header[: len(signature)] == signature:
             return name, importer
+    if is_long_funding(header):
+        return "long-format funding (by column name)", import_long_funding
     raise DataError(f"{path}: unknown format (header {', '.join(header[:8])})")
 
 
-def import_file(path: str | Path, *, duplicates: Duplicates = Duplicates.REFUSE) -> Imported:
-    """Import any supported history file into canonical series."""
+def import_file(
+    path: str | Path, *, duplicates: Duplicates = Duplicates.REFUSE, venue: str | None = None, symbol: str | None = None
+) -> Imported:
+    """Import any supported history file into canonical series.
+
+    ``venue`` and ``symbol`` name the market of a funding file by column name that has no
+    such columns (any file name). Anything unreadable is a ``DataError`` naming the file.
+    """
     p = Path(path)
     if not p.exists():
         raise DataError(f"{p}: no such file")
-    _, importer = detect(p)
-    return importer(p, duplicates=duplicates)
+    if p.is_dir():
+        raise DataError(f"{p}: is a directory, not a file")
+    name, importer = detect(p)
+    try:
+        if importer is import_long_funding:
+            return import_long_funding(p, duplicates=duplicates, venue=venue, symbol=symbol)
+        if venue or symbol:
+            raise DataError(f"{p}: --venue/--symbol apply to funding files read by column name, not to {name} files")
+        return importer(p, duplicates=duplicates)
+    except DataError:
+        raise
+    except (ValueError, KeyError, IndexError, TypeError, csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: cannot read it as {name}: {type(exc).__name__}: {exc}") from None
 
 
 __all__ = [
@@ -523,4 +702,5 @@ __all__ = [
     "from_ccxt_ohlcv",
     "hours",
     "import_file",
+    "import_long_funding",
 ]

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from alpha.domain.account import Order, OrderStatus, OrderType, TimeInForce
+from alpha.domain.funding import funding_payment
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 
@@ -21,6 +22,21 @@ AMOUNT_QUANTUM = Decimal("0.00000001")
 def quantize_amount(value: Decimal) -> Decimal:
     """Round an amount to ``AMOUNT_QUANTUM`` (banker's rounding)."""
     return value.quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
+def fill_costs(price: Decimal, quantity: Decimal, side: Side, mid: Decimal, fee_rate: Decimal) -> tuple[Decimal, Decimal]:
+    """Return ``(fee, slippage)`` of one execution of ``quantity`` at ``price`` against a book whose mid is ``mid``.
+
+    The fee is charged on the executed notional and rounded to ``AMOUNT_QUANTUM``; slippage is
+    the distance from mid, signed so that a worse price costs. The simulated venues charge
+    every fill with this; the backtest's independent baselines price their trades with it.
+    """
+    return quantize_amount(price * quantity * fee_rate), (price - mid) * quantity * side.sign
+
+
+def funding_amount(size: Decimal, mark: Decimal, rate: Decimal) -> Decimal:
+    """Return what a position of signed ``size`` receives at one settlement at ``mark`` and ``rate``, rounded."""
+    return quantize_amount(funding_payment(size, mark, rate))
 
 
 

@@ -36,12 +36,20 @@ from alpha.domain.account import (
     Position,
     TimeInForce,
 )
-from alpha.domain.funding import funding_payment, next_settlement_after
+from alpha.domain.funding import next_settlement_after
 from alpha.domain.instruments import Instrument, InstrumentKind, Side
 from alpha.domain.market import OrderBook
 from alpha.domain.money import ZERO, is_multiple
 from fuses.base import InsufficientFundsError, OrderNotFoundError, RejectedError
-from fuses.sim.accounts import AMOUNT_QUANTUM, AccountState, OrderState, PositionState, quantize_amount
+from fuses.sim.accounts import (
+    AMOUNT_QUANTUM,
+    AccountState,
+    OrderState,
+    PositionState,
+    fill_costs,
+    funding_amount,
+    quantize_amount,
+)
 from fuses.sim.book import DepthModel, build_book, walk
 from fuses.sim.events import (
     Deposited,
@@ -303,7 +311,7 @@ class SimExchange:
             pos = acct.positions.get(market)
             if pos is None or pos.size == 0:
                 continue
-            amount = quantize_amount(funding_payment(pos.size, mark, rate))
+            amount = funding_amount(pos.size, mark, rate)
             payments.append((acct, pos.size, amount))
             total += amount
         counter = market_acct.positions.get(market)
@@ -540,7 +548,8 @@ class SimExchange:
     ) -> OrderFilled:
         counter = self.accounts[MARKET]
         fee_rate = inst.maker_fee if is_maker else inst.taker_fee
-        fee = quantize_amount(price * qty * fee_rate)
+        mid = self.markets[inst.symbol].book.mid or self.markets[inst.symbol].mark
+        fee, slippage = fill_costs(price, qty, order.side, mid, fee_rate)
         delta = qty * order.side.sign
         if inst.kind is InstrumentKind.SPOT:
             acct.credit(inst.base, delta)
@@ -557,8 +566,6 @@ class SimExchange:
         order.filled_notional += price * qty
         order.fee += fee
         order.fee_asset = fee_asset
-        mid = self.markets[inst.symbol].book.mid or self.markets[inst.symbol].mark
-        slippage = (price - mid) * qty * order.side.sign
         fill = Fill(order.client_id, inst.symbol, order.side, qty, price, fee, fee_asset, now, is_maker, slippage)
         return OrderFilled(now, self.name, acct.name, fill)
 

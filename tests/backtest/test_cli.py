@@ -50,7 +50,12 @@ def test_backtest_writes_summary_json_plots_and_html(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert set(summary) == {"strategy", "baseline"}
+    assert set(summary) == {"strategy", "baseline", "baselines"}
+    names = {(b["asset"], b["name"]) for b in summary["baselines"]}
+    for asset in ("BTC", "ETH"):
+        for name in ("passive binance-perp", "passive bybit-perp", "best venue (hindsight)", "trailing 7d", "perfect foresight"):
+            assert (asset, name) in names
+    assert all({"net_pnl", "fees", "funding", "apr_on_nav", "apr_on_notional", "switches"} <= set(b) for b in summary["baselines"])
     keys = {
         "net_apr",
         "funding_income",
@@ -70,6 +75,7 @@ def test_backtest_writes_summary_json_plots_and_html(tmp_path: Path) -> None:
     for name in ("equity", "funding", "exposure", "margin_ratio"):
         assert (out / f"{name}.png").stat().st_size > 5_000
         assert f'alt="{name}" src="data:image/png;base64,' in page
+    assert "independent baselines" in page and "perfect foresight" in page
     assert 'src="http' not in page and "<link" not in page  # self-contained
 
 
