@@ -30,7 +30,8 @@ from fuses.ccxt.venues import ErrorKind, VenueSpec
 
 # Most specific first: the first class an exception is an instance of decides.
 CLASS_KINDS: tuple[tuple[type[BaseException], ErrorKind], ...] = (
-    (ccxt.DDoSProtection, ErrorKind.RATE_LIMITED),  # includes RateLimitExceeded
+    (ccxt.RateLimitExceeded, ErrorKind.RATE_LIMITED),  # a 429 (Hyperliquid's, Binance's); not a DDoSProtection in ccxt 4.5
+    (ccxt.DDoSProtection, ErrorKind.RATE_LIMITED),
     (ccxt.RequestTimeout, ErrorKind.UNKNOWN_OUTCOME),
     (ccxt.InvalidNonce, ErrorKind.TRANSIENT),
     (ccxt.NetworkError, ErrorKind.TRANSIENT),  # ExchangeNotAvailable, OnMaintenance, ...
