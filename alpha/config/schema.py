@@ -158,38 +158,16 @@ class Vault(Model):
 
 
 class Thresholds(Model):
-    """When a carry is worth entering and when it should be left; every cost is amortised over the expected holding.
+    """When a carry is worth entering and when it should be left (net of costs, annualised)."""
 
-    The expected holding of a hedge is how long its funding has stayed of the sign it earns
-    (``strategy.decide.expected_holding``): the time funding spent of that sign in the trailing
-    window, plus ``holding_period`` as a prior worth one run, divided by the runs that ended
-    plus one; bounded to ``[min_holding, max_holding]``. A fresh history gives ``holding_period``.
-
-    * Entry: net APR (round trip amortised) >= ``entry_min_net_apr`` + ``entry_cost_margin`` x
-      the amortised round trip; with the floor at 0, the expected carry over the holding pays
-      the round trip (entry + exit) and ``entry_cost_margin`` times it again.
-    * Exit: an open hedge is kept while its expected carry over the expected remaining holding
-      loses less than the exit cost (gross APR + exit cost / holding >= ``exit_min_net_apr``).
-    * Regime (``follow_regime``): no hedge is entered or grown while the asset's funding has
-      mostly been of the sign it pays (``Signals.funding_regime``); open ones follow the exit rule.
-    * A hedge is displaced (a venue switch) only when the challenger's gain over the holding
-      pays closing the open hedge and opening the challenger.
-    """
-
-    entry_min_net_apr: Apr = Decimal("0")
-    exit_min_net_apr: Apr = Decimal("0")
-    holding_period: Duration = timedelta(days=7)  # prior expected holding, before the history shows persistence
-    min_holding: Duration = timedelta(days=1)
-    max_holding: Duration = timedelta(days=90)
-    entry_cost_margin: NonNegative = Decimal("0.5")  # expected carry must pay the round trip (1 + this) times
-    follow_regime: bool = True  # enter or grow nothing against the asset's funding regime (shorts while funding is mostly negative)
+    entry_min_net_apr: Apr = Decimal("0.05")
+    exit_min_net_apr: Apr = Decimal("0.00")
+    holding_period: Duration = timedelta(days=7)  # amortises entry and exit costs
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Thresholds:
         if self.exit_min_net_apr > self.entry_min_net_apr:
             raise ValueError("exit_min_net_apr must not exceed entry_min_net_apr")
-        if not timedelta(0) < self.min_holding <= self.holding_period <= self.max_holding:
-            raise ValueError("holdings must satisfy 0 < min_holding <= holding_period <= max_holding")
         return self
 
 
@@ -239,11 +217,6 @@ class RebalancePolicy(Model):
     min_transfer: NonNegative = Decimal("100")  # smallest transfer, supply or withdrawal, in the base asset
     min_capital_share: Share = Decimal("0.02")  # and at least this share of the fuse's capital
     min_hedge_share: Share = Decimal("0.01")  # smallest new hedge: one leg's notional as a share of NAV
-    # Turnover budget, per asset: after this many changes of its holdings within ``turnover_period``
-    # no hedge of the asset is opened, grown or resized by choice (exits and reductions the caps
-    # force still happen). None: no budget.
-    max_rebalances: int | None = Field(default=2, ge=0)
-    turnover_period: Duration = timedelta(days=7)
 
 
 class RiskLimits(Model):

@@ -8,12 +8,9 @@ A hedge earns, per year and per unit of notional (one leg's notional):
   ``-forecast(P) - borrow APR`` (worth it when funding is negative).
 
 Costs are taker fees plus slippage estimated from each book's depth at the intended size
-(``OrderBook.slippage_rate``), for entry and exit, amortised over the hedge's expected
-holding (``Candidate.holding``, from how persistent its funding has been).
-
-Hysteresis sized by cost (``worth_holding``): a new hedge is entered when its expected carry
-over the holding pays the round trip with a margin; an open hedge, whose entry is paid, is
-kept while its expected carry over the remaining holding loses less than the exit cost.
+(``OrderBook.slippage_rate``), for entry and exit, amortised over the holding period.
+An open hedge has paid its entry already: it is judged on its exit cost only, against the
+lower exit threshold (hysteresis).
 """
 
 from __future__ import annotations
@@ -75,8 +72,7 @@ class Candidate:
     long: TradeLeg
     short: TradeLeg | None
     borrow: BorrowLeg | None
-    funding_apr: Decimal  # forecast funding earned, before costs, per unit of notional (average over ``holding``)
-    holding: timedelta = timedelta(days=7)  # expected holding, over which costs are amortised
+    funding_apr: Decimal  # forecast funding earned, before costs, per unit of notional
 
     @property
     def hedge_id(self) -> HedgeRef:
@@ -223,17 +219,7 @@ def ranking_score(carry: Carry, holding_period: timedelta, *, is_open: bool) -> 
     return carry.net_apr
 
 
-def worth_holding(carry: Carry, thresholds: Thresholds, *, is_open: bool, holding: timedelta | None = None) -> bool:
-    """Say whether a new hedge is worth entering, or an open hedge worth keeping (``Thresholds``).
-
-    New: net APR (round trip amortised over ``holding``) at least ``entry_min_net_apr`` plus
-    ``entry_cost_margin`` times the amortised round trip (with a floor of 0: the expected carry
-    over the holding pays the round trip 1 + margin times). Open: the expected carry over the holding
-    plus the exit cost (what closing now would pay) at least ``exit_min_net_apr`` per year.
-    ``holding`` defaults to ``thresholds.holding_period``.
-    """
-    y = years(holding if holding is not None else thresholds.holding_period)
-    if is_open:
-        return carry.gross_apr + carry.exit_cost / y >= thresholds.exit_min_net_apr
-    margin = thresholds.entry_cost_margin * (carry.entry_cost + carry.exit_cost) / y
-    return carry.net_apr >= thresholds.entry_min_net_apr + margin
+def worth_holding(carry: Carry, thresholds: Thresholds, *, is_open: bool) -> bool:
+    """Say whether a carry clears the entry threshold (new hedge) or the exit threshold (open hedge)."""
+    limit = thresholds.exit_min_net_apr if is_open else thresholds.entry_min_net_apr
+    return carry.net_apr >= limit

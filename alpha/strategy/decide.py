@@ -7,23 +7,17 @@ How it chooses:
 1. Validate every market snapshot it uses (``MarketSnapshot.validate`` with
    ``config.risk.max_data_age``) and every price; bad data raises ``BadMarketData``.
 2. Build candidate hedges per farmed asset (long spot / short perp, cross-venue perp spreads,
-   and long perp + synthetic short in a lending fuse), each with its expected holding
-   (``expected_holding``: how long what it earns has stayed of that sign in the trailing
-   history) and its funding forecast averaged over that holding; their expected net carry at
-   the size the caps allow (``carry.expected_carry``, costs amortised over the holding).
-   Keep a new hedge when the carry over its holding pays the round trip with a margin, an
-   open one while its expected remaining carry loses less than its exit cost
-   (``carry.worth_holding``: hysteresis sized by cost). Nothing is entered or grown against
-   the asset's funding regime (``Signals.funding_regime``: a short perp is not opened while
-   funding is mostly negative, a synthetic short not while it is mostly positive).
+   and long perp + synthetic short in a lending fuse) and their expected net carry at the
+   size the caps allow (``carry.expected_carry``); keep those over the entry threshold (or
+   the exit threshold for a hedge that is already open).
 3. Greedily, best first, give each hedge the largest notional that fits every constraint
    still free: each fuse's capital cap (max_share x NAV), each venue's gross exposure
    (max_venue_exposure x NAV), each asset's hedged notional (risk.max_asset_share x NAV)
    and the NAV above the idle buffer. A market is used by one
    hedge at most. Both legs get the same base quantity. New hedges rank by net APR; an open
    hedge by its gross APR plus its exit cost amortised (``carry.ranking_score``), so it is
-   only displaced (a venue switch) when the challenger's gain over its holding pays closing
-   the open hedge and opening the challenger.
+   only displaced when the switch pays its round-trip cost over the holding period, and it
+   is kept while its net carry clears ``thresholds.exit_min_net_apr`` (hysteresis).
 4. Every leg is funded with headroom, so that no order is refused by the venue: a spot leg
    ties up its notional; a perp leg the venue's initial margin at its own mark (tiered by
    notional when the instrument carries ``margin_tiers``, else notional / max_leverage; in the
@@ -52,10 +46,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
-from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig, Thresholds
+from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition
 from alpha.domain.instruments import Instrument, InstrumentKind, Side
@@ -75,7 +69,7 @@ from alpha.strategy.carry import (
     worth_holding,
 )
 from alpha.strategy.margin import pinned
-from alpha.strategy.signals import Persistence, Regime, Signals
+from alpha.strategy.signals import Regime, Signals
 
 # Collateral of a synthetic short is sized for this multiple of the minimum health factor.
 HEALTH_HEADROOM = Decimal("1.25")
@@ -158,89 +152,36 @@ def _leg(snap: MarketSnapshot, fuse: FuseConfig, side: Side) -> TradeLeg:
     return TradeLeg(snap.fuse, snap.market, market_key(snap.fuse, snap.market), snap.instrument, side, lev)
 
 
-def expected_holding(p: Persistence | None, thresholds: Thresholds) -> timedelta:
-    """Return how long a hedge earning the positive side of a series with persistence ``p`` is expected to be held.
-
-    The mean length of the series' positive runs, estimated as an exponential duration with
-    a prior (``thresholds.holding_period``, worth one run): (prior + time positive) / (1 +
-    positive runs that ended in the window); bounded to ``[min_holding, max_holding]``. A run
-    still going counts as time, not as an end, so a series that never turned gives the longest
-    holding its window shows. Without history: the prior.
-    """
-    prior = thresholds.holding_period
-    if p is None:
-        return prior
-    estimate = (prior + p.positive_time) / (1 + p.positive_runs)
-    return min(max(estimate, thresholds.min_holding), thresholds.max_holding)
-
-
-def _adverse(c: Candidate, signals: Signals, config: StrategyConfig) -> bool:
-    """Whether the asset's funding regime works against what ``c`` earns (shorts in negative funding, and the reverse)."""
-    if not config.thresholds.follow_regime:
-        return False
-    regime = signals.funding_regime(c.asset)
-    if c.kind is HedgeKind.SPOT_PERP:
-        return regime is Regime.BEAR
-    if c.kind is HedgeKind.SYNTHETIC_SHORT:
-        return regime is Regime.BULL
-    return False
-
-
 def candidates(
     view: PortfolioView, signals: Signals, config: StrategyConfig, snapshots: dict[str, MarketSnapshot]
 ) -> list[Candidate]:
-    """Return every hedge the enabled fuses allow for the farmed assets.
-
-    Each carries its expected holding (``expected_holding`` of the persistence of what it
-    earns: the short perp's funding, the spread, or the negative of the long perp's funding)
-    and its funding forecast averaged over that holding.
-    """
+    """Return every hedge the enabled fuses allow for the farmed assets."""
     fuses = {f.name: f for f in config.enabled_fuses}
     out: list[Candidate] = []
-    th = config.thresholds
 
-    def holding_of(key: str, *, sign: int) -> timedelta:
-        sig = signals.markets.get(key)
-        if sig is None:
-            return th.holding_period
-        return expected_holding(sig.persistence if sign > 0 else sig.persistence.flipped(), th)
-
-    def forecast(snap: MarketSnapshot, horizon: timedelta) -> Decimal:
-        sig = signals.markets.get(market_key(snap.fuse, snap.market))
-        if sig is not None:
-            return sig.average_over(horizon)
+    def forecast(snap: MarketSnapshot) -> Decimal:
+        key = market_key(snap.fuse, snap.market)
+        value = signals.forecast(key)
+        if value is not None:
+            return value
         assert snap.funding is not None
         return snap.funding.annualised
-
-    def spread_holding(lo: MarketSnapshot, hi: MarketSnapshot) -> timedelta:
-        p = signals.pairs.get((market_key(lo.fuse, lo.market), market_key(hi.fuse, hi.market)))
-        return expected_holding(p, th) if p is not None else th.holding_period
 
     for asset in config.assets:
         spots = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind is InstrumentKind.SPOT and s.fuse in fuses]
         perps = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind.is_perp and s.fuse in fuses]
         for s in spots:
             for p in perps:
-                h = holding_of(market_key(p.fuse, p.market), sign=1)
                 out.append(
-                    Candidate(
-                        asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p, h), h
-                    )
+                    Candidate(asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p))
                 )
         for lo in perps:
             for hi in perps:
                 if lo is hi:
                     continue
-                h = spread_holding(lo, hi)
                 out.append(
                     Candidate(
-                        asset,
-                        HedgeKind.PERP_PERP,
-                        _leg(lo, fuses[lo.fuse], Side.BUY),
-                        _leg(hi, fuses[hi.fuse], Side.SELL),
-                        None,
-                        forecast(hi, h) - forecast(lo, h),
-                        h,
+                        asset, HedgeKind.PERP_PERP, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, forecast(hi) - forecast(lo)
                     )
                 )
         for lf in _lending_fuses(config):
@@ -255,7 +196,6 @@ def candidates(
             ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
             ratio = max(ratio, ONE / lf.max_leverage)
             for p in perps:
-                h = holding_of(market_key(p.fuse, p.market), sign=-1)
                 out.append(
                     Candidate(
                         asset,
@@ -263,8 +203,7 @@ def candidates(
                         _leg(p, fuses[p.fuse], Side.BUY),
                         None,
                         BorrowLeg(lf.name, rates.borrow_apr, ratio),
-                        -forecast(p, h),
-                        h,
+                        -forecast(p),
                     )
                 )
     return out
@@ -501,6 +440,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         drift = config.pnl.drift_tolerance
         all_candidates = candidates(view, signals, config, snapshots)
         chosen: list[_Chosen] = []
+        holding = config.thresholds.holding_period
 
         def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
             """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
@@ -527,12 +467,12 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                 is_open = _current_quantity(c, held, borrowed) > 0
 
             def passing(x: Decimal) -> Carry | None:
-                carry = expected_carry(c, x, snapshots, c.holding, is_open=is_open)
-                ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open, holding=c.holding)
+                carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
+                ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
                 return carry if ok else None
 
-            if limit <= 0 or (not is_open and _adverse(c, signals, config)):
-                return None  # (nothing is entered or grown against the funding regime)
+            if limit <= 0:
+                return None
             carry = passing(limit)
             if carry is not None:
                 return limit, carry
@@ -563,7 +503,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             found = evaluate(c, lim[0])
             if found is not None:
                 is_open = _current_quantity(c, held, borrowed) > 0
-                ranked.append((ranking_score(found[1], c.holding, is_open=is_open), str(c.hedge_id), c))
+                ranked.append((ranking_score(found[1], holding, is_open=is_open), str(c.hedge_id), c))
         ranked.sort(key=lambda t: (-t[0], t[1]))
 
         # An open hedge that no better-ranked candidate competes with for its markets keeps its
@@ -587,11 +527,6 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             _take(room, *claim, sign=ONE)
 
         min_hedge = config.rebalance.min_hedge_share * nav
-        budget = config.rebalance.max_rebalances
-        since = now - config.rebalance.turnover_period
-        spent = {
-            a for a in config.assets if budget is not None and signals.rebalances_since(a, since) >= budget
-        }
         for _, _, c in ranked:
             keys = _keys(c)
             if keys & room.used_markets:
@@ -624,18 +559,12 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                         target_x, note = ZERO, "reduced below the smallest hedge; closed"
                 else:
                     desired = max(grown[0] / (ONE + drift), current_x) if grown is not None else current_x
-                    regime = Regime.BEAR if _adverse(c, signals, config) else signals.regime(c.asset)
-                    target_x, note = pnl_target(config, regime, _trend(signals, c.asset), current_x, desired, limit)
+                    target_x, note = pnl_target(config, signals.regime(c.asset), _trend(signals, c.asset), current_x, desired, limit)
                     if target_x != current_x and abs(target_x - current_x) < step:
                         target_x, note = current_x, f"resize of {target_x - current_x:.2f} is smaller than one step ({step:.2f})"
-                    elif target_x != current_x and c.asset in spent:
-                        target_x, note = current_x, _spent_note(config)
             else:
                 found = evaluate(c, limit)
                 if found is None:
-                    continue
-                if c.asset in spent:
-                    reasons.append(f"{c.hedge_id}: not opened: {_spent_note(config)}")
                     continue
                 carry = found[1]
                 target_x, note = found[0] / (ONE + drift), "target notional"
@@ -854,11 +783,6 @@ def _take(
     room.allowance += sign * allowance
 
 
-def _spent_note(config: StrategyConfig) -> str:
-    rb = config.rebalance
-    return f"turnover budget spent ({rb.max_rebalances} changes within {rb.turnover_period}); left as is"
-
-
 def _trend(signals: Signals, asset: str) -> Decimal:
     sig = signals.assets.get(asset)
     return sig.price_trend if sig is not None else ZERO
@@ -870,15 +794,11 @@ def pnl_target(
     """Return the notional to hold for an open hedge and why (``current`` means: do not trade).
 
     ``desired`` is the notional decide would open now, ``limit`` the most the caps allow.
-    ``regime`` BEAR means the funding regime works against the hedge: it is not grown then
-    (it is kept, or reduced to the caps; whether to leave it is the exit rule's business).
     """
     tol = config.pnl.drift_tolerance
     drift = (current - desired) / desired if desired > 0 else ZERO
     if current > limit:
         return desired, f"notional {current:.2f} is over what the caps allow; back to {desired:.2f}"
-    if regime is Regime.BEAR and desired > current:
-        return current, "funding regime against the hedge: not grown"
     if config.pnl.policy is PnlPolicyKind.SENTIMENT_HYBRID:
         if trend > 0 and drift >= -tol:
             return current, "rising market: notional left to grow (sentiment hybrid)"

@@ -5,23 +5,11 @@ rate over the horizon of an Ornstein-Uhlenbeck process that starts at the recent
 exponentially weighted mean of observations) and reverts to the long-run mean of the
 history, itself shrunk towards zero while the history is short.
 
-Persistence: how long funding has stayed of one sign, from the trailing
-``persistence_window`` of observations (``Persistence``: time spent positive and negative and
-how many runs of each sign ended in the window). The sign is that of funding smoothed over its
-reversion time (``FundingSample.smoothed``, an exponentially weighted mean with that
-half-life, kept as the history is recorded): an 8h print of the other sign inside a positive
-regime is noise a hedge holds through, not the end of its holding. ``decide`` turns it into the expected
-holding of a hedge (``expected_holding``), over which costs are amortised and the forecast is
-averaged (``MarketSignal.average_over``).
-
-Everything here is computed from observations at or before ``now``: nothing later is read.
-
 Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,7 +22,6 @@ from operator import mul
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.exposure import asset_of, holdings
 
 LN2 = Decimal(2).ln()
 
@@ -54,7 +41,6 @@ class FundingSample:
     ts: datetime
     apr: Decimal
     mark: Decimal
-    smoothed: float | None = None  # funding smoothed over the history's half-life (a statistic: a float); None: not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,81 +53,20 @@ class SignalParams:
     min_history: timedelta = timedelta(days=7)  # shorter histories shrink the long-run mean to 0
     regime_window: timedelta = timedelta(days=3)
     regime_share: Decimal = Decimal("0.6")  # share of samples of one sign that makes a regime
-    persistence_window: timedelta = timedelta(days=90)  # trailing window the run lengths are measured on
-
-
-@dataclass(frozen=True, slots=True)
-class Persistence:
-    """How long a funding series stayed of one sign in a trailing window.
-
-    ``positive_time`` / ``negative_time``: time spent above / below zero (each observation
-    holds until the next one, the last until ``now``); ``positive_runs`` / ``negative_runs``:
-    runs of that sign that ended inside the window (a run still going is censored, not counted).
-    """
-
-    positive_time: timedelta = timedelta(0)
-    positive_runs: int = 0
-    negative_time: timedelta = timedelta(0)
-    negative_runs: int = 0
-
-    def flipped(self) -> Persistence:
-        """The persistence of the series of opposite sign."""
-        return Persistence(self.negative_time, self.negative_runs, self.positive_time, self.positive_runs)
-
-
-def persistence(times: list[datetime], values: list[Decimal] | list[float], now: datetime, window: timedelta) -> Persistence:
-    """Measure the runs of one sign of ``values`` (observed at ``times``, oldest first) over ``[now - window, now]``.
-
-    Only observations at or before ``now`` are read.
-    """
-    start = now - window
-    pos = neg = timedelta(0)
-    pos_runs = neg_runs = 0
-    prev_sign = 0
-    n = len(times)
-    for i in range(n):
-        t = times[i]
-        if t > now:
-            break
-        nxt = times[i + 1] if i + 1 < n and times[i + 1] <= now else now
-        v = values[i]
-        sign = 1 if v > 0 else -1 if v < 0 else 0
-        if nxt <= start:
-            prev_sign = sign
-            continue
-        if prev_sign != sign and t >= start:
-            if prev_sign > 0:
-                pos_runs += 1
-            elif prev_sign < 0:
-                neg_runs += 1
-        prev_sign = sign
-        held = nxt - max(t, start)
-        if sign > 0:
-            pos += held
-        elif sign < 0:
-            neg += held
-    return Persistence(pos, pos_runs, neg, neg_runs)
 
 
 class FundingHistory:
     """A bounded per-market history of funding and marks that the daemon appends to.
 
     Keys are ``market_key(fuse, market)``. Observations older than the last one of the same
-    market are ignored, so recording the same view twice changes nothing. ``observe`` also
-    notes, per asset, the times its holdings were seen changed (``traded``): the turnover
-    budget is counted on them.
+    market are ignored, so recording the same view twice changes nothing.
     """
 
-    def __init__(self, maxlen: int = 2000, *, smoothing: timedelta = timedelta(days=3)) -> None:
+    def __init__(self, maxlen: int = 2000) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
-        if smoothing <= timedelta(0):
-            raise ValueError("smoothing must be positive")
         self._maxlen = maxlen
-        self._smoothing = smoothing.total_seconds()
         self._samples: dict[str, deque[FundingSample]] = {}
-        self._held: dict[str, dict[tuple[str, str], Decimal]] | None = None  # per asset, as last observed
-        self._traded: dict[str, deque[datetime]] = {}
 
     def record(self, key: str, ts: datetime, funding: FundingRate, mark: Decimal) -> bool:
         """Append one observation; return False if it is not newer than the last one."""
@@ -152,12 +77,7 @@ class FundingHistory:
         samples = self._samples.setdefault(key, deque(maxlen=self._maxlen))
         if samples and ts <= samples[-1].ts:
             return False
-        apr = annualise(funding.rate, funding.interval)
-        smoothed = float(apr)
-        if samples and samples[-1].smoothed is not None:
-            keep = 0.5 ** ((ts - samples[-1].ts).total_seconds() / self._smoothing)
-            smoothed = samples[-1].smoothed * keep + smoothed * (1 - keep)
-        samples.append(FundingSample(ts, apr, mark, smoothed))
+        samples.append(FundingSample(ts, annualise(funding.rate, funding.interval), mark))
         return True
 
     def observe(self, view: PortfolioView) -> int:
@@ -169,26 +89,7 @@ class FundingHistory:
             if not snap.mark.is_finite() or snap.mark <= 0:
                 continue  # bad data is refused by decide, never recorded
             added += self.record(key, snap.ts, snap.funding, snap.mark)
-        self._observe_holdings(view)
         return added
-
-    def _observe_holdings(self, view: PortfolioView) -> None:
-        held: dict[str, dict[tuple[str, str], Decimal]] = {}
-        for (fuse, market), qty in holdings(view).items():
-            held.setdefault(asset_of(view, fuse, market), {})[(fuse, market)] = qty
-        previous = self._held
-        self._held = held
-        if previous is None:
-            return  # the first view: what is held was not traded here
-        for asset in sorted({*held, *previous}):
-            if held.get(asset, {}) != previous.get(asset, {}):
-                times = self._traded.setdefault(asset, deque(maxlen=self._maxlen))
-                if not times or times[-1] < view.ts:
-                    times.append(view.ts)
-
-    def traded(self, asset: str) -> tuple[datetime, ...]:
-        """Return the times ``asset``'s holdings were seen changed, oldest first."""
-        return tuple(self._traded.get(asset, ()))
 
     def samples(self, key: str) -> tuple[FundingSample, ...]:
         """Return the observations of one market, oldest first."""
@@ -206,9 +107,6 @@ class FundingHistory:
     def keys(self) -> tuple[str, ...]:
         return tuple(self._samples)
 
-    def traded_assets(self) -> tuple[str, ...]:
-        return tuple(self._traded)
-
 
 @dataclass(frozen=True, slots=True)
 class MarketSignal:
@@ -223,12 +121,6 @@ class MarketSignal:
     long_run_apr: Decimal
     forecast_apr: Decimal
     samples: int
-    persistence: Persistence = Persistence()
-    reversion: timedelta = timedelta(days=3)
-
-    def average_over(self, horizon: timedelta) -> Decimal:
-        """Expected average funding APR over ``horizon`` (the OU forecast of the module docstring)."""
-        return self.long_run_apr + (self.recent_apr - self.long_run_apr) * _ou_average_weight(horizon, self.reversion)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +132,6 @@ class AssetSignal:
     positive_share: Decimal  # share of recent funding observations above zero
     negative_share: Decimal
     price_trend: Decimal  # relative change of the mark over the regime window
-    funding_regime: Regime = Regime.NEUTRAL  # from the funding sign alone: BEAR when funding is mostly negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,13 +152,6 @@ class Signals:
     markets: Mapping[str, MarketSignal] = field(default_factory=dict)
     assets: Mapping[str, AssetSignal] = field(default_factory=dict)
     spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
-    # Persistence of the spread (short - long) of two perps of one asset, by (long key, short key).
-    pairs: Mapping[tuple[str, str], Persistence] = field(default_factory=dict)
-    traded: Mapping[str, tuple[datetime, ...]] = field(default_factory=dict)  # per asset: when its holdings changed
-
-    def rebalances_since(self, asset: str, since: datetime) -> int:
-        """Return how many times ``asset``'s holdings changed after ``since`` (up to ``ts``)."""
-        return sum(1 for t in self.traded.get(asset, ()) if since < t <= self.ts)
 
     def forecast(self, key: str) -> Decimal | None:
         """Return the forecast funding APR of a market key, if known."""
@@ -277,11 +161,6 @@ class Signals:
     def regime(self, asset: str) -> Regime:
         sig = self.assets.get(asset)
         return sig.regime if sig is not None else Regime.NEUTRAL
-
-    def funding_regime(self, asset: str) -> Regime:
-        """The asset's regime by the sign of its funding alone (BEAR: mostly negative)."""
-        sig = self.assets.get(asset)
-        return sig.funding_regime if sig is not None else Regime.NEUTRAL
 
 
 def _decay(age: timedelta, halflife: timedelta) -> Decimal:
@@ -385,9 +264,7 @@ def compute_signals(
                 obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
         if not obs:
             continue
-        times = [s.ts for s in obs]
-        aprs = [s.apr for s in obs]
-        recent, long_run, forecast = _forecast(times, aprs, now, p, weights, seen)
+        recent, long_run, forecast = _forecast([s.ts for s in obs], [s.apr for s in obs], now, p, weights, seen)
         asset = snap.instrument.base
         markets[key] = MarketSignal(
             key=key,
@@ -399,14 +276,11 @@ def compute_signals(
             long_run_apr=long_run,
             forecast_apr=forecast,
             samples=len(obs),
-            persistence=_persistence(obs, now, p.persistence_window),
-            reversion=p.reversion,
         )
         per_asset.setdefault(asset, []).append((key, obs))
 
     assets: dict[str, AssetSignal] = {}
     spreads: dict[str, tuple[Spread, ...]] = {}
-    pairs: dict[tuple[str, str], Persistence] = {}
     for asset, entries in per_asset.items():
         assets[asset] = _regime(asset, entries, now, p)
         found: list[Spread] = []
@@ -419,38 +293,7 @@ def compute_signals(
                 if apr > 0:
                     found.append(Spread(asset, low, high, apr))
         spreads[asset] = tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
-        for i, (low, low_obs) in enumerate(entries):
-            for high, high_obs in entries[i + 1 :]:
-                pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
-                pairs[(high, low)] = pairs[(low, high)].flipped()
-    traded = {asset: when for asset in sorted({*per_asset, *history.traded_assets()}) if (when := history.traded(asset))}
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs, traded=traded)
-
-
-def _recorded_in(obs: list[FundingSample], start: datetime) -> list[FundingSample]:
-    """The recorded (smoothed) observations from the last one at or before ``start`` on."""
-    i = bisect_right([s.ts for s in obs], start) - 1
-    return [s for s in obs[max(i, 0) :] if s.smoothed is not None]
-
-
-def _persistence(obs: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
-    """Persistence of a market's smoothed funding (observations not recorded in the history are left out)."""
-    kept = _recorded_in(obs, now - window)
-    return persistence([s.ts for s in kept], [s.smoothed for s in kept if s.smoothed is not None], now, window)
-
-
-def _spread_persistence(low: list[FundingSample], high: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
-    """Persistence of ``high - low`` (smoothed) over the times both markets were observed."""
-    start = now - window
-    low_at = {s.ts: s.smoothed for s in _recorded_in(low, start)}
-    times: list[datetime] = []
-    values: list[float] = []
-    for s in _recorded_in(high, start):
-        other = low_at.get(s.ts)
-        if other is not None and s.smoothed is not None:
-            times.append(s.ts)
-            values.append(s.smoothed - other)
-    return persistence(times, values, now, window)
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads)
 
 
 def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: datetime, p: SignalParams) -> AssetSignal:
@@ -468,14 +311,13 @@ def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: dat
     positive = Decimal(pos) / total
     negative = Decimal(neg) / total
     trend = sum(trends, ZERO) / len(trends) if trends else ZERO
-    funding_regime = Regime.BULL if positive >= p.regime_share else Regime.BEAR if negative >= p.regime_share else Regime.NEUTRAL
     if positive >= p.regime_share and trend >= 0:
         regime = Regime.BULL
     elif negative >= p.regime_share and trend <= 0:
         regime = Regime.BEAR
     else:
         regime = Regime.NEUTRAL
-    return AssetSignal(asset, regime, positive, negative, trend, funding_regime)
+    return AssetSignal(asset, regime, positive, negative, trend)
 
 
 __all__ = [
@@ -483,12 +325,10 @@ __all__ = [
     "FundingHistory",
     "FundingSample",
     "MarketSignal",
-    "Persistence",
     "Regime",
     "SignalParams",
     "Signals",
     "Spread",
     "compute_signals",
     "forecast_market",
-    "persistence",
 ]

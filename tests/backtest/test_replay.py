@@ -51,7 +51,7 @@ fuses:
     max_leverage: "{leverage}"
     options: {{"{perp_market}": "{perp_symbol}", data_venue: "{venue}"}}
     sim: {{maker_fee: "0.0002", taker_fee: "0.0004", spread_bps: "1", depth_notional: "5000000"}}
-thresholds: {{entry_min_net_apr: "-3", exit_min_net_apr: "-3", follow_regime: false}}  # always in: these tests are about the replay
+thresholds: {{entry_min_net_apr: "-1", exit_min_net_apr: "-1"}}
 margin: {{initial_cushion: "{cushion}"}}
 risk: {{max_order_notional: "5000000", max_venue_exposure: "1", max_data_age: 9h, max_unhedged_notional: "5000000"}}
 """
@@ -204,7 +204,7 @@ def test_liquidation_when_a_10x_short_rides_the_march_2020_rebound(bybit_dir: Pa
         perp_share="0.10",
         leverage="10",
     )
-    start, end = datetime(2020, 3, 16, 12, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)  # enters at the bottom
+    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
     result = run(cfg, bybit_dir, start, end)
     assert result.liquidations == 1
     (event,) = result.liquidation_events
@@ -260,7 +260,7 @@ def test_a_liquidated_hedge_is_reported_as_not_delta_neutral(bybit_dir: Path, tm
         perp_share="0.10",
         leverage="10",
     )
-    start, end = datetime(2020, 3, 16, 12, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)  # enters at the bottom
+    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
     broken = summarise(run(cfg, bybit_dir, start, end), cfg.delta_tolerance)
     # After the perp leg is liquidated the spot leg is naked: most of the book is price exposure.
     assert broken.max_net_delta_share > Decimal("0.5")

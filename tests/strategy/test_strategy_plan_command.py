@@ -48,7 +48,7 @@ def test_every_example_strategy_plans_without_error(path: Path, capsys: pytest.C
 
 def test_plan_opens_delta_neutral_hedges_when_funding_is_rich(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = (REPO / "config" / "demo.yaml").read_text()
-    text = text.replace('bull_mean_apr: "0.30"', 'bull_mean_apr: "2.5"')
+    text = text.replace('bull_mean_apr: "0.15"', 'bull_mean_apr: "2.5"').replace("holding_period: 7d", "holding_period: 60d")
     text = text.replace('volatility_apr: "0.25"', 'volatility_apr: "0.01"').replace('regime_switch_per_year: "6"', 'regime_switch_per_year: "0"')
     path = tmp_path / "rich.yaml"
     path.write_text(text)
