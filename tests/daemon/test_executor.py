@@ -131,8 +131,8 @@ async def test_a_spot_buy_the_fuse_cannot_pay_shrinks_both_legs_instead_of_being
     cash = (await daemon.fuses["spot"].account()).balance("USDC").free
     refused = [r for r in daemon.journal.records("order_result") if r.data.get("outcome") not in ("filled", "partially_filled")]
     await daemon.shutdown()
-    assert Decimal("0.95") < spot < Decimal("1")  # sized down to what 42,000 pays, not refused
+    assert Decimal("0.9") < spot < Decimal("1")  # sized down to what 42,000 pays, not refused
     assert spot == -perp  # both legs shrank together: the book stays hedged
-    assert Decimal(0) <= cash < Decimal("42000") * Decimal("0.011")  # the cash went into the hedge (all but the headroom)
+    assert Decimal(0) <= cash < Decimal("100")  # the cash went into the hedge
     assert result.legs[0].filled == result.legs[1].filled == spot
     assert refused == []

@@ -13,8 +13,7 @@
   bound lasts if the leader's venue refuses too. A leg order whose outcome nobody could tell
   is asked about again before anything is sent on that leg, never sent twice blind.
 * A spot buy paid in cash is sized to what the fuse can pay when its slice is sent: the
-  fuse's free cash (less ``AFFORD_HEADROOM``) against the book's fill price plus the taker fee; a
-  laggard's retry too. When prices moved
+  fuse's free cash against the book's fill price plus the taker fee; a laggard's retry too. When prices moved
   since the decision, both legs of the slice shrink together (to the lot step) instead of
   sending an order the venue would refuse; the hedge ends a little smaller, never one-sided.
 * When a slice fills nothing on either leg because one failed, no further slice starts.
@@ -40,9 +39,6 @@ log = get_logger("alpha.executor")
 STOPPING = "stopping: remaining slices not started"
 RETRY_PAUSE = 0.2  # seconds before the second attempt to balance a hedge; doubled each time after
 MAX_PAUSE = 2.0
-# Cash a spot buy leaves unspent: the price moves between reading the book and the fill (on the
-# demo's accelerated clock by up to about 1%); an order sized to the last cent would be refused.
-AFFORD_HEADROOM = Decimal("0.01")
 
 
 class Hedges:
@@ -129,7 +125,7 @@ class Hedges:
             return quantity
         fuse = self.ctx.fuses.trading(leg.fuse)
         try:
-            free = (await fuse.account()).balance(inst.quote).free * (ONE - AFFORD_HEADROOM)
+            free = (await fuse.account()).balance(inst.quote).free
             book = await fuse.order_book(leg.market)
         except FuseError:
             return quantity
