@@ -342,7 +342,10 @@ class CcxtFuse:
         balance = await self._call(self.client.fetch_balance, self.spec.balance_params)
         perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
         raw_positions: list[Mapping[str, Any]] = []
-        if perps:
+        if perps and self.spec.positions_in_one_call:
+            every = await self._call(self.client.fetch_positions)
+            raw_positions = [p for p in every if p.get("symbol") in perps]
+        elif perps:
             raw_positions = await self._call(self.client.fetch_positions, perps)
         settle = next((i.settle for i in self._instruments.values() if i.kind.is_perp), None)
         maintenance = None
@@ -402,7 +405,7 @@ class CcxtFuse:
             fuse=self.name,
             market=str(symbol),
             asset=str(entry.get("code") or self._instruments[symbol].settle),
-            amount=parse.dec(exact("amount", entry.get("amount")), f"{symbol} funding amount"),
+            amount=parse.dec(exact("amount", entry.get("amount")), f"{symbol} funding amount") * (-1 if self.spec.funding_paid_positive else 1),
             rate=parse.opt_dec(exact("rate", entry.get("rate")), f"{symbol} funding rate"),
             size=None if size is None else size * self._contract_sizes.get(symbol, ONE),
             ts=ts,
@@ -470,8 +473,23 @@ class CcxtFuse:
         merged = {**sent, **{k: v for k, v in raw.items() if v is not None}, "clientOrderId": request.client_id}
         merged["amount"] = str(amount)  # an answer's amount may be only what filled
         order = parse.order(merged, request.client_id, contract)
+        if self.spec.order_ack_only:
+            order = await self._after_ack(order)
         self._count_order(order)
         return order
+
+    async def _after_ack(self, acked: Order) -> Order:
+        """Ask for an order the venue only acknowledged; the acknowledgement stands if the query fails.
+
+        The order is placed: a failed query must not turn into an error that would have the caller
+        resend it. It then shows as NEW, and the caller's status polling finds its fills.
+        """
+        try:
+            found = await self.order_status(acked.market, acked.client_id)
+        except FuseError as exc:
+            log.warning("order acknowledged, status unknown", extra={"fuse": self.name, "client_id": acked.client_id, "error": str(exc)})
+            return acked
+        return replace(found, venue_order_id=found.venue_order_id or acked.venue_order_id)
 
     def _venue_client_id(self, client_id: str) -> str:
         return CLIENT_ID_FORMATS[self.spec.client_id_format](client_id)
@@ -482,15 +500,28 @@ class CcxtFuse:
 
     async def cancel(self, market: str, client_id: str) -> Order:
         self._instrument(market)
-        await self._call(self.client.cancel_order, None, market, {"clientOrderId": self._venue_client_id(client_id)})
+        await self._call(self.client.cancel_order, None, market, {self.spec.client_id_param: self._venue_client_id(client_id)})
         return await self.order_status(market, client_id)
 
     async def order_status(self, market: str, client_id: str) -> Order:
         """Ask the venue for our order by client id (``OrderNotFoundError`` if it never arrived)."""
         self._instrument(market)
-        raw = await self._call(self.client.fetch_order, None, market, {"clientOrderId": self._venue_client_id(client_id)})
+        params = {self.spec.client_id_param: self._venue_client_id(client_id)}
+        if self.spec.order_lookup == "order_lists":
+            raw = await self._listed_order(market, client_id, params)
+        else:
+            raw = await self._call(self.client.fetch_order, None, market, params)
         raw = {**raw, "symbol": raw.get("symbol") or market, "clientOrderId": client_id}
         return parse.order(raw, client_id, self._contract_sizes.get(market, ONE))
+
+    async def _listed_order(self, market: str, client_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Find an order by client id in the venue's open (and recent) orders, then in its closed ones."""
+        venue_id = self._venue_client_id(client_id)
+        for fetch in (self.client.fetch_open_orders, self.client.fetch_canceled_and_closed_orders):
+            found = [o for o in await self._call(fetch, market, None, None, dict(params)) if o.get("clientOrderId") == venue_id]
+            if found:
+                return dict(found[0])
+        raise OrderNotFoundError(f"{self.name}: no order {client_id!r} on {market}", venue=self.name, code="unknown_order")
 
     async def open_orders(self) -> list[Order]:
         """Every open order in the fuse's markets, whoever sent it; client ids as the venue holds them."""

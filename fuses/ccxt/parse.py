@@ -179,6 +179,9 @@ def order(raw: Mapping[str, Any], client_id: str | None = None, contract_size: D
         status = OrderStatus.PARTIALLY_FILLED
     if status is OrderStatus.CANCELED and filled >= amount > 0:
         status = OrderStatus.FILLED
+    if status is OrderStatus.FILLED and raw.get("filled") is not None and filled < amount:
+        # ccxt's "closed" also means done with a remainder left unfilled (Bybit PartiallyFilledCanceled)
+        status = OrderStatus.EXPIRED if filled > 0 else OrderStatus.CANCELED
     fee = raw.get("fee") or {}
     side = Side(str(raw.get("side")).lower())
     average = opt_dec(raw.get("average"), f"order {cid}.average")

@@ -80,6 +80,16 @@ class VenueSpec:
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     api_wallet_role: bool = False  # a wallet key may be an API wallet of wallet_address (POST /info userRole says)
     balance_params: dict[str, Any] = field(default_factory=dict)
+    # how our client id is named in cancel and lookup params (ccxt maps ``clientOrderId`` itself on
+    # most venues; Bybit's cancel and queries need its own ``orderLinkId``)
+    client_id_param: str = "clientOrderId"
+    # how an order is looked up by client id: ``fetch_order`` (id None, client id in params) or
+    # ``order_lists`` (the open-orders query, then the closed-orders one, filtered by client id:
+    # ccxt's Bybit fetch_order sends the missing id as orderId=None)
+    order_lookup: str = "fetch_order"
+    order_ack_only: bool = False  # the create answer holds only the ids: the order is queried after it
+    positions_in_one_call: bool = False  # positions are read with no symbols and filtered (ccxt refuses several)
+    funding_paid_positive: bool = False  # the raw funding amount is what was paid (Bybit execFee): negate it
     maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
     balance_total_includes_upnl: bool = False  # ccxt's balance total is the margin balance (wallet + unrealised PnL)
     # errors ccxt itself must raise as a given class, deep-merged into the client's ``exceptions``
@@ -280,7 +290,13 @@ VENUES: dict[str, VenueSpec] = {
         interval_source=IntervalSource.RATE,
         wallets={"spot": "unified", "futures": "unified"},
         balance_params={"type": "unified"},
-
+        client_id_param="orderLinkId",
+        order_lookup="order_lists",
+        order_ack_only=True,  # /v5/order/create answers {orderId, orderLinkId} only
+        positions_in_one_call=True,
+        # GET /v5/execution/list execType=Funding: execFee is the fee paid (negative: received), feeRate the rate
+        funding_income_fields={"amount": ("execFee",), "rate": ("feeRate",)},
+        funding_paid_positive=True,
         funding_history_per_market=True,
     ),
     "okx": VenueSpec(

@@ -138,3 +138,55 @@ def hl_rig_factory() -> Any:
 def rig_factory() -> Any:
     """Return ``binance_rig`` (an async context manager) for tests to start with their own options."""
     return binance_rig
+
+
+BYBIT_ACCOUNT = "bob"
+
+
+@dataclass
+class BybitRig:
+    """A Bybit v5 emulator, its engine backend and a ccxt fuse (ccxt id ``bybit``) logged in as ``bob``."""
+
+    server: EmulatorServer
+    backend: EngineBackend
+    fuse: CcxtFuse
+
+
+@asynccontextmanager
+async def bybit_rig(
+    prices: dict[str, str] | None = None,
+    *,
+    deposit: str = "100000",
+    timeout_ms: int = 2000,
+    secret: str = SECRET,
+    clock: Any = None,
+) -> AsyncIterator[BybitRig]:
+    """Start a Bybit emulator (8-hour funding, USDT) and a started ccxt fuse against it."""
+    from fuses.emulators.bybit import create_app as create_bybit
+
+    forget_limiters()
+    clock = clock or LiveClock()
+    prices = prices or {"BTC": "60000", "ETH": "3000"}
+    world = emulator_world("bybit", prices, start=clock.now())
+    backend = EngineBackend(world, "bybit")
+    backend.fund(BYBIT_ACCOUNT, "USDT", Decimal(deposit), clock.now())
+    app = create_bybit(backend, clock=clock, accounts=[(KEY, SECRET, BYBIT_ACCOUNT)])
+    server = await EmulatorServer(app).start()
+    settings = CcxtSettings(
+        name="bybit-test", venue="bybit", markets=tuple(f"{a}/USDT:USDT" for a in prices), api_url=server.url,
+        api_key=Secret(KEY, "test"), secret=Secret(secret, "test"), max_leverage=Decimal(5),
+    )
+    fuse = CcxtFuse(settings, VENUES["bybit"], clock=clock, timeout_ms=timeout_ms)
+    try:
+        await fuse.start()
+        yield BybitRig(server, backend, fuse)
+    finally:
+        await fuse.close()
+        await server.stop()
+        forget_limiters()
+
+
+@pytest.fixture
+def bybit_rig_factory() -> Any:
+    """Return ``bybit_rig`` (an async context manager)."""
+    return bybit_rig

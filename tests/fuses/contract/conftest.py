@@ -1,7 +1,7 @@
 """The fuses the contract suite runs against, each with hooks to inject faults.
 
 Every fuse is a real counterpart: the simulated fuse over the simulated engine, the ccxt fuse
-(real ccxt client) over the Binance USD-M emulator and over the Hyperliquid emulator (real HTTP,
+(real ccxt client) over the Binance USD-M, Bybit v5 and Hyperliquid emulators (real HTTP,
 HMAC and EIP-712 signatures) over the same engine.
 """
 
@@ -49,6 +49,25 @@ async def _ccxt_hyperliquid(request: pytest.FixtureRequest) -> AsyncIterator[Con
         yield ContractEnv(rig.fuse, "BTC/USDC:USDC", partial, timeout, count_429)
 
 
+async def _ccxt_bybit(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
+    async with request.getfixturevalue("bybit_rig_factory")(timeout_ms=1500) as rig:
+        faults = rig.server.state.faults
+        faults.hang_seconds = 3.0
+
+        def partial(cap: Decimal | None) -> None:
+            faults.fill_cap = cap
+
+        def timeout() -> None:
+            faults.order_timeouts += 1
+
+        def count_limited() -> int:  # Bybit's limits: HTTP 403 (IP) and retCode 10006 (per UID)
+            from fuses.emulators.bybit import bybit_state
+
+            return bybit_state(rig.server.app).limited
+
+        yield ContractEnv(rig.fuse, "BTC/USDT:USDT", partial, timeout, count_limited)
+
+
 async def _sim(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
     from alpha.config.schema import FuseConfig
     from alpha.domain.clock import LiveClock
@@ -79,6 +98,7 @@ async def _sim(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
 
 FACTORIES: dict[str, Callable[[Any], Any]] = {
     "ccxt-binance": _ccxt_binance,
+    "ccxt-bybit": _ccxt_bybit,
     "ccxt-hyperliquid": _ccxt_hyperliquid,
     "sim": _sim,
 }
