@@ -1,7 +1,8 @@
 """``alpha emulate VENUE --port N``: run a local venue emulator over the simulated engine.
 
 It binds 127.0.0.1, prints the URL to put in a fuse's ``api_url`` and a test API key and
-secret (Binance) or wallet (Hyperliquid), funds that account, and serves until interrupted.
+secret (Binance, Bybit: ``--key``/``--secret``, random by default) or wallet (Hyperliquid),
+funds that account, and serves until interrupted.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 from alpha.domain.clock import LiveClock
 
-help = "run a local venue emulator (binance, hyperliquid) over the simulated engine"
+help = "run a local venue emulator (binance, bybit, hyperliquid) over the simulated engine"
 
-VENUES = ("binance", "hyperliquid")
+VENUES = ("binance", "bybit", "hyperliquid")
 PRICES = {"BTC": "60000", "ETH": "3000", "SOL": "150"}
-QUOTE = {"binance": "USDT", "hyperliquid": "USDC"}
-INTERVAL = {"binance": "8h", "hyperliquid": "1h"}
+QUOTE = {"binance": "USDT", "bybit": "USDT", "hyperliquid": "USDC"}
+INTERVAL = {"binance": "8h", "bybit": "8h", "hyperliquid": "1h"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--deposit", default="100000", help="starting balance of the test account")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
+    parser.add_argument("--key", default=None, help="API key of the test account (binance, bybit; default: random)")
+    parser.add_argument("--secret", default=None, help="API secret of the test account (binance, bybit; default: random)")
     parser.add_argument("--for", dest="duration", type=float, default=None, help="stop after this many seconds")
 
 
@@ -41,12 +44,15 @@ async def _serve(args: argparse.Namespace) -> int:
     backend.fund(account, quote, Decimal(args.deposit), clock.now())
     lines: list[str]
     app: Any
-    if args.venue == "binance":
-        from fuses.emulators.binance import create_app
+    if args.venue in ("binance", "bybit"):
+        from fuses.emulators.binance import create_app as create_binance
+        from fuses.emulators.bybit import create_app as create_bybit
 
-        key, secret = "emu-" + secrets.token_hex(8), secrets.token_hex(24)
-        app = create_app(backend, clock=clock, accounts=[(key, secret, account)])
-        lines = [f"api key:    {key}", f"api secret: {secret}", "ccxt venue: binanceusdm"]
+        key = args.key or "emu-" + secrets.token_hex(8)
+        secret = args.secret or secrets.token_hex(24)
+        create = create_binance if args.venue == "binance" else create_bybit
+        app = create(backend, clock=clock, accounts=[(key, secret, account)])
+        lines = [f"api key:    {key}", f"api secret: {secret}", f"ccxt venue: {'binanceusdm' if args.venue == 'binance' else 'bybit'}"]
     else:
         from eth_account import Account
 

@@ -599,17 +599,18 @@ class Api:
         ratio = self.state.fill_ratio()
         if ratio is not None:
             caps.append(qty * ratio)
+        created = _ms(now)
+        record = OrderRecord(order_id, link, category, i.symbol, created, TIME_IN_FORCE_OUT[tif], created)
+        self.x.by_link[(login.account, cid)] = record  # known before it fills: its executions carry its ids
         try:
             order = self.state.backend.submit(login.account, request, now, max_fill=min(caps) if caps else None)
         except FuseError as exc:
+            del self.x.by_link[(login.account, cid)]
             chaos.record_order(login.account, cid, i.symbol, side_text, qty, "Rejected", str(exc))
             raise
         chaos.record_order(login.account, cid, i.symbol, side_text, qty, STATUS[order.status])
-        created = _ms(now)
-        record = OrderRecord(order_id, link, category, i.symbol, created, TIME_IN_FORCE_OUT[tif], created)
         self.x.orders.setdefault(login.account, []).append(record)
         self.x.by_id[(login.account, order_id)] = record
-        self.x.by_link[(login.account, cid)] = record
         if self.state.faults.take_order_timeout():
             await asyncio.sleep(self.state.faults.hang_seconds)
         return {"orderId": order_id, "orderLinkId": link}
@@ -630,6 +631,8 @@ class Api:
         record = self._find(login, q)
         if record is None or record.symbol != i.symbol or record.category != category:
             raise BybitError("order_missing")
+        if self.state.backend.order(login.account, i.symbol, self._engine_cid(record)).status not in OPEN:
+            raise BybitError("order_missing")  # filled or cancelled already: "too late to cancel"
         try:
             self.state.backend.cancel(login.account, i.symbol, self._engine_cid(record), now)
         except (OrderNotFoundError, RejectedError):

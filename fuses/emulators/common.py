@@ -571,6 +571,7 @@ class EngineBackend:
             order: Order = self.exchange.submit(account, request, now)
         finally:
             self.exchange.fill_cap = None
+        self.world.flush()  # listeners hear of the order's fills now, not at the next price step
         return order
 
     def cancel(self, account: str, symbol: str, client_id: str, now: datetime) -> Order:
