@@ -44,11 +44,11 @@ from fuses.sim.markets import parse_symbol
 
 DEFAULT_TRAIN = timedelta(days=180)
 DEFAULT_TEST = timedelta(days=90)
-# Entry hurdle and prior holding (the expected holding before the history shows how persistent
+# Entry hurdle (net of the amortised round trip) and prior holding (the expected holding before the history shows how persistent
 # funding is; also the horizon a venue switch must pay within), conservative first; points a
 # configuration does not have are dropped.
 DEFAULT_GRID: dict[str, tuple[str, ...]] = {
-    "thresholds.entry_min_net_apr": ("0.05", "0.02", "0.00"),
+    "thresholds.entry_min_net_apr": ("0.02", "0.00"),
     "thresholds.holding_period": ("14d", "30d"),
 }
 

@@ -12,9 +12,9 @@ How it chooses:
    and their expected net carry at the size the caps allow (``carry.expected_carry``, costs
    amortised over the holding). A new hedge is kept when its net carry clears the entry
    threshold; an open one while its expected carry over the holding loses less than closing
-   it costs (``carry.worth_holding``: hysteresis sized by cost), or, once the asset's funding
-   regime has turned against it (``Signals.funding_regime``), while its gross carry alone
-   clears the exit threshold.
+   it costs (``carry.worth_holding``: hysteresis sized by cost); a synthetic short, once the
+   asset's funding regime is positive again (``Signals.funding_regime``), only while its
+   gross carry alone clears the exit threshold.
 3. Greedily, best first, give each hedge the largest notional that fits every constraint
    still free: each fuse's capital cap (max_share x NAV), each venue's gross exposure
    (max_venue_exposure x NAV), each asset's hedged notional (risk.max_asset_share x NAV)
@@ -174,13 +174,13 @@ def expected_holding(p: Persistence | None, thresholds: Thresholds) -> timedelta
 
 
 def _adverse(c: Candidate, signals: Signals) -> bool:
-    """Whether the asset's funding regime works against what ``c`` earns (a short perp in mostly negative funding, and the reverse)."""
-    regime = signals.funding_regime(c.asset)
-    if c.kind is HedgeKind.SPOT_PERP:
-        return regime is Regime.BEAR
-    if c.kind is HedgeKind.SYNTHETIC_SHORT:
-        return regime is Regime.BULL
-    return False
+    """Whether the asset's funding regime works against a synthetic short (funding mostly positive again).
+
+    Only the synthetic short, a hedge held for a bear regime, follows the regime out: a cash and
+    carry is left on its forecast alone, since funding's long-run mean is what it earns and a few
+    negative days inside a positive year do not pay a round trip.
+    """
+    return c.kind is HedgeKind.SYNTHETIC_SHORT and signals.funding_regime(c.asset) is Regime.BULL
 
 
 def candidates(
