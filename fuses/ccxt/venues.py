@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -100,6 +101,9 @@ class VenueSpec:
     funding_income_fields: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
     funding_history_limit: int | None = None
     funding_history_per_market: bool = False
+    # the largest |funding rate| per interval the venue can publish (its own clamp); a rate beyond
+    # it is a corrupt answer and refused at the edge (``parse.funding_rate``); None: no cap known
+    funding_rate_cap: Decimal | None = None
 
     def __post_init__(self) -> None:
         streams = self.mark_stream is not None or self.book_stream is not None
@@ -217,6 +221,8 @@ _HYPERLIQUID_EXCEPTIONS: dict[str, type[BaseException]] = {
 VENUES: dict[str, VenueSpec] = {
     "binanceusdm": VenueSpec(
         ccxt_id="binanceusdm",
+        # USD-M clamps each contract's rate to its own cap/floor (a few percent at most): 5% is above every one
+        funding_rate_cap=Decimal("0.05"),
         kind="cex",
         capabilities=Capabilities(
             spot=False, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
@@ -300,6 +306,7 @@ VENUES: dict[str, VenueSpec] = {
     ),
     "hyperliquid": VenueSpec(
         ccxt_id="hyperliquid",
+        funding_rate_cap=Decimal("0.04"),  # "funding is capped at 4% / hour" (Hyperliquid docs, Funding)
         kind="perp_dex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
