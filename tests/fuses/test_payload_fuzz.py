@@ -262,6 +262,7 @@ def assert_no_secret(harness: Harness, rig: Rig, *texts: str) -> None:
 READS = [m for m in MODES if m.read != "order"]
 
 
+@pytest.mark.hypothesis  # the @given case is inner (it runs on the module's loop): mark the test for make test-long
 @pytest.mark.parametrize("mode", READS, ids=[m.id for m in READS])
 def test_corrupted_reads_end_in_true_values_or_typed_refusals(harness: Harness, mode: Mode) -> None:
     rig = harness.rigs[mode.venue]
@@ -362,6 +363,7 @@ def test_a_refused_order_answer_is_an_unknown_outcome_resolved_by_client_id(harn
     harness.run(rig.fuse.submit(OrderRequest(harness.client_id(), rig.market, Side.BUY, QTY)))  # the position back
 
 
+@pytest.mark.hypothesis
 @pytest.mark.parametrize("venue", ["binance", "hyperliquid"])
 def test_order_answers_fuzzed_are_typed_and_sent_once(harness: Harness, venue: str) -> None:
     rig = harness.rigs[venue]
