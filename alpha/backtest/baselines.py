@@ -83,19 +83,25 @@ def cost_model(config: StrategyConfig, tape: MarketTape, reference_price: Decima
 def carry_notional(config: StrategyConfig, spot: MarketTape, perps: Sequence[MarketTape]) -> Decimal:
     """Per-leg notional of one carry of ``spot``'s asset the configuration allows (the smallest over its venues).
 
-    The NAV is split equally between the configured assets; of an asset's share, the spot leg
-    takes ``N`` (within the spot fuse's ``max_share``) and the perp leg's margin
-    ``N / max_leverage x (1 + margin.initial_cushion)`` (within the perp fuse's ``max_share``),
-    together within the share less ``idle_buffer``.
+    The caps ``decide`` sizes a hedge under, with the same headroom: the NAV is split equally
+    between the configured assets; of an asset's share, the spot leg takes ``N`` (within the
+    spot fuse's ``max_share``) and the perp leg's margin ``N / max_leverage x (1 +
+    margin.initial_cushion)`` (within the perp fuse's ``max_share``), together within the share
+    less ``idle_buffer``; each venue's gross exposure within ``risk.max_venue_exposure`` of the
+    share (both legs count where spot and perp share a venue) and the hedged notional within
+    ``risk.max_asset_share`` of the NAV. Like ``decide``, it is sized ``pnl.drift_tolerance``
+    below the tightest of these, so that a price move within the tolerance keeps within them.
     """
     nav = config.vault.nav / max(len(config.assets), 1)
     budget = nav * (1 - config.idle_buffer)
-    limits = [nav * config.fuse(spot.fuse).max_share]
+    limits = [nav * config.fuse(spot.fuse).max_share, config.risk.max_asset_share * config.vault.nav]
+    spot_venue = config.fuse(spot.fuse).venue
     for p in perps:
         fuse = config.fuse(p.fuse)
         per_unit = (1 + config.margin.initial_cushion) / fuse.max_leverage
-        limits += [nav * fuse.max_share / per_unit, budget / (1 + per_unit)]
-    return min(limits)
+        legs_on_venue = 2 if fuse.venue == spot_venue else 1
+        limits += [nav * fuse.max_share / per_unit, budget / (1 + per_unit), config.risk.max_venue_exposure * nav / legs_on_venue]
+    return min(limits) / (1 + config.pnl.drift_tolerance)
 
 
 @dataclass
@@ -113,6 +119,7 @@ class BaselineResult:
     fees: Decimal = ZERO
     slippage: Decimal = ZERO
     basis: Decimal = ZERO  # mark-to-market of the legs while held
+    exposure: Decimal = ZERO  # notional held x time: the spot leg's value at each interval's start x its length, in years
     switches: int = 0  # trades after the first entry (venue switches, exits, re-entries; the final exit excluded)
     venue: str = ""  # the venue held throughout (passive and hindsight)
     path: list[tuple[datetime, str]] = field(default_factory=list)  # (time, position) at each change
@@ -130,8 +137,14 @@ class BaselineResult:
         return self.net / self.nav / self.years
 
     @property
+    def mean_notional(self) -> Decimal:
+        """The notional held, averaged over the whole period (flat time counts as zero), like the strategy's."""
+        return self.exposure / self.years
+
+    @property
     def apr_on_notional(self) -> Decimal:
-        return self.net / self.notional / self.years if self.notional > 0 else ZERO
+        """Net PnL per dollar of notional held per year (the time-average notional, as the strategy's is measured)."""
+        return self.net / self.exposure if self.exposure > 0 else ZERO
 
     def as_json(self) -> dict[str, Any]:
         """Amounts to the cent, APRs to 1e-6, times in ISO-8601."""
@@ -144,6 +157,7 @@ class BaselineResult:
             "end": self.end.isoformat().replace("+00:00", "Z"),
             "nav": str(self.nav.quantize(cents)),
             "notional": str(self.notional.quantize(cents)),
+            "mean_notional": str(self.mean_notional.quantize(cents)),
             "net_pnl": str(self.net.quantize(cents)),
             "funding": str(self.funding.quantize(cents)),
             "fees": str(self.fees.quantize(cents)),
@@ -267,6 +281,10 @@ def _follow(a: AssetTape, name: str, positions: Sequence[str]) -> BaselineResult
         funding, basis = a.step(held, t0, t1)
         r.funding += funding
         r.basis += basis
+        if held != FLAT:
+            mark = a.spot.mark_at(t0)
+            assert mark is not None
+            r.exposure += a.quantity * mark * Decimal(int((t1 - t0).total_seconds())) / SECONDS_PER_YEAR
     fee, slip = a.transition(held, FLAT, a.grid[-1])
     r.fees += fee
     r.slippage += slip

@@ -33,8 +33,9 @@ from alpha.daemon.steps import Book, StepRunner, TakenStep
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.events import Event, Liquidated, OrderFilled
+from alpha.domain.funding import FundingRate
 from alpha.domain.money import ZERO
-from alpha.domain.portfolio import PortfolioView
+from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.observability.metrics import Metrics
 from alpha.risk.exposure import gross, net_delta
 from alpha.risk.gate import RiskState, gate
@@ -94,6 +95,12 @@ class RunResult:
         return self.samples[-1].nav if self.samples else self.initial_nav
 
 
+# The funding history a replay starts with: the settlements recorded in this span before its
+# start, as a daemon starting then would read them from the venues (settled rates are public),
+# so a replay that starts mid-history does not decide on an empty history.
+DEFAULT_WARMUP = timedelta(days=90)
+
+
 class Replay:
     """One replay of recorded history for a strategy (``passive``: the baseline)."""
 
@@ -108,8 +115,11 @@ class Replay:
         sample_every: timedelta = timedelta(hours=8),
         opening: Sequence[Action] = (),
         poll_every: timedelta | None = None,
+        warmup: timedelta = DEFAULT_WARMUP,
     ) -> None:
         self.config = config
+        self.tapes = tapes
+        self.warmup = warmup
         self.poll_every = poll_every  # the daemon's market data poll to replay (None: data read at every instant)
         self.source = RecordedSource(tapes)
         self.start = start
@@ -168,8 +178,25 @@ class Replay:
             instruments=self.marketdata.instruments, run_id="bt",
         )
         steps.reset_references(await self._view(self.start, ViewPurpose.MARGIN))
+        self._warm_up(steps)
         self.steps = steps
         return steps
+
+    def _warm_up(self, steps: StepRunner) -> None:
+        """Record the settlements of ``[start - warmup, start)`` in the decision's funding history (settled, public data only)."""
+        since = self.start - self.warmup
+        for tape in self.tapes:
+            if not tape.is_perp:
+                continue
+            key = market_key(tape.fuse, tape.market)
+            for rec in tape.funding:
+                if rec.ts < since:
+                    continue
+                if rec.ts >= self.start:
+                    break
+                mark = tape.mark_at(rec.ts) or rec.mark
+                if mark is not None and mark > 0:
+                    steps.history.record(key, rec.ts, FundingRate(rec.rate, rec.interval, rec.ts + rec.interval), mark)
 
     async def run(self) -> RunResult:
         """Replay from ``start`` to ``end``."""
@@ -319,15 +346,17 @@ async def replay(
     passive: bool = False,
     opening: Sequence[Action] = (),
     poll_every: timedelta | None = None,
+    warmup: timedelta = DEFAULT_WARMUP,
 ) -> RunResult:
     """Run one replay (strategy or passive baseline) and return its result.
 
     ``opening``: actions executed at the start instead of the first decision (with ``passive``,
     a hand-made book held to the end with only margin management). ``poll_every``: replay a
     daemon whose market data service polls on that cadence (margin checks then read marks up
-    to a poll old, as the daemon's do); by default every instant reads fresh data.
+    to a poll old, as the daemon's do); by default every instant reads fresh data. ``warmup``:
+    the span of settled funding before ``start`` the decision's history starts with.
     """
-    return await Replay(config, tapes, start, end, passive=passive, opening=opening, poll_every=poll_every).run()
+    return await Replay(config, tapes, start, end, passive=passive, opening=opening, poll_every=poll_every, warmup=warmup).run()
 
 
 def run_both(

@@ -10,9 +10,11 @@ Marks come from the price file, else from the funding file's ``mark_price`` colu
 from another market of the same asset (a spot market without its own prices takes the
 perp's); each is held constant until the next recorded value. A perp's index is the spot
 price of its asset when a spot market is configured, else its own mark. Funding is paid at
-the recorded settlement times with the recorded rate and interval: between settlements the
-source reports the rate of the next recorded settlement (the venue's predicted rate, which
-converges to it; here it is known exactly: say so when reading results).
+the recorded settlement times with the recorded rate and interval. What the venue publishes
+meanwhile (``MarketState.predicted_rate``, what a decision sees) is a prediction made from
+the data before the settlement: the last settled rate (0 before the first recorded one), as a
+venue's predicted rate starts from the premium of the interval just settled. The rate about
+to be paid is never shown before it is paid: no decision reads the future.
 """
 
 from __future__ import annotations
@@ -58,9 +60,14 @@ class MarketTape:
         return self.prices[i] if i >= 0 else None
 
     def next_funding(self, now: datetime) -> FundingRecord | None:
-        """The first recorded settlement strictly after ``now``."""
+        """The first recorded settlement strictly after ``now`` (what the world pays; never shown to a decision)."""
         i = bisect.bisect_right(self.funding_times, now)
         return self.funding[i] if i < len(self.funding) else None
+
+    def predicted_funding(self, now: datetime) -> Decimal:
+        """The rate the venue publishes at ``now`` for its next settlement: the last rate settled at or before ``now`` (0 before any)."""
+        i = bisect.bisect_right(self.funding_times, now) - 1
+        return self.funding[i].rate if i >= 0 else Decimal(0)
 
     @property
     def first_time(self) -> datetime:
@@ -193,6 +200,7 @@ class RecordedSource:
                     funding_rate=nxt.rate if nxt else None,
                     next_settlement=nxt.ts if nxt else None,
                     funding_interval=nxt.interval if nxt else None,
+                    predicted_rate=t.predicted_funding(now) if nxt else None,
                 )
             else:
                 state = MarketState(mark=mark, index=mark)

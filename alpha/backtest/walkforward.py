@@ -53,10 +53,12 @@ from fuses.sim.markets import parse_symbol
 
 DEFAULT_TRAIN = timedelta(days=180)
 DEFAULT_TEST = timedelta(days=90)
-# Entry hurdle and amortisation horizon, conservative first; points a configuration does not have are dropped.
+# Entry hurdle and prior holding (the expected holding before the history shows how persistent
+# funding is; also the horizon a venue switch must pay within), conservative first; points a
+# configuration does not have are dropped.
 DEFAULT_GRID: dict[str, tuple[str, ...]] = {
-    "thresholds.entry_min_net_apr": ("0.10", "0.05", "0.02"),
-    "thresholds.holding_period": ("14d", "30d", "90d"),
+    "thresholds.entry_min_net_apr": ("0.05", "0.02", "0.00"),
+    "thresholds.holding_period": ("14d", "30d"),
 }
 
 
@@ -383,9 +385,7 @@ class WalkForward:
                 "rebalances": r.test.rebalances,
             },
             "baselines_apr": {k: _ratio(v / self.nav / years) for k, v in portfolio.items()},
-            "baselines_apr_on_notional": {
-                k: _ratio(v / sum((b.notional for b in r.baselines if b.name == k), ZERO) / years) for k, v in portfolio.items()
-            },
+            "baselines_apr_on_notional": {k: _ratio(v / e) if (e := sum((b.exposure for b in r.baselines if b.name == k), ZERO)) > 0 else None for k, v in portfolio.items()},
             "baselines_switches": {b.name + " " + b.asset: b.switches for b in r.baselines if not b.name.startswith("passive")},
             "assets": assets,
         }
@@ -401,11 +401,10 @@ class WalkForward:
         deployed = {n: ZERO for n in names}  # notional x years
         at_least = {n: 0 for n in names}
         for r in self.results:
-            span = _years(r.window.test_start, r.window.test_end)
             per: dict[str, Decimal] = {}
             for b in r.baselines:
                 per[b.name] = per.get(b.name, ZERO) + b.net
-                deployed[b.name] += b.notional * span
+                deployed[b.name] += b.exposure
             for n in names:
                 totals[n] += per.get(n, ZERO)
                 at_least[n] += 1 if r.test.net_pnl >= per.get(n, ZERO) else 0
@@ -471,7 +470,7 @@ class WalkForward:
             span = f"{agg['windows']} windows, {float(agg['test_years']):.2f} years"
             out.append(f"{'aggregate':23} {span:44} {_pct(agg['strategy_apr']):>9}" + "".join(f" {_pct(agg['baselines_apr'][n]):>14}" for n in names))
             per_dollar = f"{_pct(agg['strategy_apr_on_notional']):>9}" + "".join(f" {_pct(agg['baselines_apr_on_notional'][n]):>14}" for n in names)
-            out.append(f"{'  per $ of notional':23} {'(strategy: time-average notional)':44} " + per_dollar)
+            out.append(f"{'  per $ of notional':23} {'(time-average notional held)':44} " + per_dollar)
             carry = f"{_pct(agg['strategy_carry_apr']):>9}" + "".join(f" {_pct(agg['baselines_carry_apr'][n]):>14}" for n in names)
             out.append(f"{'  carry only':23} {'(funding - fees - slippage)':44} " + carry)
             shares = "".join(f" {agg['strategy_at_least'][n] * 100:>13.0f}%" for n in names)

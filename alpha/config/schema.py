@@ -158,16 +158,34 @@ class Vault(Model):
 
 
 class Thresholds(Model):
-    """When a carry is worth entering and when it should be left (net of costs, annualised)."""
+    """When a carry is worth entering and when it should be left; every cost is amortised over the expected holding.
+
+    The expected holding of a hedge is how long what it earns has stayed of that sign
+    (``strategy.decide.expected_holding``): the time its smoothed funding spent of that sign in
+    the trailing window, plus ``holding_period`` as a prior worth one run, divided by the runs
+    that ended plus one; bounded to ``[min_holding, max_holding]``. A fresh history gives
+    ``holding_period``.
+
+    * Entry: the expected net APR, the round trip (entry and exit) amortised over the holding,
+      at least ``entry_min_net_apr``.
+    * Exit: an open hedge is kept while its expected carry over the holding loses less than
+      closing it costs: gross APR + exit cost / holding >= ``exit_min_net_apr``.
+    * A hedge is displaced (a venue switch) only when the challenger's gain over the holding
+      pays closing the open hedge and opening the challenger (``carry.ranking_score``).
+    """
 
     entry_min_net_apr: Apr = Decimal("0.05")
     exit_min_net_apr: Apr = Decimal("0.00")
-    holding_period: Duration = timedelta(days=7)  # amortises entry and exit costs
+    holding_period: Duration = timedelta(days=7)  # prior expected holding, before the history shows persistence
+    min_holding: Duration = timedelta(days=1)
+    max_holding: Duration = timedelta(days=90)
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Thresholds:
         if self.exit_min_net_apr > self.entry_min_net_apr:
             raise ValueError("exit_min_net_apr must not exceed entry_min_net_apr")
+        if not timedelta(0) < self.min_holding <= self.holding_period <= self.max_holding:
+            raise ValueError("holdings must satisfy 0 < min_holding <= holding_period <= max_holding")
         return self
 
 

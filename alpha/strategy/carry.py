@@ -8,9 +8,12 @@ A hedge earns, per year and per unit of notional (one leg's notional):
   ``-forecast(P) - borrow APR`` (worth it when funding is negative).
 
 Costs are taker fees plus slippage estimated from each book's depth at the intended size
-(``OrderBook.slippage_rate``), for entry and exit, amortised over the holding period.
-An open hedge has paid its entry already: it is judged on its exit cost only, against the
-lower exit threshold (hysteresis).
+(``OrderBook.slippage_rate``), for entry and exit, amortised over the hedge's expected
+holding (``Candidate.holding``, from how persistent its funding has been).
+
+Hysteresis sized by cost (``worth_holding``): a new hedge is entered when its expected carry
+over the holding pays the round trip and the entry threshold; an open hedge, whose entry is
+paid, is kept while its expected carry over the holding loses less than the exit cost.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ class Candidate:
     short: TradeLeg | None
     borrow: BorrowLeg | None
     funding_apr: Decimal  # forecast funding earned, before costs, per unit of notional
+    holding: timedelta = timedelta(days=7)  # expected holding, over which costs are amortised
 
     @property
     def hedge_id(self) -> HedgeRef:
@@ -219,7 +223,22 @@ def ranking_score(carry: Carry, holding_period: timedelta, *, is_open: bool) -> 
     return carry.net_apr
 
 
-def worth_holding(carry: Carry, thresholds: Thresholds, *, is_open: bool) -> bool:
-    """Say whether a carry clears the entry threshold (new hedge) or the exit threshold (open hedge)."""
-    limit = thresholds.exit_min_net_apr if is_open else thresholds.entry_min_net_apr
-    return carry.net_apr >= limit
+def worth_holding(
+    carry: Carry, thresholds: Thresholds, *, is_open: bool, holding: timedelta | None = None, adverse: bool = False
+) -> bool:
+    """Say whether a new hedge is worth entering, or an open hedge worth keeping (``Thresholds``).
+
+    New: the net APR (the round trip amortised over ``holding``) at least ``entry_min_net_apr``.
+    Open: its entry is paid and its exit will be paid whenever it is closed, so it is kept
+    while the expected carry over the holding loses less than closing it now costs: gross APR
+    plus the exit cost amortised at least ``exit_min_net_apr``. The gap between the two is the
+    hysteresis, sized by the costs. ``holding`` defaults to ``thresholds.holding_period``.
+    ``adverse``: the funding regime has turned against the hedge (``Signals.funding_regime``):
+    the run it was held for has ended, so no holding is left to amortise its exit over and it
+    is kept only while its gross APR alone clears ``exit_min_net_apr``.
+    """
+    y = years(holding if holding is not None else thresholds.holding_period)
+    if is_open:
+        bonus = ZERO if adverse else carry.exit_cost / y
+        return carry.gross_apr + bonus >= thresholds.exit_min_net_apr
+    return carry.net_apr >= thresholds.entry_min_net_apr

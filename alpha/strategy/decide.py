@@ -7,17 +7,22 @@ How it chooses:
 1. Validate every market snapshot it uses (``MarketSnapshot.validate`` with
    ``config.risk.max_data_age``) and every price; bad data raises ``BadMarketData``.
 2. Build candidate hedges per farmed asset (long spot / short perp, cross-venue perp spreads,
-   and long perp + synthetic short in a lending fuse) and their expected net carry at the
-   size the caps allow (``carry.expected_carry``); keep those over the entry threshold (or
-   the exit threshold for a hedge that is already open).
+   and long perp + synthetic short in a lending fuse), each with its expected holding
+   (``expected_holding``: how long what it earns has kept its sign in the trailing history),
+   and their expected net carry at the size the caps allow (``carry.expected_carry``, costs
+   amortised over the holding). A new hedge is kept when its net carry clears the entry
+   threshold; an open one while its expected carry over the holding loses less than closing
+   it costs (``carry.worth_holding``: hysteresis sized by cost), or, once the asset's funding
+   regime has turned against it (``Signals.funding_regime``), while its gross carry alone
+   clears the exit threshold.
 3. Greedily, best first, give each hedge the largest notional that fits every constraint
    still free: each fuse's capital cap (max_share x NAV), each venue's gross exposure
    (max_venue_exposure x NAV), each asset's hedged notional (risk.max_asset_share x NAV)
    and the NAV above the idle buffer. A market is used by one
    hedge at most. Both legs get the same base quantity. New hedges rank by net APR; an open
-   hedge by its gross APR plus its exit cost amortised (``carry.ranking_score``), so it is
-   only displaced when the switch pays its round-trip cost over the holding period, and it
-   is kept while its net carry clears ``thresholds.exit_min_net_apr`` (hysteresis).
+   hedge by its gross APR plus its exit cost amortised (``carry.ranking_score``) over its
+   holding but at most ``thresholds.holding_period``, so it is only displaced (a venue
+   switch) when the challenger's gain pays the switch within that horizon.
 4. Every leg is funded with headroom, so that no order is refused by the venue: a spot leg
    ties up its notional; a perp leg the venue's initial margin at its own mark (tiered by
    notional when the instrument carries ``margin_tiers``, else notional / max_leverage; in the
@@ -46,10 +51,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
-from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig
+from alpha.config.schema import FuseConfig, FuseKind, PnlPolicyKind, StrategyConfig, Thresholds
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import FuseAllocation, HedgeRef, TargetBook, TargetPosition
 from alpha.domain.instruments import Instrument, InstrumentKind, Side
@@ -69,7 +74,7 @@ from alpha.strategy.carry import (
     worth_holding,
 )
 from alpha.strategy.margin import pinned
-from alpha.strategy.signals import Regime, Signals
+from alpha.strategy.signals import Persistence, Regime, Signals
 
 # Collateral of a synthetic short is sized for this multiple of the minimum health factor.
 HEALTH_HEADROOM = Decimal("1.25")
@@ -152,36 +157,87 @@ def _leg(snap: MarketSnapshot, fuse: FuseConfig, side: Side) -> TradeLeg:
     return TradeLeg(snap.fuse, snap.market, market_key(snap.fuse, snap.market), snap.instrument, side, lev)
 
 
+def expected_holding(p: Persistence | None, thresholds: Thresholds) -> timedelta:
+    """Return how long a hedge earning the positive side of a series with persistence ``p`` is expected to be held.
+
+    The mean length of the series' positive runs, estimated as an exponential duration with
+    a prior (``thresholds.holding_period``, worth one run): (prior + time positive) / (1 +
+    positive runs that ended in the window); bounded to ``[min_holding, max_holding]``. A run
+    still going counts as time, not as an end, so a series that never turned gives the longest
+    holding its window shows. Without history: the prior.
+    """
+    prior = thresholds.holding_period
+    if p is None:
+        return prior
+    estimate = (prior + p.positive_time) / (1 + p.positive_runs)
+    return min(max(estimate, thresholds.min_holding), thresholds.max_holding)
+
+
+def _adverse(c: Candidate, signals: Signals) -> bool:
+    """Whether the asset's funding regime works against what ``c`` earns (a short perp in mostly negative funding, and the reverse)."""
+    regime = signals.funding_regime(c.asset)
+    if c.kind is HedgeKind.SPOT_PERP:
+        return regime is Regime.BEAR
+    if c.kind is HedgeKind.SYNTHETIC_SHORT:
+        return regime is Regime.BULL
+    return False
+
+
 def candidates(
     view: PortfolioView, signals: Signals, config: StrategyConfig, snapshots: dict[str, MarketSnapshot]
 ) -> list[Candidate]:
-    """Return every hedge the enabled fuses allow for the farmed assets."""
+    """Return every hedge the enabled fuses allow for the farmed assets.
+
+    Each carries its expected holding (``expected_holding`` of the persistence of what it
+    earns: the short perp's funding, the spread, or the negative of the long perp's funding),
+    over which its costs are amortised, and its funding forecast (``Signals.forecast``).
+    """
     fuses = {f.name: f for f in config.enabled_fuses}
     out: list[Candidate] = []
+    th = config.thresholds
+
+    def holding_of(key: str, *, sign: int) -> timedelta:
+        sig = signals.markets.get(key)
+        if sig is None:
+            return th.holding_period
+        return expected_holding(sig.persistence if sign > 0 else sig.persistence.flipped(), th)
 
     def forecast(snap: MarketSnapshot) -> Decimal:
-        key = market_key(snap.fuse, snap.market)
-        value = signals.forecast(key)
+        value = signals.forecast(market_key(snap.fuse, snap.market))
         if value is not None:
             return value
         assert snap.funding is not None
         return snap.funding.annualised
+
+    def spread_holding(lo: MarketSnapshot, hi: MarketSnapshot) -> timedelta:
+        p = signals.pairs.get((market_key(lo.fuse, lo.market), market_key(hi.fuse, hi.market)))
+        return expected_holding(p, th) if p is not None else th.holding_period
 
     for asset in config.assets:
         spots = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind is InstrumentKind.SPOT and s.fuse in fuses]
         perps = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind.is_perp and s.fuse in fuses]
         for s in spots:
             for p in perps:
+                h = holding_of(market_key(p.fuse, p.market), sign=1)
                 out.append(
-                    Candidate(asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p))
+                    Candidate(
+                        asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p), h
+                    )
                 )
         for lo in perps:
             for hi in perps:
                 if lo is hi:
                     continue
+                h = spread_holding(lo, hi)
                 out.append(
                     Candidate(
-                        asset, HedgeKind.PERP_PERP, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, forecast(hi) - forecast(lo)
+                        asset,
+                        HedgeKind.PERP_PERP,
+                        _leg(lo, fuses[lo.fuse], Side.BUY),
+                        _leg(hi, fuses[hi.fuse], Side.SELL),
+                        None,
+                        forecast(hi) - forecast(lo),
+                        h,
                     )
                 )
         for lf in _lending_fuses(config):
@@ -196,6 +252,7 @@ def candidates(
             ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
             ratio = max(ratio, ONE / lf.max_leverage)
             for p in perps:
+                h = holding_of(market_key(p.fuse, p.market), sign=-1)
                 out.append(
                     Candidate(
                         asset,
@@ -204,6 +261,7 @@ def candidates(
                         None,
                         BorrowLeg(lf.name, rates.borrow_apr, ratio),
                         -forecast(p),
+                        h,
                     )
                 )
     return out
@@ -440,7 +498,6 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         drift = config.pnl.drift_tolerance
         all_candidates = candidates(view, signals, config, snapshots)
         chosen: list[_Chosen] = []
-        holding = config.thresholds.holding_period
 
         def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
             """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
@@ -465,10 +522,11 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             """The largest notional up to ``limit`` whose carry clears the threshold (entry, or exit if open)."""
             if is_open is None:
                 is_open = _current_quantity(c, held, borrowed) > 0
+            adverse = _adverse(c, signals)
 
             def passing(x: Decimal) -> Carry | None:
-                carry = expected_carry(c, x, snapshots, holding, is_open=is_open)
-                ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open)
+                carry = expected_carry(c, x, snapshots, c.holding, is_open=is_open)
+                ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open, holding=c.holding, adverse=adverse)
                 return carry if ok else None
 
             if limit <= 0:
@@ -503,7 +561,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             found = evaluate(c, lim[0])
             if found is not None:
                 is_open = _current_quantity(c, held, borrowed) > 0
-                ranked.append((ranking_score(found[1], holding, is_open=is_open), str(c.hedge_id), c))
+                # A switch away from an open hedge must pay within the prior holding at most: how
+                # long the spread between two venues lasts is not how long funding keeps its sign.
+                horizon = min(c.holding, config.thresholds.holding_period) if is_open else c.holding
+                ranked.append((ranking_score(found[1], horizon, is_open=is_open), str(c.hedge_id), c))
         ranked.sort(key=lambda t: (-t[0], t[1]))
 
         # An open hedge that no better-ranked candidate competes with for its markets keeps its

@@ -5,11 +5,22 @@ rate over the horizon of an Ornstein-Uhlenbeck process that starts at the recent
 exponentially weighted mean of observations) and reverts to the long-run mean of the
 history, itself shrunk towards zero while the history is short.
 
+Persistence: how long funding has stayed of one sign, from the trailing
+``persistence_window`` of observations (``Persistence``: time spent positive and negative and
+how many runs of each sign ended in the window). The sign is that of funding smoothed over its
+reversion time (``FundingSample.smoothed``, an exponentially weighted mean with that
+half-life, kept as the history is recorded): an 8h print of the other sign inside a positive
+regime is noise a hedge holds through, not the end of its holding. ``decide`` turns it into
+the expected holding of a hedge (``expected_holding``), over which its costs are amortised.
+
+Everything here is computed from observations at or before ``now``: nothing later is read.
+
 Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +52,7 @@ class FundingSample:
     ts: datetime
     apr: Decimal
     mark: Decimal
+    smoothed: float | None = None  # funding smoothed over the history's half-life (a statistic: a float); None: not recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +65,78 @@ class SignalParams:
     min_history: timedelta = timedelta(days=7)  # shorter histories shrink the long-run mean to 0
     regime_window: timedelta = timedelta(days=3)
     regime_share: Decimal = Decimal("0.6")  # share of samples of one sign that makes a regime
+    persistence_window: timedelta = timedelta(days=90)  # trailing window the run lengths are measured on
+
+
+@dataclass(frozen=True, slots=True)
+class Persistence:
+    """How long a funding series stayed of one sign in a trailing window.
+
+    ``positive_time`` / ``negative_time``: time spent above / below zero (each observation
+    holds until the next one, the last until ``now``); ``positive_runs`` / ``negative_runs``:
+    runs of that sign that ended inside the window (a run still going is censored, not counted).
+    """
+
+    positive_time: timedelta = timedelta(0)
+    positive_runs: int = 0
+    negative_time: timedelta = timedelta(0)
+    negative_runs: int = 0
+
+    def flipped(self) -> Persistence:
+        """The persistence of the series of opposite sign."""
+        return Persistence(self.negative_time, self.negative_runs, self.positive_time, self.positive_runs)
+
+
+def persistence(times: list[datetime], values: list[Decimal] | list[float], now: datetime, window: timedelta) -> Persistence:
+    """Measure the runs of one sign of ``values`` (observed at ``times``, oldest first) over ``[now - window, now]``.
+
+    Only observations at or before ``now`` are read.
+    """
+    start = now - window
+    pos = neg = timedelta(0)
+    pos_runs = neg_runs = 0
+    prev_sign = 0
+    n = len(times)
+    for i in range(n):
+        t = times[i]
+        if t > now:
+            break
+        nxt = times[i + 1] if i + 1 < n and times[i + 1] <= now else now
+        v = values[i]
+        sign = 1 if v > 0 else -1 if v < 0 else 0
+        if nxt <= start:
+            prev_sign = sign
+            continue
+        if prev_sign != sign and t >= start:
+            if prev_sign > 0:
+                pos_runs += 1
+            elif prev_sign < 0:
+                neg_runs += 1
+        prev_sign = sign
+        held = nxt - max(t, start)
+        if sign > 0:
+            pos += held
+        elif sign < 0:
+            neg += held
+    return Persistence(pos, pos_runs, neg, neg_runs)
 
 
 class FundingHistory:
     """A bounded per-market history of funding and marks that the daemon appends to.
 
     Keys are ``market_key(fuse, market)``. Observations older than the last one of the same
-    market are ignored, so recording the same view twice changes nothing.
+    market are ignored, so recording the same view twice changes nothing. Each sample also
+    carries funding smoothed over ``smoothing`` (an exponentially weighted mean kept as the
+    history is recorded, O(1) per observation), which the persistence is measured on.
     """
 
-    def __init__(self, maxlen: int = 2000) -> None:
+    def __init__(self, maxlen: int = 2000, *, smoothing: timedelta = timedelta(days=3)) -> None:
         if maxlen < 1:
             raise ValueError("maxlen must be at least 1")
+        if smoothing <= timedelta(0):
+            raise ValueError("smoothing must be positive")
         self._maxlen = maxlen
+        self._smoothing = smoothing.total_seconds()
         self._samples: dict[str, deque[FundingSample]] = {}
 
     def record(self, key: str, ts: datetime, funding: FundingRate, mark: Decimal) -> bool:
@@ -77,7 +148,12 @@ class FundingHistory:
         samples = self._samples.setdefault(key, deque(maxlen=self._maxlen))
         if samples and ts <= samples[-1].ts:
             return False
-        samples.append(FundingSample(ts, annualise(funding.rate, funding.interval), mark))
+        apr = annualise(funding.rate, funding.interval)
+        smoothed = float(apr)
+        if samples and samples[-1].smoothed is not None:
+            keep = 0.5 ** ((ts - samples[-1].ts).total_seconds() / self._smoothing)
+            smoothed = samples[-1].smoothed * keep + smoothed * (1 - keep)
+        samples.append(FundingSample(ts, apr, mark, smoothed))
         return True
 
     def observe(self, view: PortfolioView) -> int:
@@ -121,6 +197,7 @@ class MarketSignal:
     long_run_apr: Decimal
     forecast_apr: Decimal
     samples: int
+    persistence: Persistence = Persistence()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +209,7 @@ class AssetSignal:
     positive_share: Decimal  # share of recent funding observations above zero
     negative_share: Decimal
     price_trend: Decimal  # relative change of the mark over the regime window
+    funding_regime: Regime = Regime.NEUTRAL  # from the funding sign alone: BEAR when funding is mostly negative
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +230,8 @@ class Signals:
     markets: Mapping[str, MarketSignal] = field(default_factory=dict)
     assets: Mapping[str, AssetSignal] = field(default_factory=dict)
     spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
+    # Persistence of the spread (short - long) of two perps of one asset, by (long key, short key).
+    pairs: Mapping[tuple[str, str], Persistence] = field(default_factory=dict)
 
     def forecast(self, key: str) -> Decimal | None:
         """Return the forecast funding APR of a market key, if known."""
@@ -161,6 +241,11 @@ class Signals:
     def regime(self, asset: str) -> Regime:
         sig = self.assets.get(asset)
         return sig.regime if sig is not None else Regime.NEUTRAL
+
+    def funding_regime(self, asset: str) -> Regime:
+        """The asset's regime by the sign of its funding alone (BEAR: mostly negative)."""
+        sig = self.assets.get(asset)
+        return sig.funding_regime if sig is not None else Regime.NEUTRAL
 
 
 def _decay(age: timedelta, halflife: timedelta) -> Decimal:
@@ -264,7 +349,9 @@ def compute_signals(
                 obs.append(FundingSample(snap.ts, snap.funding.annualised, snap.mark))
         if not obs:
             continue
-        recent, long_run, forecast = _forecast([s.ts for s in obs], [s.apr for s in obs], now, p, weights, seen)
+        times = [s.ts for s in obs]
+        aprs = [s.apr for s in obs]
+        recent, long_run, forecast = _forecast(times, aprs, now, p, weights, seen)
         asset = snap.instrument.base
         markets[key] = MarketSignal(
             key=key,
@@ -276,11 +363,13 @@ def compute_signals(
             long_run_apr=long_run,
             forecast_apr=forecast,
             samples=len(obs),
+            persistence=_persistence(obs, now, p.persistence_window),
         )
         per_asset.setdefault(asset, []).append((key, obs))
 
     assets: dict[str, AssetSignal] = {}
     spreads: dict[str, tuple[Spread, ...]] = {}
+    pairs: dict[tuple[str, str], Persistence] = {}
     for asset, entries in per_asset.items():
         assets[asset] = _regime(asset, entries, now, p)
         found: list[Spread] = []
@@ -293,7 +382,37 @@ def compute_signals(
                 if apr > 0:
                     found.append(Spread(asset, low, high, apr))
         spreads[asset] = tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads)
+        for i, (low, low_obs) in enumerate(entries):
+            for high, high_obs in entries[i + 1 :]:
+                pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
+                pairs[(high, low)] = pairs[(low, high)].flipped()
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+
+
+def _recorded_in(obs: list[FundingSample], start: datetime) -> list[FundingSample]:
+    """The recorded (smoothed) observations from the last one at or before ``start`` on."""
+    i = bisect_right([s.ts for s in obs], start) - 1
+    return [s for s in obs[max(i, 0) :] if s.smoothed is not None]
+
+
+def _persistence(obs: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
+    """Persistence of a market's smoothed funding (observations not recorded in the history are left out)."""
+    kept = _recorded_in(obs, now - window)
+    return persistence([s.ts for s in kept], [s.smoothed for s in kept if s.smoothed is not None], now, window)
+
+
+def _spread_persistence(low: list[FundingSample], high: list[FundingSample], now: datetime, window: timedelta) -> Persistence:
+    """Persistence of ``high - low`` (smoothed) over the times both markets were observed."""
+    start = now - window
+    low_at = {s.ts: s.smoothed for s in _recorded_in(low, start)}
+    times: list[datetime] = []
+    values: list[float] = []
+    for s in _recorded_in(high, start):
+        other = low_at.get(s.ts)
+        if other is not None and s.smoothed is not None:
+            times.append(s.ts)
+            values.append(s.smoothed - other)
+    return persistence(times, values, now, window)
 
 
 def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: datetime, p: SignalParams) -> AssetSignal:
@@ -311,13 +430,14 @@ def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: dat
     positive = Decimal(pos) / total
     negative = Decimal(neg) / total
     trend = sum(trends, ZERO) / len(trends) if trends else ZERO
+    funding_regime = Regime.BULL if positive >= p.regime_share else Regime.BEAR if negative >= p.regime_share else Regime.NEUTRAL
     if positive >= p.regime_share and trend >= 0:
         regime = Regime.BULL
     elif negative >= p.regime_share and trend <= 0:
         regime = Regime.BEAR
     else:
         regime = Regime.NEUTRAL
-    return AssetSignal(asset, regime, positive, negative, trend)
+    return AssetSignal(asset, regime, positive, negative, trend, funding_regime)
 
 
 __all__ = [
@@ -325,10 +445,12 @@ __all__ = [
     "FundingHistory",
     "FundingSample",
     "MarketSignal",
+    "Persistence",
     "Regime",
     "SignalParams",
     "Signals",
     "Spread",
     "compute_signals",
     "forecast_market",
+    "persistence",
 ]

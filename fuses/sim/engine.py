@@ -82,7 +82,9 @@ def _check_number(value: object, what: str, *, venue: str, positive: bool = True
 class MarketData:
     """Latest price and funding state of one market on the venue; the book is built when first read."""
 
-    __slots__ = ("_book", "_model", "funding_interval", "funding_rate", "index", "instrument", "mark", "next_settlement", "ts")
+    __slots__ = (
+        "_book", "_model", "funding_interval", "funding_rate", "index", "instrument", "mark", "next_settlement", "predicted_rate", "ts"
+    )
 
     def __init__(self, instrument: Instrument, model: DepthModel, mark: Decimal, index: Decimal) -> None:
         self.instrument = instrument
@@ -90,10 +92,16 @@ class MarketData:
         self.mark = mark
         self.index = index
         self.funding_rate: Decimal = ZERO
+        self.predicted_rate: Decimal | None = None  # what the venue publishes for the next settlement (None: funding_rate)
         self.funding_interval: timedelta | None = None
         self.next_settlement: datetime | None = None
         self.ts: datetime | None = None
         self._book: OrderBook | None = None
+
+    @property
+    def published_rate(self) -> Decimal:
+        """The rate the venue shows for its next settlement: the prediction, else the rate it will pay."""
+        return self.funding_rate if self.predicted_rate is None else self.predicted_rate
 
     def move(self, mark: Decimal, index: Decimal, now: datetime) -> None:
         """Take a new mark and index; the book follows on the next read."""
@@ -224,14 +232,19 @@ class SimExchange:
         *,
         next_settlement: datetime | None = None,
         interval: timedelta | None = None,
+        predicted: Decimal | None = None,
     ) -> None:
-        """Set the rate ``market`` will pay at its next settlement (and, if given, when that is)."""
+        """Set the rate ``market`` will pay at its next settlement (and, if given, when that is).
+
+        ``predicted``: the rate the venue publishes meanwhile (None: the rate it will pay).
+        """
         inst = self._instrument(market)
         if not inst.kind.is_perp:
             raise RejectedError(f"{self.name}:{market} is not a perp; it has no funding", venue=self.name)
         _check_number(rate, f"{self.name}:{market} funding rate", venue=self.name, positive=False)
         data = self._data(market)
         data.funding_rate = rate
+        data.predicted_rate = predicted
         if interval is not None:
             if interval.total_seconds() <= 0:
                 raise RejectedError(f"{self.name}:{market}: funding interval must be positive", venue=self.name)

@@ -154,7 +154,7 @@ class SimFuse(_SimBase):
             if not self.venue.instruments[m].kind.is_perp or data is None:
                 continue
             assert data.funding_interval is not None and data.next_settlement is not None
-            out[m] = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
+            out[m] = FundingRate(data.published_rate, data.funding_interval, data.next_settlement)
         return out
 
     async def marks(self, markets: Sequence[str] | None = None) -> dict[str, Decimal]:

@@ -11,7 +11,9 @@ Contract:
   (a market missing from one answer keeps its previous state).
 * ``MarketState.funding_rate`` is the rate that will be paid at ``next_settlement`` (the first
   settlement strictly after ``now``), per interval, positive when longs pay shorts. Spot markets
-  have no funding (``None``).
+  have no funding (``None``). ``MarketState.predicted_rate``, when given, is what the venue
+  publishes for that settlement before it happens (a prediction); the world pays
+  ``funding_rate`` and shows the prediction (``None``: the venue publishes the rate it pays).
 * The world settles funding itself: when time reaches a market's ``next_settlement`` it pays the
   rate last reported for that settlement at the mark observed at the settlement time, then reads
   the next ``next_settlement`` from the source. ``SimWorld.step_to`` therefore calls ``advance``
@@ -39,14 +41,16 @@ class MarketState:
     funding_rate: Decimal | None = None
     next_settlement: datetime | None = None
     funding_interval: timedelta | None = None
+    predicted_rate: Decimal | None = None
 
     def __post_init__(self) -> None:
         for name in ("mark", "index"):
             value = getattr(self, name)
             if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
                 raise ValueError(f"market state: {name} price must be a positive finite Decimal, got {value!r}")
-        if self.funding_rate is not None and (not isinstance(self.funding_rate, Decimal) or not self.funding_rate.is_finite()):
-            raise ValueError(f"market state: funding rate must be a finite Decimal, got {self.funding_rate!r}")
+        for rate in (self.funding_rate, self.predicted_rate):
+            if rate is not None and (not isinstance(rate, Decimal) or not rate.is_finite()):
+                raise ValueError(f"market state: funding rate must be a finite Decimal, got {rate!r}")
         if self.next_settlement is not None and self.next_settlement.tzinfo is None:
             raise ValueError("market state: next_settlement must be timezone-aware")
 

@@ -309,7 +309,9 @@ class SimWorld:
         next_settlement = state.next_settlement
         if next_settlement is not None and next_settlement <= t:
             next_settlement = None  # the source lags; keep the engine's own schedule
-        venue.set_funding(symbol, state.funding_rate, next_settlement=next_settlement, interval=state.funding_interval)
+        venue.set_funding(
+            symbol, state.funding_rate, next_settlement=next_settlement, interval=state.funding_interval, predicted=state.predicted_rate
+        )
 
     # ------------------------------------------------------------------ prices
 
@@ -437,7 +439,7 @@ class SimWorld:
                     continue
                 funding = None
                 if inst.kind.is_perp and data.next_settlement is not None and data.funding_interval is not None:
-                    funding = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
+                    funding = FundingRate(data.published_rate, data.funding_interval, data.next_settlement)
                 out[market_key(name, symbol)] = MarketSnapshot(
                     fuse=name,
                     instrument=inst,

@@ -128,6 +128,9 @@ def hedge(quantity: str, spot_cash: str, perp_margin: str) -> list[Action]:
     ]
 
 
+TEN_X = hedge("99.6", "480000", "53000")  # 475,640 a leg at 4,775.5, 9x on the perp (a 10x cap)
+
+
 def raw_hourly_perp_closes() -> tuple[list[datetime], list[Decimal]]:
     """Read the recorded perp closes with the csv module: row Time (UTC open) closes one hour later."""
     times, prices = [], []
@@ -204,8 +207,9 @@ def test_liquidation_when_a_10x_short_rides_the_march_2020_rebound(bybit_dir: Pa
         perp_share="0.10",
         leverage="10",
     )
-    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
-    result = run(cfg, bybit_dir, start, end)
+    # A hand-made book (the decision model is not under test): 99.6 BTC a leg at the 4,775.5 mark, 9x on the perp (its cap is 10x).
+    start, end = datetime(2020, 3, 16, 8, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
+    result = run(cfg, bybit_dir, start, end, opening=TEN_X)
     assert result.liquidations == 1
     (event,) = result.liquidation_events
     assert event.venue == "perp" and event.equity <= event.maintenance_margin
@@ -260,8 +264,8 @@ def test_a_liquidated_hedge_is_reported_as_not_delta_neutral(bybit_dir: Path, tm
         perp_share="0.10",
         leverage="10",
     )
-    start, end = datetime(2020, 3, 13, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
-    broken = summarise(run(cfg, bybit_dir, start, end), cfg.delta_tolerance)
+    start, end = datetime(2020, 3, 16, 8, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
+    broken = summarise(run(cfg, bybit_dir, start, end, opening=TEN_X), cfg.delta_tolerance)
     # After the perp leg is liquidated the spot leg is naked: most of the book is price exposure.
     assert broken.max_net_delta_share > Decimal("0.5")
     assert broken.unhedged_share is not None and broken.unhedged_share > 0.5

@@ -55,7 +55,7 @@ def test_grid_points_drop_invalid_combinations_and_default_to_the_fields_the_fil
     points, dropped = grid_points(config, {"thresholds.entry_min_net_apr": ("-0.01", "0.03")})
     assert [p.values for p in points] == [{"thresholds.entry_min_net_apr": "0.03"}] and len(dropped) == 1
     default, _ = grid_points(config, None)
-    assert len(default) == 9 and default[0].config.thresholds.entry_min_net_apr == Decimal("0.10")
+    assert len(default) == 6 and default[0].config.thresholds.entry_min_net_apr == Decimal("0.05")
     with pytest.raises(GridError, match=r"no field 'thresholds\.entry_apr'"):
         grid_points(config, {"thresholds.entry_apr": ("0.1",)})
 

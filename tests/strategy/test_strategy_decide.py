@@ -209,3 +209,41 @@ def test_a_view_whose_cash_is_not_the_strategys_is_refused() -> None:
     view = fresh_view(cash=frozenset({"USDC"}))  # the strategy also counts USDT as cash
     with pytest.raises(ValueError, match="as cash"):
         _decide(view)
+
+
+def test_an_open_hedge_is_kept_while_its_expected_loss_is_below_the_exit_cost_and_left_past_it() -> None:
+    snaps = fresh_view().markets
+    leg_s = TradeLeg("spot", "BTC/USDC", "spot:BTC/USDC", snaps["spot:BTC/USDC"].instrument, *_buy_lev())
+    perp = snaps["perp-cex:BTC/USDC:USDC"]
+    leg_p = TradeLeg("perp-cex", perp.market, "perp-cex:BTC/USDC:USDC", perp.instrument, *_sell_lev())
+    thresholds = config().thresholds.model_copy(update={"exit_min_net_apr": D("0")})
+    holding = timedelta(days=30)
+
+    def kept(funding_apr: str) -> bool:
+        cand = Candidate("BTC", HedgeKind.SPOT_PERP, leg_s, leg_p, None, D(funding_apr), holding)
+        carry = expected_carry(cand, D("100000"), dict(snaps), holding, is_open=True)
+        assert carry is not None and carry.exit_cost > 0
+        return worth_holding(carry, thresholds, is_open=True, holding=holding)
+
+    cand = Candidate("BTC", HedgeKind.SPOT_PERP, leg_s, leg_p, None, D("0"), holding)
+    carry = expected_carry(cand, D("100000"), dict(snaps), holding, is_open=True)
+    assert carry is not None
+    breakeven = -carry.exit_cost / (D(30) / D(365))  # the funding at which staying 30 days loses the exit cost
+    assert kept("0.001")  # a little funding: a positive net after the exit cost is not needed to stay
+    assert kept(str(breakeven * D("0.9")))  # losing less than the exit cost over the holding: stay
+    assert not kept(str(breakeven * D("1.1")))  # losing more: leave
+
+
+def test_expected_holding_grows_with_persistence_and_is_bounded() -> None:
+    from alpha.strategy.decide import expected_holding
+    from alpha.strategy.signals import Persistence
+
+    th = config().thresholds.model_copy(update={"holding_period": timedelta(days=14), "min_holding": timedelta(days=1), "max_holding": timedelta(days=90)})
+    assert expected_holding(None, th) == timedelta(days=14)  # no history: the prior
+    steady = Persistence(positive_time=timedelta(days=60), positive_runs=0)
+    assert expected_holding(steady, th) == timedelta(days=74)  # prior + time positive, no run ended
+    assert expected_holding(Persistence(positive_time=timedelta(days=200)), th) == timedelta(days=90)  # bounded above
+    choppy = Persistence(positive_time=timedelta(days=30), positive_runs=59)  # runs of half a day
+    assert expected_holding(choppy, th) == timedelta(days=1)  # bounded below
+    assert expected_holding(Persistence(positive_time=timedelta(days=46), positive_runs=5), th) == timedelta(days=10)
+    assert expected_holding(steady.flipped(), th) == timedelta(days=14)  # the other side of a steady series: never held
