@@ -2,7 +2,8 @@
 
 Venue errors are translated once, at the edge, into four kinds that decide what to do:
 
-* ``TransientError``: retry with backoff (network blip, 5xx, rate limited).
+* ``TransientError``: retry with backoff (network blip, 5xx, rate limited, an answer that
+  cannot be true: ``BadPayloadError``).
 * ``RejectedError``: the venue said no; do not retry the same request.
 * ``UnknownOutcomeError``: sent, but we do not know if it took effect (timeout after
   sending); reconcile by asking the venue with our client id, never assume rejected.
@@ -45,6 +46,25 @@ class TransientError(FuseError):
 
 class RateLimitedError(TransientError):
     """The venue refused for rate limits (HTTP 429/418); wait ``retry_after`` seconds."""
+
+
+class BadPayloadError(TransientError):
+    """The venue answered something that cannot be a true value: a field missing, not a finite
+    number, out of its range, stale or stamped in the future, a crossed or empty book.
+
+    Nothing is traded on it; the next answer may be good, so callers treat it as transient (the
+    market's data ages and the risk gate refuses it meanwhile). ``field`` names what was refused,
+    ``value`` is a short, secret-redacted rendering of what came, ``check`` the rule it failed
+    (the ``check`` label of ``alpha_venue_payload_refusals_total``).
+    """
+
+    def __init__(
+        self, message: str, *, venue: str = "", code: str | None = None, field: str = "", value: str = "", check: str = "invalid"
+    ) -> None:
+        super().__init__(message, venue=venue, code=code)
+        self.field = field
+        self.value = value
+        self.check = check
 
 
 class RejectedError(FuseError):

@@ -16,15 +16,22 @@ the same on the carry alone (funding - fees - slippage: recorded closes of diffe
 are not synchronous, so the basis of a multi-venue book is partly noise); per
 asset, the carry (funding - fees - slippage on the asset's markets) of each, as APR on the
 asset's share of the NAV; per venue, the funding the strategy and the passive carry earned
-there. Grid points run in worker processes with ``workers`` > 1 (``concurrent.futures``);
-the default is one process, in order, so a run is reproducible.
+there.
+
+Every (window, grid point) training replay, every test replay and every window's baselines is
+a job (``Job``: the configuration and span by value, the data directory by path) run by
+``alpha.backtest.sweep``: in local worker processes by default (one per CPU), in this process
+with ``workers=1``, or on a Dask cluster given its scheduler's address. The jobs are pure
+functions of their arguments and are collected by position, so every engine gives the same
+figures, to the last Decimal digit.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -36,8 +43,10 @@ from pydantic import ValidationError
 from alpha.backtest.baselines import BaselineResult, baselines
 from alpha.backtest.runner import replay
 from alpha.backtest.source import MarketTape, data_location, load_tapes
+from alpha.backtest.sweep import collect, executor, run_job
 from alpha.config.schema import StrategyConfig
 from alpha.config.types import format_duration, parse_duration
+from alpha.data.canonical import funding_path, price_path
 from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.money import ZERO
 from fuses.sim.markets import parse_symbol
@@ -180,15 +189,36 @@ class RunFigures:
     mean_notional: Decimal = ZERO  # time-average gross (long-side) exposure: the notional deployed
 
 
-_TAPES: dict[tuple[str, tuple[tuple[str, str], ...]], list[MarketTape]] = {}
+# Tapes read in this process, by data directory, the markets read and the files' sizes and
+# modification times (a long-lived Dask worker rereads a file that changed); the last few.
+_TapesKey = tuple[str, tuple[tuple[str, str], ...], tuple[tuple[str, int, int] | None, ...]]
+_TAPES: dict[_TapesKey, list[MarketTape]] = {}
+_TAPES_MAX = 4
+# One job at a time per process (a Dask worker may run several threads): the jobs are CPU-bound
+# Python, so threads would only contend for the GIL, and the decision's caches are per process.
+_JOB_LOCK = threading.Lock()
+
+
+def _stat(path: Path) -> tuple[str, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path), st.st_mtime_ns, st.st_size
 
 
 def _tapes_for(config: StrategyConfig, data_dir: Path) -> list[MarketTape]:
-    """The tapes of ``config`` from ``data_dir``, read once per process."""
-    key = (str(data_dir), tuple(data_location(config, f.name, m) for f in config.enabled_fuses for m in f.markets))
-    if key not in _TAPES:
-        _TAPES[key] = load_tapes(config, data_dir)
-    return _TAPES[key]
+    """The tapes of ``config`` from ``data_dir``, read once per process while the files are unchanged."""
+    places = tuple(data_location(config, f.name, m) for f in config.enabled_fuses for m in f.markets)
+    files = tuple(_stat(p) for v, s in places for p in (funding_path(data_dir, v, s), price_path(data_dir, v, s)))
+    key = (str(data_dir), places, files)
+    tapes = _TAPES.pop(key, None)
+    if tapes is None:
+        tapes = load_tapes(config, data_dir)
+        while len(_TAPES) >= _TAPES_MAX:
+            del _TAPES[next(iter(_TAPES))]
+    _TAPES[key] = tapes  # most recently used last
+    return tapes
 
 
 def run_strategy(config: StrategyConfig, tapes: list[MarketTape], start: datetime, end: datetime) -> RunFigures:
@@ -198,9 +228,29 @@ def run_strategy(config: StrategyConfig, tapes: list[MarketTape], start: datetim
     return RunFigures(r.final_nav - r.initial_nav, r.funding, r.fees, r.slippage, r.rebalances, dict(r.by_market), mean)
 
 
-def _job(args: tuple[StrategyConfig, Path, datetime, datetime]) -> RunFigures:
-    config, data_dir, start, end = args
-    return run_strategy(config, _tapes_for(config, data_dir), start, end)
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One replay (or one window's baselines): the configuration and span by value, the data by path.
+
+    ``data_dir`` is absolute and must name the same files on every worker that runs the job.
+    """
+
+    config: StrategyConfig
+    data_dir: str
+    start: datetime
+    end: datetime
+
+
+def replay_job(job: Job) -> RunFigures:
+    """The strategy's figures over the job's span (runs on a worker)."""
+    with _JOB_LOCK:
+        return run_strategy(job.config, _tapes_for(job.config, Path(job.data_dir)), job.start, job.end)
+
+
+def baselines_job(job: Job) -> list[BaselineResult]:
+    """The independent baselines over the job's span (runs on a worker)."""
+    with _JOB_LOCK:
+        return baselines(job.config, _tapes_for(job.config, Path(job.data_dir)), job.start, job.end)
 
 
 @dataclass
@@ -233,27 +283,37 @@ class WalkForward:
     points: list[GridPoint]
     train: timedelta = DEFAULT_TRAIN
     test: timedelta = DEFAULT_TEST
-    workers: int = 1
+    workers: int | None = None  # local processes; None: one per CPU; 1: in this process, in order
+    scheduler: str | None = None  # a Dask scheduler's address (tcp://host:port): run the jobs there
     results: list[WindowResult] = field(default_factory=list)
 
     def run(self, start: datetime, end: datetime) -> list[WindowResult]:
-        """Fit and test on every window of ``[start, end]``."""
-        tapes = _tapes_for(self.config, self.data_dir)
+        """Fit and test on every window of ``[start, end]``; ``SweepError`` if a job fails or cannot be run."""
         windows = rolling_windows(start, end, self.train, self.test)
-        pool = ProcessPoolExecutor(self.workers) if self.workers > 1 else None
-        try:
-            for w in windows:
-                jobs = [(p.config, self.data_dir, w.train_start, w.test_start) for p in self.points]
-                if pool is None:
-                    train = [run_strategy(p.config, tapes, w.train_start, w.test_start) for p in self.points]
-                else:
-                    train = list(pool.map(_job, jobs))
-                best = choose(train)
-                test = run_strategy(self.points[best].config, tapes, w.test_start, w.test_end)
-                self.results.append(WindowResult(w, train, best, test, baselines(self.config, tapes, w.test_start, w.test_end)))
-        finally:
-            if pool is not None:
-                pool.shutdown()
+        if not windows:
+            return self.results
+        data = str(Path(self.data_dir).resolve())
+        jobs = len(windows) * (len(self.points) + 2)
+        with executor(jobs, self.workers, self.scheduler) as ex:
+
+            def submit(fn: Callable[[Job], Any], config: StrategyConfig, a: datetime, b: datetime, what: str) -> tuple[Future[Any], str]:
+                return ex.submit(run_job, fn, Job(config, data, a, b), what), what
+
+            # Every training replay and every window's baselines first, then each window's test
+            # as soon as its fit is known; collected by position, never in completion order.
+            train = [
+                [submit(replay_job, p.config, w.train_start, w.test_start, f"training {_span(w.train_start, w.test_start)}, {p.label()}") for p in self.points]
+                for w in windows
+            ]
+            bases = [submit(baselines_job, self.config, w.test_start, w.test_end, f"baselines {_span(w.test_start, w.test_end)}") for w in windows]
+            fits: list[tuple[list[RunFigures], int, tuple[Future[Any], str]]] = []
+            for w, futures in zip(windows, train, strict=True):
+                figures: list[RunFigures] = [collect(f, what) for f, what in futures]
+                best = choose(figures)
+                label = f"test {_span(w.test_start, w.test_end)}, {self.points[best].label()}"
+                fits.append((figures, best, submit(replay_job, self.points[best].config, w.test_start, w.test_end, label)))
+            for w, (figures, best, (test, what)), (base, base_what) in zip(windows, fits, bases, strict=True):
+                self.results.append(WindowResult(w, figures, best, collect(test, what), collect(base, base_what)))
         return self.results
 
     # ------------------------------------------------------------------ figures
@@ -419,6 +479,10 @@ class WalkForward:
             out.append(f"{'  on carry only':23} {'share of test windows':44} {'':>9}" + shares)
         out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound at the baselines' notional: a strategy holding more can exceed it)")
         return out
+
+
+def _span(start: datetime, end: datetime) -> str:
+    return f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
 
 
 def _iso(t: datetime) -> str:

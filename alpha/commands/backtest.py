@@ -35,7 +35,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     wf.add_argument("--train", type=_span, default=None, help="training window (default 180d)")
     wf.add_argument("--test", type=_span, default=None, help="test window, also the step (default 90d)")
-    wf.add_argument("--workers", type=int, default=1, help="processes for the grid points (default 1: in order, deterministic)")
+    wf.add_argument(
+        "--workers", type=int, default=None,
+        help="local processes for the replays (default: one per CPU; 1: in this process); every count gives the same figures",
+    )
+    wf.add_argument(
+        "--dask", metavar="ADDRESS", type=_dask_address, default=None,
+        help="run the replays on the Dask cluster whose scheduler is at ADDRESS (tcp://host:port), same figures as locally;"
+        " every worker needs alpha installed and must read --data at the same absolute path as here (a shared or copied"
+        " directory); connection timeout: Dask's distributed.comm.timeouts.connect (30s)",
+    )
 
 
 def _span(text: str) -> timedelta:
@@ -45,6 +54,15 @@ def _span(text: str) -> timedelta:
         return parse_span(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dask_address(text: str) -> str:
+    from alpha.backtest.sweep import check_address
+
+    try:
+        return check_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,10 +111,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _walk_forward(args: argparse.Namespace, config: StrategyConfig, start: datetime, end: datetime) -> int:
     from alpha.backtest.report import html_rows, write_page
+    from alpha.backtest.sweep import SweepError
     from alpha.backtest.walkforward import DEFAULT_TEST, DEFAULT_TRAIN, GridError, WalkForward, grid_points, parse_grid
 
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.dask is not None:
+        print("error: --workers and --dask exclude each other (the Dask cluster has its own workers)", file=sys.stderr)
         return 2
     try:
         points, dropped = grid_points(config, parse_grid(args.grid) if args.grid else None)
@@ -104,9 +126,15 @@ def _walk_forward(args: argparse.Namespace, config: StrategyConfig, start: datet
         print(f"error: {exc}", file=sys.stderr)
         return 2
     evaluation = WalkForward(
-        config, args.data, points, train=args.train or DEFAULT_TRAIN, test=args.test or DEFAULT_TEST, workers=args.workers
+        config, args.data, points, train=args.train or DEFAULT_TRAIN, test=args.test or DEFAULT_TEST,
+        workers=args.workers, scheduler=args.dask,
     )
-    evaluation.run(start, end)
+    try:
+        evaluation.run(start, end)
+    except SweepError as exc:
+        where = f" (every Dask worker must read --data at {args.data.resolve()})" if args.dask is not None else ""
+        print(f"error: {exc}{where}", file=sys.stderr)
+        return 2
     if not evaluation.results:
         print(f"error: the history ({start} .. {end}) is shorter than one training plus half a test window", file=sys.stderr)
         return 2

@@ -157,7 +157,9 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
             if module is None:
                 raise WiringError(f"live mode cannot run fuse {fc.name!r} of kind {fc.kind.value}")
             builders[fc.kind] = _import(module, f"fuse {fc.name!r}").build
-        raw[fc.name] = builders[fc.kind](fc, clock=clock, metrics=metrics)
+        # a ccxt fuse refuses venue answers stamped older than the strategy's risk.max_data_age
+        extra = {"max_data_age": config.risk.max_data_age} if fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) else {}
+        raw[fc.name] = builders[fc.kind](fc, clock=clock, metrics=metrics, **extra)
     vault = LiveVault(config.vault.base_asset, tuple(config.stablecoins), clock)
     fuses = vault.wrap(raw)
 

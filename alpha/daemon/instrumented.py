@@ -21,8 +21,8 @@ from typing import Any
 
 from alpha.config.schema import FuseConfig, FuseKind
 from alpha.domain.instruments import Instrument
-from alpha.risk.prices import PriceCheck
 from alpha.observability.metrics import Metrics
+from alpha.risk.prices import PriceCheck
 from fuses.base import Capabilities
 
 ERROR_KINDS = ("transient", "rejected", "unknown_outcome", "fatal")

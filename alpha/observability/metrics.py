@@ -85,6 +85,11 @@ class Metrics:
         # venues
         self.request_latency = Histogram("alpha_venue_request_latency_seconds", "Latency of venue requests.", ["fuse", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.request_errors = Counter("alpha_venue_request_errors_total", "Venue request errors by kind (transient, rejected, unknown_outcome, fatal).", ["fuse", "kind"], registry=r)
+        self.payload_refusals = Counter(
+            "alpha_venue_payload_refusals_total",
+            "Venue answers refused at the fuse's edge (missing, not_finite, range, crossed, empty, stale, future, unknown_side, unreadable), by market and check.",
+            ["fuse", "market", "check"], registry=r,
+        )
         self.requests = Counter("alpha_venue_requests_total", "Venue requests sent.", ["fuse"], registry=r)
         self.rate_limit_wait = Counter("alpha_venue_rate_limit_wait_seconds_total", "Time spent waiting for the venue's rate-limit budget.", ["fuse"], registry=r)
         self.rate_limit_used = Gauge("alpha_venue_rate_limit_used_ratio", "Share of the venue's request budget in use.", ["fuse"], registry=r)

@@ -29,7 +29,7 @@ from alpha.domain.clock import Clock
 from alpha.observability.metrics import Metrics
 from fuses.aave.errors import AAVE_REVERT_CODES
 from fuses.aave.health import DEFAULT_HEADROOM, repay_to_restore, to_asset_amount
-from fuses.base import Capabilities, FatalError, RejectedError
+from fuses.base import BadPayloadError, Capabilities, FatalError, RejectedError
 from fuses.evm.erc20 import SYMBOL_SELECTOR, decode_symbol
 from fuses.evm.keys import load_account
 from fuses.evm.txmanager import TxManager, TxSettings
@@ -355,7 +355,21 @@ class AaveLendingFuse:
     async def price(self, asset: str) -> Decimal:
         """Return the oracle's price of ``asset`` in the base currency."""
         reserve = self._reserve(asset)
-        raw = await self.tx.call(self.oracle.functions.getAssetPrice(reserve.address), label="getAssetPrice")
+        try:
+            raw = await self.tx.call(self.oracle.functions.getAssetPrice(reserve.address), label="getAssetPrice")
+        except RejectedError as exc:
+            # AaveOracle reverts when the asset's feed answers <= 0 and no fallback oracle answers: a dead feed,
+            # not a refusal of ours; the price is unusable until the feed answers again
+            raise BadPayloadError(
+                f"fuse {self.name}: the oracle cannot price {asset} ({exc}); nothing is done on it",
+                venue=self.config.venue, field=f"{asset} oracle price", value="revert", check="unreadable",
+            ) from exc
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+            # an oracle answering 0 (a dead feed) must not price anything: repayments would divide by it
+            raise BadPayloadError(
+                f"fuse {self.name}: the oracle's price of {asset} is {raw!r}; a price must be positive (nothing is done on it)",
+                venue=self.config.venue, field=f"{asset} oracle price", value=repr(raw)[:40], check="range",
+            )
         return Decimal(raw) / self._base_unit
 
     async def reserve_data(self, asset: str) -> ReserveData:

@@ -7,6 +7,8 @@ public data (paper mode).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from alpha.config.schema import FuseConfig
 from alpha.domain.clock import Clock
 from alpha.observability.metrics import Metrics
@@ -16,15 +18,26 @@ from fuses.ccxt.fuse import CcxtFuse
 from fuses.ccxt.venues import venue_spec
 
 
-def build(fuse_config: FuseConfig, *, clock: Clock, metrics: Metrics | None = None, public_only: bool = False) -> Fuse:
+def build(
+    fuse_config: FuseConfig,
+    *,
+    clock: Clock,
+    metrics: Metrics | None = None,
+    public_only: bool = False,
+    max_data_age: timedelta | None = None,
+) -> Fuse:
     """Create the ccxt fuse of ``fuse_config`` (secrets read now; ``public_only``: none read).
+
+    ``max_data_age`` (the strategy's ``risk.max_data_age``): venue answers stamped older are refused.
 
     Raises ``KeyError`` for a venue without a table and ``fuses.base.FatalError`` for a
     missing secret. Call ``await fuse.start()`` before use.
     """
     spec = venue_spec(fuse_config.venue)
     settings = CcxtSettings.from_fuse_config(fuse_config, public_only=public_only)
-    return CcxtFuse(settings, spec, clock=clock, metrics=metrics)
+    if max_data_age is None:
+        return CcxtFuse(settings, spec, clock=clock, metrics=metrics)
+    return CcxtFuse(settings, spec, clock=clock, metrics=metrics, max_data_age=max_data_age)
 
 
 __all__ = ["CcxtFuse", "CcxtSettings", "build"]

@@ -1,13 +1,23 @@
 """The generic ccxt fuse: one class for every venue, driven by its ``VenueSpec`` row.
 
 Every venue call goes through ``_call``, which translates ccxt exceptions once (see
-``errors.py``) and counts errors by kind. Orders are validated against the instrument before
+``errors.py``) and counts errors by kind. Every answer is validated once, in ``parse``: a
+refused value (``parse.BadPayload``, a ``BadPayloadError``) is logged with the venue, field
+and value, counted in ``alpha_venue_payload_refusals_total``, and never becomes a domain
+value. In the market data reads a refused entry drops only its market (its data ages and the
+risk gate refuses it); a refused book or account raises; a refused order answer after sending
+is an unknown outcome (reconciled by client id).
+
+Positions in markets the fuse does not trade (a hand trade, another strategy on the account)
+are never read as ours: ``account()`` leaves them out, keeps them in ``foreign_positions`` and
+warns once per change, as the daemon flags open orders this instance did not send. Orders are validated against the instrument before
 sending: bad input never reaches the venue. Quantities are base units at our side and
 contracts at ccxt's (``contract_size``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -27,7 +37,16 @@ from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import OrderBook
 from alpha.domain.money import ONE, ZERO
 from alpha.observability.metrics import Metrics
-from fuses.base import Capabilities, FatalError, FuseError, OrderNotFoundError, RejectedError, error_kind
+from fuses.base import (
+    BadPayloadError,
+    Capabilities,
+    FatalError,
+    FuseError,
+    OrderNotFoundError,
+    RejectedError,
+    UnknownOutcomeError,
+    error_kind,
+)
 from fuses.ccxt import parse
 from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
@@ -57,6 +76,7 @@ CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, 
 # How an instance's prefix shows in a venue client id, by format.
 CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {"plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}"}
 
+MAX_REFUSALS = 50  # refusals kept on the fuse for inspection
 FUNDING_PAGES = 20  # most pages of funding history read per call
 
 TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PO"}
@@ -111,6 +131,7 @@ class CcxtFuse:
         metrics: Metrics | None = None,
         timeout_ms: int = 10_000,
         client: Any = None,
+        max_data_age: timedelta = parse.MAX_DATA_AGE,
     ) -> None:
         self.name = settings.name
         self.settings = settings
@@ -128,6 +149,10 @@ class CcxtFuse:
         self._contract_sizes: dict[str, Decimal] = {}
         self._intervals_fetched: datetime | None = None
         self._started = False
+        self.max_data_age = max_data_age  # the strategy's risk.max_data_age: older venue timestamps are refused
+        self.clock_skew = parse.CLOCK_SKEW  # how far ahead of our clock a venue timestamp may be
+        self.foreign_positions: tuple[parse.ForeignPosition, ...] = ()
+        self.refusals: list[BadPayloadError] = []  # the latest refusals (bounded), for inspection
 
     def __repr__(self) -> str:
         return f"CcxtFuse(name={self.name!r}, venue={self.spec.ccxt_id!r}, url={self.settings.api_url!r})"
@@ -153,8 +178,40 @@ class CcxtFuse:
             error = translate(ccxt.RequestTimeout(str(exc)), self.spec, venue=self.name, sends_state=sends_state, client_id=client_id)
             self._count(error)
             raise error from exc
+        except (FuseError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # ccxt itself failed on the venue's answer (a TypeError on a null, a ValueError on a
+            # non-number): an answer nobody can read. After an order it may have been booked.
+            what = f"{type(exc).__name__}: {exc}"
+            if sends_state:
+                unknown = UnknownOutcomeError(
+                    f"{self.name}: the venue's answer to order {client_id} cannot be read ({parse.shown(what)}); ask by client id",
+                    venue=self.name, client_id=client_id,
+                )
+                self._count(unknown)
+                raise unknown from exc
+            name = getattr(fn, "__name__", "answer")
+            raise self._refused(parse.refuse(name, what, "unreadable", "ccxt cannot read the venue's answer")) from exc
         finally:
             SENDS_STATE.reset(token)
+
+    def _refused(self, exc: BadPayloadError, market: str = "") -> BadPayloadError:
+        """Name the venue on a refused payload, log it (venue, field, value, check) and count it; return it to raise."""
+        exc.venue = exc.venue or self.name
+        if not str(exc).startswith(f"{self.name}:"):
+            exc.args = (f"{self.name}: {exc}",)
+        log.warning(
+            "venue payload refused; nothing is traded on it",
+            extra={"fuse": self.name, "market": market, "field": exc.field, "value": exc.value, "check": exc.check},
+        )
+        if self.metrics is not None:
+            self.metrics.payload_refusals.labels(fuse=self.name, market=market or "-", check=exc.check).inc()
+        self.refusals = [*self.refusals[-(MAX_REFUSALS - 1):], exc]
+        return exc
+
+    def _fresh(self) -> parse.Freshness:
+        return parse.Freshness(self.clock.now(), self.max_data_age, self.clock_skew)
 
     def _count(self, error: FuseError) -> None:
         kind = error_kind(error)
@@ -186,8 +243,11 @@ class CcxtFuse:
             raise FatalError(f"{self.name}: the venue has no market {', '.join(missing)}", venue=self.name)
         for symbol in self.settings.markets:
             raw = markets[symbol]
-            self._instruments[symbol] = parse.instrument(self.name, raw)
-            self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
+            try:
+                self._instruments[symbol] = parse.instrument(self.name, raw)
+                self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
+            except BadPayloadError as exc:
+                raise self._refused(exc, symbol) from None
         if self.settings.options.get("margin_tiers") is True:
             await self.load_margin_tiers()
         self._started = True
@@ -224,7 +284,13 @@ class CcxtFuse:
             return
         raw = await self._call(self.client.fetch_leverage_tiers, perps)
         for symbol in perps:
-            tiers = parse.margin_tiers(raw.get(symbol) or [], symbol)
+            try:
+                rows = raw.get(symbol) if isinstance(raw, Mapping) else None
+                if rows is not None and not isinstance(rows, list):
+                    raise parse.refuse(f"{symbol}.tiers", rows, "not_a_number", "are not a list of tiers")
+                tiers = parse.margin_tiers(rows or [], symbol)
+            except BadPayloadError as exc:
+                raise self._refused(exc, symbol) from None
             if tiers is not None:
                 self._instruments[symbol] = replace(self._instruments[symbol], margin_tiers=tiers)
 
@@ -243,13 +309,13 @@ class CcxtFuse:
         raw = await self._call(self.client.fetch_funding_intervals)
         self._intervals_fetched = now
         found = {}
-        for symbol, entry in raw.items():
-            interval = parse.interval_of(entry.get("interval"))
+        for symbol, entry in (raw.items() if isinstance(raw, Mapping) else ()):
+            interval = parse.interval_of(entry.get("interval")) if isinstance(entry, Mapping) else None
             if interval is not None and symbol in self._instruments:
                 found[symbol] = interval
         return found
 
-    def _interval(self, symbol: str, raw: dict[str, Any], table: dict[str, timedelta]) -> timedelta:
+    def _interval(self, symbol: str, raw: Mapping[str, Any], table: dict[str, timedelta]) -> timedelta:
         source = self.spec.interval_source
         if source is IntervalSource.RATE:
             found = parse.interval_of(raw.get("interval"))
@@ -258,72 +324,108 @@ class CcxtFuse:
         elif source is IntervalSource.INTERVALS and symbol in table:
             return table[symbol]
         elif source is IntervalSource.SETTLEMENTS:
-            this, nxt = raw.get("fundingTimestamp"), raw.get("nextFundingTimestamp")
-            if this and nxt and int(nxt) > int(this):
-                return timedelta(milliseconds=int(nxt) - int(this))
+            this = parse.opt_ms(raw.get("fundingTimestamp"), f"{symbol}.fundingTimestamp")
+            nxt = parse.opt_ms(raw.get("nextFundingTimestamp"), f"{symbol}.nextFundingTimestamp")
+            if this and nxt and nxt > this:
+                return nxt - this
         return self.capabilities.funding_interval_default
 
     async def _raw_funding(self, perps: list[str]) -> dict[str, dict[str, Any]]:
         if self.capabilities.bulk_funding:
-            raw: dict[str, dict[str, Any]] = await self._call(self.client.fetch_funding_rates, perps)
+            raw: Any = await self._call(self.client.fetch_funding_rates, perps)
+            if not isinstance(raw, Mapping):
+                raise self._refused(parse.refuse("funding rates", raw, "not_a_number", "is not a table of markets"))
             return {s: raw[s] for s in perps if s in raw}
         return {s: await self._call(self.client.fetch_funding_rate, s) for s in perps}
 
     async def funding_rates(self, markets: Sequence[str] | None = None) -> dict[str, FundingRate]:
-        """Return funding per perp; one bulk request where the venue allows, intervals from the venue."""
+        """Return funding per perp; one bulk request where the venue allows, intervals from the venue.
+
+        A market whose entry is refused is left out (logged and counted): its data ages.
+        """
         perps = self._perps(markets)
         if not perps:
             return {}
-        return await self._funding_from(perps, await self._raw_funding(perps))
+        return await self._funding_from(perps, await self._raw_funding(perps), set())
 
     async def funding_and_marks(self, markets: Sequence[str] | None = None) -> tuple[dict[str, FundingRate], dict[str, Decimal]]:
         """Return ``funding_rates`` and ``marks`` together: where the bulk funding answer carries the
-        marks (``bulk_funding``), perps cost one request instead of two (the market data poll's pair)."""
+        marks (``bulk_funding``), perps cost one request instead of two (the market data poll's pair).
+
+        A market whose funding or mark is refused is left out of both: nothing of a refused entry is used."""
         chosen = list(markets) if markets is not None else list(self._instruments)
         perps = self._perps(chosen)
         if not (perps and self.capabilities.bulk_funding):
             return await self.funding_rates(chosen), await self.marks(chosen)
         raw = await self._raw_funding(perps)
-        funding = await self._funding_from(perps, raw)
-        return funding, await self._marks_from(chosen, raw)
+        refused: set[str] = set()
+        funding = await self._funding_from(perps, raw, refused)
+        marks = await self._marks_from(chosen, raw, refused)
+        return {m: r for m, r in funding.items() if m not in refused}, marks
 
-    async def _funding_from(self, perps: list[str], raw: dict[str, dict[str, Any]]) -> dict[str, FundingRate]:
+    async def _funding_from(self, perps: list[str], raw: dict[str, dict[str, Any]], refused: set[str]) -> dict[str, FundingRate]:
         now = self.clock.now()
         table = await self._interval_table(now) if self.spec.interval_source is IntervalSource.INTERVALS else {}
+        fresh = parse.Freshness(now, self.max_data_age, self.clock_skew)
         out = {}
         for symbol, entry in raw.items():
-            interval = self._interval(symbol, entry, table)
+            try:
+                if not isinstance(entry, Mapping):
+                    raise parse.refuse(f"{symbol} funding", entry, "not_a_number", "is not a funding entry")
+                interval = self._interval(symbol, entry, table)
+                rate = parse.funding_rate(entry, interval, now, cap=self.spec.funding_rate_cap, fresh=fresh)
+            except BadPayloadError as exc:
+                self._refused(exc, symbol)
+                refused.add(symbol)
+                continue
             self.intervals.observe(symbol, interval, now)
-            out[symbol] = parse.funding_rate(entry, interval, now)
+            out[symbol] = rate
             if self.metrics is not None:
                 labels = {"fuse": self.name, "market": symbol}
-                self.metrics.funding_rate.labels(**labels).set(float(out[symbol].rate))
+                self.metrics.funding_rate.labels(**labels).set(float(rate.rate))
                 self.metrics.funding_interval.labels(**labels).set(interval.total_seconds())
-                self.metrics.funding_next.labels(**labels).set(out[symbol].next_settlement.timestamp())
+                self.metrics.funding_next.labels(**labels).set(rate.next_settlement.timestamp())
         return out
 
     async def marks(self, markets: Sequence[str] | None = None) -> dict[str, Decimal]:
-        """Return mark prices: from the bulk funding answer for perps, tickers for spot."""
+        """Return mark prices: from the bulk funding answer for perps, tickers for spot (refused ones left out)."""
         chosen = list(markets) if markets is not None else list(self._instruments)
         perps = self._perps(chosen)
         raw = await self._raw_funding(perps) if perps and self.capabilities.bulk_funding else {}
-        return await self._marks_from(chosen, raw)
+        return await self._marks_from(chosen, raw, set())
 
-    async def _marks_from(self, chosen: list[str], raw: dict[str, dict[str, Any]]) -> dict[str, Decimal]:
+    async def _marks_from(self, chosen: list[str], raw: dict[str, dict[str, Any]], refused: set[str]) -> dict[str, Decimal]:
         out: dict[str, Decimal] = {}
         for symbol, entry in raw.items():
-            out[symbol] = parse.dec(entry.get("markPrice"), f"{symbol}.markPrice")
-            index = parse.opt_dec(entry.get("indexPrice"), f"{symbol}.indexPrice")
-            if index is not None and index > 0:
+            try:
+                if not isinstance(entry, Mapping):
+                    raise parse.refuse(f"{symbol} funding", entry, "not_a_number", "is not a funding entry")
+                mark = parse.price(entry.get("markPrice"), f"{symbol}.markPrice")
+                index = parse.opt_price(entry.get("indexPrice"), f"{symbol}.indexPrice")
+            except BadPayloadError as exc:
+                self._refused(exc, symbol)
+                refused.add(symbol)
+                self._indexes.pop(symbol, None)
+                continue
+            if symbol in refused:
+                self._indexes.pop(symbol, None)
+                continue
+            out[symbol] = mark
+            if index is not None:
                 self._indexes[symbol] = index
             else:
                 self._indexes.pop(symbol, None)  # never an older answer's index beside this mark
-        rest = [m for m in chosen if m not in out]
+        rest = [m for m in chosen if m not in raw]
         if rest:
             tickers = await self._call(self.client.fetch_tickers, rest)
             for symbol in rest:
-                t = tickers.get(symbol) or {}
-                out[symbol] = parse.dec(t.get("markPrice") or t.get("last") or t.get("close"), f"{symbol}.mark")
+                t = tickers.get(symbol) if isinstance(tickers, Mapping) else None
+                t = t if isinstance(t, Mapping) else {}
+                try:
+                    out[symbol] = parse.price(t.get("markPrice") or t.get("last") or t.get("close"), f"{symbol}.mark")
+                except BadPayloadError as exc:
+                    self._refused(exc, symbol)
+                    refused.add(symbol)
         return out
 
     def indexes(self) -> dict[str, Decimal]:
@@ -331,31 +433,54 @@ class CcxtFuse:
         return dict(self._indexes)
 
     async def order_book(self, market: str, depth: int = 20) -> OrderBook:
+        """Return the visible book; an empty, one-sided, crossed, unordered or stale one is refused (``BadPayloadError``)."""
         self._instrument(market)
         raw = await self._call(self.client.fetch_order_book, market, depth)
-        return parse.book(raw, self._contract_sizes.get(market, ONE))
+        try:
+            return parse.book(raw, self._contract_sizes.get(market, ONE), fresh=self._fresh(), market=f"{market} book")
+        except BadPayloadError as exc:
+            raise self._refused(exc, market) from None
 
     # -- account ----------------------------------------------------------------------------------
 
     async def account(self) -> AccountSnapshot:
-        """Return balances, perp positions and margin health (margin ratio = maintenance / equity)."""
+        """Return balances, perp positions and margin health (margin ratio = maintenance / equity).
+
+        A refused balance or position (not a number, a position of unknown side) refuses the
+        whole snapshot: a book read half right is not traded on. Positions in markets this fuse
+        does not trade are left out and reported (``foreign_positions``).
+        """
         balance = await self._call(self.client.fetch_balance, self.spec.balance_params)
         perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
-        raw_positions: list[Mapping[str, Any]] = []
-        if perps and self.spec.positions_in_one_call:
-            every = await self._call(self.client.fetch_positions)
-            raw_positions = [p for p in every if p.get("symbol") in perps]
-        elif perps:
-            raw_positions = await self._call(self.client.fetch_positions, perps)
+        raw_positions: Any = []
+        if perps:
+            # every market's positions, not only ours: one in a market we do not trade is flagged, never ignored silently
+            raw_positions = await self._call(self.client.fetch_positions)
         settle = next((i.settle for i in self._instruments.values() if i.kind.is_perp), None)
-        maintenance = None
-        if self.spec.maintenance_margin_path:
-            found = parse.dig(balance.get("info"), self.spec.maintenance_margin_path)
-            maintenance = parse.dec(found, "maintenance margin") if found is not None else None
-        return parse.snapshot(
-            self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle, maintenance,
-            total_includes_upnl=self.spec.balance_total_includes_upnl,
-        )
+        try:
+            maintenance = None
+            if not isinstance(balance, Mapping):
+                raise parse.refuse("balance", balance, "not_a_number", "is not a balance")
+            if self.spec.maintenance_margin_path:
+                found = parse.dig(balance.get("info"), self.spec.maintenance_margin_path)
+                maintenance = parse.dec(found, "maintenance margin") if found is not None else None
+            snap = parse.snapshot(
+                self.name, self.clock.now(), balance, raw_positions, self._contract_sizes, settle, maintenance,
+                total_includes_upnl=self.spec.balance_total_includes_upnl,
+            )
+        except BadPayloadError as exc:
+            raise self._refused(exc) from None
+        self._note_foreign(parse.foreign_positions(raw_positions, self._contract_sizes))
+        return snap
+
+    def _note_foreign(self, found: tuple[parse.ForeignPosition, ...]) -> None:
+        """Keep the positions in markets we do not trade; warn when they change (never traded, never counted as ours)."""
+        if found != self.foreign_positions and found:
+            log.warning(
+                "positions on our account in markets this fuse does not trade; they are never traded by alpha",
+                extra={"fuse": self.name, "positions": [f"{p.market} {p.side} {p.contracts}" for p in found]},
+            )
+        self.foreign_positions = found
 
     async def funding_payments(self, since: datetime) -> list[FundingPayment]:
         """Return our funding payments settled at or after ``since`` (ccxt fetch_funding_history), oldest first.
@@ -374,14 +499,20 @@ class CcxtFuse:
                 batch = await self._call(self.client.fetch_funding_history, symbol, start, self.spec.funding_history_limit)
                 fresh = 0
                 for entry in batch:
-                    payment = self._funding_payment(entry)
+                    try:
+                        payment = self._funding_payment(entry) if isinstance(entry, Mapping) else None
+                    except BadPayloadError as exc:
+                        raise self._refused(exc, str(symbol or "")) from None
                     if payment is not None and payment.venue_id not in found and payment.ts >= since:
                         found[payment.venue_id] = payment
                         fresh += 1
                 page = self.spec.funding_history_limit
                 if not fresh or page is None or len(batch) < page:
                     break
-                start = max(int(e.get("timestamp") or start) for e in batch)
+                start = max(
+                    (parse.integer(e.get("timestamp") or start, "funding history timestamp") for e in batch if isinstance(e, Mapping)),
+                    default=start,
+                )
         return sorted(found.values(), key=lambda p: (p.ts, p.market, p.venue_id))
 
     def _funding_payment(self, entry: Mapping[str, Any]) -> FundingPayment | None:
@@ -470,9 +601,20 @@ class CcxtFuse:
         # Some venues answer an order with only its fill (Hyperliquid): what we sent fills the rest.
         sent = {"symbol": request.market, "side": request.side.value, "amount": str(amount), "type": request.type.value,
                 "price": str(price) if price is not None else None, "reduceOnly": request.reduce_only}
-        merged = {**sent, **{k: v for k, v in raw.items() if v is not None}, "clientOrderId": request.client_id}
+        answer = raw if isinstance(raw, Mapping) else {}
+        merged = {**sent, **{k: v for k, v in answer.items() if v is not None}, "clientOrderId": request.client_id}
         merged["amount"] = str(amount)  # an answer's amount may be only what filled
-        order = parse.order(merged, request.client_id, contract)
+        try:
+            order = parse.order(merged, request.client_id, contract)
+        except BadPayloadError as exc:
+            # sent and answered, but the answer cannot be believed: what the venue booked is unknown
+            self._refused(exc, request.market)
+            unknown = UnknownOutcomeError(
+                f"{self.name}: order {request.client_id} was sent; its answer is refused ({exc}); ask by client id",
+                venue=self.name, client_id=request.client_id,
+            )
+            self._count(unknown)
+            raise unknown from None
         if self.spec.order_ack_only:
             order = await self._after_ack(order)
         self._count_order(order)
@@ -511,8 +653,13 @@ class CcxtFuse:
             raw = await self._listed_order(market, client_id, params)
         else:
             raw = await self._call(self.client.fetch_order, None, market, params)
-        raw = {**raw, "symbol": raw.get("symbol") or market, "clientOrderId": client_id}
-        return parse.order(raw, client_id, self._contract_sizes.get(market, ONE))
+        try:
+            if not isinstance(raw, Mapping):
+                raise parse.refuse(f"order {client_id}", raw, "not_a_number", "is not an order")
+            raw = {**raw, "symbol": raw.get("symbol") or market, "clientOrderId": client_id}
+            return parse.order(raw, client_id, self._contract_sizes.get(market, ONE))
+        except BadPayloadError as exc:
+            raise self._refused(exc, market) from None
 
     async def _listed_order(self, market: str, client_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """Find an order by client id in the venue's open (and recent) orders, then in its closed ones."""
@@ -528,8 +675,13 @@ class CcxtFuse:
         found: list[Order] = []
         for symbol in self._instruments:
             for raw in await self._call(self.client.fetch_open_orders, symbol):
-                cid = raw.get("clientOrderId") or f"venue-order-{raw.get('id')}"
-                found.append(parse.order({**raw, "symbol": raw.get("symbol") or symbol}, cid, self._contract_sizes.get(symbol, ONE)))
+                try:
+                    if not isinstance(raw, Mapping):
+                        raise parse.refuse(f"{symbol} open order", raw, "not_a_number", "is not an order")
+                    cid = raw.get("clientOrderId") or f"venue-order-{raw.get('id')}"
+                    found.append(parse.order({**raw, "symbol": raw.get("symbol") or symbol}, cid, self._contract_sizes.get(symbol, ONE)))
+                except BadPayloadError as exc:
+                    raise self._refused(exc, symbol) from None
         return found
 
     def is_ours(self, venue_client_id: str, instance: str, known: Collection[str]) -> bool:

@@ -37,10 +37,10 @@ from alpha.domain.clock import Clock
 from alpha.domain.market import OrderBook
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics
-from fuses.base import Capabilities, TransientError, error_kind
+from fuses.base import Backoff, Capabilities, TransientError, error_kind
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.fuse import CcxtFuse
-from fuses.ccxt.streams import Backoff, BookUpdate, MarketStreams, MarkUpdate, StreamSettings
+from fuses.ccxt.streams import BookUpdate, MarketStreams, MarkUpdate, StreamSettings
 from fuses.ccxt.venues import venue_spec
 from fuses.sim.source import MarketState, MarketStates
 

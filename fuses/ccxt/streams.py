@@ -48,7 +48,7 @@ from alpha.domain.account import Order
 from alpha.domain.clock import Clock
 from alpha.domain.funding import FundingRate
 from alpha.domain.market import OrderBook
-from alpha.domain.money import ONE, ZERO
+from alpha.domain.money import ONE
 from alpha.observability.metrics import Metrics
 from fuses.base import Backoff, FuseError
 from fuses.ccxt import parse
@@ -436,8 +436,8 @@ class MarketStreams:
                     continue  # already taken
                 self._event_times[symbol] = event_time
             try:
-                mark = parse.dec(info.get(fields.get("mark", "")) or ticker.get("markPrice") or ticker.get("last"), f"{symbol}.mark")
-                index = parse.opt_dec(info.get(fields.get("index", "")) or ticker.get("indexPrice"), f"{symbol}.index")
+                mark = parse.price(info.get(fields.get("mark", "")) or ticker.get("markPrice") or ticker.get("last"), f"{symbol}.mark")
+                index = parse.opt_price(info.get(fields.get("index", "")) or ticker.get("indexPrice"), f"{symbol}.index")
                 funding = self._stream_funding(symbol, info, fields, now)
             except FuseError as exc:
                 self.last_error = str(exc)
@@ -451,7 +451,7 @@ class MarketStreams:
             return previous.funding if previous is not None else None
         interval = self.fuse.intervals.get(symbol) or self.fuse.capabilities.funding_interval_default
         raw = {"symbol": symbol, "fundingRate": info.get(rate_key), "fundingTimestamp": info.get(next_key) if next_key else None}
-        return parse.funding_rate(raw, interval, now)
+        return parse.funding_rate(raw, interval, now, cap=self.spec.funding_rate_cap)
 
     def _put_mark(self, update: MarkUpdate) -> None:
         self.marks[update.market] = update
@@ -493,7 +493,9 @@ class MarketStreams:
                 try:
                     depth = self.settings.book_depth
                     top = {"bids": raw["bids"][:depth], "asks": raw["asks"][:depth]}
-                    book = parse.book(top, self.fuse._contract_sizes.get(market, ONE))
+                    fresh = parse.Freshness(now, self.fuse.max_data_age, self.fuse.clock_skew)
+                    stamped = {**top, "timestamp": raw.get("timestamp")}
+                    book = parse.book(stamped, self.fuse._contract_sizes.get(market, ONE), fresh=fresh, market=f"{market} book")
                 except FuseError as exc:
                     self.last_error = str(exc)
                     continue
@@ -604,10 +606,7 @@ class MarketStreams:
                     latest[symbol] = entry
         for symbol, entry in latest.items():
             try:
-                contracts = parse.dec(entry.get("contracts"), f"{symbol}.contracts", default=ZERO)
-                size = contracts * self.fuse._contract_sizes.get(symbol, ONE)
-                if entry.get("side") == "short":
-                    size = -abs(size)
+                size = parse.signed_size(entry, symbol, self.fuse._contract_sizes.get(symbol, ONE))
                 entry_price = parse.opt_dec(entry.get("entryPrice"), f"{symbol}.entryPrice")
             except FuseError as exc:
                 self.last_error = str(exc)

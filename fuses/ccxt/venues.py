@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -88,7 +89,6 @@ class VenueSpec:
     # ccxt's Bybit fetch_order sends the missing id as orderId=None)
     order_lookup: str = "fetch_order"
     order_ack_only: bool = False  # the create answer holds only the ids: the order is queried after it
-    positions_in_one_call: bool = False  # positions are read with no symbols and filtered (ccxt refuses several)
     funding_paid_positive: bool = False  # the raw funding amount is what was paid (Bybit execFee): negate it
     maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
     balance_total_includes_upnl: bool = False  # ccxt's balance total is the margin balance (wallet + unrealised PnL)
@@ -110,6 +110,9 @@ class VenueSpec:
     funding_income_fields: dict[str, tuple[str | int, ...]] = field(default_factory=dict)
     funding_history_limit: int | None = None
     funding_history_per_market: bool = False
+    # the largest |funding rate| per interval the venue can publish (its own clamp); a rate beyond
+    # it is a corrupt answer and refused at the edge (``parse.funding_rate``); None: no cap known
+    funding_rate_cap: Decimal | None = None
 
     def __post_init__(self) -> None:
         streams = self.mark_stream is not None or self.book_stream is not None
@@ -227,6 +230,8 @@ _HYPERLIQUID_EXCEPTIONS: dict[str, type[BaseException]] = {
 VENUES: dict[str, VenueSpec] = {
     "binanceusdm": VenueSpec(
         ccxt_id="binanceusdm",
+        # USD-M clamps each contract's rate to its own cap/floor (a few percent at most): 5% is above every one
+        funding_rate_cap=Decimal("0.05"),
         kind="cex",
         capabilities=Capabilities(
             spot=False, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
@@ -293,7 +298,6 @@ VENUES: dict[str, VenueSpec] = {
         client_id_param="orderLinkId",
         order_lookup="order_lists",
         order_ack_only=True,  # /v5/order/create answers {orderId, orderLinkId} only
-        positions_in_one_call=True,
         # GET /v5/execution/list execType=Funding: execFee is the fee paid (negative: received), feeRate the rate
         funding_income_fields={"amount": ("execFee",), "rate": ("feeRate",)},
         funding_paid_positive=True,
@@ -316,6 +320,7 @@ VENUES: dict[str, VenueSpec] = {
     ),
     "hyperliquid": VenueSpec(
         ccxt_id="hyperliquid",
+        funding_rate_cap=Decimal("0.04"),  # "funding is capped at 4% / hour" (Hyperliquid docs, Funding)
         kind="perp_dex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,

@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("5xx", "timeout_after_accept", "disconnect", "maintenance", "partial_fills", "rate_limit_storm", "latency")
+KINDS = ("5xx", "timeout_after_accept", "disconnect", "maintenance", "partial_fills", "rate_limit_storm", "latency", "corrupt")
 TRIGGERS = ("now", "order")
 SERVER_ERRORS = (502, 503)
 DEFAULT_HANG_S = 30.0  # how long an accepted order's answer is held back: past any sane client timeout
 LOCAL_CALLERS = ("127.0.0.1", "::1")
 MAX_DURATION_S = 3600.0
+MAX_EDITS = 64
+MAX_CORRUPT_COUNT = 10_000
+EVERY = "*"  # in an edit's path: every element of a list (every value of an object)
 
 
 class ChaosRequestError(ValueError):
@@ -47,15 +50,23 @@ class ChaosFault:
     fill_ratio: Decimal | None = None
     status: int = 503
     hang_s: float = DEFAULT_HANG_S
+    endpoint: str = ""  # corrupt: the URL path whose answers are rewritten
+    info_type: str | None = None  # corrupt: only requests whose JSON body's "type" is this (Hyperliquid /info)
+    edits: tuple[Edit, ...] = ()
+    count: int = 1  # corrupt: how many answers are rewritten before the fault ends
     orders_seen: int = 0
     started_at: float | None = None
 
     def active(self, now: float) -> bool:
         """Say whether the fault applies at ``now``."""
+        if self.kind == "corrupt" and self.count <= 0:
+            return False
         return self.started_at is not None and self.started_at <= now < self.started_at + self.duration_s
 
     def over(self, now: float) -> bool:
         """Say whether the fault has run its course."""
+        if self.kind == "corrupt" and self.count <= 0:
+            return True
         return self.started_at is not None and now >= self.started_at + self.duration_s
 
     def remaining(self, now: float) -> float:
@@ -78,7 +89,76 @@ class ChaosFault:
             out["status"] = self.status
         if self.kind == "timeout_after_accept":
             out["hang_s"] = self.hang_s
+        if self.kind == "corrupt":
+            out.update(endpoint=self.endpoint, info_type=self.info_type, count=self.count,
+                       edits=[e.json() for e in self.edits])
         return out
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One rewrite of a JSON answer: set ``value`` (any JSON, NaN and Infinity too) at ``path``, or delete it."""
+
+    path: tuple[str | int, ...]
+    value: Any = None
+    delete: bool = False
+
+    def json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": list(self.path)}
+        if self.delete:
+            out["delete"] = True
+        else:
+            out["value"] = self.value
+        return out
+
+    def apply(self, body: Any) -> Any:
+        """Return ``body`` with this edit applied where its path exists (a path that is not there changes nothing)."""
+        return _edit(body, self.path, self)
+
+
+def _edit(node: Any, path: tuple[str | int, ...], edit: Edit) -> Any:
+    if not path:
+        return edit.value
+    step, rest = path[0], path[1:]
+    if isinstance(node, list):
+        indexes = range(len(node)) if step == EVERY else [step] if isinstance(step, int) and -len(node) <= step < len(node) else []
+        out = list(node)
+        for i in reversed(indexes) if edit.delete and not rest else indexes:
+            if edit.delete and not rest:
+                del out[i]
+            else:
+                out[i] = _edit(out[i], rest, edit)
+        return out
+    if isinstance(node, dict):
+        keys = list(node) if step == EVERY else [step] if isinstance(step, str) and step in node else []
+        if not keys and isinstance(step, str) and step != EVERY and not rest and not edit.delete:
+            return {**node, step: edit.value}  # a field the venue did not send, added
+        out_d = dict(node)
+        for k in keys:
+            if edit.delete and not rest:
+                del out_d[k]
+            else:
+                out_d[k] = _edit(out_d[k], rest, edit)
+        return out_d
+    return node
+
+
+def parse_edits(raw: Any) -> tuple[Edit, ...]:
+    """Validate a corrupt fault's ``edits``: a non-empty list of ``{"path": [...], "value": ...}`` or ``{"path": [...], "delete": true}``."""
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_EDITS:
+        raise ChaosRequestError(f"edits: expected a list of 1 to {MAX_EDITS} edits, got {raw!r}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping) or set(item) - {"path", "value", "delete"} or "path" not in item:
+            raise ChaosRequestError(f'edits[{i}]: expected {{"path": [...], "value": ...}} or {{"path": [...], "delete": true}}')
+        path = item["path"]
+        if not isinstance(path, list) or not path or not all(isinstance(p, str) or (isinstance(p, int) and not isinstance(p, bool)) for p in path):
+            raise ChaosRequestError(f"edits[{i}].path: expected a non-empty list of keys and indexes, got {path!r}")
+        delete = item.get("delete", False)
+        if not isinstance(delete, bool) or (delete and "value" in item) or (not delete and "value" not in item):
+            raise ChaosRequestError(f'edits[{i}]: give either "value" or "delete": true')
+        out.append(Edit(tuple(path), item.get("value"), delete))
+    return tuple(out)
 
 
 def _number(body: Mapping[str, Any], name: str, default: float | None = None, *, low: float = 0.0, high: float = MAX_DURATION_S) -> float:
@@ -94,7 +174,8 @@ def parse_fault(body: Any, fault_id: int) -> ChaosFault:
     """Validate a ``POST /_chaos/faults`` body into a fault (not started)."""
     if not isinstance(body, Mapping):
         raise ChaosRequestError("expected a JSON object")
-    unknown = set(body) - {"kind", "duration_s", "trigger", "after_orders", "latency_ms", "fill_ratio", "status", "hang_s"}
+    unknown = set(body) - {"kind", "duration_s", "trigger", "after_orders", "latency_ms", "fill_ratio", "status", "hang_s",
+                           "endpoint", "info_type", "edits", "count"}
     if unknown:
         raise ChaosRequestError(f"unknown field(s): {', '.join(sorted(unknown))}")
     kind = body.get("kind")
@@ -128,6 +209,19 @@ def parse_fault(body: Any, fault_id: int) -> ChaosFault:
         fault.status = int(status)
     if kind == "timeout_after_accept":
         fault.hang_s = _number(body, "hang_s", DEFAULT_HANG_S, low=0.0)
+    if kind == "corrupt":
+        endpoint = body.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith("/") or endpoint.startswith("/_chaos"):
+            raise ChaosRequestError(f'endpoint: expected a URL path such as "/fapi/v1/depth", got {endpoint!r}')
+        info_type = body.get("info_type")
+        if info_type is not None and not isinstance(info_type, str):
+            raise ChaosRequestError(f"info_type: expected a string, got {info_type!r}")
+        fault.endpoint, fault.info_type, fault.edits = endpoint, info_type, parse_edits(body.get("edits"))
+        fault.count = int(_number(body, "count", 1, low=1, high=MAX_CORRUPT_COUNT))
+    else:
+        stray = {"endpoint", "info_type", "edits", "count"} & set(body)
+        if stray:
+            raise ChaosRequestError(f"{', '.join(sorted(stray))}: only with kind corrupt")
     return fault
 
 
@@ -180,6 +274,18 @@ class Chaos:
         """Seconds added before an answer: the sum of the active latency faults."""
         now = self.monotonic()
         return sum(f.latency_ms for f in self.faults if f.kind == "latency" and f.active(now)) / 1000
+
+    def corruption(self, path: str, info_type: str | None) -> ChaosFault | None:
+        """The active corrupt fault (the latest posted) for an answer to ``path`` (and ``info_type``), counting it as used."""
+        now = self.monotonic()
+        found = [
+            f for f in self.faults
+            if f.kind == "corrupt" and f.active(now) and f.endpoint == path and (f.info_type is None or f.info_type == info_type)
+        ]
+        if not found:
+            return None
+        found[-1].count -= 1
+        return found[-1]
 
     def fill_ratio(self) -> Decimal | None:
         """The smallest share of an order allowed to fill now, if a partial-fill fault is active."""

@@ -26,6 +26,7 @@ Stable interface (the Hyperliquid emulator builds on it):
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -380,11 +381,42 @@ def fault_middleware(
             return response
         hang = chaos.active("timeout_after_accept") if order else None
         answer = await handler(request)
+        if chaos.active("corrupt") is not None:
+            answer = await _corrupted(request, answer, chaos)
         if hang is not None:
             await asyncio.sleep(hang.hang_s)  # booked; the answer comes after the client gave up
         return answer
 
     return middleware
+
+
+async def _corrupted(request: web.Request, answer: web.StreamResponse, chaos: Chaos) -> web.StreamResponse:
+    """Rewrite a JSON answer per the active ``corrupt`` fault for its path (the answer unchanged if none applies).
+
+    The rewritten body is serialised with NaN and Infinity as JavaScript literals (what
+    ``json.loads``, and so ccxt, reads back as floats), so a fault can send non-finite numbers.
+    """
+    if not isinstance(answer, web.Response) or answer.body is None or "json" not in (answer.content_type or ""):
+        return answer
+    info_type = None
+    if request.method == "POST" and request.body_exists:  # the handler has read it: ``read`` answers from aiohttp's copy
+        try:
+            sent = json.loads(await request.read())
+        except ValueError:
+            sent = None
+        info_type = sent.get("type") if isinstance(sent, dict) and isinstance(sent.get("type"), str) else None
+    fault = chaos.corruption(request.path, info_type)
+    if fault is None:
+        return answer
+    body = answer.body
+    try:
+        payload = json.loads(body if isinstance(body, bytes | str) else bytes(body))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return answer
+    for edit in fault.edits:
+        payload = edit.apply(payload)
+    headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return web.Response(text=json.dumps(payload), status=answer.status, headers=headers, content_type="application/json")
 
 
 def add_chaos_routes(app: web.Application, positions: Callable[[datetime], dict[str, list[dict[str, Any]]]]) -> None:

@@ -95,6 +95,7 @@ async def hyperliquid_rig(
     timeout_ms: int = 2000,
     options: dict[str, str | int | bool] | None = None,
     wrong_key: bool = False,
+    weight_per_minute: int | None = None,
 ) -> AsyncIterator[HyperliquidRig]:
     """Start a Hyperliquid emulator (hourly funding, USDC) and a started ccxt fuse against it."""
     from eth_account import Account
@@ -108,7 +109,8 @@ async def hyperliquid_rig(
     backend = EngineBackend(world, "hyperliquid")
     backend.fund(HL_ACCOUNT, "USDC", Decimal(deposit), clock.now())
     wallet = Account.create()
-    app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT})
+    budget = {} if weight_per_minute is None else {"weight_per_minute": weight_per_minute}
+    app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT}, **budget)
     server = await EmulatorServer(app).start()
     # wrong_key: a key (and its own address) the venue has never seen, so the start-up check passes
     # and the venue refuses the signature

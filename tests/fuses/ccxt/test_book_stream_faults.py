@@ -92,6 +92,7 @@ async def test_dropped_book_stream_polls_rest_stays_fresh_then_streams_the_venue
     async with rig_factory() as rig:
         venue_clock = ShiftedClock()
         rig.server.state.clock = venue_clock
+        rig.fuse.clock_skew = timedelta(hours=1)  # the venue's clock runs ahead to move its market: allow its stamps
         streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS, on_update=seen.append)
         log = rig.server.state.log
         async with running(streams):
@@ -127,6 +128,7 @@ async def test_a_missed_depth_update_makes_ccxt_resync_from_a_fresh_snapshot(rig
     async with rig_factory() as rig:
         venue_clock = ShiftedClock()
         rig.server.state.clock = venue_clock
+        rig.fuse.clock_skew = timedelta(hours=1)  # the venue's clock runs ahead to move its market: allow its stamps
         venue = rig.server.app[BINANCE_KEY]
         seen: list[MarkUpdate | BookUpdate] = []
         streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS, on_update=seen.append)
