@@ -15,6 +15,7 @@ lower exit threshold (hysteresis).
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import timedelta
@@ -363,3 +364,18 @@ def screen_carry(
     if not worth_holding(best, thresholds, is_open=is_open):
         return False
     return None
+
+
+def fillable_notional(candidate: Candidate, snapshots: dict[str, MarketSnapshot]) -> float:
+    """About the largest notional every leg's book fills both ways (a float; 0 without a book).
+
+    Beyond it (with ``_SCREEN_MARGIN`` to spare) ``expected_carry`` is surely None.
+    """
+    cap = math.inf
+    for leg in candidate.legs:
+        snap = snapshots[leg.key]
+        if snap.book is None:
+            return 0.0
+        walks = _walks_of(snap.book)
+        cap = min(cap, walks.floats(Side.BUY).depth * float(snap.mark), walks.floats(Side.SELL).depth * float(snap.mark))
+    return cap

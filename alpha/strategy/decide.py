@@ -67,6 +67,7 @@ from alpha.strategy.carry import (
     TradeLeg,
     expected_carry,
     fee_floor_carry,
+    fillable_notional,
     leg_cost,
     may_clear,
     ranking_score,
@@ -259,24 +260,33 @@ def _pruned_candidates(
     pool: dict[str, Candidate] = {}
     closing: list[Candidate] = []
 
-    def add(c: Candidate, *, scanned: bool) -> bool:
-        """Keep ``c`` if it could clear its threshold; return whether a new hedge of its gross could."""
+    def add(c: Candidate) -> None:
+        """Keep ``c`` if it could clear its threshold (entry, or exit if open) with its fees only."""
         is_open = _current_quantity(c, held, borrowed) > 0
         gross = c.funding_apr - (c.borrow.borrow_apr if c.borrow is not None else ZERO)
-        if is_open and scanned:
-            return may_clear(gross, thresholds, is_open=False)  # kept (or not) by the pass over open hedges
         if not may_clear(gross, thresholds, is_open=is_open):
-            return False
+            return
         if worth_holding(fee_floor_carry(c, thresholds.holding_period, is_open=is_open), thresholds, is_open=is_open):
             pool.setdefault(str(c.hedge_id), c)
-        return True
+
+    def new_may_clear(gross: Decimal) -> bool:
+        return may_clear(gross, thresholds, is_open=False)
+
+    legs: dict[tuple[int, Side], TradeLeg] = {}
+
+    def leg(snap: MarketSnapshot, side: Side) -> TradeLeg:
+        key = (id(snap), side)
+        if key not in legs:
+            legs[key] = _leg(snap, fuses[snap.fuse], side)
+        return legs[key]
 
     for asset in config.assets:
         spots = spots_of.get(asset, [])
         perps = perps_of.get(asset, [])
         fc = {id(p): forecast(p) for p in perps}
         borrows = _borrow_legs(view, config, asset)
-        # Open hedges first (judged on the exit threshold), then the scans for new ones.
+        # Open hedges first (judged on the exit threshold), then the scans for new ones (an
+        # open hedge met again in a scan is already kept or dropped: add() keeps one of each).
         longs = [x for x in (*spots, *perps) if held.get((x.fuse, x.market), ZERO) > 0]
         shorts = [p for p in perps if held.get((p.fuse, p.market), ZERO) < 0]
         for lo in longs:
@@ -284,31 +294,34 @@ def _pruned_candidates(
             for hi in shorts:
                 if hi is not lo:
                     gross = fc[id(hi)] - fc[id(lo)] if lo.instrument.kind.is_perp else fc[id(hi)]
-                    add(Candidate(asset, kind, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, gross), scanned=False)
+                    add(Candidate(asset, kind, leg(lo, Side.BUY), leg(hi, Side.SELL), None, gross))
             if lo.instrument.kind.is_perp:
                 for borrow in borrows:
                     if borrowed.get((borrow.fuse, asset), ZERO) > 0:
-                        add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(lo, fuses[lo.fuse], Side.BUY), None, borrow, -fc[id(lo)]), scanned=False)
+                        add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, leg(lo, Side.BUY), None, borrow, -fc[id(lo)]))
         by_forecast = sorted(perps, key=lambda p: fc[id(p)], reverse=True)
         for hi in by_forecast:
-            if not any([add(Candidate(asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, fc[id(hi)]), scanned=True) for s in spots]):
+            if not spots or not new_may_clear(fc[id(hi)]):
                 break
+            for x in spots:
+                add(Candidate(asset, HedgeKind.SPOT_PERP, leg(x, Side.BUY), leg(hi, Side.SELL), None, fc[id(hi)]))
         for lo in reversed(by_forecast):
             any_hi = False
             for hi in by_forecast:
                 if hi is lo:
                     continue
-                c = Candidate(asset, HedgeKind.PERP_PERP, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, fc[id(hi)] - fc[id(lo)])
-                if not add(c, scanned=True):
+                gross = fc[id(hi)] - fc[id(lo)]
+                if not new_may_clear(gross):
                     break
+                add(Candidate(asset, HedgeKind.PERP_PERP, leg(lo, Side.BUY), leg(hi, Side.SELL), None, gross))
                 any_hi = True
             if not any_hi:
                 break
         for borrow in borrows:
             for lo in reversed(by_forecast):
-                c = Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(lo, fuses[lo.fuse], Side.BUY), None, borrow, -fc[id(lo)])
-                if not add(c, scanned=True):
+                if not new_may_clear(-fc[id(lo)] - borrow.borrow_apr):
                     break
+                add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, leg(lo, Side.BUY), None, borrow, -fc[id(lo)]))
         # What _book may close: candidates() over the held markets only, in its order.
         spots_h = [x for x in spots if is_held(x)]
         perps_h = [x for x in perps if is_held(x)]
@@ -639,6 +652,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             if not worth_holding(fee_floor_carry(c, holding, is_open=is_open), config.thresholds, is_open=is_open):
                 return None  # no size clears the threshold, even with no slippage: not one book walk
             hedge = str(c.hedge_id)
+            too_big = fillable_notional(c, snapshots) * (1 + 1e-6)  # no book fills more: not worth a screen
 
             def exact(x: Decimal) -> Carry | None:
                 memo = (hedge, x, is_open)
@@ -647,6 +661,8 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                 return carries[memo]
 
             def passing(x: Decimal) -> bool:
+                if float(x) > too_big:
+                    return False
                 memo = (hedge, x, is_open)
                 ok = screens.get(memo)
                 if ok is None:
