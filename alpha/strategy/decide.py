@@ -40,6 +40,15 @@ How it chooses:
 8. A margin fuse keeps at least what its venue will not let out (``margin.pinned``: its
    unrealised profit, and the initial margin of the positions it keeps); if that takes idle
    below the buffer, the allocation runs again without that capital in the budget.
+
+Speed, and the reference: ``decide`` sizes only the candidates that could clear their
+threshold with no slippage (``carry.may_clear``, ``carry.fee_floor_carry``: both ask
+``worth_holding``), ranks them lazily from those upper bounds, drops the ones that would be
+passed over wherever they rank, screens each size in floats (``carry.screen_carry``, exact
+when too close to tell) and prices exactly only the sizes it keeps. ``reference=True`` runs
+the plain algorithm (every candidate sized, every size priced in Decimal); both give the
+same ``TargetBook`` (tests/strategy/test_strategy_pruned_decision.py, the golden backtests).
+The prune holds as long as a threshold never favours a hedge for costing more or earning less.
 """
 
 from __future__ import annotations
