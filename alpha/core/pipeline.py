@@ -125,12 +125,15 @@ def _outlier_notes(outliers: Sequence[PriceOutlier]) -> list[str]:
     return [f"price refused: {o}; no new exposure on {o.key}" for o in outliers]
 
 
-def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig, state: RiskState, now: datetime) -> Step:
+def decision_step(
+    view: PortfolioView, signals: Signals, config: StrategyConfig, state: RiskState, now: datetime, *, reference: bool = False
+) -> Step:
     """Decide the target book, plan the actions that reach it (resizes paired, repairs first), gate them.
 
     Bad input (a ``BadMarketData`` or any ``ValueError`` from ``decide``) is refused: the
     step plans nothing and says why in ``skipped``; nothing is traded on it. Markets whose
     prices the screen refused are left out of what ``decide`` sees (see the module docstring).
+    ``reference`` runs the plain (unpruned) decision, which decides the same (benchmarks, tests).
     """
     view, state, screen = _screened(view, config, state)
     refused = screen.markets
@@ -139,7 +142,7 @@ def decision_step(view: PortfolioView, signals: Signals, config: StrategyConfig,
         why = "; ".join(str(o) for o in screen.outliers if o.key in held)
         return Step(StepKind.DECISION, skipped=f"refused: price outlier on a market a position is held in: {why}", outliers=screen.outliers, prices=screen.guard)
     try:
-        target = decide(_without_markets(view, refused), signals, _config_without(config, refused), now)
+        target = decide(_without_markets(view, refused), signals, _config_without(config, refused), now, reference=reference)
     except ValueError as exc:
         return Step(StepKind.DECISION, skipped=f"refused: {exc}", outliers=screen.outliers, prices=screen.guard)
     result = make_plan(target, view)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.actions import VAULT
+from alpha.domain.instruments import InstrumentKind
 from alpha.domain.market import MarketSnapshot
 from alpha.domain.money import ZERO
 
@@ -16,6 +17,45 @@ from alpha.domain.money import ZERO
 def market_key(fuse: str, market: str) -> str:
     """Key of a market in a view: ``"<fuse>:<market>"`` (e.g. ``perp-cex:BTC/USDC:USDC``)."""
     return f"{fuse}:{market}"
+
+
+class MarketIndex:
+    """What every view over one set of market snapshots asks again and again, worked out in one pass.
+
+    ``settle_coins``: per fuse, the settlement coins of its perps; ``spot``: per fuse, each
+    spot base asset's market symbol (the first). The views a decision and its gate build
+    (``apply``) share one markets mapping; ``market_index`` reuses the index for that very
+    mapping (a view's markets are never changed in place).
+    """
+
+    __slots__ = ("markets", "settle_coins", "snaps", "spot")
+
+    def __init__(self, markets: Mapping[str, MarketSnapshot]) -> None:
+        self.markets = markets
+        self.snaps = tuple(markets.values())
+        self.settle_coins: dict[str, set[str]] = {}
+        self.spot: dict[str, dict[str, str]] = {}
+        for snap in self.snaps:
+            if snap.instrument.kind.is_perp:
+                self.settle_coins.setdefault(snap.fuse, set()).add(snap.instrument.settle)
+            elif snap.instrument.kind is InstrumentKind.SPOT:
+                self.spot.setdefault(snap.fuse, {}).setdefault(snap.instrument.base, snap.instrument.symbol)
+
+    def describes(self, markets: Mapping[str, MarketSnapshot]) -> bool:
+        # The same mapping (views never change theirs in place), of the same size.
+        return markets is self.markets and len(markets) == len(self.snaps)
+
+
+_INDEX: list[MarketIndex] = []
+
+
+def market_index(markets: Mapping[str, MarketSnapshot]) -> MarketIndex:
+    """Return the ``MarketIndex`` of ``markets`` (the last one built, if it still describes them)."""
+    if _INDEX and _INDEX[0].describes(markets):
+        return _INDEX[0]
+    index = MarketIndex(markets)
+    _INDEX[:] = [index]
+    return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +112,7 @@ class PortfolioView:
         Perps of one fuse settling in several coins: the base asset if it is one of them, else
         the first by name.
         """
-        coins = {s.instrument.settle for s in self.markets.values() if s.fuse == fuse and s.instrument.kind.is_perp}
+        coins = market_index(self.markets).settle_coins.get(fuse)
         if not coins:
             return None
         return self.base_asset if self.base_asset in coins else min(coins)

@@ -22,23 +22,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot
-from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
-from alpha.domain.portfolio import PortfolioView
+from alpha.domain.portfolio import PortfolioView, market_index
 
 
 def base_of(market: str) -> str:
     """Return the base asset of a unified symbol (``BTC/USDC:USDC`` -> ``BTC``)."""
     return market.split("/", 1)[0]
-
-
-def _spot_markets(view: PortfolioView, fuse: str) -> dict[str, str]:
-    """Map each spot base asset of ``fuse`` to its spot market symbol, from the view's snapshots."""
-    out: dict[str, str] = {}
-    for snap in view.markets.values():
-        if snap.fuse == fuse and snap.instrument.kind is InstrumentKind.SPOT:
-            out.setdefault(snap.instrument.base, snap.instrument.symbol)
-    return out
 
 
 def holdings(view: PortfolioView) -> dict[tuple[str, str], Decimal]:
@@ -48,11 +38,12 @@ def holdings(view: PortfolioView) -> dict[tuple[str, str], Decimal]:
     fuse's spot market for that coin (``"<COIN>"`` when the fuse has no such market).
     """
     out: dict[tuple[str, str], Decimal] = {}
+    spot_of = market_index(view.markets).spot
     for name, acct in view.accounts.items():
         for pos in acct.positions:
             if pos.size != 0:
                 out[(name, pos.market)] = out.get((name, pos.market), ZERO) + pos.size
-        spot = _spot_markets(view, name)
+        spot = spot_of.get(name, {})
         for bal in acct.balances:
             if bal.asset in view.cash or bal.total == 0:
                 continue

@@ -35,7 +35,7 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -172,15 +172,35 @@ def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig,
     max_lev = {f.name: f.max_leverage for f in config.fuses}
     depeg = depegged(view, config)
     current = view
+    # Each action is judged on the portfolio the approved ones before it leave: the exposure
+    # measured after one is the exposure before the next, so each view is measured once.
+    venues = _Measured(lambda v: venue_gross(v, venue_of))
+    leverage = _Measured(fuse_leverage)
 
     for action in actions:
-        judged = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg)
+        judged = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg, venues, leverage)
         if isinstance(judged, Refusal):
             refused.append(judged)
             continue
         approved.append(action)
         current = judged
     return GateResult(tuple(approved), tuple(refused))
+
+
+class _Measured:
+    """A measure of a view (gross per venue, leverage per fuse), kept for the last two views measured."""
+
+    def __init__(self, measure: Callable[[PortfolioView], dict[str, Decimal]]) -> None:
+        self._measure = measure
+        self._last: list[tuple[PortfolioView, dict[str, Decimal]]] = []
+
+    def __call__(self, view: PortfolioView) -> dict[str, Decimal]:
+        for seen, value in self._last:
+            if seen is view:
+                return value
+        value = self._measure(view)
+        self._last = [*self._last[-1:], (view, value)]
+        return value
 
 
 def _judge(
@@ -194,6 +214,8 @@ def _judge(
     venue_of: dict[str, str],
     max_lev: dict[str, Decimal],
     depeg: list[str],
+    venues: Callable[[PortfolioView], dict[str, Decimal]],
+    leverage: Callable[[PortfolioView], dict[str, Decimal]],
 ) -> Refusal | PortfolioView:
     """Return the refusal of ``action``, or the portfolio after it when it may go ahead."""
 
@@ -234,15 +256,15 @@ def _judge(
         return no(RefusalCode.CANNOT_APPLY, f"cannot be applied to the current portfolio: {exc}")
 
     limit = config.risk.max_venue_exposure * nav * (ONE + EPSILON)
-    before_v = venue_gross(view, venue_of)
-    for venue, value in venue_gross(after, venue_of).items():
+    before_v = venues(view)
+    for venue, value in venues(after).items():
         if value > limit and value > before_v.get(venue, ZERO):
             return no(
                 RefusalCode.VENUE_EXPOSURE,
                 f"gross exposure on venue {venue} would be {value:.2f}, over max_venue_exposure {config.risk.max_venue_exposure} x NAV",
             )
-    before_l = fuse_leverage(view)
-    for fuse, lev in fuse_leverage(after).items():
+    before_l = leverage(view)
+    for fuse, lev in leverage(after).items():
         cap = max_lev.get(fuse, ONE)
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
             return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")

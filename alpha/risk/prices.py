@@ -182,8 +182,11 @@ def _venue_outliers(pool: Mapping[str, MarketSnapshot], limits: RiskLimits) -> d
     found: dict[str, PriceOutlier] = {}
     while True:
         gaps: dict[str, tuple[Decimal, Decimal]] = {}
+        by_base: dict[str, list[MarketSnapshot]] = {}  # peers are of the same base: look only there
+        for snap in pool.values():
+            by_base.setdefault(snap.instrument.base, []).append(snap)
         for key, snap in pool.items():
-            others = [s.mark for s in pool.values() if _peer(snap, s)]
+            others = [s.mark for s in by_base[snap.instrument.base] if _peer(snap, s)]
             if not others:
                 continue
             reference = Decimal(median(others))

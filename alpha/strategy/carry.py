@@ -18,6 +18,7 @@ paid, is kept while its expected carry over the holding loses less than the exit
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import timedelta
@@ -124,22 +125,61 @@ class _Walk:
         return (self.cum_cost[k] + (quantity - self.cum_qty[k]) * self.prices[k]) / quantity
 
 
-class _BookWalks:
-    """A book's mid and both sides as prefix sums."""
+class _FloatWalk:
+    """A ``_Walk`` in floats: the carry screen's estimate of a fill price (``screen_carry``)."""
 
-    __slots__ = ("book", "buy", "mid", "sell")
+    __slots__ = ("cum_cost", "cum_qty", "depth", "prices")
+
+    def __init__(self, walk: _Walk) -> None:
+        self.prices = [float(p) for p in walk.prices]
+        self.cum_qty = [float(q) for q in walk.cum_qty]
+        self.cum_cost = [float(c) for c in walk.cum_cost]
+        self.depth = self.cum_qty[-1]
+
+    def fill_price(self, quantity: float) -> float:
+        k = bisect_left(self.cum_qty, quantity, 1, len(self.cum_qty) - 1) - 1
+        return (self.cum_cost[k] + (quantity - self.cum_qty[k]) * self.prices[k]) / quantity
+
+
+class _BookWalks:
+    """A book's mid and both sides as prefix sums (and, once asked, in floats)."""
+
+    __slots__ = ("book", "buy", "fbuy", "fmid", "fsell", "mid", "sell")
 
     def __init__(self, book: OrderBook) -> None:
         self.book = book
         self.mid = book.mid
         self.buy = _Walk(book.asks)
         self.sell = _Walk(book.bids)
+        self.fbuy: _FloatWalk | None = None
+        self.fsell: _FloatWalk | None = None
+        self.fmid: float | None = None
+
+    def floats(self, side: Side) -> _FloatWalk:
+        if side is Side.BUY:
+            if self.fbuy is None:
+                self.fbuy = _FloatWalk(self.buy)
+            return self.fbuy
+        if self.fsell is None:
+            self.fsell = _FloatWalk(self.sell)
+        return self.fsell
 
 
 # Books seen recently (by identity) as prefix sums; a replay reads the same book many times
 # per decision while it sizes hedges.
+# Large enough for every book of one decision at universe scale (10 venues x 100 markets and
+# their spot markets): a smaller cache thrashed, walking each book again for every candidate.
 _WALKS: dict[int, _BookWalks] = {}
-_WALKS_MAX = 256
+_WALKS_MAX = 8192
+
+
+def _walks_of(book: OrderBook) -> _BookWalks:
+    walks = _WALKS.get(id(book))
+    if walks is None or walks.book is not book:
+        if len(_WALKS) >= _WALKS_MAX:
+            _WALKS.clear()
+        walks = _WALKS[id(book)] = _BookWalks(book)
+    return walks
 
 
 def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | None:
@@ -147,11 +187,7 @@ def slippage_rate(book: OrderBook, side: Side, quantity: Decimal) -> Decimal | N
     if quantity <= 0 or +quantity != quantity:
         # (more digits than the context keeps: the book's own walk rounds step by step)
         return book.slippage_rate(side, quantity)
-    walks = _WALKS.get(id(book))
-    if walks is None or walks.book is not book:
-        if len(_WALKS) >= _WALKS_MAX:
-            _WALKS.clear()
-        walks = _WALKS[id(book)] = _BookWalks(book)
+    walks = _walks_of(book)
     mid = walks.mid
     price = (walks.buy if side is Side.BUY else walks.sell).fill_price(quantity)
     if mid is None or price is None or mid <= 0:
@@ -242,3 +278,129 @@ def worth_holding(
         bonus = ZERO if adverse else carry.exit_cost / y
         return carry.gross_apr + bonus >= thresholds.exit_min_net_apr
     return carry.net_apr >= thresholds.entry_min_net_apr
+
+
+def best_carry(gross_apr: Decimal) -> Carry:
+    """The carry of a hedge earning ``gross_apr`` with no costs: no size does better, since costs are never negative."""
+    return Carry(gross_apr, ZERO, ZERO, ZERO, gross_apr)
+
+
+def may_clear(gross_apr: Decimal, thresholds: Thresholds, *, is_open: bool) -> bool:
+    """Say whether a hedge earning ``gross_apr`` could clear its threshold at some size (``worth_holding``).
+
+    False means it clears at no size: ``worth_holding`` of its cost-free carry fails, and costs
+    only lower the carry. The decision prunes such candidates before walking any book. It
+    asks ``worth_holding`` itself, so a change of the threshold keeps the prune right as long
+    as a threshold never favours a carry for costing more, nor for earning less gross.
+    """
+    if is_open:
+        # An open hedge is credited its exit cost (``worth_holding``): no cost-free bound exists for it.
+        return True
+    return worth_holding(best_carry(gross_apr), thresholds, is_open=False)
+
+
+def fee_floor_carry(candidate: Candidate, holding_period: timedelta, *, is_open: bool) -> Carry:
+    """The carry of ``candidate`` with no slippage: taker fees (and swap costs) only, the best any size can do.
+
+    ``expected_carry`` charges each order its taker fee plus a slippage never below zero, in
+    the same sums, so its costs are at least these and its net carry at most this one's.
+    """
+    entry = exit_ = ZERO
+    for leg in candidate.legs:
+        entry += leg.instrument.taker_fee
+        exit_ += leg.instrument.taker_fee
+    gross = candidate.funding_apr
+    if candidate.borrow is not None:
+        entry += SWAP_COST
+        exit_ += SWAP_COST
+        gross -= candidate.borrow.borrow_apr
+    counted = exit_ if is_open else entry + exit_
+    cost_apr = counted / years(holding_period)
+    return Carry(gross, entry, exit_, cost_apr, gross - cost_apr)
+
+
+# How far the float screen's costs may be from the exact ones (a fraction of notional): float
+# rounding errs by about 1e-15 here; a carry within this margin of its threshold is left to
+# the exact computation.
+_SCREEN_MARGIN = 1e-9
+
+
+def screen_carry(
+    candidate: Candidate,
+    notional: Decimal,
+    snapshots: dict[str, MarketSnapshot],
+    holding_period: timedelta,
+    thresholds: Thresholds,
+    *,
+    is_open: bool,
+) -> bool | None:
+    """Say in floats whether ``expected_carry`` at ``notional`` clears ``worth_holding``: None when too close to tell.
+
+    True and False are sure: the costs are estimated in floats, widened by ``_SCREEN_MARGIN``
+    both ways, and the threshold asked (``worth_holding``, on Decimal carries) of the worst
+    and the best of that range. A size at the edge of a book's depth is left to the exact
+    walk too. The decision only ever keeps an exact carry. An open hedge is always left to the
+    exact computation: its rule credits the exit cost, so the worst and best cases swap.
+    """
+    if is_open:
+        return None
+    n = float(notional)
+    entry = exit_ = 0.0
+    for leg in candidate.legs:
+        snap = snapshots[leg.key]
+        book = snap.book
+        if book is None:
+            return False
+        walks = _walks_of(book)
+        if walks.fmid is None:
+            if walks.mid is None or walks.mid <= 0:
+                return None
+            walks.fmid = float(walks.mid)
+        fmid = walks.fmid
+        qty = n / float(snap.mark)
+        fee = float(snap.instrument.taker_fee)
+        buy, sell = walks.floats(Side.BUY), walks.floats(Side.SELL)
+        if qty > buy.depth * (1 + _SCREEN_MARGIN) or qty > sell.depth * (1 + _SCREEN_MARGIN):
+            return False  # the book cannot fill it
+        if qty >= buy.depth * (1 - _SCREEN_MARGIN) or qty >= sell.depth * (1 - _SCREEN_MARGIN):
+            return None
+        cost_buy = fee + max((buy.fill_price(qty) - fmid) / fmid, 0.0)
+        cost_sell = fee + max((fmid - sell.fill_price(qty)) / fmid, 0.0)
+        if leg.side is Side.BUY:
+            entry += cost_buy
+            exit_ += cost_sell
+        else:
+            entry += cost_sell
+            exit_ += cost_buy
+    gross = candidate.funding_apr
+    if candidate.borrow is not None:
+        entry += float(SWAP_COST)
+        exit_ += float(SWAP_COST)
+        gross -= candidate.borrow.borrow_apr
+    year = float(years(holding_period))
+    counted = exit_ if is_open else entry + exit_
+    m = _SCREEN_MARGIN
+    worst_apr = Decimal((counted + 2 * m) / year)
+    worst = Carry(gross, Decimal(entry + m), Decimal(exit_ + m), worst_apr, gross - worst_apr)
+    if worth_holding(worst, thresholds, is_open=is_open):
+        return True
+    best_apr = Decimal(max(counted - 2 * m, 0.0) / year)
+    best = Carry(gross, Decimal(max(entry - m, 0.0)), Decimal(max(exit_ - m, 0.0)), best_apr, gross - best_apr)
+    if not worth_holding(best, thresholds, is_open=is_open):
+        return False
+    return None
+
+
+def fillable_notional(candidate: Candidate, snapshots: dict[str, MarketSnapshot]) -> float:
+    """About the largest notional every leg's book fills both ways (a float; 0 without a book).
+
+    Beyond it (with ``_SCREEN_MARGIN`` to spare) ``expected_carry`` is surely None.
+    """
+    cap = math.inf
+    for leg in candidate.legs:
+        snap = snapshots[leg.key]
+        if snap.book is None:
+            return 0.0
+        walks = _walks_of(snap.book)
+        cap = min(cap, walks.floats(Side.BUY).depth * float(snap.mark), walks.floats(Side.SELL).depth * float(snap.mark))
+    return cap

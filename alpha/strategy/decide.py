@@ -45,12 +45,23 @@ How it chooses:
 8. A margin fuse keeps at least what its venue will not let out (``margin.pinned``: its
    unrealised profit, and the initial margin of the positions it keeps); if that takes idle
    below the buffer, the allocation runs again without that capital in the budget.
+
+Speed, and the reference: ``decide`` sizes only the candidates that could clear their
+threshold with no slippage (``carry.may_clear``, ``carry.fee_floor_carry``: both ask
+``worth_holding``), ranks them lazily from those upper bounds, drops the ones that would be
+passed over wherever they rank, screens each size in floats (``carry.screen_carry``, exact
+when too close to tell) and prices exactly only the sizes it keeps. ``reference=True`` runs
+the plain algorithm (every candidate sized, every size priced in Decimal); both give the
+same ``TargetBook`` (tests/strategy/test_strategy_pruned_decision.py, the golden backtests).
+The prune holds as long as a threshold never favours a hedge for costing more or earning less.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import heapq
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -69,8 +80,12 @@ from alpha.strategy.carry import (
     HedgeKind,
     TradeLeg,
     expected_carry,
+    fee_floor_carry,
+    fillable_notional,
     leg_cost,
+    may_clear,
     ranking_score,
+    screen_carry,
     worth_holding,
 )
 from alpha.strategy.margin import pinned
@@ -240,31 +255,173 @@ def candidates(
                         h,
                     )
                 )
-        for lf in _lending_fuses(config):
-            if asset not in lf.assets or view.base_asset not in lf.assets:
-                continue
-            acct = view.accounts.get(lf.name)
-            if acct is None or acct.lending is None or acct.lending.liquidation_threshold <= 0:
-                continue
-            rates = next((lp for lp in acct.lending_positions if lp.asset == asset), None)
-            if rates is None:
-                continue  # borrow rate unknown: never borrow blind
-            ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
-            ratio = max(ratio, ONE / lf.max_leverage)
+        for borrow in _borrow_legs(view, config, asset):
             for p in perps:
                 h = holding_of(market_key(p.fuse, p.market), sign=-1)
                 out.append(
-                    Candidate(
-                        asset,
-                        HedgeKind.SYNTHETIC_SHORT,
-                        _leg(p, fuses[p.fuse], Side.BUY),
-                        None,
-                        BorrowLeg(lf.name, rates.borrow_apr, ratio),
-                        -forecast(p),
-                        h,
-                    )
+                    Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(p, fuses[p.fuse], Side.BUY), None, borrow, -forecast(p), h)
                 )
     return out
+
+
+def _borrow_legs(view: PortfolioView, config: StrategyConfig, asset: str) -> list[BorrowLeg]:
+    """The lending fuses ``asset`` can be borrowed on (a synthetic short), in the strategy's order."""
+    out: list[BorrowLeg] = []
+    for lf in _lending_fuses(config):
+        if asset not in lf.assets or view.base_asset not in lf.assets:
+            continue
+        acct = view.accounts.get(lf.name)
+        if acct is None or acct.lending is None or acct.lending.liquidation_threshold <= 0:
+            continue
+        rates = next((lp for lp in acct.lending_positions if lp.asset == asset), None)
+        if rates is None:
+            continue  # borrow rate unknown: never borrow blind
+        ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
+        ratio = max(ratio, ONE / lf.max_leverage)
+        out.append(BorrowLeg(lf.name, rates.borrow_apr, ratio))
+    return out
+
+
+def _pruned_candidates(
+    view: PortfolioView,
+    signals: Signals,
+    config: StrategyConfig,
+    snapshots: dict[str, MarketSnapshot],
+    held: dict[tuple[str, str], Decimal],
+    borrowed: dict[tuple[str, str], Decimal],
+) -> tuple[list[Candidate], list[Candidate]]:
+    """The candidates worth sizing, and those that hold every leg (the plain ``candidates`` list for ``_book``).
+
+    Worth sizing: every candidate that could clear its threshold at some size (entry, or exit
+    for an open hedge): with no costs at all (``carry.may_clear``) and then with its taker
+    fees only (``carry.fee_floor_carry``; slippage is never negative). The rest are never
+    built or never sized: the forecasts are sorted per asset, and since more gross never
+    makes a hedge less worth holding, the scan of each asset's pairs stops at the first that
+    cannot clear even with no costs. The
+    second list is ``candidates()`` restricted to the candidates whose every leg is held, in
+    the same order (the only ones ``_book`` closes).
+    """
+    fuses = {f.name: f for f in config.enabled_fuses}
+    thresholds = config.thresholds
+    spots_of: dict[str, list[MarketSnapshot]] = {}
+    perps_of: dict[str, list[MarketSnapshot]] = {}
+    for snap in snapshots.values():
+        if snap.fuse not in fuses:
+            continue
+        if snap.instrument.kind is InstrumentKind.SPOT:
+            spots_of.setdefault(snap.instrument.base, []).append(snap)
+        elif snap.instrument.kind.is_perp:
+            perps_of.setdefault(snap.instrument.base, []).append(snap)
+
+    def forecast(snap: MarketSnapshot) -> Decimal:
+        value = signals.forecast(market_key(snap.fuse, snap.market))
+        if value is not None:
+            return value
+        assert snap.funding is not None
+        return snap.funding.annualised
+
+    def is_held(snap: MarketSnapshot) -> bool:
+        return (snap.fuse, snap.market) in held
+
+    pool: dict[str, Candidate] = {}
+    closing: list[Candidate] = []
+
+    def add(c: Candidate) -> None:
+        """Keep ``c`` if it could clear its threshold with its fees only (an open hedge: always, its rule credits costs)."""
+        c = replace(c, holding=_holding_for(c, signals, thresholds))
+        is_open = _current_quantity(c, held, borrowed) > 0
+        gross = c.funding_apr - (c.borrow.borrow_apr if c.borrow is not None else ZERO)
+        if not may_clear(gross, thresholds, is_open=is_open):
+            return
+        if is_open or worth_holding(fee_floor_carry(c, c.holding, is_open=False), thresholds, is_open=False, holding=c.holding):
+            pool.setdefault(str(c.hedge_id), c)
+
+    def new_may_clear(gross: Decimal) -> bool:
+        return may_clear(gross, thresholds, is_open=False)
+
+    legs: dict[tuple[int, Side], TradeLeg] = {}
+
+    def leg(snap: MarketSnapshot, side: Side) -> TradeLeg:
+        key = (id(snap), side)
+        if key not in legs:
+            legs[key] = _leg(snap, fuses[snap.fuse], side)
+        return legs[key]
+
+    for asset in config.assets:
+        spots = spots_of.get(asset, [])
+        perps = perps_of.get(asset, [])
+        fc = {id(p): forecast(p) for p in perps}
+        borrows = _borrow_legs(view, config, asset)
+        # Open hedges first (judged on the exit threshold), then the scans for new ones (an
+        # open hedge met again in a scan is already kept or dropped: add() keeps one of each).
+        longs = [x for x in (*spots, *perps) if held.get((x.fuse, x.market), ZERO) > 0]
+        shorts = [p for p in perps if held.get((p.fuse, p.market), ZERO) < 0]
+        for lo in longs:
+            kind = HedgeKind.PERP_PERP if lo.instrument.kind.is_perp else HedgeKind.SPOT_PERP
+            for hi in shorts:
+                if hi is not lo:
+                    gross = fc[id(hi)] - fc[id(lo)] if lo.instrument.kind.is_perp else fc[id(hi)]
+                    add(Candidate(asset, kind, leg(lo, Side.BUY), leg(hi, Side.SELL), None, gross))
+            if lo.instrument.kind.is_perp:
+                for borrow in borrows:
+                    if borrowed.get((borrow.fuse, asset), ZERO) > 0:
+                        add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, leg(lo, Side.BUY), None, borrow, -fc[id(lo)]))
+        by_forecast = sorted(perps, key=lambda p: fc[id(p)], reverse=True)
+        for hi in by_forecast:
+            if not spots or not new_may_clear(fc[id(hi)]):
+                break
+            for x in spots:
+                add(Candidate(asset, HedgeKind.SPOT_PERP, leg(x, Side.BUY), leg(hi, Side.SELL), None, fc[id(hi)]))
+        for lo in reversed(by_forecast):
+            any_hi = False
+            for hi in by_forecast:
+                if hi is lo:
+                    continue
+                gross = fc[id(hi)] - fc[id(lo)]
+                if not new_may_clear(gross):
+                    break
+                add(Candidate(asset, HedgeKind.PERP_PERP, leg(lo, Side.BUY), leg(hi, Side.SELL), None, gross))
+                any_hi = True
+            if not any_hi:
+                break
+        for borrow in borrows:
+            for lo in reversed(by_forecast):
+                if not new_may_clear(-fc[id(lo)] - borrow.borrow_apr):
+                    break
+                add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, leg(lo, Side.BUY), None, borrow, -fc[id(lo)]))
+        # What _book may close: candidates() over the held markets only, in its order.
+        spots_h = [x for x in spots if is_held(x)]
+        perps_h = [x for x in perps if is_held(x)]
+        for x in spots_h:
+            for p in perps_h:
+                closing.append(Candidate(asset, HedgeKind.SPOT_PERP, _leg(x, fuses[x.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, fc[id(p)]))
+        for lo in perps_h:
+            for hi in perps_h:
+                if lo is not hi:
+                    closing.append(Candidate(asset, HedgeKind.PERP_PERP, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, fc[id(hi)] - fc[id(lo)]))
+        for borrow in borrows:
+            for p in perps_h:
+                closing.append(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(p, fuses[p.fuse], Side.BUY), None, borrow, -fc[id(p)]))
+    return list(pool.values()), [replace(c, holding=_holding_for(c, signals, thresholds)) for c in closing]
+
+
+def _holding_for(c: Candidate, signals: Signals, thresholds: Thresholds) -> timedelta:
+    """The expected holding ``candidates`` gives ``c`` (the persistence of what it earns)."""
+    if c.kind is HedgeKind.PERP_PERP:
+        assert c.short is not None
+        pair = signals.pairs.get((c.long.key, c.short.key))
+        return expected_holding(pair, thresholds) if pair is not None else thresholds.holding_period
+    key = c.short.key if c.kind is HedgeKind.SPOT_PERP and c.short is not None else c.long.key
+    sig = signals.markets.get(key)
+    if sig is None:
+        return thresholds.holding_period
+    return expected_holding(sig.persistence if c.kind is HedgeKind.SPOT_PERP else sig.persistence.flipped(), thresholds)
+
+
+def _rank_horizon(c: Candidate, config: StrategyConfig, *, is_open: bool) -> timedelta:
+    """The horizon ``c`` is ranked over: a switch away from an open hedge must pay within the prior holding at most
+    (how long the spread between two venues lasts is not how long funding keeps its sign)."""
+    return min(c.holding, config.thresholds.holding_period) if is_open else c.holding
 
 
 def _maintenance_rate(acct: AccountSnapshot | None) -> Decimal:
@@ -430,7 +587,7 @@ def _current_quantity(c: Candidate, held: dict[tuple[str, str], Decimal], borrow
     return min(long_q, short_q)
 
 
-def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: datetime) -> TargetBook:
+def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: datetime, *, reference: bool = False) -> TargetBook:
     """Return the target book: hedges sized under every cap, lending supply, idle buffer kept.
 
     Raise ``BadMarketData`` (before anything is decided) if any snapshot or price it would
@@ -480,26 +637,36 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
     venue_of = {f.name: f.venue for f in config.fuses}
     for name in view.accounts:
         venue_of.setdefault(name, name)
+    # The pruned path builds only the candidates that could clear their threshold (and those
+    # _book may close); the reference builds them all, in allocate, as first written.
+    pool, closing = ([], []) if reference else _pruned_candidates(view, signals, config, snapshots, held, borrowed)
+    carries: dict[tuple[str, Decimal, bool], Carry | None] = {}  # the pruned path's memo: (hedge, notional, open)
+    screens: dict[tuple[str, Decimal, bool], bool] = {}  # and whether that carry clears its threshold
+
     def allocate(held_back: Decimal) -> tuple[TargetBook, Decimal]:
         """Allocate with ``held_back`` of the budget kept for capital that cannot leave its fuse."""
         reasons = list(notes)
-        room = _Room(
-            fuse={f.name: f.max_share * nav for f in config.enabled_fuses},
-            venue={},
-            # Idle is kept a little above the buffer, so that NAV drifting up between rebalances
-            # does not call for a small withdrawal every time (the dead band, point 7).
-            budget=max(nav * (ONE - config.idle_buffer) - config.rebalance.min_transfer - held_back, ZERO),
-        )
-        for v in set(venue_of.values()):
-            room.venue[v] = config.risk.max_venue_exposure * nav
-        room.asset = {a: config.risk.max_asset_share * nav for a in config.assets}
 
+        def fresh_room() -> _Room:
+            room = _Room(
+                fuse={f.name: f.max_share * nav for f in config.enabled_fuses},
+                venue={},
+                # Idle is kept a little above the buffer, so that NAV drifting up between rebalances
+                # does not call for a small withdrawal every time (the dead band, point 7).
+                budget=max(nav * (ONE - config.idle_buffer) - config.rebalance.min_transfer - held_back, ZERO),
+            )
+            for v in set(venue_of.values()):
+                room.venue[v] = config.risk.max_venue_exposure * nav
+            room.asset = {a: config.risk.max_asset_share * nav for a in config.assets}
+            return room
+
+        room = fresh_room()
         tol = config.delta_tolerance
         drift = config.pnl.drift_tolerance
-        all_candidates = candidates(view, signals, config, snapshots)
+        all_candidates = candidates(view, signals, config, snapshots) if reference else closing
         chosen: list[_Chosen] = []
 
-        def limit_for(c: Candidate) -> tuple[Decimal, dict[str, _LegRate]] | None:
+        def limit_for(c: Candidate, room: _Room = room) -> tuple[Decimal, dict[str, _LegRate]] | None:
             """The largest notional the room allows with headroom, and the leg rates used (None: a book is empty)."""
             base = {leg.key: _LegRate(_base_rate(leg, config, view, snapshots[leg.key], ZERO), ZERO) for leg in c.legs}
             x0 = _max_notional(c, room, venue_of, base)
@@ -522,6 +689,16 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             """The largest notional up to ``limit`` whose carry clears the threshold (entry, or exit if open)."""
             if is_open is None:
                 is_open = _current_quantity(c, held, borrowed) > 0
+            if reference or is_open:
+                # (an open hedge's rule credits its exit cost: no bound prunes it; always exact)
+                return plain_evaluate(c, limit, is_open)
+            found = quick_evaluate(c, limit, is_open)
+            if found is not None and not worth_holding(found[1], config.thresholds, is_open=is_open, holding=c.holding):
+                return plain_evaluate(c, limit, is_open)  # (the screen is sure; never trusted blindly)
+            return found
+
+        def plain_evaluate(c: Candidate, limit: Decimal, is_open: bool) -> tuple[Decimal, Carry] | None:
+            """``evaluate`` as first written: every size tried is priced exactly."""
             adverse = _adverse(c, signals)
 
             def passing(x: Decimal) -> Carry | None:
@@ -553,24 +730,117 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                     high = mid
             return low, best
 
+        def quick_evaluate(c: Candidate, limit: Decimal, is_open: bool) -> tuple[Decimal, Carry] | None:
+            """``plain_evaluate``'s sizes and answer, with no book walked for a candidate no size clears,
+            each size screened in floats (``carry.screen_carry``, exact when too close to tell), and
+            only the carry of the size found priced exactly. Everything is memoised per decision."""
+            if limit <= 0:
+                return None
+            if not worth_holding(fee_floor_carry(c, c.holding, is_open=is_open), config.thresholds, is_open=is_open, holding=c.holding):
+                return None  # no size clears the threshold, even with no slippage: not one book walk
+            hedge = str(c.hedge_id)
+            too_big = fillable_notional(c, snapshots) * (1 + 1e-6)  # no book fills more: not worth a screen
+
+            def exact(x: Decimal) -> Carry | None:
+                memo = (hedge, x, is_open)
+                if memo not in carries:
+                    carries[memo] = expected_carry(c, x, snapshots, c.holding, is_open=is_open)
+                return carries[memo]
+
+            def passing(x: Decimal) -> bool:
+                if float(x) > too_big:
+                    return False
+                memo = (hedge, x, is_open)
+                ok = screens.get(memo)
+                if ok is None:
+                    ok = screen_carry(c, x, snapshots, c.holding, config.thresholds, is_open=is_open)
+                    if ok is None:
+                        carry = exact(x)
+                        ok = carry is not None and worth_holding(carry, config.thresholds, is_open=is_open, holding=c.holding)
+                    screens[memo] = ok
+                return ok
+
+            def answer(x: Decimal) -> tuple[Decimal, Carry] | None:
+                carry = exact(x)
+                return None if carry is None else (x, carry)
+
+            if passing(limit):
+                return answer(limit)
+            high, x = limit, limit / 2
+            for _ in range(SIZE_HALVINGS):
+                if passing(x):
+                    break
+                high, x = x, x / 2
+            else:
+                return None
+            low = x
+            for _ in range(SIZE_BISECTIONS):
+                mid = (low + high) / 2
+                if passing(mid):
+                    low = mid
+                else:
+                    high = mid
+            return answer(low)
+
+        reserved: dict[HedgeRef, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
         ranked: list[tuple[Decimal, str, Candidate]] = []  # ranked by score, then hedge id text
-        for c in all_candidates:
-            lim = limit_for(c)
-            if lim is None:
-                continue
-            found = evaluate(c, lim[0])
-            if found is not None:
+        rest: Iterable[tuple[Decimal, str, Candidate]] = ()
+        if reference:
+            for c in all_candidates:
+                lim = limit_for(c)
+                if lim is None:
+                    continue
+                found = evaluate(c, lim[0])
+                if found is not None:
+                    is_open = _current_quantity(c, held, borrowed) > 0
+                    ranked.append((ranking_score(found[1], _rank_horizon(c, config, is_open=is_open), is_open=is_open), str(c.hedge_id), c))
+            ranked.sort(key=lambda t: (-t[0], t[1]))
+        else:
+            # The same ranking, produced lazily best first (``_ranked_lazily``): a new candidate
+            # enters at its score with no slippage (an upper bound) and is sized against the fresh room (as the reference
+            # ranks) only when it reaches the top. Every open hedge is ranked up front, and the
+            # ranking is read up to the last of them before reserving, as the reference reads it.
+            rank_room = fresh_room()
+
+            def score(c: Candidate) -> Decimal | None:
+                lim = limit_for(c, rank_room)
+                found = evaluate(c, lim[0]) if lim is not None else None
                 is_open = _current_quantity(c, held, borrowed) > 0
-                # A switch away from an open hedge must pay within the prior holding at most: how
-                # long the spread between two venues lasts is not how long funding keeps its sign.
-                horizon = min(c.holding, config.thresholds.holding_period) if is_open else c.holding
-                ranked.append((ranking_score(found[1], horizon, is_open=is_open), str(c.hedge_id), c))
-        ranked.sort(key=lambda t: (-t[0], t[1]))
+                return None if found is None else ranking_score(found[1], _rank_horizon(c, config, is_open=is_open), is_open=is_open)
+
+            def no_op(c: Candidate) -> bool:
+                """Whether ``c`` would be passed over wherever it ranks: a market is taken, or the room for it is spent."""
+                if _keys(c) & room.used_markets:
+                    return True
+                if reserved:
+                    return False  # a reserved hedge still to come gives its room back
+                if room.budget <= 0 or room.asset.get(c.asset, ONE) <= 0:
+                    return True
+                fuse_k, venue_k = _coefficients(c, venue_of, {leg.key: _LegRate(ONE, ZERO) for leg in c.legs})
+                return any(room.fuse.get(f, ZERO) <= 0 for f in fuse_k) or any(room.venue.get(v, ZERO) <= 0 for v in venue_k)
+
+            opened: list[tuple[Decimal, str, Candidate]] = []
+            new: list[tuple[Decimal, str, Candidate]] = []
+            for c in pool:
+                if _current_quantity(c, held, borrowed) > 0:
+                    found_score = score(c)
+                    if found_score is not None:
+                        opened.append((found_score, str(c.hedge_id), c))
+                else:
+                    bound = ranking_score(fee_floor_carry(c, c.holding, is_open=False), c.holding, is_open=False)
+                    new.append((bound, str(c.hedge_id), c))
+            order = _ranked_lazily(opened, new, score, no_op)
+            to_read = {hid for _, hid, _ in opened}
+            while to_read:
+                item = next(order)  # every open hedge ranked is in it
+                ranked.append(item)
+                to_read.discard(item[1])
+            order.pruning = True
+            rest = order
 
         # An open hedge that no better-ranked candidate competes with for its markets keeps its
         # capital: it is reserved before anything is allocated, so open hedges never trade
         # capital back and forth between them as their forecasts move.
-        reserved: dict[HedgeRef, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
         claimed: set[str] = set()
         for _, _, c in ranked:
             keys = _keys(c)
@@ -588,7 +858,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             _take(room, *claim, sign=ONE)
 
         min_hedge = config.rebalance.min_hedge_share * nav
-        for _, _, c in ranked:
+        for _, _, c in itertools.chain(ranked, rest):
             keys = _keys(c)
             if keys & room.used_markets:
                 continue
@@ -651,6 +921,48 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         # buffer: allocate again without it in the budget.
         book, _ = allocate(pinned_extra)
     return book
+
+
+class _ranked_lazily:
+    """Candidates in the reference's ranking order, ``(score, hedge id text, candidate)``, best first, computed lazily.
+
+    ``exact`` are ranked already. ``bounds`` enter at an upper bound of their score (the
+    score with fees only, ``carry.fee_floor_carry``); one that reaches the top is scored (``score``,
+    None if it does not rank at all) and goes back in at its score. What comes out is the
+    best of the rest, exactly: every bound left is at least the score it bounds. Once
+    ``pruning`` is set, a bound that reaches the top is first asked ``no_op``: a candidate
+    that would be passed over wherever it ranked is dropped without being scored.
+    """
+
+    def __init__(
+        self,
+        exact: list[tuple[Decimal, str, Candidate]],
+        bounds: list[tuple[Decimal, str, Candidate]],
+        score: Callable[[Candidate], Decimal | None],
+        no_op: Callable[[Candidate], bool],
+    ) -> None:
+        self._heap: list[tuple[Decimal, str, bool, Candidate]] = [(-s, hid, False, c) for s, hid, c in exact]
+        self._heap += [(-s, hid, True, c) for s, hid, c in bounds]
+        heapq.heapify(self._heap)
+        self._score = score
+        self._no_op = no_op
+        self.pruning = False
+
+    def __iter__(self) -> Iterator[tuple[Decimal, str, Candidate]]:
+        return self
+
+    def __next__(self) -> tuple[Decimal, str, Candidate]:
+        heap = self._heap
+        while heap:
+            neg, hid, bound, c = heapq.heappop(heap)
+            if not bound:
+                return -neg, hid, c
+            if self.pruning and self._no_op(c):
+                continue
+            found = self._score(c)
+            if found is not None:
+                heapq.heappush(heap, (-found, hid, False, c))
+        raise StopIteration
 
 
 def _hedge_capital(
