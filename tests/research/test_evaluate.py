@@ -120,17 +120,17 @@ def test_figures_compare_with_the_best_passive_venue_and_the_trailing_rule() -> 
     assert f["every_passive_loses"] and f["non_negative"] and f["beats_in_aggregate"]
 
 
-def _evaluate(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _evaluate(out: Path, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alpha", "research", "evaluate", "--shared", str(DATA), "--only", "binance-btc-8h",
-         "--from", "2023-01-01", "--to", "2023-02-10", "--train", "10d", "--test", "5d", "--out", str(out), *extra],
+         "--from", "2023-01-01", "--to", to, "--train", "10d", "--test", "5d", "--out", str(out), *extra],
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
 
 
 @needs_data
 def test_one_case_end_to_end_prints_consistent_json_and_a_table_with_its_command(tmp_path: Path) -> None:
-    done = _evaluate(tmp_path / "out", "--json", "--cache", str(tmp_path / "cache"))
+    done = _evaluate(tmp_path / "out", "2023-02-01", "--json", "--cache", str(tmp_path / "cache"))
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)  # pure JSON on stdout, progress on stderr
     assert "binance-btc-8h" in done.stderr
@@ -163,13 +163,17 @@ def test_one_case_end_to_end_prints_consistent_json_and_a_table_with_its_command
     assert json.loads((tmp_path / "out" / "evaluate.json").read_text()) == doc
     assert "binance-btc-8h" in (tmp_path / "out" / "evaluate.html").read_text()
 
-    # The text table: the command at the top, a row for the case, the counts (the imported data is reused).
-    text = _evaluate(tmp_path / "text", "--cache", str(tmp_path / "cache"))
+    # The text table: the command at the top, a row for the case, the counts (one window; the imported data is reused).
+    text = _evaluate(tmp_path / "text", "2023-01-17", "--cache", str(tmp_path / "cache"))
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
-    assert lines[0] == "$ " + doc["command"].replace(f" --out {tmp_path / 'out'}", f" --out {tmp_path / 'text'}").replace(" --json", "")
+    assert lines[0] == (
+        f"$ alpha research evaluate --shared {DATA} --out {tmp_path / 'text'} --only binance-btc-8h --train 10d --test 5d"
+        f" --from 2023-01-01T00:00:00Z --to 2023-01-17T00:00:00Z --cache {tmp_path / 'cache'}"
+    )
     (row,) = [line for line in lines if line.startswith("binance-btc-8h ")]
-    assert f"{float(f['strategy_apr']) * 100:.2f}%" in row and f" {f['windows']} " in row
+    (window,) = json.loads((tmp_path / "text" / "evaluate.json").read_text())["cases"][0]["walk_forward"]["windows"]
+    assert f"{float(window['strategy']['net_apr']) * 100:.2f}%" in row and " 1 " in row
     assert any(line.startswith("strategy >= passive and >= T7d") for line in lines)
     assert (tmp_path / "cache" / "binance-btc-8h" / "binance_BTCUSDT_funding.csv").is_file()  # imported into --cache
     assert not (tmp_path / "out" / "data").exists()
