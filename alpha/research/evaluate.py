@@ -631,8 +631,8 @@ def _share(x: Any) -> str:
 def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[Skipped] = SKIPPED) -> list[str]:
     """The evaluation as one text table: a row per case, then the counts and the skipped series."""
     head = (
-        f"{'case':22} {'test period':21} {'win':>3} {'strategy':>9} {'per $':>8} {'passive':>9} {'T7d':>8}"
-        f" {'T7d/flat':>8} {'PF':>8} {'>=P':>5} {'>=T7d':>5}  verdict"
+        f"{'case':22} {'test period':21} {'win':>3} {'strategy':>9} {'per $':>8} {'passive':>9} {'P per $':>8}"
+        f" {'T7d':>8} {'T7d/flat':>8} {'PF':>8} {'>=P':>5} {'>=T7d':>5}  verdict"
     )
     out = [f"$ {command}", "net APR on NAV after fees and slippage, over every test window (walk-forward, default grid)", head]
     for r in results:
@@ -648,7 +648,7 @@ def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[S
         windows = "" if r.case.train is None else f" [{format_duration(r.train or DAY)}/{format_duration(r.test or DAY)}]"
         out.append(
             f"{r.case.name:22} {first}..{last:10} {f['windows']:>3} {_pct(f['strategy_apr']):>9} {_pct(f['strategy_apr_on_notional']):>8}"
-            f" {_pct(f['passive_apr']):>9} {_pct(f['t7d_apr']):>8} {_pct(f['t7d_flat_apr']):>8} {_pct(f['perfect_foresight_apr']):>8}"
+            f" {_pct(f['passive_apr']):>9} {_pct(f['passive_apr_on_notional']):>8} {_pct(f['t7d_apr']):>8} {_pct(f['t7d_flat_apr']):>8} {_pct(f['perfect_foresight_apr']):>8}"
             f" {_share(f['share_at_least_passive']):>5} {_share(f['share_at_least_t7d']):>5}  {verdict}{windows}"
         )
     s = summary(results)
@@ -658,7 +658,7 @@ def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[S
         f" >= 0 where every passive loses: {s['non_negative_where_every_passive_loses']}/{s['every_passive_loses']}"
     )
     out.append(
-        "per $: strategy APR per $ of time-average notional; passive: the best passive venue in aggregate (multi-venue);"
+        "per $: strategy APR per $ of time-average notional (P per $: the passive's, per $ of its notional); passive: the best passive venue in aggregate (multi-venue);"
         " T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound);"
         " >=P, >=T7d: share of test windows where the strategy's net PnL is at least the baseline's; [a/b]: the case's own windows"
     )
