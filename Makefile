@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 CHAIN  := deploy/chain
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-long chaos setup system-deps node-deps lint typecheck bench clean
+.PHONY: run test test-long chaos setup system-deps node-deps lint typecheck bench evaluate clean
 
 setup: $(VENV)/.stamp
 
@@ -51,6 +51,10 @@ typecheck: setup
 
 bench: setup
 	$(BIN)/python -m alpha.bench
+
+# The walk-forward of the shipped strategy on every recorded series with prices (../shared/data); long.
+evaluate: setup
+	$(BIN)/alpha research evaluate --out reports/evaluate $(EVALUATE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CHAIN)/node_modules var reports

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from alpha.commands._args import utc_date
 
-help = "research studies on recorded history (insurance-fund: UXD's study)"
+help = "research studies on recorded history (insurance-fund: UXD's study; evaluate: the walk-forward on every priced series)"
 
 
 def _decimal(text: str) -> Decimal:
@@ -47,9 +48,116 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", type=Path, metavar="DIR", help="write PNG plots (balance path / max-mean-min per start)")
+    e = sub.add_parser(
+        "evaluate",
+        help="walk-forward of the shipped strategy on every recorded series with prices, in one table",
+        description="walk-forward of the shipped strategy on every recorded series with prices, in one table",
+    )
+    e.add_argument("--shared", type=Path, default=Path("../shared/data"), help="recorded data (default ../shared/data)")
+    e.add_argument("--only", type=_names, help="comma-separated case names (default: every case)")
+    e.add_argument("--train", type=_span, default=None, help="training window (default 180d; short cases use their own)")
+    e.add_argument("--test", type=_span, default=None, help="test window, also the step (default 90d)")
+    e.add_argument("--from", dest="start", type=utc_date, help="restrict every case to this start")
+    e.add_argument("--to", dest="end", type=utc_date, help="restrict every case to this end")
+    e.add_argument("--workers", type=int, default=1, help="processes for the grid points (default 1)")
+    e.add_argument("--cache", type=Path, help="directory for the imported canonical files (default OUT/data)")
+    e.add_argument("--out", type=Path, default=Path("reports/evaluate"), help="report directory (default reports/evaluate)")
+    e.add_argument("--json", action="store_true", help="print the evaluation as JSON")
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected NAME[,NAME...]")
+    return names
+
+
+def _span(text: str) -> timedelta:
+    from alpha.backtest.walkforward import parse_span
+
+    try:
+        return parse_span(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.study == "evaluate":
+        return _evaluate(args)
+    return _insurance_fund(args)
+
+
+def _evaluate_argv(args: argparse.Namespace) -> list[str]:
+    """The command's arguments, spelled out (what the table prints at its top)."""
+    argv = ["research", "evaluate", "--shared", str(args.shared), "--out", str(args.out)]
+    if args.only:
+        argv += ["--only", ",".join(args.only)]
+    for flag, value in (("--train", args.train), ("--test", args.test)):
+        if value is not None:
+            from alpha.config.types import format_duration
+
+            argv += [flag, format_duration(value)]
+    for flag, when in (("--from", args.start), ("--to", args.end)):
+        if when is not None:
+            argv += [flag, when.isoformat().replace("+00:00", "Z")]
+    if args.workers != 1:
+        argv += ["--workers", str(args.workers)]
+    if args.cache is not None:
+        argv += ["--cache", str(args.cache)]
+    if args.json:
+        argv.append("--json")
+    return argv
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from alpha.backtest.report import html_rows, write_page
+    from alpha.backtest.walkforward import DEFAULT_TEST, DEFAULT_TRAIN
+    from alpha.observability.logging import configure
+    from alpha.research import evaluate as ev
+
+    configure(level="error", stream=sys.stderr)
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        cases = ev.select(args.only)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not args.shared.is_dir():
+        print(f"error: {args.shared}: no such directory (pass --shared DIR)", file=sys.stderr)
+        return 2
+    command = ev.command_line(_evaluate_argv(args))
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    skipped = ev.SKIPPED if not args.only else ()
+
+    def save(results: list[ev.CaseResult]) -> None:
+        (out / "evaluate.json").write_text(json.dumps(ev.document(command, results, skipped), indent=2))
+        lines = ev.table_lines(command, results, skipped)
+        write_page(out / "evaluate.html", "alpha research evaluate", html_rows(lines))
+
+    results = ev.run_all(
+        cases,
+        args.shared,
+        args.cache or out / "data",
+        train=args.train or DEFAULT_TRAIN,
+        test=args.test or DEFAULT_TEST,
+        workers=args.workers,
+        start=args.start,
+        end=args.end,
+        on_case=save,
+    )
+    save(results)
+    if args.json:
+        print(json.dumps(ev.document(command, results, skipped), indent=2))
+    else:
+        print("\n".join(ev.table_lines(command, results, skipped)))
+        print(f"report: {out / 'evaluate.html'} (JSON: {out / 'evaluate.json'})")
+    return 0 if any(r.status == "ok" for r in results) else 2
+
+
+def _insurance_fund(args: argparse.Namespace) -> int:
     from alpha.data.importers import import_file
     from alpha.data.series import DataError, Duplicates
     from alpha.research import insurance_fund as study_mod
