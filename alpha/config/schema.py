@@ -237,7 +237,15 @@ class RebalancePolicy(Model):
     min_hedge_share: Share = Decimal("0.01")  # smallest new hedge: one leg's notional as a share of NAV
 
 
+class ForeignPositions(StrEnum):
+    """What a venue fuse does about positions on its account in markets the strategy does not trade."""
+
+    FLAG = "flag"  # left out of the book, warned about once per change, never traded; the fuse's own markets trade on
+    HALT = "halt"  # the fuse's account is refused while one is held: nothing trades on that fuse until it is gone
+
+
 class RiskLimits(Model):
+    foreign_positions: ForeignPositions = ForeignPositions.FLAG
     max_order_notional: Notional = Decimal("250000")
     max_book_share: Share = Decimal("0.10")  # of visible depth per order; larger orders are sliced
     max_venue_exposure: Share = Decimal("0.50")  # gross notional on one venue / NAV

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from alpha.config.schema import FuseKind, SimVenue, StrategyConfig
+from alpha.config.schema import ForeignPositions, FuseKind, SimVenue, StrategyConfig
 from alpha.config.startup import startup_problems
 from alpha.daemon.daemon import Daemon, Wiring
 from alpha.daemon.instrumented import TimedFuse
@@ -158,7 +158,12 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
                 raise WiringError(f"live mode cannot run fuse {fc.name!r} of kind {fc.kind.value}")
             builders[fc.kind] = _import(module, f"fuse {fc.name!r}").build
         # a ccxt fuse refuses venue answers stamped older than the strategy's risk.max_data_age
-        extra = {"max_data_age": config.risk.max_data_age} if fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX) else {}
+        # and, with risk.foreign_positions: halt, an account holding positions in markets it does not trade
+        extra: dict[str, Any] = (
+            {"max_data_age": config.risk.max_data_age, "halt_on_foreign": config.risk.foreign_positions is ForeignPositions.HALT}
+            if fc.kind in (FuseKind.CEX, FuseKind.PERP_DEX)
+            else {}
+        )
         raw[fc.name] = builders[fc.kind](fc, clock=clock, metrics=metrics, **extra)
     vault = LiveVault(config.vault.base_asset, tuple(config.stablecoins), clock)
     fuses = vault.wrap(raw)

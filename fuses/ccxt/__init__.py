@@ -25,10 +25,13 @@ def build(
     metrics: Metrics | None = None,
     public_only: bool = False,
     max_data_age: timedelta | None = None,
+    halt_on_foreign: bool = False,
 ) -> Fuse:
     """Create the ccxt fuse of ``fuse_config`` (secrets read now; ``public_only``: none read).
 
     ``max_data_age`` (the strategy's ``risk.max_data_age``): venue answers stamped older are refused.
+    ``halt_on_foreign`` (``risk.foreign_positions: halt``): the account is refused while it holds a
+    position in a market the fuse does not trade.
 
     Raises ``KeyError`` for a venue without a table and ``fuses.base.FatalError`` for a
     missing secret. Call ``await fuse.start()`` before use.
@@ -36,8 +39,8 @@ def build(
     spec = venue_spec(fuse_config.venue)
     settings = CcxtSettings.from_fuse_config(fuse_config, public_only=public_only)
     if max_data_age is None:
-        return CcxtFuse(settings, spec, clock=clock, metrics=metrics)
-    return CcxtFuse(settings, spec, clock=clock, metrics=metrics, max_data_age=max_data_age)
+        return CcxtFuse(settings, spec, clock=clock, metrics=metrics, halt_on_foreign=halt_on_foreign)
+    return CcxtFuse(settings, spec, clock=clock, metrics=metrics, max_data_age=max_data_age, halt_on_foreign=halt_on_foreign)
 
 
 __all__ = ["CcxtFuse", "CcxtSettings", "build"]

@@ -132,6 +132,7 @@ class CcxtFuse:
         timeout_ms: int = 10_000,
         client: Any = None,
         max_data_age: timedelta = parse.MAX_DATA_AGE,
+        halt_on_foreign: bool = False,
     ) -> None:
         self.name = settings.name
         self.settings = settings
@@ -152,6 +153,7 @@ class CcxtFuse:
         self.max_data_age = max_data_age  # the strategy's risk.max_data_age: older venue timestamps are refused
         self.clock_skew = parse.CLOCK_SKEW  # how far ahead of our clock a venue timestamp may be
         self.foreign_positions: tuple[parse.ForeignPosition, ...] = ()
+        self.halt_on_foreign = halt_on_foreign  # risk.foreign_positions: halt (else flag)
         self.refusals: list[BadPayloadError] = []  # the latest refusals (bounded), for inspection
 
     def __repr__(self) -> str:
@@ -448,7 +450,8 @@ class CcxtFuse:
 
         A refused balance or position (not a number, a position of unknown side) refuses the
         whole snapshot: a book read half right is not traded on. Positions in markets this fuse
-        does not trade are left out and reported (``foreign_positions``).
+        does not trade are left out and reported (``foreign_positions``); with ``halt_on_foreign``
+        (``risk.foreign_positions: halt``) the whole snapshot is refused while one is held.
         """
         balance = await self._call(self.client.fetch_balance, self.spec.balance_params)
         perps = [m for m, i in self._instruments.items() if i.kind.is_perp]
@@ -471,6 +474,11 @@ class CcxtFuse:
         except BadPayloadError as exc:
             raise self._refused(exc) from None
         self._note_foreign(parse.foreign_positions(raw_positions, self._contract_sizes))
+        if self.halt_on_foreign and self.foreign_positions:
+            held = ", ".join(f"{p.market} {p.side} {p.contracts}" for p in self.foreign_positions)
+            raise self._refused(
+                parse.refuse("positions", held, "foreign_position", "a position in a market this fuse does not trade (risk.foreign_positions: halt)")
+            )
         return snap
 
     def _note_foreign(self, found: tuple[parse.ForeignPosition, ...]) -> None:

@@ -68,3 +68,24 @@ async def test_a_position_in_a_market_we_do_not_trade_is_flagged_never_ours(
         with pytest.raises(RejectedError, match="not allowed on this fuse"):
             await rig.fuse.submit(OrderRequest("ours-2", ETH, Side.BUY, Decimal("0.5"), reduce_only=True))
         assert [o["client_id"] for o in rig.server.state.chaos.orders] == ["ours-1"]
+
+
+async def test_with_the_halt_policy_an_account_holding_a_foreign_position_is_refused_until_it_is_gone(rig_factory: Any) -> None:
+    from fuses.base import BadPayloadError
+
+    async with rig_factory(markets=(BTC,)) as rig:
+        rig.fuse.halt_on_foreign = True  # risk.foreign_positions: halt (the daemon passes it at build)
+        metrics = Metrics()
+        rig.fuse.metrics = metrics
+        await rig.fuse.account()  # nothing foreign yet: the account reads
+        now = rig.server.state.now()
+        rig.backend.submit(ACCOUNT, OrderRequest("hand-trade-2", ETH, Side.SELL, Decimal("0.5")), now)
+        with pytest.raises(BadPayloadError, match=r"does not trade \(risk.foreign_positions: halt\) \(got .ETH/USDT:USDT short 0.5.\)"):
+            await rig.fuse.account()
+        refused = metrics.registry.get_sample_value(
+            "alpha_venue_payload_refusals_total", {"fuse": rig.fuse.name, "market": "-", "check": "foreign_position"}
+        )
+        assert refused == 1
+        rig.backend.submit(ACCOUNT, OrderRequest("hand-trade-3", ETH, Side.BUY, Decimal("0.5")), rig.server.state.now())
+        snap = await rig.fuse.account()  # closed by hand: the fuse reads its account again
+        assert not rig.fuse.foreign_positions and all(p.market == BTC for p in snap.positions)
