@@ -235,6 +235,11 @@ def expected_carry(
             return None
         entry += cost_in
         exit_ += cost_out
+    return _carry(candidate, entry, exit_, holding_period, is_open=is_open)
+
+
+def _carry(candidate: Candidate, entry: Decimal, exit_: Decimal, holding_period: timedelta, *, is_open: bool) -> Carry:
+    """The carry of ``candidate`` with these trading costs (fractions of notional) plus any swap and borrow."""
     gross = candidate.funding_apr
     if candidate.borrow is not None:
         entry += SWAP_COST
@@ -309,14 +314,7 @@ def fee_floor_carry(candidate: Candidate, holding_period: timedelta, *, is_open:
     for leg in candidate.legs:
         entry += leg.instrument.taker_fee
         exit_ += leg.instrument.taker_fee
-    gross = candidate.funding_apr
-    if candidate.borrow is not None:
-        entry += SWAP_COST
-        exit_ += SWAP_COST
-        gross -= candidate.borrow.borrow_apr
-    counted = exit_ if is_open else entry + exit_
-    cost_apr = counted / years(holding_period)
-    return Carry(gross, entry, exit_, cost_apr, gross - cost_apr)
+    return _carry(candidate, entry, exit_, holding_period, is_open=is_open)
 
 
 # How far the float screen's costs may be from the exact ones (a fraction of notional): float

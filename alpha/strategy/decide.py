@@ -209,13 +209,9 @@ def candidates(
     """
     fuses = {f.name: f for f in config.enabled_fuses}
     out: list[Candidate] = []
-    th = config.thresholds
 
-    def holding_of(key: str, *, sign: int) -> timedelta:
-        sig = signals.markets.get(key)
-        if sig is None:
-            return th.holding_period
-        return expected_holding(sig.persistence if sign > 0 else sig.persistence.flipped(), th)
+    def add(c: Candidate) -> None:
+        out.append(replace(c, holding=_holding_for(c, signals, config.thresholds)))
 
     def forecast(snap: MarketSnapshot) -> Decimal:
         value = signals.forecast(market_key(snap.fuse, snap.market))
@@ -224,43 +220,24 @@ def candidates(
         assert snap.funding is not None
         return snap.funding.annualised
 
-    def spread_holding(lo: MarketSnapshot, hi: MarketSnapshot) -> timedelta:
-        p = signals.pairs.get((market_key(lo.fuse, lo.market), market_key(hi.fuse, hi.market)))
-        return expected_holding(p, th) if p is not None else th.holding_period
-
     for asset in config.assets:
         spots = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind is InstrumentKind.SPOT and s.fuse in fuses]
         perps = [s for s in snapshots.values() if s.instrument.base == asset and s.instrument.kind.is_perp and s.fuse in fuses]
         for s in spots:
             for p in perps:
-                h = holding_of(market_key(p.fuse, p.market), sign=1)
-                out.append(
-                    Candidate(
-                        asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p), h
-                    )
-                )
+                add(Candidate(asset, HedgeKind.SPOT_PERP, _leg(s, fuses[s.fuse], Side.BUY), _leg(p, fuses[p.fuse], Side.SELL), None, forecast(p)))
         for lo in perps:
             for hi in perps:
                 if lo is hi:
                     continue
-                h = spread_holding(lo, hi)
-                out.append(
+                add(
                     Candidate(
-                        asset,
-                        HedgeKind.PERP_PERP,
-                        _leg(lo, fuses[lo.fuse], Side.BUY),
-                        _leg(hi, fuses[hi.fuse], Side.SELL),
-                        None,
-                        forecast(hi) - forecast(lo),
-                        h,
+                        asset, HedgeKind.PERP_PERP, _leg(lo, fuses[lo.fuse], Side.BUY), _leg(hi, fuses[hi.fuse], Side.SELL), None, forecast(hi) - forecast(lo)
                     )
                 )
         for borrow in _borrow_legs(view, config, asset):
             for p in perps:
-                h = holding_of(market_key(p.fuse, p.market), sign=-1)
-                out.append(
-                    Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(p, fuses[p.fuse], Side.BUY), None, borrow, -forecast(p), h)
-                )
+                add(Candidate(asset, HedgeKind.SYNTHETIC_SHORT, _leg(p, fuses[p.fuse], Side.BUY), None, borrow, -forecast(p)))
     return out
 
 
@@ -406,7 +383,7 @@ def _pruned_candidates(
 
 
 def _holding_for(c: Candidate, signals: Signals, thresholds: Thresholds) -> timedelta:
-    """The expected holding ``candidates`` gives ``c`` (the persistence of what it earns)."""
+    """The expected holding of ``c`` (``expected_holding`` of the persistence of what it earns), on both decision paths."""
     if c.kind is HedgeKind.PERP_PERP:
         assert c.short is not None
         pair = signals.pairs.get((c.long.key, c.short.key))
