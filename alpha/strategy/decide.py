@@ -33,7 +33,9 @@ How it chooses:
    after that headroom, and to ``1 / (1 + pnl.drift_tolerance)`` of the most the caps
    allow, so that price drift within the tolerance never breaks a cap.
 5. PnL policy: an open hedge keeps its quantities while its notional stays within
-   ``pnl.drift_tolerance`` of the target (``constant_notional``); ``sentiment_hybrid`` lets
+   ``pnl.drift_tolerance`` above and twice that below the target (``constant_notional``), and
+   while the positions themselves fit the caps (other hedges' drift allowances never trim it;
+   a hedge over a cap is cut by at least the tolerance of its own notional); ``sentiment_hybrid`` lets
    the notional grow while prices rise (up to the caps) and rebalances at half the tolerance
    while they fall. A new hedge smaller than ``rebalance.min_hedge_share`` x NAV is not opened.
 6. Capital above the buffer that no hedge needs is supplied to enabled lending fuses.
@@ -638,6 +640,10 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             return room
 
         room = fresh_room()
+        # The same room counting every hedge at its size only, without the drift allowance: an
+        # open hedge is over a cap when the positions themselves would be, not when other hedges'
+        # allowances squeeze it (which would trim a small hedge beside a large one at every step).
+        actual = fresh_room()
         tol = config.delta_tolerance
         drift = config.pnl.drift_tolerance
         all_candidates = candidates(view, signals, config, snapshots) if reference else closing
@@ -760,6 +766,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             return answer(low)
 
         reserved: dict[HedgeRef, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
+        reserved_bare: dict[HedgeRef, tuple[dict[str, Decimal], dict[str, Decimal], Decimal, Decimal, dict[str, Decimal]]] = {}
         ranked: list[tuple[Decimal, str, Candidate]] = []  # ranked by score, then hedge id text
         rest: Iterable[tuple[Decimal, str, Candidate]] = ()
         if reference:
@@ -831,8 +838,11 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             held_x = current_q * price * (ONE + drift)
             base = {leg.key: _LegRate(_base_rate(leg, config, view, snapshots[leg.key], held_x), ZERO) for leg in c.legs}
             claim = _claim(c, current_q, price, held, base, venue_of, drift, snapshots, config, view)
+            bare = _claim(c, current_q, price, held, base, venue_of, ZERO, snapshots, config, view)
             reserved[c.hedge_id] = claim
+            reserved_bare[c.hedge_id] = bare
             _take(room, *claim, sign=ONE)
+            _take(actual, *bare, sign=ONE)
 
         min_hedge = config.rebalance.min_hedge_share * nav
         for _, _, c in itertools.chain(ranked, rest):
@@ -841,6 +851,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
                 continue
             if c.hedge_id in reserved:
                 _take(room, *reserved.pop(c.hedge_id), sign=-ONE)
+                _take(actual, *reserved_bare.pop(c.hedge_id), sign=-ONE)
             lim = limit_for(c)
             if lim is None:
                 continue
@@ -851,17 +862,21 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             # Sized below the most the caps allow, so that drift within the tolerance keeps within them.
             if is_open:
                 current_x = current_q * price
-                kept = evaluate(c, min(current_x, limit), is_open=True)
+                bound = limit_for(c, actual)
+                hard = max(limit, bound[0]) if bound is not None else limit
+                kept = evaluate(c, min(current_x, hard), is_open=True)
                 if kept is None:
+                    reasons.append(f"{c.hedge_id}: no size of it clears the exit threshold within the caps; closed")
                     continue
                 carry = kept[1]
                 grown = evaluate(c, limit, is_open=False)
                 # The smallest resize worth making: a share of the leg's notional and of its fuse's capital.
                 step = max(drift * current_x, config.rebalance.min_capital_share * max(view.fuse_equity(leg.fuse) for leg in c.legs))
-                if current_x > limit or kept[0] < current_x:
+                if current_x > hard or kept[0] < current_x:
                     # Over a cap, or carry at this size no longer clears the exit threshold: shrink,
-                    # by at least one step (so that it does not shrink again by a sliver next time).
-                    target_x = min(kept[0] / (ONE + drift), current_x - step)
+                    # by at least the drift tolerance of its notional (so that it does not shrink
+                    # again by a sliver next time), never by a step sized on the fuse's capital.
+                    target_x = min(kept[0] / (ONE + drift), current_x * (ONE - drift))
                     note = "over a cap or past the exit threshold at this size; reduced"
                     if target_x < min_hedge:
                         target_x, note = ZERO, "reduced below the smallest hedge; closed"
@@ -887,6 +902,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             if quantity is None or quantity <= 0:
                 continue
             _take(room, *_claim(c, quantity, price, held, rates, venue_of, drift, snapshots, config, view), sign=ONE)
+            _take(actual, *_claim(c, quantity, price, held, rates, venue_of, ZERO, snapshots, config, view), sign=ONE)
             room.used_markets |= keys
             chosen.append(_Chosen(c, quantity, carry, is_open, note, rates))
 
@@ -1154,8 +1170,10 @@ def pnl_target(
             return current, "rising market: notional left to grow (sentiment hybrid)"
         if trend < 0:
             tol = tol / 2
-    if abs(drift) <= tol:
-        return current, f"notional within {tol * 100:.1f}% of target"
+    # Below target the band is twice as wide: a top-up is undone by the next trim at the cap, so
+    # a swing of the price within the band would otherwise pay a round trip on the increment.
+    if -2 * tol <= drift <= tol:
+        return current, f"notional within {tol * 100:.1f}% (above) / {2 * tol * 100:.1f}% (below) of target"
     return desired, f"notional drifted {drift * 100:.1f}% from target; rebalanced"
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from strategy_builders import NOW, PRICES, config, fresh_view, lending_account, perp_account, spot_account
+from strategy_builders import BASE, NOW, PRICES, config, fresh_view, lending_account, perp_account, spot_account
 
 from alpha.domain.actions import TargetBook
 from alpha.domain.market import BadMarketData
@@ -141,7 +141,9 @@ def test_constant_notional_rebalances_past_drift_tolerance() -> None:
         ("constant_notional", D("0.05"), D("104"), True),  # within 5%
         ("constant_notional", D("0.05"), D("120"), False),  # drifted: back to target
         ("sentiment_hybrid", D("0.05"), D("140"), True),  # rising: let it grow up to the caps
-        ("sentiment_hybrid", D("0.05"), D("90"), False),  # below target: rebalanced
+        ("sentiment_hybrid", D("0.05"), D("88"), False),  # below target by more than twice the tolerance: rebalanced
+        ("constant_notional", D("0.05"), D("91"), True),  # below target within twice the tolerance: kept
+        ("constant_notional", D("0.05"), D("89"), False),
         ("sentiment_hybrid", D("-0.05"), D("104"), False),  # falling: half the tolerance
         ("sentiment_hybrid", D("-0.05"), D("102"), True),
         ("sentiment_hybrid", D("0.05"), D("160"), False),  # over what the caps allow
@@ -247,3 +249,47 @@ def test_expected_holding_grows_with_persistence_and_is_bounded() -> None:
     assert expected_holding(choppy, th) == timedelta(days=1)  # bounded below
     assert expected_holding(Persistence(positive_time=timedelta(days=46), positive_runs=5), th) == timedelta(days=10)
     assert expected_holding(steady.flipped(), th) == timedelta(days=14)  # the other side of a steady series: never held
+
+
+def _two_hedges_view(btc_notional: Decimal, eth_notional: Decimal) -> PortfolioView:
+    """A view holding BTC and ETH spot/perp-cex hedges of these notionals (both spot legs in the one spot fuse)."""
+    from strategy_builders import markets
+
+    rates = {"perp-cex:BTC": "0.0006", "perp-cex:ETH": "0.0005"}
+    qb = (btc_notional / PRICES["BTC"]).quantize(D("0.001"))
+    qe = (eth_notional / PRICES["ETH"]).quantize(D("0.001"))
+    perp_equity = (qb * PRICES["BTC"] + qe * PRICES["ETH"]) / 3 * D("1.1")
+    spot = spot_account(D(0), {"BTC": qb, "ETH": qe})
+    perp = perp_account("perp-cex", perp_equity, {"BTC": -qb, "ETH": -qe})
+    vault = D("1000000") - qb * PRICES["BTC"] - qe * PRICES["ETH"] - perp_equity
+    base = fresh_view(rates=rates)
+    return replace(base, vault_cash=vault, accounts={"spot": spot, "perp-cex": perp, "lending": lending_account()},
+                   markets=markets(rates))
+
+
+def _spot_quantity(book: TargetBook, asset: str) -> Decimal:
+    return next(p.quantity for p in book.positions if p.fuse == "spot" and p.asset == asset)
+
+
+def test_a_small_hedge_beside_a_large_one_is_not_trimmed_by_the_large_ones_drift_allowance() -> None:
+    # The spot fuse's cap is 400,000. The positions use 392,000 of it, but the BTC hedge's drift
+    # allowance (5% of 330,000) would leave the ETH hedge only 53,500: the positions fit, so both are kept.
+    view = _two_hedges_view(D("330000"), D("62000"))
+    held = {b.asset: b.total for b in view.accounts["spot"].balances if b.asset != BASE}
+    book = _decide(view)
+    assert _spot_quantity(book, "BTC") == held["BTC"]
+    assert _spot_quantity(book, "ETH") == held["ETH"], book.reasons
+
+
+def test_a_hedge_whose_positions_are_over_a_cap_is_cut_by_its_own_tolerance_not_closed() -> None:
+    # 330,000 + 80,000 is over the spot fuse's 400,000: one hedge (the lower-ranked) is cut, to what
+    # the cap allows with its headroom and by at least 5% of its own notional; it stays open, and
+    # the other keeps its quantity.
+    view = _two_hedges_view(D("330000"), D("80000"))
+    held = {b.asset: b.total for b in view.accounts["spot"].balances if b.asset != BASE}
+    book = _decide(view)
+    after = {a: _spot_quantity(book, a) for a in ("BTC", "ETH")}
+    cut = [a for a in after if after[a] != held[a]]
+    assert len(cut) == 1, book.reasons
+    assert 0 < after[cut[0]] <= held[cut[0]] * D("0.95")
+    assert sum(after[a] * PRICES[a] for a in after) <= D("400000")
