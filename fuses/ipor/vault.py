@@ -41,6 +41,7 @@ from alpha.config.schema import FuseConfig
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.clock import Clock
 from alpha.observability.metrics import Metrics
+from alpha.risk.gate import VaultCap
 from fuses.aave.fuse import ALL, MAX_UINT256, AaveLendingFuse
 from fuses.base import FatalError, RejectedError
 from fuses.evm.txmanager import TxManager, TxResult
@@ -309,6 +310,18 @@ class VaultAaveFuse(AaveLendingFuse):
     async def vault_state(self) -> VaultState:
         return await self.vault.refresh()
 
-    def vault_caps(self) -> VaultState | None:
-        """The vault's state as last read (the gate's caps), or None before start."""
-        return self.vault.last
+    def vault_cap(self) -> VaultCap | None:
+        """The vault's caps on this fuse as last read (the risk gate's ``RiskState.vault_caps``), None before start."""
+        state = self.vault.last
+        if state is None:
+            return None
+        market = state.markets.get(AAVE_V3_MARKET_ID)
+        granted = {a.lower() for a in market.substrates} if market is not None else set()
+        limit = state.market_limit_units(AAVE_V3_MARKET_ID)
+        return VaultCap(
+            vault=state.vault,
+            assets=frozenset(name for name, r in self.reserves.items() if r.address.lower() in granted),
+            market_balance=state.amount(market.balance if market is not None else 0),
+            market_limit=None if limit is None else state.amount(limit),
+            closed=state.closed or self.fuse_address not in state.fuses,
+        )

@@ -245,8 +245,13 @@ async def test_atomist_and_guardian_changes_are_noticed_at_run_time(vc: VaultCha
     admin = 0
     nonce = vc.nonce(ALPHA)
     manager = vc.w3.eth.contract(address=vc.local.access_manager, abi=artifacts.artifact("IporFusionAccessManager")["abi"])
+    cap = alpha.vault_cap()
+    assert cap is not None and (cap.assets, cap.market_balance, cap.market_limit, cap.closed) == (
+        frozenset({"USDC"}), Decimal(0), Decimal(60_000), False
+    )
     vc.send(admin, manager, "updateTargetClosed", vc.local.vault, True)
     assert (await alpha.vault_state()).closed
+    assert alpha.vault_cap().closed  # type: ignore[union-attr]
     with pytest.raises(RejectedError) as err:
         await alpha.supply("USDC", Decimal(1_000))
     assert err.value.code == "vault-closed"
@@ -257,6 +262,7 @@ async def test_atomist_and_guardian_changes_are_noticed_at_run_time(vc: VaultCha
         await alpha.supply("USDC", Decimal(1_000))
     assert err.value.code == "vault-substrate"
     assert (await alpha.vault_state()).markets[1].substrates == ()
+    assert alpha.vault_cap().assets == frozenset()  # type: ignore[union-attr]  # what the gate now enforces
 
     vc.send(admin, vc.vault, "grantMarketSubstrates", 1, [bytes(12) + bytes.fromhex(vc.local.asset[2:])])
     vc.send(admin, vc.vault, "removeFuses", [vc.local.supply_fuse])
