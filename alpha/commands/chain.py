@@ -5,6 +5,12 @@ from the real ``@aave/core-v3`` artifacts: USDC, WETH and WBTC test tokens minte
 test account, price feeds that ``alpha chain price ASSET PRICE`` moves. It prints the
 PoolAddressesProvider and the test key, and writes a ready-to-use strategy file. With
 ``--state FILE`` the chain is saved on exit and reloaded (without redeploying) next time.
+
+``--vault`` also deploys an IPOR Fusion PlasmaVault over the market (``fuses.ipor.deploy``: the
+compiled contracts of ``../shared/contracts/ipor-fusion``), deposits test USDC into it from the
+test account, grants its ALPHA role to a second test key, and writes the strategy file with the
+lending fuse as that vault's Alpha (``plasma_vault``): ``alpha inspect --json`` on it shows the
+vault's ``total_assets`` and per-market balances.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fuses.aave.market import LocalMarket
+    from fuses.ipor.deploy import LocalVault
 
 help = "run a local anvil node with a real Aave v3 market (up), or move its prices (price)"
 
 DEFAULT_DIR = Path("var/chain")
 KEY_ENV = "ALPHA_AAVE_KEY"
 USER_INDEX = 1
+ALPHA_INDEX = 2  # --vault: the daemon's key, holding the vault's ALPHA role (the test account is the depositor)
+VAULT_KEY_ENV = "ALPHA_VAULT_KEY"
+VAULT_DEPOSIT = Decimal(100_000)
+VAULT_MARKET_LIMIT = Decimal("0.8")
 
 STRATEGY_TEMPLATE = """\
 # Written by `alpha chain up`: a funding spread between the local venue emulators
@@ -62,7 +77,7 @@ fuses:
     max_leverage: "1"
     rpc_url: {rpc_url}
     chain_id: {chain_id}
-    pool_addresses_provider: "{provider}"
+    pool_addresses_provider: "{provider}"{vault_line}
     max_fee_gwei: "50"
     gas_budget_native_per_day: "0.5"
     credentials:
@@ -79,7 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--port", type=int, default=8545, help="JSON-RPC port (default 8545)")
     up.add_argument("--state", type=Path, default=None, help="save the chain here on exit and reload it next time")
     up.add_argument("--market", type=Path, default=DEFAULT_DIR / "market.json", help="where to write the market's addresses")
-    up.add_argument("--strategy", type=Path, default=DEFAULT_DIR / "aave-local.yaml", help="where to write the strategy file")
+    up.add_argument("--strategy", type=Path, default=None,
+                    help="where to write the strategy file (default var/chain/aave-local.yaml, with --vault var/chain/vault-local.yaml)")
+    up.add_argument("--vault", action="store_true", help="also deploy an IPOR Fusion PlasmaVault over the market, the daemon as its Alpha")
     price = sub.add_parser("price", help="set an asset's USD price on the local market's oracle")
     price.add_argument("asset", help="USDC, WETH or WBTC")
     price.add_argument("price", help="new price in USD, e.g. 2500")
@@ -132,6 +149,23 @@ def _price(args: argparse.Namespace) -> int:
     return 0
 
 
+def _vault(args: argparse.Namespace, market: LocalMarket, rpc_url: str, vault_file: Path, reload: bool) -> LocalVault:
+    """Deploy (or reload) the local PlasmaVault over ``market`` and write ``vault_file``."""
+    from fuses.ipor.deploy import LocalVault, deploy_vault
+
+    if reload:
+        vault = replace(LocalVault.from_json(vault_file.read_text()), rpc_url=rpc_url)
+        print(f"reloaded the PlasmaVault from {args.state}")
+    else:
+        vault = asyncio.run(deploy_vault(
+            market, alpha_index=ALPHA_INDEX, depositor_index=USER_INDEX,
+            deposit=VAULT_DEPOSIT, market_limit=VAULT_MARKET_LIMIT,
+        ))
+        print(f"deployed an IPOR Fusion PlasmaVault (Aave market limit {VAULT_MARKET_LIMIT:%})")
+    vault_file.write_text(vault.to_json())
+    return vault
+
+
 def _up(args: argparse.Namespace) -> int:
     from eth_account import Account
 
@@ -141,7 +175,19 @@ def _up(args: argparse.Namespace) -> int:
     if anvil_binary() is None:
         print("anvil not found: run `make node-deps` (npm install in deploy/chain)", file=sys.stderr)
         return 1
-    reload = args.state is not None and args.state.is_file() and args.market.is_file()
+    if args.vault:
+        from fuses.ipor import artifacts
+
+        missing = artifacts.available()
+        if missing:
+            print(f"cannot deploy a vault: {missing}", file=sys.stderr)
+            return 1
+    if args.strategy is None:
+        args.strategy = DEFAULT_DIR / ("vault-local.yaml" if args.vault else "aave-local.yaml")
+    vault_file = args.market.with_name("vault.json")
+    reload = (
+        args.state is not None and args.state.is_file() and args.market.is_file() and (not args.vault or vault_file.is_file())
+    )
     if args.state is not None:
         args.state.parent.mkdir(parents=True, exist_ok=True)
     node = AnvilNode(port=args.port, state_file=args.state)
@@ -164,11 +210,16 @@ def _up(args: argparse.Namespace) -> int:
         args.market.write_text(market.to_json())
         key = dev_key(USER_INDEX)
         address = Account.from_key(key).address
+        key_env, fuse_key, vault_line, assets = KEY_ENV, key, "", ", ".join(market.tokens)
+        vault = _vault(args, market, node.rpc_url, vault_file, reload) if args.vault else None
+        if vault is not None:
+            key_env, fuse_key, assets = VAULT_KEY_ENV, dev_key(ALPHA_INDEX), "USDC"
+            vault_line = f'\n    plasma_vault: "{vault.vault}"'
         args.strategy.parent.mkdir(parents=True, exist_ok=True)
         args.strategy.write_text(
             STRATEGY_TEMPLATE.format(
                 rpc_url=node.rpc_url, chain_id=market.chain_id, provider=market.pool_addresses_provider,
-                assets=", ".join(market.tokens), key_env=KEY_ENV, key=key, path=args.strategy,
+                assets=assets, key_env=key_env, key=fuse_key, path=args.strategy, vault_line=vault_line,
             )
         )
         print(f"rpc_url                  {node.rpc_url} (chain id {market.chain_id})")
@@ -178,6 +229,10 @@ def _up(args: argparse.Namespace) -> int:
             print(f"{symbol:<24} {token.address} ({token.decimals} decimals)")
         print(f"test account             {address} (funded with ETH and test tokens)")
         print(f"test key                 export {KEY_ENV}={key}   # public anvil key, local use only")
+        if vault is not None:
+            print(f"PlasmaVault              {vault.vault} ({vault.deposited_units / 10**6} USDC deposited by the test account)")
+            print(f"vault Alpha key          export {VAULT_KEY_ENV}={dev_key(ALPHA_INDEX)}   # public anvil key, local use only")
+            print(f"vault file               {vault_file}")
         print(f"strategy file            {args.strategy}   (alpha check {args.strategy})")
         print(f"market file              {args.market}")
         print("move a price with `alpha chain price WETH 2500`; Ctrl-C stops the node" + (f" and saves {args.state}" if args.state else ""))

@@ -75,7 +75,11 @@ async def _inspect(config: Any, mode: str) -> list[dict[str, Any]]:
     try:
         for fuse in wiring.fuses.values():
             await fuse.start()
-            out.append(snapshot_dict(await fuse.account()))
+            snap = snapshot_dict(await fuse.account())
+            read_vault = getattr(fuse, "vault_state", None)  # a lending fuse that is an on-chain vault's market
+            if callable(read_vault):
+                snap["vault"] = (await read_vault()).to_json()
+            out.append(snap)
     finally:
         for fuse in wiring.fuses.values():
             await fuse.close()
@@ -120,4 +124,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"  lending: health factor {s['lending']['health_factor']}")
         for lp in s.get("lending_positions", []):
             print(f"  lending {lp['asset']}: supplied {lp['supplied']} borrowed {lp['borrowed']}")
+        if "vault" in s:
+            v = s["vault"]
+            print(f"  vault {v['vault']}: total assets {v['total_assets']} (idle {v['idle']})" + (" CLOSED" if v["closed"] else ""))
+            for market_id, m in v["markets"].items():
+                print(f"  vault market {market_id}: balance {m['balance']} limit {m['limit'] or 'none'}")
     return 0

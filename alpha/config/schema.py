@@ -123,6 +123,9 @@ class FuseConfig(Model):
     rpc_url: Url | None = None
     chain_id: Count | None = Field(default=None, ge=1, le=2**53)
     pool_addresses_provider: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+    # an IPOR Fusion PlasmaVault whose Alpha this lending fuse is (credentials.wallet_key: the ALPHA key);
+    # positions are the vault's, supply and withdraw go through the vault's own fuses (fuses.ipor)
+    plasma_vault: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
     max_fee_gwei: Annotated[Positive, within(0, 100_000, above=True)] | None = None
     gas_budget_native_per_day: NonNegative | None = None
     options: dict[str, str | int | bool] = Field(default_factory=dict)
@@ -136,6 +139,10 @@ class FuseConfig(Model):
                 raise ValueError("an on-chain lending fuse needs 'rpc_url' and 'pool_addresses_provider'")
             if self.venue != "sim" and (self.credentials is None or self.credentials.wallet_key is None):
                 raise ValueError("an on-chain lending fuse needs credentials.wallet_key ({env: ...} or {file: ...})")
+            if self.plasma_vault is not None and self.venue == "sim":
+                raise ValueError("'plasma_vault' names an on-chain vault: it needs an on-chain lending fuse, not venue sim")
+        elif self.plasma_vault is not None:
+            raise ValueError("'plasma_vault' belongs on a lending fuse (the vault's Aave market)")
         elif not self.markets:
             raise ValueError("a trading fuse needs 'markets' (the markets it may trade)")
         if self.kind in (FuseKind.CEX, FuseKind.PERP_DEX):

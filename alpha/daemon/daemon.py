@@ -70,7 +70,7 @@ from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
-from alpha.risk.gate import RiskState
+from alpha.risk.gate import RiskState, VaultCap
 from fuses.base import FuseError
 
 __all__ = ["Daemon", "DecisionRecord", "StartupError", "Wiring"]
@@ -580,13 +580,26 @@ class Daemon:
 
     def risk_state(self) -> RiskState:
         """The switches the risk gate reads now."""
+        caps = self.vault_caps()
+        closed = sorted(f"vault {c.vault} closed by its guardian" for c in caps.values() if c.closed)
         return RiskState(
             kill_switch=self.kill_switch,
-            paused=bool(self.paused),
-            pause_reason=", ".join(sorted(self.paused)),
+            paused=bool(self.paused) or bool(closed),
+            pause_reason=", ".join([*sorted(self.paused), *closed]),
             executor_slices=True,
             now=self.clock.now(),
+            vault_caps=caps,
         )
+
+    def vault_caps(self) -> dict[str, VaultCap]:
+        """The caps of every fuse that is an on-chain vault's market, as its last account read saw them."""
+        caps = {}
+        for name, fuse in self.fuses.items():
+            read = getattr(fuse, "vault_cap", None)
+            cap = read() if callable(read) else None
+            if isinstance(cap, VaultCap):
+                caps[name] = cap
+        return caps
 
     def runner(self) -> StepRunner:
         """The step runner (after ``start``), with the current config."""

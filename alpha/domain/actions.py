@@ -251,6 +251,7 @@ class RefusalCode(StrEnum):
     VAULT_CASH = "vault_cash"
     UNKNOWN_FUSE = "unknown_fuse"
     PRICE_OUTLIER = "price_outlier"
+    VAULT_CAP = "vault_cap"  # an on-chain vault's substrates, market limit or guardian would refuse it
 
 
 @dataclass(frozen=True, slots=True)

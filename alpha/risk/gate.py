@@ -30,12 +30,16 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 * an action that takes idle (the vault's cash) below ``idle_buffer`` x NAV, unless it is a
   stated risk action (``TopUpMargin``, which may draw on the buffer: that is its purpose)
   [idle_buffer]; one that needs more than the vault holds [vault_cash];
-* an action on a fuse the strategy does not name [unknown_fuse].
+* an action on a fuse the strategy does not name [unknown_fuse];
+* a lending action on a fuse that is an on-chain vault's market (``RiskState.vault_caps``, the
+  vault's state as last read) that the vault would revert: its guardian closed it, the asset is
+  not a substrate its atomists granted, or a supply would take the market over its limit
+  (counting the supplies approved before it in the same plan) [vault_cap].
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -70,6 +74,30 @@ EPSILON = Decimal("1e-9")
 
 
 @dataclass(frozen=True, slots=True)
+class VaultCap:
+    """An on-chain vault's caps on one lending fuse, as last read (amounts in the vault's underlying)."""
+
+    vault: str  # the vault's address
+    assets: frozenset[str]  # alpha asset names the vault's market may hold (granted substrates)
+    market_balance: Decimal  # what the market holds now
+    market_limit: Decimal | None = None  # the most the market may hold now; None: no limit active
+    closed: bool = False  # closed by the vault's guardian: the vault reverts every restricted call
+
+    def refuses(self, action: Supply | Withdraw | Borrow | Repay, supplied_before: Decimal = ZERO) -> str | None:
+        """Why the vault would revert ``action`` (``supplied_before``: net supply approved earlier), or None."""
+        if self.closed:
+            return f"vault {self.vault} is closed by its guardian"
+        if isinstance(action, Borrow | Repay):
+            return f"vault {self.vault} has no borrow fuse"
+        if action.asset not in self.assets:
+            return f"{action.asset} is not a substrate of vault {self.vault}'s market (granted: {', '.join(sorted(self.assets)) or 'none'})"
+        after = self.market_balance + supplied_before + action.amount
+        if isinstance(action, Supply) and self.market_limit is not None and after > self.market_limit:
+            return f"the vault's market would hold {after}, over its limit {self.market_limit}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class RiskState:
     """The risk monitor's switches as the gate sees them."""
 
@@ -82,6 +110,7 @@ class RiskState:
     blocked_fuses: frozenset[str] = frozenset()  # fuses with a lending step of unknown outcome
     prices: PriceGuard = field(default_factory=PriceGuard)  # last good marks the pipeline screens prices against
     price_outliers: tuple[PriceOutlier, ...] = ()  # markets whose prices the screen refused (set by the pipeline)
+    vault_caps: Mapping[str, VaultCap] = field(default_factory=dict)  # by fuse: on-chain vaults' caps, as last read
 
 
 def _legs(action: Action) -> tuple[Leg, ...]:
@@ -177,8 +206,17 @@ def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig,
     venues = _Measured(lambda v: venue_gross(v, venue_of))
     leverage = _Measured(fuse_leverage)
 
+    supplied: dict[str, Decimal] = {}  # net supply approved so far, per vault-capped fuse
     for action in actions:
         judged = _judge(action, current, config, state, now, nav, buffer, venue_of, max_lev, depeg, venues, leverage)
+        if not isinstance(judged, Refusal) and state.vault_caps and isinstance(action, Supply | Withdraw | Borrow | Repay):
+            cap = state.vault_caps.get(action.fuse)
+            why = cap.refuses(action, supplied.get(action.fuse, ZERO)) if cap is not None else None
+            if why is not None:
+                judged = Refusal(action, RefusalCode.VAULT_CAP, why)
+            elif cap is not None:
+                sign = ONE if isinstance(action, Supply) else -ONE
+                supplied[action.fuse] = supplied.get(action.fuse, ZERO) + sign * action.amount
         if isinstance(judged, Refusal):
             refused.append(judged)
             continue

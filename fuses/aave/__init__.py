@@ -21,5 +21,13 @@ __all__ = [
 
 
 def build(fuse_config: FuseConfig, *, clock: Clock, metrics: Metrics | None = None) -> LendingFuse:
-    """Build the lending fuse for ``fuse_config`` (kind: lending, venue other than 'sim')."""
+    """Build the lending fuse for ``fuse_config`` (kind: lending, venue other than 'sim').
+
+    With ``plasma_vault`` the fuse is that IPOR Fusion vault's Aave market, acted on as its Alpha
+    (``fuses.ipor.vault.VaultAaveFuse``).
+    """
+    if fuse_config.plasma_vault is not None:
+        from fuses.ipor.vault import VaultAaveFuse
+
+        return VaultAaveFuse(fuse_config, clock=clock, metrics=metrics)
     return AaveLendingFuse(fuse_config, clock=clock, metrics=metrics)

@@ -95,6 +95,8 @@ class ReserveData:
 class AaveLendingFuse:
     """A lending fuse on an Aave v3 market, through one account and the shared transaction manager."""
 
+    REVERT_CODES = AAVE_REVERT_CODES  # how reverts are named (a subclass acting through other contracts adds theirs)
+
     def __init__(
         self,
         config: FuseConfig,
@@ -121,7 +123,7 @@ class AaveLendingFuse:
             venue=config.venue,
             fuse=config.name,
             metrics=metrics,
-            revert_codes=AAVE_REVERT_CODES,
+            revert_codes=self.REVERT_CODES,
         )
         self.address = self.tx.address
         self.reserves: dict[str, Reserve] = {}  # by alpha asset name; each a distinct reserve address

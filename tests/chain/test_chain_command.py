@@ -34,10 +34,10 @@ def test_example_strategy_validates_with_an_aave_lending_fuse(capsys: pytest.Cap
     assert aave.credentials.wallet_key.env == "ALPHA_AAVE_KEY"
 
 
-def _start(tmp: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+def _start(tmp: Path, port: int, *extra: str) -> tuple[subprocess.Popen[str], list[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "alpha", "chain", "up", "--port", str(port), "--state", str(tmp / "state.json"),
-         "--market", str(tmp / "market.json"), "--strategy", str(tmp / "local.yaml")],
+         "--market", str(tmp / "market.json"), "--strategy", str(tmp / "local.yaml"), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
     )
     lines: list[str] = []

@@ -13,10 +13,10 @@ import pytest
 from strategy_builders import NOW, config, fresh_view, lending_account, perp_account, spot_account
 
 from alpha.config.schema import StrategyConfig
-from alpha.domain.actions import Action, Borrow, Leg, OpenHedge, RefusalCode, TopUpMargin, Transfer
+from alpha.domain.actions import Action, Borrow, Leg, OpenHedge, RefusalCode, Supply, TopUpMargin, Transfer, Withdraw
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
-from alpha.risk.gate import RiskState, gate
+from alpha.risk.gate import RiskState, VaultCap, gate
 from alpha.risk.prices import PriceCheck, PriceOutlier
 
 D = Decimal
@@ -27,6 +27,7 @@ METRIC_LABELS = {
     "venue_exposure", "leverage", "idle_buffer", "vault_cash", "unknown_fuse",
     "unresolved_order",  # an order of unknown outcome blocks its market
     "price_outlier",  # the price guard refused the market's price
+    "vault_cap",  # an on-chain vault's substrates, market limit or guardian would refuse it
 }
 
 
@@ -63,6 +64,10 @@ CASES: dict[RefusalCode, Case] = {
     RefusalCode.VAULT_CASH: Case(TopUpMargin("perp-cex", "USDC", D("200000"), "margin drew down"), view=lambda: _view("120000")),
     RefusalCode.PRICE_OUTLIER: Case(
         _open(), state=RiskState(price_outliers=(PriceOutlier("perp-cex", "BTC/USDC:USDC", PriceCheck.INDEX, "mark 10x the index"),))
+    ),
+    RefusalCode.VAULT_CAP: Case(
+        Supply("lending", "USDC", D("1000"), "idle cash to the vault's market"),
+        state=RiskState(vault_caps={"lending": VaultCap("0xvault", frozenset({"USDC"}), D("59500"), D("60000"))}),
     ),
     RefusalCode.UNKNOWN_FUSE: Case(Transfer("vault", "elsewhere", "USDC", D("1000"), "a fuse the strategy does not name")),
 }
@@ -117,3 +122,40 @@ def test_an_unresolved_order_blocks_only_its_market_and_a_lending_step_its_fuse(
     assert result.approved == (eth, actions[2])
     assert [(r.action, r.code) for r in result.refused] == [(actions[0], RefusalCode.UNRESOLVED_ORDER), (actions[3], RefusalCode.UNRESOLVED_ORDER)]
     assert "perp-cex:BTC/USDC:USDC" in result.refused[0].reason and "lending" in result.refused[1].reason
+
+
+def _cap(**kw: object) -> RiskState:
+    base: dict[str, object] = {"vault": "0xvault", "assets": frozenset({"USDC"}), "market_balance": D("50000"), "market_limit": D("60000")}
+    return RiskState(vault_caps={"lending": VaultCap(**{**base, **kw})})  # type: ignore[arg-type]
+
+
+def test_a_vault_cap_counts_the_supplies_approved_before_it_in_the_plan() -> None:
+    first, second, third = (Supply("lending", "USDC", D(q), "idle to the market") for q in ("6000", "4000", "0.000001"))
+
+    result = gate([first, second, third], _view(), config(), _cap())
+
+    assert result.approved == (first, second)  # 50,000 + 10,000 is the limit exactly
+    assert [(r.action, r.code) for r in result.refused] == [(third, RefusalCode.VAULT_CAP)]
+    assert "60000" in result.refused[0].reason
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "words"),
+    [
+        (_cap(closed=True), Withdraw("lending", "USDC", D("1"), "back to the vault"), "guardian"),
+        (_cap(assets=frozenset()), Supply("lending", "USDC", D("1"), "idle"), "not a substrate"),
+        (_cap(), Borrow("lending", "USDC", D("1"), "cash"), "no borrow fuse"),
+    ],
+)
+def test_a_vault_cap_refuses_what_the_vault_would_revert(state: RiskState, action: Action, words: str) -> None:
+    result = gate([action], _view(), config(), state)
+
+    assert [r.code for r in result.refused] == [RefusalCode.VAULT_CAP]
+    assert words in result.refused[0].reason
+
+
+def test_a_vault_cap_on_another_fuse_or_without_a_limit_lets_the_supply_through() -> None:
+    supply = Supply("lending", "USDC", D("100000"), "idle")
+
+    assert gate([supply], _view(), config(), _cap(market_limit=None)).approved == (supply,)
+    assert gate([supply], _view(), config(), RiskState(vault_caps={"other": _cap().vault_caps["lending"]})).approved == (supply,)
