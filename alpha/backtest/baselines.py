@@ -10,9 +10,14 @@ slippage plus the mark-to-market of the held legs (the basis); every baseline cl
 holds at the end, so its exit is charged.
 
 The quantity is the notional the configuration allows for one carry per asset at the first
-bar (``carry_notional``) divided by the spot mark there, held constant. Baselines:
+bar (``carry_notional``) divided by the spot mark there, held constant (but for ``held within
+caps``). Baselines:
 
 * ``passive <fuse>``: enter at the first bar, hold to the end (one entry, one exit);
+* ``held within caps <fuse>``: the passive carry cut back to its entry notional whenever a
+  move takes it over what the caps allow (paying the cut's costs), never topped up: what a
+  holder bound by the strategy's caps earns (``passive`` keeps its quantity through any rally,
+  its notional and margin need growing past every cap);
 * ``best venue (hindsight)``: the passive venue that earned the most;
 * ``trailing <N>d``: hold the venue with the highest funding over the trailing N days
   (settled rates only, at or before the decision), switching only when the trailing spread
@@ -181,6 +186,7 @@ class AssetTape:
     quantity: Decimal
     notional: Decimal
     nav: Decimal
+    cap: Decimal = ZERO  # the most notional the caps allow (``notional`` is this less the drift headroom); 0: none
     _cost_cache: dict[tuple[str, Side, Decimal], tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def cost(self, fuse: str, side: Side, t: datetime) -> tuple[Decimal, Decimal]:
@@ -258,7 +264,8 @@ def asset_tapes(config: StrategyConfig, tapes: Sequence[MarketTape], start: date
             lo, hi = bisect.bisect_right(p.funding_times, start), bisect.bisect_right(p.funding_times, end)
             times.update(p.funding_times[lo:hi])
         nav = config.vault.nav / max(len(config.assets), 1)
-        out.append(AssetTape(asset, spot, {p.fuse: p for p in perps}, costs, sorted(times), quantity, quantity * first, nav))
+        cap = notional * (1 + config.pnl.drift_tolerance)
+        out.append(AssetTape(asset, spot, {p.fuse: p for p in perps}, costs, sorted(times), quantity, quantity * first, nav, cap))
     return out
 
 
@@ -295,6 +302,54 @@ def passive(a: AssetTape, fuse: str) -> BaselineResult:
     """Short ``fuse``'s perp against spot from the first bar to the end."""
     r = _follow(a, f"passive {fuse}", [fuse] * (len(a.grid) - 1))
     r.venue = fuse
+    return r
+
+
+def held_within_caps(a: AssetTape, fuse: str) -> BaselineResult:
+    """The passive carry on ``fuse`` held as a user bound by the strategy's caps would hold it.
+
+    Entered like ``passive`` (same quantity, same costs); whenever the notional (the spot leg at
+    its mark) is over what the caps allow (``a.cap``), both legs are cut back to the entry
+    notional, paying the costs of the cut; it is never topped up. ``passive`` keeps its quantity
+    through any rally: its notional, margin and venue exposure then grow past every cap, which
+    no strategy under those caps may match; this one answers "did the decisions beat holding
+    still under the same mandate?".
+    """
+    spot, perp = a.spot, a.perps[fuse]
+    lot = a.costs[spot.fuse].instrument.lot_step
+    q = a.quantity
+    r = BaselineResult(f"held within caps {fuse}", a.asset, a.grid[0], a.grid[-1], a.nav, a.notional, q, venue=fuse)
+
+    def trade(qty: Decimal, spot_side: Side, t: datetime) -> None:
+        for f, side in ((spot.fuse, spot_side), (fuse, Side.SELL if spot_side is Side.BUY else Side.BUY)):
+            mark = (spot if f == spot.fuse else perp).mark_at(t)
+            assert mark is not None
+            fee, slip = a.costs[f].costs(side, qty, mark)
+            r.fees += fee
+            r.slippage += slip
+
+    trade(q, Side.BUY, a.grid[0])
+    r.path.append((a.grid[0], fuse))
+    for k in range(len(a.grid) - 1):
+        t0, t1 = a.grid[k], a.grid[k + 1]
+        s0, s1, p0, p1 = spot.mark_at(t0), spot.mark_at(t1), perp.mark_at(t0), perp.mark_at(t1)
+        assert s0 is not None and s1 is not None and p0 is not None and p1 is not None
+        if a.cap > 0 and q * s0 > a.cap:
+            kept = (a.notional / s0 / lot).to_integral_value(rounding=ROUND_DOWN) * lot
+            if kept < q:
+                trade(q - kept, Side.SELL, t0)
+                q = kept
+                r.switches += 1
+        lo = bisect.bisect_right(perp.funding_times, t0)
+        hi = bisect.bisect_right(perp.funding_times, t1)
+        for rec in perp.funding[lo:hi]:
+            mark = perp.mark_at(rec.ts)
+            assert mark is not None
+            r.funding += funding_amount(-q, mark, rec.rate)
+        r.basis += q * ((s1 - s0) - (p1 - p0))
+        r.exposure += q * s0 * Decimal(int((t1 - t0).total_seconds())) / SECONDS_PER_YEAR
+    if q > 0:
+        trade(q, Side.SELL, a.grid[-1])
     return r
 
 
@@ -388,6 +443,7 @@ def baselines(
         carries = [passive(a, f) for f in a.perps]
         best = max(carries, key=lambda r: r.net)
         out += carries
+        out += [held_within_caps(a, f) for f in a.perps]
         out.append(replace(best, name="best venue (hindsight)", path=list(best.path)))
         out.append(trailing(a, window))
         out.append(trailing(a, window, flat_if_negative=True))

@@ -450,7 +450,7 @@ class WalkForward:
     def lines(self) -> list[str]:
         """The evaluation as a text table: one row per test window, then per asset, then the aggregate."""
         names = self.baseline_names()
-        short = {n: n.replace("passive ", "P:").replace("trailing ", "T").replace(", flat if negative", "/flat").replace("perfect foresight", "PF").replace("best venue (hindsight)", "best(hindsight)") for n in names}
+        short = {n: n.replace("held within caps ", "C:").replace("passive ", "P:").replace("trailing ", "T").replace(", flat if negative", "/flat").replace("perfect foresight", "PF").replace("best venue (hindsight)", "best(hindsight)") for n in names}
         head = f"{'test window':23} {'chosen':44} {'strategy':>9}" + "".join(f" {short[n]:>14}" for n in names)
         out = [
             f"walk-forward: {self.config.vault.name}, train {format_duration(self.train)}, test {format_duration(self.test)},"
@@ -477,7 +477,7 @@ class WalkForward:
             out.append(f"{'strategy >= baseline':23} {'share of test windows':44} {'':>9}" + shares)
             shares = "".join(f" {agg['strategy_carry_at_least'][n] * 100:>13.0f}%" for n in names)
             out.append(f"{'  on carry only':23} {'share of test windows':44} {'':>9}" + shares)
-        out.append("P: passive carry on that venue; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound at the baselines' notional: a strategy holding more can exceed it)")
+        out.append("P: passive carry on that venue (its quantity held through every move, past the caps); C: the same carry cut back to the caps when a move takes it over them, never topped up; best(hindsight): the passive venue that earned most; T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound at the baselines' notional: a strategy holding more can exceed it)")
         return out
 
 

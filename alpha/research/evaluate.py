@@ -430,6 +430,7 @@ def prepare_data(case: Case, shared: Path, cache: Path) -> Path:
 
 
 PASSIVE = "passive "
+CAPPED = "held within caps "
 T7D = "trailing 7d"
 T7D_FLAT = "trailing 7d, flat if negative"
 PF = "perfect foresight"
@@ -456,6 +457,10 @@ def case_figures(aggregate: Mapping[str, Any]) -> dict[str, Any]:
     p = passives.get(best) if best else None
     share_p = shares.get(best) if best else None
     share_t = shares.get(T7D)
+    capped = {n: Decimal(v) for n, v in bases.items() if n.startswith(CAPPED)}
+    best_capped = max(capped, key=lambda n: capped[n]) if capped else None
+    c = capped.get(best_capped) if best_capped else None
+    share_c = shares.get(best_capped) if best_capped else None
     beats = strategy is not None and p is not None and t7d is not None and strategy >= p and strategy >= t7d
     in_windows = share_p is not None and share_t is not None and _two_thirds(share_p) and _two_thirds(share_t)
     return {
@@ -467,6 +472,11 @@ def case_figures(aggregate: Mapping[str, Any]) -> dict[str, Any]:
         "passive_apr": bases.get(best) if best else None,
         "passive_apr_on_notional": per_dollar.get(best) if best else None,
         "passive_apr_by_venue": {n.removeprefix(PASSIVE): v for n, v in bases.items() if n.startswith(PASSIVE)},
+        "capped": best_capped,
+        "capped_apr": bases.get(best_capped) if best_capped else None,
+        "share_at_least_capped": share_c,
+        "beats_capped_in_aggregate": strategy is not None and c is not None and strategy >= c,
+        "beats_capped_in_two_thirds_of_windows": share_c is not None and _two_thirds(share_c),
         "t7d_apr": bases.get(T7D),
         "t7d_flat_apr": bases.get(T7D_FLAT),
         "perfect_foresight_apr": bases.get(PF),
@@ -605,6 +615,8 @@ def summary(results: Sequence[CaseResult]) -> dict[str, Any]:
         "beats_in_aggregate": sum(1 for r in ran if r.figures["beats_in_aggregate"]),
         "beats_in_two_thirds_of_windows": sum(1 for r in ran if r.figures["beats_in_two_thirds_of_windows"]),
         "both": sum(1 for r in ran if r.figures["beats_in_aggregate"] and r.figures["beats_in_two_thirds_of_windows"]),
+        "beats_capped_in_aggregate": sum(1 for r in ran if r.figures.get("beats_capped_in_aggregate")),
+        "beats_capped_in_two_thirds_of_windows": sum(1 for r in ran if r.figures.get("beats_capped_in_two_thirds_of_windows")),
         "every_passive_loses": len(losing),
         "non_negative_where_every_passive_loses": sum(1 for r in losing if r.figures["non_negative"]),
     }
@@ -632,7 +644,7 @@ def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[S
     """The evaluation as one text table: a row per case, then the counts and the skipped series."""
     head = (
         f"{'case':22} {'test period':21} {'win':>3} {'strategy':>9} {'per $':>8} {'passive':>9} {'P per $':>8}"
-        f" {'T7d':>8} {'T7d/flat':>8} {'PF':>8} {'>=P':>5} {'>=T7d':>5}  verdict"
+        f" {'capped':>9} {'T7d':>8} {'T7d/flat':>8} {'PF':>8} {'>=P':>5} {'>=C':>5} {'>=T7d':>5}  verdict"
     )
     out = [f"$ {command}", "net APR on NAV after fees and slippage, over every test window (walk-forward, default grid)", head]
     for r in results:
@@ -648,8 +660,8 @@ def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[S
         windows = "" if r.case.train is None else f" [{format_duration(r.train or DAY)}/{format_duration(r.test or DAY)}]"
         out.append(
             f"{r.case.name:22} {first}..{last:10} {f['windows']:>3} {_pct(f['strategy_apr']):>9} {_pct(f['strategy_apr_on_notional']):>8}"
-            f" {_pct(f['passive_apr']):>9} {_pct(f['passive_apr_on_notional']):>8} {_pct(f['t7d_apr']):>8} {_pct(f['t7d_flat_apr']):>8} {_pct(f['perfect_foresight_apr']):>8}"
-            f" {_share(f['share_at_least_passive']):>5} {_share(f['share_at_least_t7d']):>5}  {verdict}{windows}"
+            f" {_pct(f['passive_apr']):>9} {_pct(f['passive_apr_on_notional']):>8} {_pct(f.get('capped_apr')):>9} {_pct(f['t7d_apr']):>8} {_pct(f['t7d_flat_apr']):>8} {_pct(f['perfect_foresight_apr']):>8}"
+            f" {_share(f['share_at_least_passive']):>5} {_share(f.get('share_at_least_capped')):>5} {_share(f['share_at_least_t7d']):>5}  {verdict}{windows}"
         )
     s = summary(results)
     out.append(
@@ -658,7 +670,12 @@ def table_lines(command: str, results: Sequence[CaseResult], skipped: Sequence[S
         f" >= 0 where every passive loses: {s['non_negative_where_every_passive_loses']}/{s['every_passive_loses']}"
     )
     out.append(
-        "per $: strategy APR per $ of time-average notional (P per $: the passive's, per $ of its notional); passive: the best passive venue in aggregate (multi-venue);"
+        f"{'strategy >= capped passive':34} in aggregate: {s['beats_capped_in_aggregate']}/{s['ran']} cases;"
+        f" in >= 2/3 of test windows: {s['beats_capped_in_two_thirds_of_windows']}/{s['ran']}"
+    )
+    out.append(
+        "per $: strategy APR per $ of time-average notional (P per $: the passive's, per $ of its notional); passive: the best passive venue in aggregate (multi-venue), its quantity held through every move (past the caps);"
+        " capped: the same carry cut back to the caps when a move takes it over them, never topped up (the best venue's);"
         " T7d: trailing-7d best-venue rule (/flat: flat when negative); PF: perfect foresight (a bound);"
         " >=P, >=T7d: share of test windows where the strategy's net PnL is at least the baseline's; [a/b]: the case's own windows"
     )

@@ -862,8 +862,8 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
             # Sized below the most the caps allow, so that drift within the tolerance keeps within them.
             if is_open:
                 current_x = current_q * price
-                bound = limit_for(c, actual)
-                hard = max(limit, bound[0]) if bound is not None else limit
+                fits = limit_for(c, actual)
+                hard = max(limit, fits[0]) if fits is not None else limit
                 kept = evaluate(c, min(current_x, hard), is_open=True)
                 if kept is None:
                     reasons.append(f"{c.hedge_id}: no size of it clears the exit threshold within the caps; closed")

@@ -15,6 +15,7 @@ from alpha.backtest.baselines import (
     AssetTape,
     asset_tapes,
     baselines,
+    held_within_caps,
     passive,
     perfect_foresight,
     trailing,
@@ -245,3 +246,35 @@ def test_trailing_rule_does_not_look_ahead(binance_dir: Path) -> None:
         after = trailing_positions(b, flat_if_negative=flat)
         assert after[:k] == base[flat][:k]
     assert any(trailing_positions(b, flat_if_negative=f)[k:] != base[f][k:] for f in (False, True))
+
+
+def test_held_within_caps_is_the_passive_carry_while_no_move_takes_it_over_the_caps(cfg: StrategyConfig) -> None:
+    a = world(cfg, *TWO_VENUES)
+    for venue in ("a", "b"):
+        capped, held = held_within_caps(a, venue), passive(a, venue)
+        assert (capped.funding, capped.fees, capped.slippage, capped.net, capped.switches) == (held.funding, held.fees, held.slippage, held.net, 0)
+
+
+def test_held_within_caps_cuts_back_to_the_entry_notional_when_a_rally_takes_it_over_the_caps(cfg: StrategyConfig) -> None:
+    # The mark doubles at the first settlement: 2.5 BTC are worth 100,000 against caps of 50,000 (no drift
+    # headroom). The passive keeps 2.5 BTC; the capped carry sells 1.25 BTC of spot and buys 1.25 back on
+    # the perp at 40,000, and earns the last two settlements on 1.25 BTC.
+    times = [T0 - H8 + H8 * i for i in range(5)]
+    marks = [MARK, MARK, 2 * MARK, 2 * MARK, 2 * MARK]
+    spot = MarketTape("spot", "BTC/USDT", "BTC", False, times, marks)
+    perp = MarketTape("a", "BTC/USDT:USDT", "BTC", True, times, marks)
+    when = [T0 - H8, T0 + H8, T0 + 2 * H8, T0 + 3 * H8]
+    perp.funding = [FundingRecord(ts, Decimal("0.001"), H8) for ts in when]
+    perp.funding_times = when
+    config = cfg.model_copy(update={"fuses": cfg.fuses[:2]})
+    (asset,) = asset_tapes(config, [spot, perp], T0, T0 + 3 * H8)
+    capped, held = held_within_caps(asset, "a"), passive(asset, "a")
+    assert held.funding == Decimal("2.5") * 40000 * Decimal("0.001") * 3
+    assert capped.funding == Decimal("2.5") * 40000 * Decimal("0.001") + Decimal("1.25") * 40000 * Decimal("0.001") * 2
+    assert capped.switches == 1
+    # The cut pays a spot sell and a perp buy of 1.25 BTC at 40,000 (fills 1 bp off the mid: 39,998 / 40,002).
+    cut_fees = Decimal("1.25") * (Decimal(39998) * Decimal("0.0001") + Decimal(40002) * Decimal("0.0004"))
+    exit_fees = Decimal("1.25") * (Decimal(39998) * Decimal("0.0001") + Decimal(40002) * Decimal("0.0004"))
+    entry_fees = Decimal("2.5") * (Decimal(20001) * Decimal("0.0001") + Decimal(19999) * Decimal("0.0004"))
+    assert capped.fees == entry_fees + cut_fees + exit_fees
+    assert capped.exposure < held.exposure

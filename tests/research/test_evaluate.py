@@ -120,6 +120,18 @@ def test_figures_compare_with_the_best_passive_venue_and_the_trailing_rule() -> 
     assert f["every_passive_loses"] and f["non_negative"] and f["beats_in_aggregate"]
 
 
+def test_figures_compare_with_the_best_passive_venue_held_within_the_caps() -> None:
+    agg = _aggregate("0.05", {"a": "0.08"}, "0.03", {"passive a": 0.0})
+    agg["baselines_apr"] = {**agg["baselines_apr"], "held within caps a": "0.045", "held within caps b": "0.02"}  # type: ignore[dict-item]
+    agg["strategy_at_least"] = {**agg["strategy_at_least"], "held within caps a": 2 / 3, "held within caps b": 0.0}  # type: ignore[dict-item]
+    f = ev.case_figures(agg)
+    assert f["capped"] == "held within caps a" and f["capped_apr"] == "0.045"
+    assert f["beats_capped_in_aggregate"] is True and f["beats_capped_in_two_thirds_of_windows"] is True
+    assert f["beats_in_aggregate"] is False  # the passive that rode the rally past the caps earned 8%
+    agg["baselines_apr"] = {**agg["baselines_apr"], "held within caps a": "0.055"}  # type: ignore[dict-item]
+    assert ev.case_figures(agg)["beats_capped_in_aggregate"] is False
+
+
 def _evaluate(out: Path, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alpha", "research", "evaluate", "--shared", str(DATA), "--only", "binance-btc-8h",
