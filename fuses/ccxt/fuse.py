@@ -71,10 +71,28 @@ def _cloid(client_id: str) -> str:
     return "0x" + (prefix.group(1) + digest[:24] if prefix else digest[:32])
 
 
+ALNUM32 = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+def _alnum32(client_id: str) -> str:
+    """OKX-style client id (``clOrdId``): at most 32 alphanumerics, ours as is when it already is one.
+
+    Otherwise (our ids carry hyphens) 32 hex digits derived from ours, the instance prefix kept as
+    the first 8, so a lookup needs no table and the venue-side marker survives.
+    """
+    if ALNUM32.match(client_id):
+        return client_id
+    digest = hashlib.sha256(client_id.encode()).hexdigest()
+    prefix = INSTANCE_PREFIX.match(client_id)
+    return prefix.group(1) + digest[:24] if prefix else digest[:32]
+
+
 # How our client id travels to a venue (``VenueSpec.client_id_format``).
-CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid}
+CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid, "alnum32": _alnum32}
 # How an instance's prefix shows in a venue client id, by format.
-CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {"plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}"}
+CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {
+    "plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}", "alnum32": lambda instance: instance,
+}
 
 MAX_REFUSALS = 50  # refusals kept on the fuse for inspection
 FUNDING_PAGES = 20  # most pages of funding history read per call
