@@ -269,3 +269,36 @@ async def test_chaos_faults_speak_okx(rig: Rig, client: Any) -> None:
     rig.server.state.faults.fail_next = 1
     with pytest.raises(ccxt.ExchangeNotAvailable, match="50013"):
         await client.fetch_balance()
+
+
+async def test_alpha_emulate_okx_serves_the_printed_credentials() -> None:
+    import asyncio
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alpha.cli", "emulate", "okx", "--key", "cli-key", "--secret", "cli-secret", "--passphrase", "cli-pass",
+        "--deposit", "1234", "--for", "120", stdout=asyncio.subprocess.PIPE, env=env, cwd=str(root),
+    )
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while not lines or not lines[-1].startswith("test account funded"):
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            assert line, f"alpha emulate okx exited early: {lines}"
+            lines.append(line.decode().strip())
+        url = lines[0].split("listening on ")[1].split()[0]
+        assert "api passphrase: cli-pass" in lines and "ccxt venue: okx" in lines
+        client = ccxt.okx({"apiKey": "cli-key", "secret": "cli-secret", "password": "cli-pass", "options": dict(OPTIONS),
+                           "urls": {"api": point_urls(ccxt.okx().urls["api"], url)}})
+        try:
+            assert (await client.fetch_balance())["USDT"]["total"] == 1234
+            assert "SOL/USDT:USDT" in client.markets
+        finally:
+            await client.close()
+    finally:
+        proc.terminate()
+        await proc.wait()
