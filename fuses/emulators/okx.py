@@ -27,6 +27,14 @@ expense / 174 income), ``/trade/order`` (POST places, GET queries), ``/trade/bat
 (what ccxt's createOrder sends by default), ``/trade/cancel-order``, ``/trade/orders-pending``
 and ``/trade/orders-history``.
 
+Streams: ``/ws/v5/public`` pushes ``tickers``, ``funding-rate`` and ``books5`` (per ``instId``)
+every ``stream_interval``; ``/ws/v5/private`` takes OKX's ``login`` op (base64 HMAC-SHA256 of
+``timestamp + "GET/users/self/verify"``, timestamp in seconds; 60005/60006/60007/60024 on a bad
+key, time, sign or passphrase) and then pushes ``orders`` (each order when its state or fill
+changes) and ``positions`` (when they change); a private channel before login is 60011, an
+unknown channel or market 60018. ``ping`` answers ``pong``. Disconnect faults and maintenance
+close the streams and refuse new ones.
+
 Swap sizes are contracts: ``sz`` times the instrument's ``ctVal`` is the base quantity the engine
 trades (``ctVal`` per base asset, OKX's own for BTC and ETH). Rate limits are OKX's per endpoint
 per 2 s (per IP for public endpoints, per account for private ones): HTTP 429
@@ -44,6 +52,7 @@ import itertools
 import json
 import re
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +61,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from alpha.domain.account import Order, OrderRequest, OrderStatus, OrderType, TimeInForce
 from alpha.domain.clock import Clock
@@ -257,6 +266,7 @@ class OkxState:
     limited: int = 0  # answers refused by a rate limit (HTTP 429, code 50011)
     uids: dict[str, str] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(2_900_000_000_000_000_001))
+    stream_interval: float = 0.2  # seconds between a stream's pushes
 
 
 OKX_KEY: web.AppKey[OkxState] = web.AppKey("okx_state", OkxState)
@@ -422,12 +432,7 @@ class Api:
             raise OkxError("param", param="sz") from None
         if not 1 <= depth <= MAX_BOOK_DEPTH:
             raise OkxError("param", param="sz")
-        book = self.state.backend.book(i.symbol, depth, now)
-
-        def side(levels: Sequence[Any]) -> list[list[str]]:
-            return [[_s(lvl.price), _s(self.contracts(i, lvl.quantity)), "0", "1"] for lvl in levels]
-
-        return [{"asks": side(book.asks), "bids": side(book.bids), "ts": str(_ms(now)), "seqId": next(self.x.ids) % 10**10}]
+        return _books(self, i, depth, now)
 
     def _funding_row(self, i: Instrument, now: datetime) -> dict[str, Any]:
         funding = self.state.backend.market(i.symbol, now).funding
@@ -576,12 +581,7 @@ class Api:
             raise OkxError("instrument")
         if inst_type and inst_type != "SWAP":
             return []
-        snap = self.state.backend.account(login.account, now)
-        held = {p.market for p in snap.positions if p.size != 0}
-        return [
-            self._position_row(login, i, now, snap) for mid, i in swaps.items()
-            if i.symbol in held and (not wanted or mid in wanted)
-        ]
+        return [r for r in _positions_now(self, login, now) if not wanted or r["instId"] in wanted]
 
     async def set_leverage(self, login: ApiAccount, q: Mapping[str, Any], now: datetime) -> list[Any]:
         mode = str(q.get("mgnMode") or "")
@@ -927,6 +927,221 @@ async def _rest(request: web.Request) -> web.StreamResponse:
         return _error(err)
 
 
+
+# -- websocket streams --------------------------------------------------------------------------
+
+WS_PUBLIC = ("tickers", "funding-rate", "books5")
+WS_PRIVATE = ("orders", "positions")
+WS_ERRORS: dict[str, tuple[str, str]] = {
+    "key": ("60005", "Invalid OK-ACCESS-KEY"),
+    "expired": ("60006", "Timestamp request expired"),
+    "sign": ("60007", "Invalid sign"),
+    "public_login": ("60008", "The current WebSocket endpoint does not support subscribing to {channel} channel. Please check the WebSocket URL"),
+    "login": ("60009", "Login failed."),
+    "log_in": ("60011", "Please log in"),
+    "illegal": ("60012", "Illegal request: {text}"),
+    "channel": ("60018", "Wrong URL or channel:{channel},instId:{inst} doesn't exist. Please use the correct URL, channel and parameters referring to API document."),
+    "passphrase": ("60024", "Wrong passphrase"),
+}
+
+
+@dataclass
+class _Subscription:
+    channel: str
+    inst_id: str  # "" for every market
+    inst_type: str  # "" / "ANY" for every type
+
+
+@dataclass
+class _Connection:
+    """One websocket connection: its login and subscriptions, and what its private channels last showed."""
+
+    ws: web.WebSocketResponse
+    scope: str  # "public", "private" or "business"
+    conn_id: str
+    login: ApiAccount | None = None
+    subs: list[_Subscription] = field(default_factory=list)
+    order_seen: dict[str, tuple[str, str]] = field(default_factory=dict)  # ordId -> (state, accFillSz) last pushed
+    positions_seen: str = ""
+
+
+def _ws_error(kind: str, conn_id: str, **fmt: object) -> dict[str, Any]:
+    code, msg = WS_ERRORS[kind]
+    return {"event": "error", "code": code, "msg": msg.format(**fmt) if fmt else msg, "connId": conn_id}
+
+
+def _ws_login(api: Api, conn: _Connection, args: Any) -> dict[str, Any]:
+    """Check a ``login`` op as OKX does: base64 HMAC-SHA256 of ``timestamp + "GET" + "/users/self/verify"``,
+    the timestamp in seconds within 30 s of the wall clock."""
+    first = args[0] if isinstance(args, list) and args and isinstance(args[0], Mapping) else None
+    if first is None:
+        return _ws_error("illegal", conn.conn_id, text="login args")
+    login = api.state.accounts.get(str(first.get("apiKey") or ""))
+    if login is None:
+        return _ws_error("key", conn.conn_id)
+    try:
+        stamp = float(str(first.get("timestamp")))
+    except ValueError:
+        return _ws_error("login", conn.conn_id)
+    if abs(api.x.wall() - stamp) > TIMESTAMP_TOLERANCE:
+        return _ws_error("expired", conn.conn_id)
+    if not hmac.compare_digest(str(first.get("passphrase") or ""), api.x.passphrases.get(login.key, "")):
+        return _ws_error("passphrase", conn.conn_id)
+    message = f"{first.get('timestamp')}GET/users/self/verify"
+    expected = base64.b64encode(hmac.new(login.secret.encode(), message.encode(), hashlib.sha256).digest()).decode()
+    if not hmac.compare_digest(expected, str(first.get("sign") or "")):
+        return _ws_error("sign", conn.conn_id)
+    conn.login = login
+    return {"event": "login", "code": "0", "msg": "", "connId": conn.conn_id}
+
+
+def _ws_subscribe(api: Api, conn: _Connection, args: Any) -> list[dict[str, Any]]:
+    if not isinstance(args, list) or not args:
+        return [_ws_error("illegal", conn.conn_id, text="subscribe args")]
+    answers: list[dict[str, Any]] = []
+    for arg in args:
+        if not isinstance(arg, Mapping):
+            answers.append(_ws_error("illegal", conn.conn_id, text=str(arg)))
+            continue
+        channel, inst_id = str(arg.get("channel") or ""), str(arg.get("instId") or "")
+        allowed = WS_PUBLIC if conn.scope == "public" else WS_PRIVATE if conn.scope == "private" else ()
+        if channel not in allowed or (inst_id and inst_id not in api.instruments()):
+            answers.append(_ws_error("channel", conn.conn_id, channel=channel, inst=inst_id))
+            continue
+        if channel in WS_PRIVATE and conn.login is None:
+            answers.append(_ws_error("log_in", conn.conn_id))
+            continue
+        if channel in WS_PUBLIC and not inst_id:
+            answers.append(_ws_error("channel", conn.conn_id, channel=channel, inst=inst_id))
+            continue
+        conn.subs.append(_Subscription(channel, inst_id, str(arg.get("instType") or "")))
+        answers.append({"event": "subscribe", "arg": dict(arg), "connId": conn.conn_id})
+    return answers
+
+
+def _ws_pushes(api: Api, conn: _Connection, now: datetime) -> list[dict[str, Any]]:
+    """What the connection's subscriptions push now: market channels every tick, private ones on change."""
+    out: list[dict[str, Any]] = []
+    swaps = api.instruments()
+    for sub in conn.subs:
+        arg: dict[str, Any] = {"channel": sub.channel}
+        if sub.inst_id:
+            arg["instId"] = sub.inst_id
+        if sub.channel in WS_PUBLIC:
+            i = swaps[sub.inst_id]
+            if sub.channel == "tickers":
+                out.append({"arg": arg, "data": [api._ticker(i, now)]})
+            elif sub.channel == "funding-rate" and i.kind.is_perp:
+                out.append({"arg": arg, "data": [api._funding_row(i, now)]})
+            elif sub.channel == "books5":
+                [book] = _books(api, i, 5, now)
+                out.append({"arg": arg, "data": [{**book, "instId": sub.inst_id}]})
+            continue
+        login = conn.login
+        assert login is not None
+        arg["instType"] = sub.inst_type or "ANY"
+        arg["uid"] = api.uid(login.account)
+        if sub.channel == "orders":
+            rows = []
+            for record in api.x.orders.get(login.account, []):
+                found = next((m for m in swaps.values() if m.symbol == record.symbol), None)
+                if found is None or (sub.inst_id and market_id(found) != sub.inst_id):
+                    continue
+                order = api.state.backend.order(login.account, record.symbol, record.engine_id)
+                row = api._order_row(login, record, order, found)
+                shown = (row["state"], row["accFillSz"])
+                if conn.order_seen.get(record.ord_id) != shown:
+                    conn.order_seen[record.ord_id] = shown
+                    rows.append(row)
+            if rows:
+                out.append({"arg": arg, "data": rows})
+        elif sub.channel == "positions":
+            rows = [r for r in _positions_now(api, login, now) if not sub.inst_id or r["instId"] == sub.inst_id]
+            key = _dumps([(r["instId"], r["pos"]) for r in rows])
+            if key != conn.positions_seen:
+                conn.positions_seen = key
+                out.append({"arg": arg, "data": rows})
+    return out
+
+
+def _books(api: Api, i: Instrument, depth: int, now: datetime) -> list[dict[str, Any]]:
+    book = api.state.backend.book(i.symbol, depth, now)
+
+    def side(levels: Sequence[Any]) -> list[list[str]]:
+        return [[_s(lvl.price), _s(api.contracts(i, lvl.quantity)), "0", "1"] for lvl in levels]
+
+    return [{"asks": side(book.asks), "bids": side(book.bids), "ts": str(_ms(now)), "seqId": next(api.x.ids) % 10**10}]
+
+
+def _positions_now(api: Api, login: ApiAccount, now: datetime) -> list[dict[str, Any]]:
+    snap = api.state.backend.account(login.account, now)
+    held = {p.market for p in snap.positions if p.size != 0}
+    return [api._position_row(login, i, now, snap) for i in api.instruments("SWAP").values() if i.symbol in held]
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    state = state_of(request)
+    api = Api(state, request.app[OKX_KEY])
+    if state.streams_refused():
+        state.log.add(request.method, request.path, 0, 503)
+        return web.Response(status=503, text="Service Unavailable")
+    ws = web.WebSocketResponse(heartbeat=None)
+    await ws.prepare(request)
+    state.streams.add(ws)
+    scope = request.match_info["scope"]
+    conn = _Connection(ws, scope, uuid.uuid4().hex[:8])
+    interval = request.app[OKX_KEY].stream_interval
+    disconnects_seen = state.faults.disconnect_streams
+
+    async def push() -> None:
+        nonlocal disconnects_seen
+        while not ws.closed:
+            if state.faults.disconnect_streams > disconnects_seen or state.streams_refused():
+                disconnects_seen = state.faults.disconnect_streams
+                await ws.close()
+                return
+            if conn.subs:
+                for message in _ws_pushes(api, conn, state.now()):
+                    await ws.send_str(_dumps(message))
+            await asyncio.sleep(interval)
+
+    pusher = asyncio.create_task(push())
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            if msg.data == "ping":
+                await ws.send_str("pong")
+                continue
+            try:
+                body = json.loads(msg.data)
+            except ValueError:
+                await ws.send_str(_dumps(_ws_error("illegal", conn.conn_id, text=msg.data)))
+                continue
+            op = body.get("op") if isinstance(body, dict) else None
+            if op == "login":
+                if scope == "public":
+                    answer = _ws_error("public_login", conn.conn_id, channel="login")
+                else:
+                    answer = _ws_login(api, conn, body.get("args"))
+                await ws.send_str(_dumps(answer))
+            elif op == "subscribe":
+                for answer in _ws_subscribe(api, conn, body.get("args")):
+                    await ws.send_str(_dumps(answer))
+            elif op == "unsubscribe":
+                gone = [a for a in body.get("args") or [] if isinstance(a, Mapping)]
+                conn.subs = [s for s in conn.subs if not any(
+                    a.get("channel") == s.channel and str(a.get("instId") or "") == s.inst_id for a in gone)]
+                for a in gone:
+                    await ws.send_str(_dumps({"event": "unsubscribe", "arg": dict(a), "connId": conn.conn_id}))
+            else:
+                await ws.send_str(_dumps(_ws_error("illegal", conn.conn_id, text=msg.data)))
+    finally:
+        pusher.cancel()
+        state.streams.discard(ws)
+    return ws
+
+
 def create_app(
     backend: VenueBackend,
     *,
@@ -936,6 +1151,7 @@ def create_app(
     monotonic: Callable[[], float] = time.monotonic,
     faults: Faults | None = None,
     contract_values: Mapping[str, Decimal] | None = None,
+    stream_interval: float = 0.2,
 ) -> web.Application:
     """Build the OKX v5 emulator app over ``backend``.
 
@@ -946,7 +1162,7 @@ def create_app(
     state = EmulatorState(backend=backend, faults=faults or Faults(), budget=WeightBudget(10**9, 1.0), log=RequestLog())
     if clock is not None:
         state.clock = clock
-    extra = OkxState(wall=wall, monotonic=monotonic, contract_values=dict(contract_values or {}))
+    extra = OkxState(wall=wall, monotonic=monotonic, contract_values=dict(contract_values or {}), stream_interval=stream_interval)
     for key, secret, passphrase, account in accounts:
         state.add_account(key, secret, account)
         extra.passphrases[key] = passphrase
@@ -974,6 +1190,7 @@ def create_app(
     listen = getattr(backend, "listen", None)
     if callable(listen):
         listen(_on_engine_event(Api(state, extra)))
+    app.router.add_get("/ws/v5/{scope:public|private|business}", _stream)
     app.router.add_route("*", "/{tail:.*}", _rest)
     return app
 

@@ -302,3 +302,76 @@ async def test_alpha_emulate_okx_serves_the_printed_credentials() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+def _pro(rig: Rig, password: str = PASSPHRASE) -> Any:
+    import ccxt.pro as ccxtpro
+
+    return ccxtpro.okx({
+        # no currency list: load_markets makes no signed REST call, so the stream login is the first check
+        "apiKey": KEY, "secret": SECRET, "password": password, "enableRateLimit": False, "has": {"fetchCurrencies": False},
+        "options": dict(OPTIONS), "urls": {"api": point_urls(ccxtpro.okx().urls["api"], rig.server.url)},
+    })
+
+
+async def test_public_streams_push_tickers_funding_and_books5(rig: Rig) -> None:
+    import asyncio
+
+    client = _pro(rig)
+    try:
+        ticker = await asyncio.wait_for(client.watch_ticker(BTC), timeout=30)
+        assert ticker["symbol"] == BTC and Decimal(ticker["info"]["last"]) == rig.backend.market(BTC, rig.clock.now()).mark
+        funding = await asyncio.wait_for(client.watch_funding_rate(ETH), timeout=30)
+        view = rig.backend.market(ETH, rig.clock.now()).funding
+        assert view is not None and Decimal(funding["info"]["fundingRate"]) == view.rate
+        assert funding["nextFundingTimestamp"] - funding["fundingTimestamp"] == 8 * 3_600_000
+        book = await asyncio.wait_for(client.watch_order_book(BTC, 5), timeout=30)
+        engine = rig.backend.book(BTC, 5, rig.clock.now())
+        assert len(book["bids"]) == 5 and Decimal(str(book["bids"][0][1])) * Decimal("0.01") == engine.bids[0].quantity
+    finally:
+        await client.close()
+
+
+async def test_private_streams_push_our_orders_and_positions_after_login(rig: Rig, client: Any) -> None:
+    import asyncio
+
+    pro = _pro(rig)
+    try:
+        await client.load_markets()
+        watching = asyncio.create_task(pro.watch_orders(BTC))  # subscribed before or after the order: both are pushed
+        await client.create_order(BTC, "market", "buy", 3, None, {"clientOrderId": "stream1"})
+        orders = await asyncio.wait_for(watching, timeout=30)
+        filled = [o for o in orders if o["clientOrderId"] == "stream1"]
+        assert filled and filled[-1]["status"] == "closed" and filled[-1]["filled"] == 3
+        positions = await asyncio.wait_for(pro.watch_positions(), timeout=30)
+        assert [(p["symbol"], p["side"], p["contracts"]) for p in positions] == [(BTC, "long", 3)]
+    finally:
+        await pro.close()
+
+
+async def test_stream_login_with_a_wrong_passphrase_is_refused_with_60024(rig: Rig) -> None:
+    import asyncio
+
+    pro = _pro(rig, password="not-the-passphrase")
+    try:
+        with pytest.raises(ccxt.AuthenticationError, match="60024"):
+            await asyncio.wait_for(pro.watch_positions(), timeout=30)
+    finally:
+        await pro.close()
+
+
+async def test_a_disconnect_fault_closes_open_streams(rig: Rig) -> None:
+    import asyncio
+
+    pro = _pro(rig)
+    try:
+        await asyncio.wait_for(pro.watch_ticker(BTC), timeout=30)
+        assert len(rig.server.state.streams) == 1
+        rig.server.state.faults.disconnect_streams += 1
+        for _ in range(300):  # bounded wait on the condition (the push loop notices within one interval)
+            if not rig.server.state.streams:
+                break
+            await asyncio.sleep(0.05)
+        assert not rig.server.state.streams
+    finally:
+        await pro.close()
