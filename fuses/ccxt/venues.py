@@ -326,7 +326,9 @@ VENUES: dict[str, VenueSpec] = {
         # load_markets reads the signed currency list (GET /api/v5/asset/currencies): wrong credentials
         # (key, secret or passphrase) stop the fuse at start, before any order
         ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
-        weight_limit=20,  # funding-rate endpoint: 20 requests per 2 s
+        # OKX limits each endpoint per 2 s (balance, positions: 10 per account; funding-rate: 10 per
+        # instrument); 20 requests per 2 s across all keeps every one of them below its limit in normal operation
+        weight_limit=20,
         weight_window=2.0,
         error_code_paths=(("data", 0, "sCode"), ("code",)),
         error_codes=_OKX_ERRORS,

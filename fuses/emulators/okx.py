@@ -37,7 +37,8 @@ close the streams and refuse new ones.
 
 Swap sizes are contracts: ``sz`` times the instrument's ``ctVal`` is the base quantity the engine
 trades (``ctVal`` per base asset, OKX's own for BTC and ETH). Rate limits are OKX's per endpoint
-per 2 s (per IP for public endpoints, per account for private ones): HTTP 429
+per 2 s (per IP for public endpoints, per IP and instrument for the funding rate and its
+history, per account for private ones): HTTP 429
 ``{"msg": "Too Many Requests", "code": "50011"}``. Faults come from ``EmulatorState.faults`` and
 the ``/_chaos`` API (``fuses/emulators/README.md``), ``corrupt`` included.
 """
@@ -99,8 +100,8 @@ LIMITS: dict[tuple[str, str], int] = {
     ("GET", "/api/v5/market/tickers"): 20,
     ("GET", "/api/v5/market/ticker"): 20,
     ("GET", "/api/v5/market/books"): 40,
-    ("GET", "/api/v5/public/funding-rate"): 20,
-    ("GET", "/api/v5/public/funding-rate-history"): 10,
+    ("GET", "/api/v5/public/funding-rate"): 10,  # per IP and instrument
+    ("GET", "/api/v5/public/funding-rate-history"): 10,  # per IP and instrument
     ("GET", "/api/v5/asset/currencies"): 12,
     ("GET", "/api/v5/account/config"): 5,
     ("GET", "/api/v5/account/balance"): 10,
@@ -116,6 +117,8 @@ LIMITS: dict[tuple[str, str], int] = {
     ("GET", "/api/v5/trade/orders-history"): 40,
 }
 DEFAULT_LIMIT = 10
+# Endpoints OKX limits per IP and instrument ID (the others: per IP, or per account when signed).
+PER_INSTRUMENT = ("/api/v5/public/funding-rate", "/api/v5/public/funding-rate-history")
 
 # Errors as OKX answers them: (HTTP status, code, message).
 ERRORS: dict[str, tuple[int, str, str]] = {
@@ -913,7 +916,10 @@ async def _rest(request: web.Request) -> web.StreamResponse:
                 raise OkxError("body")
             data = await PRIVATE[key](api, login, parsed, now)
         else:
-            api.spend(request.remote or "local", request.method, request.path)
+            caller = request.remote or "local"
+            if request.path in PER_INSTRUMENT:
+                caller += "|" + str(parsed.get("instId") or "")
+            api.spend(caller, request.method, request.path)
             now = state.now()
             data = await PUBLIC[key](api, parsed, now)
         state.log.add(request.method, request.path, 1, 200)

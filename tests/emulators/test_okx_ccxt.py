@@ -375,3 +375,12 @@ async def test_a_disconnect_fault_closes_open_streams(rig: Rig) -> None:
         assert not rig.server.state.streams
     finally:
         await pro.close()
+
+
+async def test_the_funding_rate_limit_counts_per_instrument(rig: Rig, client: Any) -> None:
+    await client.load_markets()
+    for _ in range(10):  # OKX: 10 funding-rate requests per 2 s per IP and instrument
+        await client.fetch_funding_rate(BTC)
+    with pytest.raises(ccxt.RateLimitExceeded, match="50011"):
+        await client.fetch_funding_rate(BTC)
+    assert (await client.fetch_funding_rate(ETH))["symbol"] == ETH  # another instrument has its own count
