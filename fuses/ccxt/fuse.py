@@ -268,9 +268,21 @@ class CcxtFuse:
                 self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
             except BadPayloadError as exc:
                 raise self._refused(exc, symbol) from None
+        if self.spec.one_way_check:
+            await self._check_one_way()
         if self.settings.options.get("margin_tiers") is True:
             await self.load_margin_tiers()
         self._started = True
+
+    async def _check_one_way(self) -> None:
+        """Refuse an account in hedge (long/short) mode: our orders carry no position side and would all be refused."""
+        mode = await self._call(self.client.fetch_position_mode)
+        if isinstance(mode, Mapping) and mode.get("hedged") is True:
+            raise FatalError(
+                f"{self.name}: the account is in hedge (long/short) position mode; alpha trades one-way (net) positions:"
+                " switch the account's position mode to one-way/net (nothing was sent)",
+                venue=self.name,
+            )
 
     async def _check_signer(self) -> None:
         """Refuse a wallet key that does not sign for ``wallet_address`` (nor is its API wallet), before any order.

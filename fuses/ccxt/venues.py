@@ -80,6 +80,9 @@ class VenueSpec:
     client_id_format: str = "plain"  # how our client id travels: a key of fuses.ccxt.fuse.CLIENT_ID_FORMATS
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     api_wallet_role: bool = False  # a wallet key may be an API wallet of wallet_address (POST /info userRole says)
+    # the account's position mode is read at start (ccxt fetch_position_mode): our orders carry no
+    # position side, so an account in hedge (long/short) mode is refused before any order
+    one_way_check: bool = False
     balance_params: dict[str, Any] = field(default_factory=dict)
     # how our client id is named in cancel and lookup params (ccxt maps ``clientOrderId`` itself on
     # most venues; Bybit's cancel and queries need its own ``orderLinkId``)
@@ -338,6 +341,7 @@ VENUES: dict[str, VenueSpec] = {
         wallets={"spot": "trading", "futures": "trading"},
         client_id_format="alnum32",  # clOrdId: at most 32 alphanumerics
         margin_mode_call=False,  # set-leverage carries mgnMode
+        one_way_check=True,  # GET /account/config posMode must be net_mode: orders go without posSide
         order_ack_only=True,  # POST /trade/batch-orders answers {ordId, clOrdId, sCode} only
         balance_total_includes_upnl=True,  # ccxt: total = eq (cash balance + unrealised PnL)
         # GET /account/bills-archive type 8: balChg is what the account received, sz the position in contracts

@@ -1,4 +1,5 @@
-"""An OKX v5 emulator (unified trading account, single-currency margin, net position mode): the
+"""An OKX v5 emulator (unified trading account, single-currency margin, net position mode unless a
+test sets ``okx_state(app).pos_mode``): the
 REST API as OKX documents it and as ccxt 4.5.90's ``okx`` client calls it.
 
 It serves a ``VenueBackend`` (the simulated engine) under OKX's ``/api/v5`` paths. Every answer
@@ -270,6 +271,7 @@ class OkxState:
     uids: dict[str, str] = field(default_factory=dict)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(2_900_000_000_000_000_001))
     stream_interval: float = 0.2  # seconds between a stream's pushes
+    pos_mode: dict[str, str] = field(default_factory=dict)  # account -> "net_mode" (default) or "long_short_mode"
 
 
 OKX_KEY: web.AppKey[OkxState] = web.AppKey("okx_state", OkxState)
@@ -506,7 +508,7 @@ class Api:
             "acctLv": "2", "acctStpMode": "cancel_maker", "autoLoan": False, "ctIsoMode": "automatic", "enableSpotBorrow": False,
             "greeksType": "PA", "ip": "", "kycLv": "2", "label": "emulator", "level": "Lv1", "levelTmp": "",
             "liquidationGear": "-1", "mainUid": uid, "mgnIsoMode": "automatic", "opAuth": "0", "perm": "read_only,trade",
-            "posMode": "net_mode", "roleType": "0", "spotBorrowAutoRepay": False, "spotOffsetType": "", "spotRoleType": "0",
+            "posMode": self.x.pos_mode.get(login.account, "net_mode"), "roleType": "0", "spotBorrowAutoRepay": False, "spotOffsetType": "", "spotRoleType": "0",
             "spotTraderInsts": [], "traderInsts": [], "type": "0", "uid": uid, "settleCcy": "USDT", "settleCcyList": ["USDT"],
         }]
 
@@ -665,8 +667,9 @@ class Api:
         allowed = ("cash",) if i.kind is InstrumentKind.SPOT else ("cross", "isolated")
         if td_mode not in allowed:
             raise OrderRefused("param", param="tdMode")
-        pos_side = str(q.get("posSide") or "net")
-        if pos_side != "net":  # this account is in net mode
+        pos_side = str(q.get("posSide") or "")
+        hedge = self.x.pos_mode.get(login.account) == "long_short_mode"
+        if pos_side not in (("long", "short") if hedge else ("", "net")):  # hedge mode needs a side; net mode takes none
             raise OrderRefused("param", param="posSide")
         if cl and not CLIENT_ID.match(cl):
             raise OrderRefused("param", param="clOrdId")

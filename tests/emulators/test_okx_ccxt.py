@@ -384,3 +384,11 @@ async def test_the_funding_rate_limit_counts_per_instrument(rig: Rig, client: An
     with pytest.raises(ccxt.RateLimitExceeded, match="50011"):
         await client.fetch_funding_rate(BTC)
     assert (await client.fetch_funding_rate(ETH))["symbol"] == ETH  # another instrument has its own count
+
+
+async def test_an_account_in_hedge_mode_refuses_orders_without_a_position_side(rig: Rig, client: Any) -> None:
+    okx_state(rig.server.app).pos_mode[ACCOUNT] = "long_short_mode"
+    assert (await client.fetch_position_mode(BTC))["hedged"] is True
+    with pytest.raises(ccxt.BadRequest, match="51000"):
+        await client.create_order(BTC, "market", "buy", 1, None, {"clientOrderId": "nopos1"})
+    assert okx_state(rig.server.app).orders == {}

@@ -216,9 +216,11 @@ async def okx_rig(
     secret: str = SECRET,
     passphrase: str = OKX_PASSPHRASE,
     clock: Any = None,
+    pos_mode: str = "net_mode",
 ) -> AsyncIterator[OkxRig]:
     """Start an OKX emulator (8-hour funding, USDT swaps in contracts) and a started ccxt fuse against it."""
     from fuses.emulators.okx import create_app as create_okx
+    from fuses.emulators.okx import okx_state
 
     forget_limiters()
     clock = clock or LiveClock()
@@ -227,6 +229,7 @@ async def okx_rig(
     backend = EngineBackend(world, "okx")
     backend.fund(OKX_ACCOUNT, "USDT", Decimal(deposit), clock.now())
     app = create_okx(backend, clock=clock, accounts=[(KEY, SECRET, OKX_PASSPHRASE, OKX_ACCOUNT)])
+    okx_state(app).pos_mode[OKX_ACCOUNT] = pos_mode
     server = await EmulatorServer(app).start()
     settings = CcxtSettings(
         name="okx-test", venue="okx", markets=tuple(f"{a}/USDT:USDT" for a in prices), api_url=server.url,

@@ -108,3 +108,10 @@ async def test_wrong_credentials_are_fatal_at_start(okx_rig_factory: Any, secret
         async with okx_rig_factory(**wrong):
             pass
     assert caught.value.code == code
+
+
+async def test_an_account_in_hedge_mode_is_fatal_at_start(okx_rig_factory: Any) -> None:
+    with pytest.raises(FatalError, match="hedge") as caught:
+        async with okx_rig_factory(pos_mode="long_short_mode"):
+            pass
+    assert "nothing was sent" in str(caught.value)
