@@ -1,7 +1,8 @@
 """``alpha emulate VENUE --port N``: run a local venue emulator over the simulated engine.
 
 It binds 127.0.0.1, prints the URL to put in a fuse's ``api_url`` and a test API key and
-secret (Binance, Bybit: ``--key``/``--secret``, random by default) or wallet (Hyperliquid),
+secret (Binance, Bybit, OKX: ``--key``/``--secret``, OKX also ``--passphrase``; random by
+default) or wallet (Hyperliquid),
 funds that account, and serves until interrupted.
 """
 
@@ -15,12 +16,12 @@ from typing import Any
 
 from alpha.domain.clock import LiveClock
 
-help = "run a local venue emulator (binance, bybit, hyperliquid) over the simulated engine"
+help = "run a local venue emulator (binance, bybit, okx, hyperliquid) over the simulated engine"
 
-VENUES = ("binance", "bybit", "hyperliquid")
+VENUES = ("binance", "bybit", "okx", "hyperliquid")
 PRICES = {"BTC": "60000", "ETH": "3000", "SOL": "150"}
-QUOTE = {"binance": "USDT", "bybit": "USDT", "hyperliquid": "USDC"}
-INTERVAL = {"binance": "8h", "bybit": "8h", "hyperliquid": "1h"}
+QUOTE = {"binance": "USDT", "bybit": "USDT", "okx": "USDT", "hyperliquid": "USDC"}
+INTERVAL = {"binance": "8h", "bybit": "8h", "okx": "8h", "hyperliquid": "1h"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,8 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     parser.add_argument("--deposit", default="100000", help="starting balance of the test account")
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic market")
-    parser.add_argument("--key", default=None, help="API key of the test account (binance, bybit; default: random)")
-    parser.add_argument("--secret", default=None, help="API secret of the test account (binance, bybit; default: random)")
+    parser.add_argument("--key", default=None, help="API key of the test account (binance, bybit, okx; default: random)")
+    parser.add_argument("--secret", default=None, help="API secret of the test account (binance, bybit, okx; default: random)")
+    parser.add_argument("--passphrase", default=None, help="API passphrase of the test account (okx; default: random)")
     parser.add_argument("--for", dest="duration", type=float, default=None, help="stop after this many seconds")
 
 
@@ -53,6 +55,14 @@ async def _serve(args: argparse.Namespace) -> int:
         create = create_binance if args.venue == "binance" else create_bybit
         app = create(backend, clock=clock, accounts=[(key, secret, account)])
         lines = [f"api key:    {key}", f"api secret: {secret}", f"ccxt venue: {'binanceusdm' if args.venue == 'binance' else 'bybit'}"]
+    elif args.venue == "okx":
+        from fuses.emulators.okx import create_app as create_okx
+
+        key = args.key or "emu-" + secrets.token_hex(8)
+        secret = args.secret or secrets.token_hex(24)
+        passphrase = args.passphrase or secrets.token_hex(8)
+        app = create_okx(backend, clock=clock, accounts=[(key, secret, passphrase, account)])
+        lines = [f"api key:        {key}", f"api secret:     {secret}", f"api passphrase: {passphrase}", "ccxt venue: okx"]
     else:
         from eth_account import Account
 

@@ -71,10 +71,28 @@ def _cloid(client_id: str) -> str:
     return "0x" + (prefix.group(1) + digest[:24] if prefix else digest[:32])
 
 
+ALNUM32 = re.compile(r"^[A-Za-z0-9]{1,32}$")
+
+
+def _alnum32(client_id: str) -> str:
+    """OKX-style client id (``clOrdId``): at most 32 alphanumerics, ours as is when it already is one.
+
+    Otherwise (our ids carry hyphens) 32 hex digits derived from ours, the instance prefix kept as
+    the first 8, so a lookup needs no table and the venue-side marker survives.
+    """
+    if ALNUM32.match(client_id):
+        return client_id
+    digest = hashlib.sha256(client_id.encode()).hexdigest()
+    prefix = INSTANCE_PREFIX.match(client_id)
+    return prefix.group(1) + digest[:24] if prefix else digest[:32]
+
+
 # How our client id travels to a venue (``VenueSpec.client_id_format``).
-CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid}
+CLIENT_ID_FORMATS: dict[str, Callable[[str], str]] = {"plain": lambda cid: cid, "cloid": _cloid, "alnum32": _alnum32}
 # How an instance's prefix shows in a venue client id, by format.
-CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {"plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}"}
+CLIENT_ID_MARKERS: dict[str, Callable[[str], str]] = {
+    "plain": lambda instance: f"{instance}-", "cloid": lambda instance: f"0x{instance}", "alnum32": lambda instance: instance,
+}
 
 MAX_REFUSALS = 50  # refusals kept on the fuse for inspection
 FUNDING_PAGES = 20  # most pages of funding history read per call
@@ -250,9 +268,21 @@ class CcxtFuse:
                 self._contract_sizes[symbol] = parse.dec(raw.get("contractSize"), f"{symbol}.contractSize", default=ONE)
             except BadPayloadError as exc:
                 raise self._refused(exc, symbol) from None
+        if self.spec.one_way_check:
+            await self._check_one_way()
         if self.settings.options.get("margin_tiers") is True:
             await self.load_margin_tiers()
         self._started = True
+
+    async def _check_one_way(self) -> None:
+        """Refuse an account in hedge (long/short) mode: our orders carry no position side and would all be refused."""
+        mode = await self._call(self.client.fetch_position_mode)
+        if isinstance(mode, Mapping) and mode.get("hedged") is True:
+            raise FatalError(
+                f"{self.name}: the account is in hedge (long/short) position mode; alpha trades one-way (net) positions:"
+                " switch the account's position mode to one-way/net (nothing was sent)",
+                venue=self.name,
+            )
 
     async def _check_signer(self) -> None:
         """Refuse a wallet key that does not sign for ``wallet_address`` (nor is its API wallet), before any order.

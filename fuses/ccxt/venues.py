@@ -80,6 +80,9 @@ class VenueSpec:
     client_id_format: str = "plain"  # how our client id travels: a key of fuses.ccxt.fuse.CLIENT_ID_FORMATS
     margin_mode_call: bool = True  # margin mode is its own request (else: a marginMode param of the leverage call)
     api_wallet_role: bool = False  # a wallet key may be an API wallet of wallet_address (POST /info userRole says)
+    # the account's position mode is read at start (ccxt fetch_position_mode): our orders carry no
+    # position side, so an account in hedge (long/short) mode is refused before any order
+    one_way_check: bool = False
     balance_params: dict[str, Any] = field(default_factory=dict)
     # how our client id is named in cancel and lookup params (ccxt maps ``clientOrderId`` itself on
     # most venues; Bybit's cancel and queries need its own ``orderLinkId``)
@@ -198,18 +201,31 @@ _BYBIT_ERRORS: dict[str, ErrorKind] = {
 }
 
 _OKX_ERRORS: dict[str, ErrorKind] = {
-    "50001": ErrorKind.TRANSIENT,  # service temporarily unavailable
+    "50001": ErrorKind.TRANSIENT,  # service temporarily unavailable (matching engine upgrading)
+    "50004": ErrorKind.UNKNOWN_OUTCOME,  # endpoint request timeout: an order's fate is unknown
     "50013": ErrorKind.TRANSIENT,  # system busy
+    "50026": ErrorKind.TRANSIENT,  # system error
     "50011": ErrorKind.RATE_LIMITED,
     "50061": ErrorKind.RATE_LIMITED,
     "50102": ErrorKind.TRANSIENT,  # timestamp expired
+    "50103": ErrorKind.FATAL,  # OK-ACCESS-KEY missing
+    "50104": ErrorKind.FATAL,  # OK-ACCESS-PASSPHRASE missing
+    "50105": ErrorKind.FATAL,  # OK-ACCESS-PASSPHRASE incorrect
     "50111": ErrorKind.FATAL,  # invalid API key
     "50113": ErrorKind.FATAL,  # invalid signature
     "50000": ErrorKind.REJECTED,  # body empty
+    "50014": ErrorKind.REJECTED,  # parameter missing
     "51000": ErrorKind.REJECTED,  # parameter error
+    "51001": ErrorKind.REJECTED,  # instrument does not exist
     "51008": ErrorKind.INSUFFICIENT_FUNDS,
-    "51603": ErrorKind.ORDER_NOT_FOUND,
+    "51119": ErrorKind.INSUFFICIENT_FUNDS,
+    "51016": ErrorKind.REJECTED,  # duplicated clOrdId
+    "51020": ErrorKind.REJECTED,  # below the minimum size
+    "51121": ErrorKind.REJECTED,  # not a multiple of the lot size
     "51169": ErrorKind.REJECTED,  # reduce-only without position
+    "51400": ErrorKind.ORDER_NOT_FOUND,  # cancel: filled, canceled or unknown
+    "51603": ErrorKind.ORDER_NOT_FOUND,
+    "59102": ErrorKind.REJECTED,  # leverage above the market's maximum
     "59000": ErrorKind.NO_CHANGE,  # settings unchanged
 }
 
@@ -310,13 +326,26 @@ VENUES: dict[str, VenueSpec] = {
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
             bulk_funding=False, streams=False, funding_interval_default=timedelta(hours=8),
         ),
-        ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}, "fetchCurrencies": False},
-        weight_limit=20,  # funding-rate endpoint: 20 requests per 2 s
+        # load_markets reads the signed currency list (GET /api/v5/asset/currencies): wrong credentials
+        # (key, secret or passphrase) stop the fuse at start, before any order
+        ccxt_options={"defaultType": "swap", "fetchMarkets": {"types": ["swap"]}},
+        # OKX limits each endpoint per 2 s (balance, positions: 10 per account; funding-rate: 10 per
+        # instrument); 20 requests per 2 s across all keeps every one of them below its limit in normal operation
+        weight_limit=20,
         weight_window=2.0,
         error_code_paths=(("data", 0, "sCode"), ("code",)),
         error_codes=_OKX_ERRORS,
+        # funding-rate answers fundingTime (the coming settlement) and nextFundingTime: the interval is their difference
         interval_source=IntervalSource.SETTLEMENTS,
-        wallets={"spot": "funding", "futures": "trading"},
+        # a unified trading account: spot and swaps share the trading account (ccxt's "trading", type 18)
+        wallets={"spot": "trading", "futures": "trading"},
+        client_id_format="alnum32",  # clOrdId: at most 32 alphanumerics
+        margin_mode_call=False,  # set-leverage carries mgnMode
+        one_way_check=True,  # GET /account/config posMode must be net_mode: orders go without posSide
+        order_ack_only=True,  # POST /trade/batch-orders answers {ordId, clOrdId, sCode} only
+        balance_total_includes_upnl=True,  # ccxt: total = eq (cash balance + unrealised PnL)
+        # GET /account/bills-archive type 8: balChg is what the account received, sz the position in contracts
+        funding_income_fields={"amount": ("balChg",), "size": ("sz",)},
     ),
     "hyperliquid": VenueSpec(
         ccxt_id="hyperliquid",

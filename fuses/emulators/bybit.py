@@ -393,7 +393,7 @@ class Api:
         return {
             "s": market_id(i), "b": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.bids],
             "a": [[_s(lvl.price), _s(lvl.quantity)] for lvl in book.asks],
-            "ts": self.now_ms(), "u": seq, "seq": seq, "cts": self.now_ms(),
+            "ts": _ms(now), "u": seq, "seq": seq, "cts": _ms(now),  # the venue's time, as the answer's envelope
         }
 
     async def funding_history(self, q: Mapping[str, Any], now: datetime) -> Any:
@@ -831,8 +831,10 @@ def _engine_error(exc: FuseError) -> BybitError:
     return BybitError(kind) if kind else BybitError("params", detail=str(exc))
 
 
-def _envelope(result: Any, code: int = 0, msg: str = "OK") -> dict[str, Any]:
-    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": int(time.time() * 1000)}
+def _envelope(result: Any, code: int = 0, msg: str = "OK", at: datetime | None = None) -> dict[str, Any]:
+    """Bybit's envelope; ``time`` is the venue's time (``at``, the emulator's clock), which ccxt stamps tickers with."""
+    stamp = at.timestamp() if at is not None else time.time()
+    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": int(stamp * 1000)}
 
 
 async def _rest(request: web.Request) -> web.StreamResponse:
@@ -873,7 +875,7 @@ async def _rest(request: web.Request) -> web.StreamResponse:
             now = state.now()
             result = await PUBLIC[key](api, q, now)
         state.log.add(request.method, request.path, 1, 200)
-        return web.json_response(_envelope(result), headers=headers, dumps=_dumps)
+        return web.json_response(_envelope(result, at=now), headers=headers, dumps=_dumps)
     except BybitError as err:
         state.log.add(request.method, request.path, 1, 200)
         if err.code == ERRORS["too_many"][0]:

@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -658,6 +658,22 @@ class EngineBackend:
         if account is None:
             return tuple(self._history.get(symbol, ()))
         return tuple(self._received.get((account, symbol), ()))
+
+    def set_funding_interval(self, symbol: str, interval: timedelta) -> None:
+        """Make ``symbol`` settle every ``interval`` from now on (a venue changing a market's interval).
+
+        The synthetic market prices the new interval's rate from its next step on; the engine's
+        coming settlement keeps its time until then.
+        """
+        from dataclasses import replace
+
+        specs = getattr(getattr(self.world, "source", None), "markets", None)
+        if isinstance(specs, list):
+            for n, spec in enumerate(specs):
+                if getattr(spec, "fuse", None) == self.venue and getattr(spec, "symbol", None) == symbol:
+                    specs[n] = replace(spec, funding_interval=interval)
+        data = self.exchange.markets[symbol]
+        self.exchange.set_funding(symbol, data.funding_rate, interval=interval, predicted=data.predicted_rate)
 
     def fund(self, account: str, asset: str, amount: Decimal, now: datetime) -> None:
         """Give ``account`` money from outside the venue (a test or demo deposit)."""

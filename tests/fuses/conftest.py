@@ -192,3 +192,60 @@ async def bybit_rig(
 def bybit_rig_factory() -> Any:
     """Return ``bybit_rig`` (an async context manager)."""
     return bybit_rig
+
+
+OKX_ACCOUNT = "erin"
+OKX_PASSPHRASE = "test-passphrase-do-not-log"
+
+
+@dataclass
+class OkxRig:
+    """An OKX v5 emulator, its engine backend and a ccxt fuse (ccxt id ``okx``) logged in as ``erin``."""
+
+    server: EmulatorServer
+    backend: EngineBackend
+    fuse: CcxtFuse
+
+
+@asynccontextmanager
+async def okx_rig(
+    prices: dict[str, str] | None = None,
+    *,
+    deposit: str = "100000",
+    timeout_ms: int = 2000,
+    secret: str = SECRET,
+    passphrase: str = OKX_PASSPHRASE,
+    clock: Any = None,
+    pos_mode: str = "net_mode",
+) -> AsyncIterator[OkxRig]:
+    """Start an OKX emulator (8-hour funding, USDT swaps in contracts) and a started ccxt fuse against it."""
+    from fuses.emulators.okx import create_app as create_okx
+    from fuses.emulators.okx import okx_state
+
+    forget_limiters()
+    clock = clock or LiveClock()
+    prices = prices or {"BTC": "60000", "ETH": "3000"}
+    world = emulator_world("okx", prices, start=clock.now())
+    backend = EngineBackend(world, "okx")
+    backend.fund(OKX_ACCOUNT, "USDT", Decimal(deposit), clock.now())
+    app = create_okx(backend, clock=clock, accounts=[(KEY, SECRET, OKX_PASSPHRASE, OKX_ACCOUNT)])
+    okx_state(app).pos_mode[OKX_ACCOUNT] = pos_mode
+    server = await EmulatorServer(app).start()
+    settings = CcxtSettings(
+        name="okx-test", venue="okx", markets=tuple(f"{a}/USDT:USDT" for a in prices), api_url=server.url,
+        api_key=Secret(KEY, "test"), secret=Secret(secret, "test"), password=Secret(passphrase, "test"), max_leverage=Decimal(5),
+    )
+    fuse = CcxtFuse(settings, VENUES["okx"], clock=clock, timeout_ms=timeout_ms)
+    try:
+        await fuse.start()
+        yield OkxRig(server, backend, fuse)
+    finally:
+        await fuse.close()
+        await server.stop()
+        forget_limiters()
+
+
+@pytest.fixture
+def okx_rig_factory() -> Any:
+    """Return ``okx_rig`` (an async context manager)."""
+    return okx_rig

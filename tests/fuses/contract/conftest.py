@@ -1,7 +1,7 @@
 """The fuses the contract suite runs against, each with hooks to inject faults.
 
 Every fuse is a real counterpart: the simulated fuse over the simulated engine, the ccxt fuse
-(real ccxt client) over the Binance USD-M, Bybit v5 and Hyperliquid emulators (real HTTP,
+(real ccxt client) over the Binance USD-M, Bybit v5, OKX v5 and Hyperliquid emulators (real HTTP,
 HMAC and EIP-712 signatures) over the same engine.
 """
 
@@ -68,6 +68,25 @@ async def _ccxt_bybit(request: pytest.FixtureRequest) -> AsyncIterator[ContractE
         yield ContractEnv(rig.fuse, "BTC/USDT:USDT", partial, timeout, count_limited)
 
 
+async def _ccxt_okx(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
+    async with request.getfixturevalue("okx_rig_factory")(timeout_ms=1500) as rig:
+        faults = rig.server.state.faults
+        faults.hang_seconds = 3.0
+
+        def partial(cap: Decimal | None) -> None:
+            faults.fill_cap = cap
+
+        def timeout() -> None:
+            faults.order_timeouts += 1
+
+        def count_limited() -> int:  # OKX's limits: HTTP 429, code 50011 (per endpoint, per IP or account)
+            from fuses.emulators.okx import okx_state
+
+            return okx_state(rig.server.app).limited
+
+        yield ContractEnv(rig.fuse, "BTC/USDT:USDT", partial, timeout, count_limited)
+
+
 async def _sim(request: pytest.FixtureRequest) -> AsyncIterator[ContractEnv]:
     from alpha.config.schema import FuseConfig
     from alpha.domain.clock import LiveClock
@@ -100,6 +119,7 @@ FACTORIES: dict[str, Callable[[Any], Any]] = {
     "ccxt-binance": _ccxt_binance,
     "ccxt-bybit": _ccxt_bybit,
     "ccxt-hyperliquid": _ccxt_hyperliquid,
+    "ccxt-okx": _ccxt_okx,
     "sim": _sim,
 }
 
