@@ -63,6 +63,7 @@ from alpha.daemon.marketdata import MarketData
 from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, DecisionRecord, StepRunner
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
+from alpha.daemon.vault import nav_mismatch
 from alpha.domain.actions import Action, RefusalCode
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.events import AccountEvent, Event, FundingPaid, InterestAccrued, Liquidation
@@ -224,6 +225,10 @@ class Daemon:
         view = await self._retry(lambda: self.view(now), "reading the accounts", "the fuses")
         await self._flag_foreign_orders(view)
         self.start_nav = self.exporter.start_nav = self._start_nav(view)
+        mismatch = nav_mismatch(cfg.vault.nav, view.nav, cfg.vault.base_asset)
+        if mismatch is not None:
+            log.warning("configured NAV and the venues' equity disagree", configured=str(cfg.vault.nav), venues=str(view.nav))
+            self.note(mismatch)
         self.export_view(view)
         self.steps.reset_references(view)
         # Reconciled: what the venues could not answer for stays unresolved, blocking only its

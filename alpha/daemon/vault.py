@@ -155,3 +155,25 @@ class VaultedFuse:
             await self.vault.move(self.inner.name, self.inner, asset, amount, source, destination)
             return
         await self.inner.transfer(asset, amount, source, destination)
+
+
+NAV_MISMATCH = Decimal("0.10")  # configured NAV and the venues' equity further apart than this share: warned at start
+
+
+def nav_mismatch(configured: Decimal, actual: Decimal, base_asset: str, bound: Decimal = NAV_MISMATCH) -> str | None:
+    """A warning when the strategy file's ``vault.nav`` and the NAV the venues hold disagree beyond ``bound`` (None: they agree).
+
+    A live daemon sizes everything on the venues' NAV; ``vault.nav`` is what the operator thinks
+    the vault holds (and what simulations and backtests start with), so a gap means a wrong file,
+    a wrong account or money that is not where it was expected.
+    """
+    if configured <= 0:
+        return None
+    gap = abs(actual - configured) / configured
+    if gap <= bound:
+        return None
+    return (
+        f"the strategy file's vault.nav is {configured:,.2f} {base_asset} but the venues hold {actual:,.2f}"
+        f" ({gap * 100:.0f}% apart, over {bound * 100:.0f}%): caps and the idle buffer are sized on what the venues hold;"
+        " check the accounts or correct vault.nav"
+    )
