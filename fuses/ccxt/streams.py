@@ -7,9 +7,11 @@ settlement where the stream carries them: Binance USD-M's mark-price stream has 
 received. ``await run(stop)`` feeds them until ``stop`` is set:
 
 * marks: ``VenueSpec.mark_stream`` (a ccxt.pro method such as ``watch_mark_prices``) when the
-  venue has one, its fields read through ``VenueSpec.mark_stream_fields``; otherwise, and while
-  a stream is reconnecting or silent, the fuse's REST ``funding_rates`` + ``marks`` (polling
-  fallback).
+  venue has one, its fields read through ``VenueSpec.mark_stream_fields``; with
+  ``VenueSpec.mark_stream_per_market`` the method takes one market and is watched for every
+  market (Hyperliquid's ``watch_ticker``: activeAssetCtx, with mark, oracle and funding);
+  otherwise, and while a stream is reconnecting or silent, the fuse's REST ``funding_rates`` +
+  ``marks`` (polling fallback).
 * books: ``VenueSpec.book_stream`` (``watch_order_book``) when the venue has one; otherwise the
   REST book, every ``poll_every``.
 * orders and positions (a fuse with credentials only): ``VenueSpec.order_stream``
@@ -18,9 +20,15 @@ received. ``await run(stop)`` feeds them until ``stop`` is set:
   ACCOUNT_UPDATE) the latest size of each position. ``final_order(client_id, wait)`` answers the
   executor from the stream (an order's final state, or None when the stream cannot tell, so the
   caller asks the venue by REST); order and position changes reach ``on_account``.
+  ``VenueSpec.fill_stream`` (``watch_my_trades``: Hyperliquid's userFills) keeps our fills by
+  trade id; the venue sends its recent fills again on every (re)subscription, so fills missed
+  while reconnecting arrive with the snapshot.
   These streams are silent when nothing happens, so silence is not staleness: they fail only
-  when the connection does. Updates missed while reconnecting are not replayed: the stream only
-  ever adds certainty (a final state seen), never removes it.
+  when the connection does. Fill-in after a gap: when an account stream is re-opened, and again
+  at its first message after the gap, every order the stream knows that is not final (and every
+  order a streamed fill names that it does not know) is read by REST, so a fill or cancel missed
+  while away is not lost. The stream only ever adds certainty (a final state seen), never
+  removes it: a final state is never replaced by a live one.
 
 A stream that fails is re-opened after ``Backoff`` delays (doubling up to a maximum, reset by
 the first message after a reconnect); a stream that stays silent longer than ``stale_after`` is
@@ -122,6 +130,20 @@ class OrderUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class FillUpdate:
+    """One fill of one of our orders as the fill stream told it (``venue_client_id``: the order's id at the venue)."""
+
+    market: str
+    trade_id: str
+    venue_client_id: str | None
+    side: str
+    price: Decimal
+    quantity: Decimal  # base units
+    fee: Decimal | None
+    received: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PositionUpdate:
     """The size of one position (signed, base units; zero when flat) as the user stream told it."""
 
@@ -175,7 +197,7 @@ class MarketStreams:
         markets: Sequence[str] | None = None,
         metrics: Metrics | None = None,
         on_update: Callable[[MarkUpdate | BookUpdate], None] | None = None,
-        on_account: Callable[[OrderUpdate | PositionUpdate], None] | None = None,
+        on_account: Callable[[OrderUpdate | PositionUpdate | FillUpdate], None] | None = None,
     ) -> None:
         self.fuse = fuse
         self.spec = fuse.spec
@@ -189,15 +211,18 @@ class MarketStreams:
         self.books: dict[str, BookUpdate] = {}
         self.orders: dict[str, OrderUpdate] = {}  # by the client id the venue carries
         self.positions: dict[str, PositionUpdate] = {}
+        self.fills: dict[str, FillUpdate] = {}  # by the venue's trade id
         self.states: dict[str, FeedState] = {"marks": FeedState.STARTING, "books": FeedState.STARTING}
         self._account_feeds: dict[str, str] = {}  # feed -> ccxt.pro method
         if fuse.settings.has_credentials:
-            for feed, method in (("orders", self.spec.order_stream), ("positions", self.spec.position_stream)):
+            streams = (("orders", self.spec.order_stream), ("positions", self.spec.position_stream), ("fills", self.spec.fill_stream))
+            for feed, method in streams:
                 if method is not None:
                     self._account_feeds[feed] = method
                     self.states[feed] = FeedState.STARTING
         self._order_changed = asyncio.Event()
         self._order_seen: dict[str, tuple[Any, Any]] = {}  # venue client id -> (status, filled) last taken
+        self._unknown_filled: dict[str, str] = {}  # venue client id -> market: fills of orders the stream has not seen
         self.reconnects = 0
         self.gaps: list[Gap] = []
         self.last_error: str | None = None
@@ -371,11 +396,13 @@ class MarketStreams:
             self.last_error = f"{feed} stream: {type(exc).__name__}"
         log.warning("stream down", extra={"fuse": self.fuse.name, "feed": feed, "error": self.last_error})
 
-    def _recovered(self, feed: str) -> None:
+    def _recovered(self, feed: str) -> bool:
+        """Mark ``feed`` streaming again; True if this ends a gap."""
         since = self._down_since.pop(feed, None)
         if since is not None:
             self.gaps.append(Gap(feed, since, self.clock.now()))
         self.states[feed] = FeedState.STREAMING
+        return since is not None
 
     # -- marks ----------------------------------------------------------------------------------
 
@@ -388,12 +415,20 @@ class MarketStreams:
                 await self._poll_marks()
             return
         watch = getattr(self.fuse.client, method)
-        perps = [m for m in self.markets if m in self._perp_markets()]
+        per_market = self.spec.mark_stream_per_market
+        # one watch per market (every market: the method streams spot marks too), or one for the perps
+        watched = list(self.markets) if per_market else [m for m in self.markets if m in self._perp_markets()]
+
+        async def read() -> Any:
+            if not per_market:
+                return await watch(watched)
+            return dict(zip(watched, await asyncio.gather(*(watch(m) for m in watched)), strict=True))
+
         attempt = 0
         while not stop.is_set():
             try:
                 fill_in = self._poll_marks if self.states["marks"] is FeedState.RECONNECTING else None
-                raw = await self._until(watch(perps), stop, self.settings.stale_after.total_seconds(), fill_in)
+                raw = await self._until(read(), stop, self.settings.stale_after.total_seconds(), fill_in)
             except _Stopped:
                 return
             except (ccxt.BaseError, OSError, TimeoutError) as exc:
@@ -403,10 +438,13 @@ class MarketStreams:
                 continue
             attempt = 0
             self._recovered("marks")
+            if per_market:  # every market woke its own watch: each one is new
+                self._take_stream_marks(raw)
+                continue
             # A watch wakes on one message; others for other markets may have arrived meanwhile
             # and sit only in ccxt's cache: read every market from it, keeping only new events.
             cached = getattr(self.fuse.client, "tickers", None) or {}
-            self._take_stream_marks({**{m: cached[m] for m in perps if m in cached}, **raw})
+            self._take_stream_marks({**{m: cached[m] for m in watched if m in cached}, **raw})
 
     def _perp_markets(self) -> set[str]:
         return {m for m, i in self.fuse._instruments.items() if i.kind.is_perp}
@@ -520,21 +558,22 @@ class MarketStreams:
         ``ACCOUNT_RESCAN`` seconds while waiting, keeping only changes.
         """
         watch = getattr(self.fuse.client, method)
-        take = self._take_orders if feed == "orders" else self._take_positions
+        take = {"orders": self._take_orders, "positions": self._take_positions, "fills": self._take_fills}[feed]
+        cache = {"fills": "myTrades"}.get(feed, feed)  # where ccxt.pro keeps what the stream sent
         perps = [m for m in self.markets if m in self._perp_markets()]
         attempt = 0
         pending: asyncio.Future[Any] | None = None
         try:
             while not stop.is_set():
                 if pending is None:
-                    pending = asyncio.ensure_future(isolated(watch() if feed == "orders" else watch(perps)))
+                    pending = asyncio.ensure_future(isolated(watch(perps) if feed == "positions" else watch()))
                 stopper = asyncio.ensure_future(stop.wait())
                 try:
                     done, _ = await asyncio.wait({pending, stopper}, timeout=ACCOUNT_RESCAN, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     stopper.cancel()
                 if pending not in done:
-                    take(_flatten(getattr(self.fuse.client, feed, None)))
+                    take(_flatten(getattr(self.fuse.client, cache, None)))
                     continue
                 finished, pending = pending, None
                 # a watch cancelled under us (another feed closed the connections) is a failed stream
@@ -549,10 +588,15 @@ class MarketStreams:
                     if await self._sleep(self.settings.backoff.delay(attempt), stop):
                         return
                     self.states[feed] = FeedState.STARTING  # connecting again: what comes now is streamed
+                    if feed == "orders":  # what changed while away, read once the watch is re-opened
+                        pending = asyncio.ensure_future(isolated(watch()))
+                        await self._fill_in_orders()
                     continue
                 attempt = 0
-                self._recovered(feed)
-                take([*finished.result(), *_flatten(getattr(self.fuse.client, feed, None))])
+                gap_ended = self._recovered(feed)
+                take([*finished.result(), *_flatten(getattr(self.fuse.client, cache, None))])
+                if gap_ended:
+                    await self._fill_in_orders()  # again once the stream is surely back: nothing falls between
         finally:
             if pending is not None:
                 pending.cancel()
@@ -588,13 +632,70 @@ class MarketStreams:
             except FuseError as exc:
                 self.last_error = str(exc)
                 continue
-            update = OrderUpdate(order, now)
-            self.orders[str(venue_id)] = update
-            changed = True
-            if self.on_account is not None:
-                self.on_account(update)
+            changed = self._put_order(str(venue_id), order, now) or changed
         if changed:
             self._notify_orders()
+
+    def _put_order(self, venue_id: str, order: Order, now: datetime) -> bool:
+        """Keep ``order`` as the latest state of ``venue_id`` unless it says less than what is known; True if kept."""
+        known = self.orders.get(venue_id)
+        if known is not None and known.order.status.is_final and not order.status.is_final:
+            return False  # a live state after a final one is an older message: certainty is never removed
+        if known is not None and (known.order.status, known.order.filled) == (order.status, order.filled):
+            return False
+        update = OrderUpdate(order, now)
+        self.orders[venue_id] = update
+        self._unknown_filled.pop(venue_id, None)
+        if self.on_account is not None:
+            self.on_account(update)
+        return True
+
+    async def _fill_in_orders(self) -> None:
+        """Read by REST every order the account streams may have missed news of (fill-in after a gap).
+
+        Those are the orders last seen live and those a streamed fill names that the order
+        stream never showed. An order the venue does not know, or a failed read, keeps what the
+        stream knew (the caller of ``final_order`` asks the venue itself when the stream cannot tell).
+        """
+        if "orders" not in self._account_feeds:
+            return
+        wanted = {vid: u.market for vid, u in self.orders.items() if not u.order.status.is_final}
+        wanted.update(self._unknown_filled)
+        changed = False
+        for venue_id, market in wanted.items():
+            try:
+                order = await self.fuse.order_status(market, venue_id)  # a venue id maps to itself
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            changed = self._put_order(venue_id, order, self.clock.now()) or changed
+        if changed:
+            self._notify_orders()
+
+    def _take_fills(self, raw: Sequence[Any]) -> None:
+        now = self.clock.now()
+        for entry in raw:
+            if not isinstance(entry, Mapping) or entry.get("symbol") not in self.markets or entry.get("id") is None:
+                continue
+            trade_id, symbol = str(entry["id"]), str(entry["symbol"])
+            if trade_id in self.fills:
+                continue
+            info = entry.get("info") or {}
+            venue_id = entry.get("clientOrderId") or (info.get("cloid") if isinstance(info, Mapping) else None)
+            size = self.fuse._contract_sizes.get(symbol, ONE)
+            try:  # exact figures from the venue's own strings where ccxt keeps them (its parsed numbers are floats)
+                price = parse.price(info.get("px", entry.get("price")), f"{symbol} fill price")
+                quantity = parse.dec(info.get("sz", entry.get("amount")), f"{symbol} fill size") * size
+                fee = parse.opt_dec(info.get("fee", (entry.get("fee") or {}).get("cost")), f"{symbol} fill fee")
+            except FuseError as exc:
+                self.last_error = str(exc)
+                continue
+            update = FillUpdate(symbol, trade_id, str(venue_id) if venue_id else None, str(entry.get("side")), price, quantity, fee, now)
+            self.fills[trade_id] = update
+            if update.venue_client_id and update.venue_client_id not in self.orders:
+                self._unknown_filled[update.venue_client_id] = symbol
+            if self.on_account is not None:
+                self.on_account(update)
 
     def _take_positions(self, raw: Sequence[Any]) -> None:
         now = self.clock.now()

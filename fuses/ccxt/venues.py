@@ -102,10 +102,12 @@ class VenueSpec:
     # fields of its messages hold the mark, index, funding rate and next funding time
     mark_stream: str | None = None
     mark_stream_fields: dict[str, str] = field(default_factory=dict)
+    mark_stream_per_market: bool = False  # the method takes one market (watched for each), not a list
     book_stream: str | None = None  # the ccxt.pro order book method, where the venue (and its emulator) has one
     # our own orders and positions (ccxt.pro, signed: run only for a fuse with credentials)
     order_stream: str | None = None
     position_stream: str | None = None
+    fill_stream: str | None = None  # our fills (ccxt.pro watch_my_trades), where the venue resends recent ones on subscribe
     user_stream_auth: str | None = None  # the ccxt options bucket holding the user stream's listen key
     # funding payments (ccxt fetch_funding_history): paths in each raw entry (ccxt's ``info``) to
     # the exact ``amount``, ``rate`` and ``size`` (ccxt's parsed numbers are floats), the page
@@ -353,7 +355,7 @@ VENUES: dict[str, VenueSpec] = {
         kind="perp_dex",
         capabilities=Capabilities(
             spot=True, linear_perp=True, reduce_only=True, ioc=True, post_only=True, wallet_transfers=True,
-            bulk_funding=True, streams=False, funding_interval_default=timedelta(hours=1),
+            bulk_funding=True, streams=True, funding_interval_default=timedelta(hours=1),
         ),
         # no builder fee approval, no referrer: ccxt would otherwise send both with a wallet key
         ccxt_options={
@@ -378,6 +380,15 @@ VENUES: dict[str, VenueSpec] = {
         api_wallet_role=True,
         maintenance_margin_path=("crossMaintenanceMarginUsed",),
         balance_total_includes_upnl=True,  # ccxt: total = accountValue
+        # websocket: activeAssetCtx per coin (ccxt.pro watch_ticker; allMids, watch_tickers, has
+        # no funding), l2Book snapshots, orderUpdates and userFills of the wallet address; the
+        # funding ctx carries no next time: the next hour (IntervalSource.FIXED)
+        mark_stream="watch_ticker",
+        mark_stream_per_market=True,
+        mark_stream_fields={"mark": "markPx", "index": "oraclePx", "rate": "funding"},
+        book_stream="watch_order_book",
+        order_stream="watch_orders",
+        fill_stream="watch_my_trades",
 
         # POST /info userFunding: {"time", "hash" (zeros), "delta": {"coin", "usdc", "szi", "fundingRate"}}
         funding_income_fields={"amount": ("delta", "usdc"), "rate": ("delta", "fundingRate"), "size": ("delta", "szi")},

@@ -220,6 +220,7 @@ class MarketView:
     mark: Decimal
     index: Decimal
     funding: FundingRate | None
+    predicted: Decimal | None = None  # the rate the venue publishes for its next settlement (None: ``funding.rate``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,7 +592,7 @@ class EngineBackend:
         funding = None
         if instrument.kind.is_perp and data.funding_interval is not None and data.next_settlement is not None:
             funding = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
-        return MarketView(instrument, data.mark, data.index, funding)
+        return MarketView(instrument, data.mark, data.index, funding, data.predicted_rate)
 
     def book(self, symbol: str, depth: int, now: datetime) -> OrderBook:
         book = self.exchange.book(symbol)

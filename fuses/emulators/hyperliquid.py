@@ -4,7 +4,7 @@ It speaks the wire protocol ccxt 4.5.90's ``hyperliquid`` class speaks, so the r
 be pointed at it (``urls['api'] = {'public': url, 'private': url}``):
 
 * ``/info``: ``type`` meta, metaAndAssetCtxs, spotMeta, spotMetaAndAssetCtxs, perpDexs,
-  allMids, l2Book, clearinghouseState, spotClearinghouseState, userAbstraction, userRole, orderStatus
+  allMids, l2Book, predictedFundings, clearinghouseState, spotClearinghouseState, userAbstraction, userRole, orderStatus
   (by oid or cloid), openOrders, frontendOpenOrders, userFills, userFillsByTime,
   fundingHistory, userFunding, candleSnapshot, exchangeStatus.
 * ``/exchange``: signed actions order (with cloid), cancel, cancelByCloid, updateLeverage,
@@ -17,6 +17,8 @@ be pointed at it (``urls['api'] = {'public': url, 'private': url}``):
   exchange 1 + batch/40) with real HTTP 429s.
 * Faults from ``common.Faults``: latency, 5xx, maintenance, timeouts after an order was
   accepted (the order is placed, then the answer never comes), partial fills.
+* ``/ws``: the websocket (``hyperliquid_ws``): allMids, l2Book, activeAssetCtx, orderUpdates,
+  userFills, ping/pong, dropped by the stream faults.
 
 Hourly funding, marks and oracle prices come from the backend (the simulated engine, whose
 Hyperliquid markets are configured with a 1h funding interval).
@@ -49,6 +51,7 @@ from fuses.emulators import hyperliquid_signing as signing
 from fuses.emulators.common import (
     EmulatorState,
     Faults,
+    MarketView,
     RequestLog,
     VenueBackend,
     WeightBudget,
@@ -393,7 +396,7 @@ def _asset_ctx(venue: HyperliquidVenue, m: Market, now: datetime) -> dict[str, A
         premium = (view.mark - view.index) / view.index if view.index else ZERO
         ctx.update(
             {
-                "funding": fmt(view.funding.rate if view.funding else ZERO),
+                "funding": fmt(_published_rate(view)),
                 "impactPxs": [fmt(impact_bid), fmt(impact_ask)],
                 "openInterest": "0.0",
                 "oraclePx": fmt(view.index),
@@ -636,9 +639,49 @@ def _candles(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) ->
     ]
 
 
+def all_mids(venue: HyperliquidVenue, now: datetime) -> dict[str, str]:
+    """Every market's mid (the mark when its book is one-sided or empty), by coin: ``allMids``."""
+    backend = venue.state.backend
+    mids = {}
+    for m in venue.markets:
+        book = backend.book(m.instrument.symbol, 1, now)
+        mids[m.coin] = fmt(book.mid if book.mid is not None else backend.market(m.instrument.symbol, now).mark)
+    return mids
+
+
+def l2_book(venue: HyperliquidVenue, m: Market, now: datetime) -> dict[str, Any]:
+    """One market's book as ``l2Book`` gives it: ``levels`` [[bids], [asks]] of {px, sz, n}."""
+    book = venue.state.backend.book(m.instrument.symbol, 20, now)
+    side = [[{"px": fmt(lv.price), "sz": fmt(lv.quantity), "n": 1} for lv in levels] for levels in (book.bids, book.asks)]
+    return {"coin": m.coin, "time": ms(now), "levels": side}
+
+
+def _published_rate(view: MarketView) -> Decimal:
+    """The funding rate the venue shows for its next settlement: the prediction, else the rate it will pay."""
+    if view.predicted is not None:
+        return view.predicted
+    return view.funding.rate if view.funding is not None else ZERO
+
+
+def _predicted_fundings(venue: HyperliquidVenue, now: datetime) -> list[Any]:
+    """``predictedFundings``: per perp coin, [[venue, {fundingRate, nextFundingTime, fundingIntervalHours}]].
+
+    The real answer lists Binance and Bybit too (``BinPerp``, ``BybitPerp``); the emulator knows
+    only its own venue (``HlPerp``).
+    """
+    out: list[Any] = []
+    for m in venue.perps():
+        view = venue.state.backend.market(m.instrument.symbol, now)
+        if view.funding is None:
+            continue
+        hours = int(view.funding.interval.total_seconds() // 3600) or 1
+        entry = {"fundingRate": fmt(_published_rate(view)), "nextFundingTime": ms(view.funding.next_settlement), "fundingIntervalHours": hours}
+        out.append([m.coin, [["HlPerp", entry]]])
+    return out
+
+
 def _info(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) -> Any:
     kind = body.get("type")
-    backend = venue.state.backend
     if kind == "meta":
         return _meta(venue)
     if kind == "metaAndAssetCtxs":
@@ -652,18 +695,12 @@ def _info(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) -> An
     if kind == "perpDexs":
         return [None]
     if kind == "allMids":
-        mids = {}
-        for m in venue.markets:
-            book = backend.book(m.instrument.symbol, 1, now)
-            mids[m.coin] = fmt(book.mid if book.mid is not None else backend.market(m.instrument.symbol, now).mark)
-        return mids
+        return all_mids(venue, now)
     if kind == "l2Book":
         found = venue.by_coin.get(str(body.get("coin")))
-        if found is None:
-            return None
-        book = backend.book(found.instrument.symbol, 20, now)
-        side = [[{"px": fmt(lv.price), "sz": fmt(lv.quantity), "n": 1} for lv in levels] for levels in (book.bids, book.asks)]
-        return {"coin": found.coin, "time": ms(now), "levels": side}
+        return l2_book(venue, found, now) if found is not None else None
+    if kind == "predictedFundings":
+        return _predicted_fundings(venue, now)
     if kind == "clearinghouseState":
         return _clearinghouse(venue, _user_param(body), now)
     if kind == "spotClearinghouseState":
@@ -1011,12 +1048,14 @@ def create_app(
     mainnet: bool = True,
     weight_per_minute: int = WEIGHT_PER_MINUTE,
     faults: Faults | None = None,
+    stream_interval: float = 0.5,
 ) -> web.Application:
     """Build the emulator app over ``backend``.
 
     ``users`` maps wallet addresses to engine accounts; more can be added, and API wallets
     approved, through ``venue_of(app)``. ``clock`` drives the venue (nonce window, funding,
-    timestamps); the wall clock by default.
+    timestamps); the wall clock by default. ``stream_interval``: seconds between the
+    websocket's pushes.
     """
     state = EmulatorState(
         backend=backend,
@@ -1056,6 +1095,9 @@ def create_app(
     app[VENUE_KEY] = venue
     app.router.add_post("/info", info_handler)
     app.router.add_post("/exchange", exchange_handler)
+    from fuses.emulators.hyperliquid_ws import add_ws_routes  # the websocket module builds on this one
+
+    add_ws_routes(app, stream_interval)
     add_chaos_routes(app, lambda now: {a: account_positions(backend, a, now) for a in sorted(set(venue.users.values()))})
     return app
 

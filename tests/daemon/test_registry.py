@@ -207,7 +207,7 @@ def test_a_venue_table_cannot_claim_streams_it_does_not_name() -> None:
     with pytest.raises(ValueError, match="names no mark or book stream"):
         dataclasses.replace(VENUES["binanceusdm"], mark_stream=None, book_stream=None)
     with pytest.raises(ValueError, match="names a mark or book stream"):
-        dataclasses.replace(VENUES["hyperliquid"], book_stream="watch_order_book")
+        dataclasses.replace(VENUES["binance"], book_stream="watch_order_book")
 
 
 def test_a_lending_table_declares_no_trading_and_only_the_abilities_named() -> None:

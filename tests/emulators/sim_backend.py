@@ -69,7 +69,7 @@ class SimBackend:
         funding = None
         if inst.kind.is_perp and data.funding_interval and data.next_settlement:
             funding = FundingRate(data.funding_rate, data.funding_interval, data.next_settlement)
-        return MarketView(inst, data.mark, data.index, funding)
+        return MarketView(inst, data.mark, data.index, funding, data.predicted_rate)
 
     def book(self, symbol: str, depth: int, now: datetime) -> OrderBook:
         book = self.engine.book(symbol)

@@ -261,3 +261,19 @@ async def test_normal_operation_sees_no_429(client: Any, rig: Rig) -> None:
 
     assert rig.venue.log.count(status=429) == 0
     assert rig.venue.log.count(status=200) == len(rig.venue.log.entries)
+
+
+async def test_predicted_fundings_and_the_live_funding_show_the_rate_published_for_the_next_hour(client: Any, rig: Rig) -> None:
+    rig.engine.set_funding(ETH, Decimal("0.00002"), predicted=Decimal("0.0000375"))  # paid at the hour vs. shown meanwhile
+    rows = await client.public_post_info({"type": "predictedFundings"})
+
+    by_coin = dict(rows)
+    assert set(by_coin) == {"BTC", "ETH"}
+    [(venue, eth)] = by_coin["ETH"]
+    assert venue == "HlPerp" and eth["fundingRate"] == "0.0000375" and eth["fundingIntervalHours"] == 1
+    assert eth["nextFundingTime"] == int(rig.engine.markets[ETH].next_settlement.timestamp() * 1000)
+    assert eth["nextFundingTime"] % 3_600_000 == 0
+    assert dict(by_coin["BTC"])["HlPerp"]["fundingRate"] == str(RATES[BTC])  # no prediction: the rate it will pay
+    # metaAndAssetCtxs (and activeAssetCtx) carry the same published rate as the live ``funding``
+    rate = await client.fetch_funding_rate(ETH)
+    assert rate["info"]["funding"] == "0.0000375"

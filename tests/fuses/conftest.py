@@ -96,8 +96,14 @@ async def hyperliquid_rig(
     options: dict[str, str | int | bool] | None = None,
     wrong_key: bool = False,
     weight_per_minute: int | None = None,
+    stream_interval: float = 0.05,
+    spec: Any = None,
 ) -> AsyncIterator[HyperliquidRig]:
-    """Start a Hyperliquid emulator (hourly funding, USDC) and a started ccxt fuse against it."""
+    """Start a Hyperliquid emulator (hourly funding, USDC) and a started ccxt fuse against it.
+
+    ``stream_interval``: seconds between the emulator's websocket pushes; ``spec``: the venue
+    table row to use instead of ``VENUES["hyperliquid"]``.
+    """
     from eth_account import Account
 
     from fuses.emulators.hyperliquid import create_app as create_hl
@@ -110,7 +116,7 @@ async def hyperliquid_rig(
     backend.fund(HL_ACCOUNT, "USDC", Decimal(deposit), clock.now())
     wallet = Account.create()
     budget = {} if weight_per_minute is None else {"weight_per_minute": weight_per_minute}
-    app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT}, **budget)
+    app = create_hl(backend, clock=clock, users={wallet.address: HL_ACCOUNT}, stream_interval=stream_interval, **budget)
     server = await EmulatorServer(app).start()
     # wrong_key: a key (and its own address) the venue has never seen, so the start-up check passes
     # and the venue refuses the signature
@@ -120,7 +126,7 @@ async def hyperliquid_rig(
         wallet_key=Secret(signer.key.hex(), "test"), wallet_address=signer.address, signer=signer.address, max_leverage=Decimal(5),
         options=dict(options or {}),
     )
-    fuse = CcxtFuse(settings, VENUES["hyperliquid"], clock=clock, timeout_ms=timeout_ms)
+    fuse = CcxtFuse(settings, spec or VENUES["hyperliquid"], clock=clock, timeout_ms=timeout_ms)
     try:
         await fuse.start()
         yield HyperliquidRig(server, backend, fuse, wallet)

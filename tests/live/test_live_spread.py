@@ -34,6 +34,7 @@ from alpha.daemon.journal import Journal
 from alpha.domain.funding import next_settlement_after
 from alpha.domain.money import ZERO
 from fuses.ccxt.ratelimit import forget_limiters
+from fuses.ccxt.venues import VENUES
 from fuses.emulators.binance import create_app as create_binance
 from fuses.emulators.common import EmulatorServer
 from fuses.emulators.hyperliquid import create_app as create_hyperliquid
@@ -41,6 +42,7 @@ from fuses.sim.engine import SimExchange
 from fuses.sim.markets import make_instrument
 from tests.e2e.harness import SteppedClock, wait_idle
 from tests.emulators.sim_backend import SimBackend
+from tests.fuses.ccxt.test_streams import without_streams
 from tests.unhedged import UnhedgedSampler
 
 BINANCE_KEY, BINANCE_SECRET = "live-test-key", "live-test-secret-never-logged"
@@ -141,9 +143,17 @@ async def venues(credentials: str) -> AsyncIterator[Venues]:
     b_backend, h_backend = SimBackend(binance), SimBackend(hyperliquid)
     b_server = await EmulatorServer(create_binance(b_backend, clock=clock, accounts=[(BINANCE_KEY, BINANCE_SECRET, "us")])).start()
     h_server = await EmulatorServer(create_hyperliquid(h_backend, clock=clock, users={credentials: "us"})).start()
+    # Hyperliquid is polled here: its websocket pushes in real time (no event time on
+    # activeAssetCtx to stamp by) while this clock jumps an hour whenever no request is in flight,
+    # several times between two pushes, so which of a pushed (older) or a polled rate a step
+    # decides on would be a race. Its streams are tested on the wall clock
+    # (tests/fuses/ccxt/test_hyperliquid_streams.py).
+    polled = without_streams(VENUES["hyperliquid"])
+    streamed, VENUES["hyperliquid"] = VENUES["hyperliquid"], polled
     try:
         yield Venues(clock, binance, hyperliquid, b_backend, h_backend, b_server, h_server, credentials)
     finally:
+        VENUES["hyperliquid"] = streamed
         await b_server.stop()
         await h_server.stop()
         forget_limiters()

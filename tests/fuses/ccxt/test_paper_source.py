@@ -12,12 +12,16 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from alpha.config.schema import FuseConfig
 from alpha.domain.clock import LiveClock
 from fuses.ccxt.paper import CcxtMarketSource
 from fuses.ccxt.streams import FeedState, MarkUpdate
+from fuses.ccxt.venues import VENUES
 from fuses.sim.source import MarketSource
 from tests.fuses.ccxt.test_streams import wait_for as wait_until
+from tests.fuses.ccxt.test_streams import without_streams
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 HL_BTC, HL_ETH = "BTC/USDC:USDC", "ETH/USDC:USDC"
@@ -162,7 +166,10 @@ async def test_venue_fully_down_goes_stale_keeps_the_last_state_and_recovers(rig
             assert source.stale() == {}
 
 
-async def test_a_venue_without_streams_is_polled_at_the_cadence_only(hl_rig_factory: Any) -> None:
+async def test_a_venue_without_streams_is_polled_at_the_cadence_only(hl_rig_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Hyperliquid's row names its websocket streams; the venue table is data, so a row without
+    # them is the venue as a stream-less one (the source builds its fuses from the table).
+    monkeypatch.setitem(VENUES, "hyperliquid", without_streams(VENUES["hyperliquid"]))
     async with hl_rig_factory() as rig:
         config = FuseConfig.model_validate(
             {"name": "hl", "kind": "perp_dex", "venue": "hyperliquid", "markets": [HL_BTC, HL_ETH], "max_share": "0.5",

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 
 from alpha.domain.clock import LiveClock
 from fuses.ccxt.streams import Backoff, BookUpdate, FeedState, MarketStreams, MarkUpdate, StreamSettings
+from fuses.ccxt.venues import VENUES, VenueSpec
 
 BTC, ETH = "BTC/USDT:USDT", "ETH/USDT:USDT"
 SETTINGS = StreamSettings(
@@ -185,8 +187,16 @@ async def test_stream_drop_with_rest_up_falls_back_to_polling_and_stays_fresh(ri
             await wait_for(lambda: streams.marks[BTC].source == "stream" and streams.marks[BTC].received > back)
 
 
+def without_streams(spec: VenueSpec) -> VenueSpec:
+    """``spec`` with every stream taken out (a venue that has none)."""
+    return replace(
+        spec, capabilities=replace(spec.capabilities, streams=False),
+        mark_stream=None, book_stream=None, order_stream=None, position_stream=None, fill_stream=None,
+    )
+
+
 async def test_a_venue_without_streams_is_polled_with_its_hourly_funding(hl_rig_factory: Any) -> None:
-    async with hl_rig_factory() as rig:
+    async with hl_rig_factory(spec=without_streams(VENUES["hyperliquid"])) as rig:
         streams = MarketStreams(rig.fuse, clock=LiveClock(), settings=SETTINGS)
         async with running(streams):
             await wait_for(lambda: "BTC/USDC:USDC" in streams.marks and "BTC/USDC:USDC" in streams.books)
