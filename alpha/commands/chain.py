@@ -38,25 +38,26 @@ USER_INDEX = 1
 ALPHA_INDEX = 2  # --vault: the daemon's key, holding the vault's ALPHA role (the test account is the depositor)
 VAULT_KEY_ENV = "ALPHA_VAULT_KEY"
 VAULT_DEPOSIT = Decimal(100_000)
+EMULATOR_DEPOSIT = Decimal(100_000)  # what `alpha emulate` funds its test account with by default
 VAULT_MARKET_LIMIT = Decimal("0.8")
 
 STRATEGY_TEMPLATE = """\
 # Written by `alpha chain up`: a funding spread between the local venue emulators
-# (`alpha emulate binance --port 8801`, `alpha emulate hyperliquid --port 8802`) with an Aave v3
+# (`alpha emulate binance --port {binance_port}`, `alpha emulate hyperliquid --port {hyperliquid_port}`) with an Aave v3
 # lending fuse on the local market at {rpc_url}. An on-chain fuse is a live fuse, so this is
 # live mode against local counterparts. Before running it: export {key_env}={key}  (a public
 # anvil test key) and the emulators' BINANCE_API_KEY, BINANCE_API_SECRET, HYPERLIQUID_WALLET_KEY.
 # Validate with `alpha check {path}`; move prices with `alpha chain price WETH 2500`.
 version: 1
 mode: live
-vault: {{name: local-vault, base_asset: USDC, nav: "1000000"}}
+vault: {{name: local-vault, base_asset: USDC, nav: "{nav}"}}{nav_note}
 assets: [BTC, ETH]
 stablecoins: [USDC, USDT]
 fuses:
   - name: binance
     kind: cex
     venue: binanceusdm
-    api_url: http://127.0.0.1:8801
+    api_url: http://127.0.0.1:{binance_port}
     markets: [BTC/USDT:USDT, ETH/USDT:USDT]
     max_share: "0.35"
     max_leverage: "3"
@@ -64,7 +65,7 @@ fuses:
   - name: hyperliquid
     kind: perp_dex
     venue: hyperliquid
-    api_url: http://127.0.0.1:8802
+    api_url: http://127.0.0.1:{hyperliquid_port}
     markets: [BTC/USDC:USDC, ETH/USDC:USDC]
     max_share: "0.30"
     max_leverage: "3"
@@ -97,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument("--strategy", type=Path, default=None,
                     help="where to write the strategy file (default var/chain/aave-local.yaml, with --vault var/chain/vault-local.yaml)")
     up.add_argument("--vault", action="store_true", help="also deploy an IPOR Fusion PlasmaVault over the market, the daemon as its Alpha")
+    up.add_argument("--binance-port", type=int, default=8801, help="the Binance emulator's port in the written strategy (default 8801)")
+    up.add_argument("--hyperliquid-port", type=int, default=8802,
+                    help="the Hyperliquid emulator's port in the written strategy (default 8802)")
     price = sub.add_parser("price", help="set an asset's USD price on the local market's oracle")
     price.add_argument("asset", help="USDC, WETH or WBTC")
     price.add_argument("price", help="new price in USD, e.g. 2500")
@@ -212,14 +216,21 @@ def _up(args: argparse.Namespace) -> int:
         address = Account.from_key(key).address
         key_env, fuse_key, vault_line, assets = KEY_ENV, key, "", ", ".join(market.tokens)
         vault = _vault(args, market, node.rpc_url, vault_file, reload) if args.vault else None
+        nav, nav_note = "1000000", ""
         if vault is not None:
             key_env, fuse_key, assets = VAULT_KEY_ENV, dev_key(ALPHA_INDEX), "USDC"
             vault_line = f'\n    plasma_vault: "{vault.vault}"'
+            nav = str(VAULT_DEPOSIT + 2 * EMULATOR_DEPOSIT)
+            nav_note = (
+                f"  # the vault's {VAULT_DEPOSIT} USDC and the emulators' {EMULATOR_DEPOSIT} each; "
+                "the vault's idle USDC is the strategy's idle cash"
+            )
         args.strategy.parent.mkdir(parents=True, exist_ok=True)
         args.strategy.write_text(
             STRATEGY_TEMPLATE.format(
                 rpc_url=node.rpc_url, chain_id=market.chain_id, provider=market.pool_addresses_provider,
                 assets=assets, key_env=key_env, key=fuse_key, path=args.strategy, vault_line=vault_line,
+                binance_port=args.binance_port, hyperliquid_port=args.hyperliquid_port, nav=nav, nav_note=nav_note,
             )
         )
         print(f"rpc_url                  {node.rpc_url} (chain id {market.chain_id})")

@@ -129,6 +129,7 @@ def _run_locked(
             restart_policy=policy,
             crash_service=os.environ.get(CRASH_ENV) or None,
             run_id=run_id,
+            journal_override=args.journal,
         )
     except WiringError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)

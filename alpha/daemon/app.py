@@ -311,11 +311,13 @@ def build_daemon(
     poll_every: timedelta | None = None,
     crash_service: str | None = None,
     run_id: str | None = None,
+    journal_override: Path | None = None,
 ) -> Daemon:
     """Wire a daemon for ``mode`` (default: the config's); ``poll_every`` overrides the mode's data cadence.
 
     ``crash_service`` names a service that raises at every start (a test hook: ``alpha run`` sets
-    it only from the ``ALPHA_TEST_CRASH_SERVICE`` environment variable).
+    it only from the ``ALPHA_TEST_CRASH_SERVICE`` environment variable). ``journal_override``
+    (``alpha run --journal``, already in ``config``) is kept when the strategy file is reloaded.
     """
     mode = mode or config.mode
     if mode not in WIRINGS:
@@ -352,6 +354,7 @@ def build_daemon(
         control_address=control_address,
         crash_service=crash_service,
         run_id=run_id,
+        journal_override=journal_override,
     )
 
 

@@ -116,8 +116,10 @@ class Daemon:
         control_address: str | None = None,
         crash_service: str | None = None,
         run_id: str | None = None,
+        journal_override: Path | None = None,
     ) -> None:
         self.config = config
+        self.journal_override = journal_override  # ``alpha run --journal``: kept when the file is reloaded
         self.crash_service = crash_service
         self.clock = clock
         self.real_clock = real_clock or LiveClock()
@@ -514,6 +516,12 @@ class Daemon:
                     if b.asset not in self.config.stablecoins and b.asset != view.base_asset and b.total != 0:
                         positions.append({"fuse": name, "market": b.asset, "size": str(b.total), "mark": str(view.prices.get(b.asset, ""))})
         totals = self.journal.totals if self.journal is not None else {}
+        onchain: dict[str, Any] = {}
+        for name, cap in self.vault_caps().items():  # an on-chain vault's part of NAV, exact: its market and its idle
+            idle = getattr(self.fuses[name], "vault_idle", lambda: None)()
+            if view is not None and name in view.accounts and idle is not None:
+                supplied = view.fuse_equity(name)
+                onchain[name] = {"vault": cap.vault, "supplied": str(supplied), "idle": str(idle), "total": str(supplied + idle)}
         return {
             "mode": self.wiring.mode,
             "run_id": self.run_id,
@@ -524,6 +532,7 @@ class Daemon:
             "nav": None if view is None else str(view.nav.quantize(Decimal("0.01"))),
             "idle": None if view is None else str(view.vault_cash.quantize(Decimal("0.01"))),
             "fuses": fuses,
+            "vaults": onchain,
             "positions": positions,
             "funding_earned": str(totals.get("funding", ZERO).quantize(Decimal("0.01"))),
             "top_ups": str(totals.get("top_ups", ZERO).quantize(Decimal("0.01"))),
@@ -652,6 +661,8 @@ class Daemon:
         except ConfigError as exc:
             self.note(f"config change refused: {exc}")
             return False
+        if self.journal_override is not None:
+            new = new.model_copy(update={"journal": new.journal.model_copy(update={"path": self.journal_override})})
         if [f.name for f in new.fuses] != [f.name for f in self.config.fuses] or new.journal != self.config.journal:
             self.note("config change refused: fuses and journal cannot change while running (restart instead)")
             return False

@@ -17,6 +17,11 @@ whitelisted addresses, which are an operator's job. ``LiveVault`` gives the plan
   second releases on the destination, so without an allocation there it stops halfway with
   the money counted, consistently, as vault cash parked on the source venue.
 * Transfers between a venue's own wallets (spot <-> futures) go to the venue unchanged.
+* An on-chain vault's market (a lending fuse acting as a PlasmaVault's Alpha, one with
+  ``vault_cap``) is different: the vault *is* an account, and its idle underlying is the
+  vault's cash, not the fuse's. ``VaultMarketFuse`` takes that idle out of the fuse's account
+  and ``cash()`` adds it, so a ``Supply`` there draws on the vault (through its ``execute``)
+  and a ``Withdraw`` returns to it, as the planner models any lending fuse.
 
 What the strategy sees stays consistent: ``cash()`` (the view's vault cash) is the sum of
 allocations, and each wrapped fuse's account reports its cash balance and margin equity
@@ -49,6 +54,7 @@ class LiveVault:
         self.cash_assets = (base_asset, *[s for s in stablecoins if s != base_asset])
         self.clock = clock
         self.allocated: dict[str, Decimal] = {}
+        self.onchain: dict[str, Decimal] = {}  # by fuse: an on-chain vault's idle underlying, as its last account read saw it
         self.journal: Journal | None = None
 
     def attach(self, journal: Journal) -> None:
@@ -60,14 +66,19 @@ class LiveVault:
                 self.allocated[rec.fuse] = self.allocated.get(rec.fuse, ZERO) + rec.amount
 
     async def cash(self) -> Decimal:
-        """Idle capital of the vault: everything allocated to it on the venues."""
-        return sum(self.allocated.values(), ZERO)
+        """Idle capital of the vault: everything allocated to it on the venues, and on-chain vaults' idle."""
+        return sum(self.allocated.values(), ZERO) + sum(self.onchain.values(), ZERO)
 
     def wrap(self, fuses: Mapping[str, AnyFuse]) -> FuseRegistry:
-        """Return the fuses as the daemon must see them: trading fuses through ``VaultedFuse``."""
+        """Return the fuses as the daemon must see them: trading fuses through ``VaultedFuse``, vault markets through ``VaultMarketFuse``."""
         raw = FuseRegistry.of(fuses)
         trading = raw.trading_fuses()
-        return FuseRegistry({name: VaultedFuse(trading[name], self) if name in trading else fuse for name, fuse in raw.items()})
+        return FuseRegistry({
+            name: VaultedFuse(trading[name], self) if name in trading
+            else VaultMarketFuse(fuse, self) if callable(getattr(fuse, "vault_cap", None))
+            else fuse
+            for name, fuse in raw.items()
+        })
 
     def _cash_balance(self, snap: AccountSnapshot) -> Balance | None:
         held = [b for b in snap.balances if b.asset in self.cash_assets]
@@ -155,6 +166,37 @@ class VaultedFuse:
             await self.vault.move(self.inner.name, self.inner, asset, amount, source, destination)
             return
         await self.inner.transfer(asset, amount, source, destination)
+
+
+class VaultMarketFuse:
+    """An on-chain vault's lending market seen through the ``LiveVault``: the vault's idle underlying is vault cash.
+
+    The wrapped fuse reports the vault's idle underlying as its wallet (``fuses.ipor.vault``);
+    here that balance is taken out of the account and kept in ``LiveVault.onchain``, so NAV
+    counts it once, as the vault's cash, and the fuse's capital is what it has supplied.
+    """
+
+    def __init__(self, inner: Any, vault: LiveVault) -> None:
+        self.inner = inner
+        self.vault = vault
+        self.capabilities: Capabilities = inner.capabilities
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def __repr__(self) -> str:
+        return f"VaultMarketFuse({self.inner!r})"
+
+    def vault_idle(self) -> Decimal | None:
+        """The vault's idle underlying as the last account read saw it (None before any read)."""
+        return self.vault.onchain.get(self.inner.name)
+
+    async def account(self) -> AccountSnapshot:
+        """The vault's market positions, its idle cash moved to the vault's side."""
+        snap: AccountSnapshot = await self.inner.account()
+        idle = [b for b in snap.balances if b.asset in self.vault.cash_assets]
+        self.vault.onchain[self.inner.name] = sum((b.total for b in idle), ZERO)
+        return dataclasses.replace(snap, balances=tuple(b for b in snap.balances if b not in idle))
 
 
 NAV_MISMATCH = Decimal("0.10")  # configured NAV and the venues' equity further apart than this share: warned at start

@@ -197,7 +197,7 @@ class PlasmaVaultConnector:
         return str(await self.tx.call(c.functions.AAVE_V3_POOL_ADDRESSES_PROVIDER(), label="fuse.AAVE_V3_POOL_ADDRESSES_PROVIDER"))
 
     def check(self, state: VaultState, fuse: str, market_id: int, asset: str, supply_units: int, *, what: str) -> None:
-        """Refuse (``RejectedError``, no transaction) what the vault would revert: closed, fuse, substrate, limit."""
+        """Refuse (``RejectedError``, no transaction) what the vault would revert or cut short: closed, fuse, substrate, idle, limit."""
         if state.closed:
             raise RejectedError(f"{what}: vault {self.address} is closed by its guardian", venue=self.venue, code="vault-closed")
         if fuse not in state.fuses:
@@ -206,6 +206,11 @@ class PlasmaVaultConnector:
         if market is None or asset.lower() not in {s.lower() for s in market.substrates}:
             raise RejectedError(
                 f"{what}: {asset} is not a substrate of the vault's market {market_id}", venue=self.venue, code="vault-substrate"
+            )
+        if supply_units > state.idle and asset.lower() == state.asset.lower():
+            raise RejectedError(
+                f"{what}: the vault holds {state.amount(state.idle)} idle, short of {state.amount(supply_units)}",
+                venue=self.venue, code="vault-idle",
             )
         limit = state.market_limit_units(market_id)
         if supply_units > 0 and limit is not None and market.balance + supply_units > limit:

@@ -83,7 +83,7 @@ class VaultChain:
             try:  # replay it as a call, for the revert's reason
                 getattr(contract.functions, fn)(*args).call({"from": account.address}, block_identifier=receipt["blockNumber"] - 1)
                 why = "no reason on replay"
-            except Exception as exc:  # noqa: BLE001 - only to describe the failure
+            except Exception as exc:
                 why = repr(exc)
             raise AssertionError(f"{fn} reverted: {why}; block {receipt['blockNumber']}, gas used {receipt['gasUsed']} of {tx['gas']}")
         return receipt
@@ -242,6 +242,14 @@ async def test_supply_beyond_the_market_limit_is_refused_before_any_transaction(
     assert (vc.nonce(ALPHA), alpha.tx.sent_hashes) == (nonce, sent)
     await alpha.supply("USDC", Decimal(10_000))  # exactly at the limit passes, on chain too
     assert vc.vault.functions.totalAssetsInMarket(1).call() == 60_000 * 10**6
+
+
+async def test_supply_beyond_the_vault_idle_is_refused_before_any_transaction(vc: VaultChain, alpha: VaultAaveFuse) -> None:
+    nonce = vc.nonce(ALPHA)
+    with pytest.raises(RejectedError) as err:
+        await alpha.supply("USDC", DEPOSIT + Decimal("0.000001"))  # the supply fuse would quietly cut it to the idle
+    assert err.value.code == "vault-idle"
+    assert vc.nonce(ALPHA) == nonce
 
 
 async def test_the_chain_names_a_market_limit_it_refuses(vc: VaultChain, alpha: VaultAaveFuse) -> None:

@@ -57,7 +57,8 @@ def test_chain_up_vault_then_inspect_json_shows_the_vault(tmp_path: Path) -> Non
         assert shown["vault"] == vault["vault"]
         assert Decimal(shown["total_assets"]) == Decimal(raw.functions.totalAssets().call()).scaleb(-6) == Decimal(100_000)
         assert Decimal(shown["markets"]["1"]["balance"]) == 0 and Decimal(shown["markets"]["1"]["limit"]) == Decimal("0.8")
-        assert {b["asset"]: Decimal(b["total"]) for b in snapshot["balances"]}["USDC"] == Decimal(100_000)  # the vault's idle
+        assert Decimal(shown["idle"]) == Decimal(100_000)  # the vault's idle: the strategy's idle cash, not the fuse's balance
+        assert "USDC" not in {b["asset"] for b in snapshot["balances"]}
         assert dev_key(2) not in done.stderr
     finally:
         assert _stop(proc) == 0
