@@ -56,6 +56,12 @@ def _dec(key: str) -> Callable[[Record], Decimal | None]:
     return read
 
 
+def _notional(r: Record) -> Decimal | None:
+    """A fill's quantity times its price, in the quote asset."""
+    price = r.data.get("price")
+    return None if price is None or r.amount is None else r.amount * Decimal(str(price))
+
+
 _TIME = [Column("seq", lambda r: r.seq), Column("ts", lambda r: r.ts)]
 
 TABLES: dict[str, tuple[str, list[Column]]] = {
@@ -70,7 +76,7 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
             Column("side", _data("side")),
             Column("quantity", lambda r: r.amount, decimal=True),
             Column("price", _dec("price"), decimal=True),
-            Column("notional", lambda r: _notional(r), decimal=True),
+            Column("notional", _notional, decimal=True),
             Column("fee", _dec("fee"), decimal=True),
             Column("fee_asset", _data("fee_asset")),
             Column("slippage", _dec("slippage"), decimal=True),
@@ -120,11 +126,6 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
         ],
     ),
 }
-
-
-def _notional(r: Record) -> Decimal | None:
-    price = r.data.get("price")
-    return None if price is None or r.amount is None else r.amount * Decimal(str(price))
 
 
 def open_journal(path: Path) -> Journal:
