@@ -1,6 +1,6 @@
 # Two set-up commands, both working on a fresh machine:
 #   make run    installs alpha and runs the daemon in demo mode (offline, synthetic market)
-#   make test   installs alpha, its test counterparts (anvil, Aave v3, Prometheus) and runs the tests
+#   make test   installs alpha, its test counterparts (anvil, Aave v3, Prometheus, Alertmanager) and runs the tests
 # make test-long runs only the property tests, with Hypothesis's `long` profile (many more random examples).
 # make chaos runs the chaos suite (tests/chaos: kill -9, every venue fault, two instances; several minutes,
 # not part of make test); CHAOS_ARGS=--quick for a smoke run. The figures go to reports/chaos.json.
@@ -21,9 +21,9 @@ $(VENV)/.stamp: pyproject.toml
 	touch $@
 
 system-deps:
-	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager; }
 
 node-deps: $(CHAIN)/node_modules/.stamp
 

@@ -12,7 +12,9 @@ Generated files (never edit them by hand):
   (``alpha.observability.metrics.reference_markdown``, also ``python -m alpha.observability.metrics``);
 - deploy/image/strategy.yaml: config/demo.yaml made fit for a container (metrics served on
   0.0.0.0:9464, journal in the state volume /var/lib/alpha), the image's default strategy;
-- deploy/k8s/configmap.yaml: the same strategy as a Kubernetes ConfigMap.
+- deploy/k8s/configmap.yaml: the same strategy as a Kubernetes ConfigMap;
+- deploy/k8s/alertmanager-config.yaml: deploy/alertmanager/alertmanager.yml and render.sh as the
+  ConfigMap the Alertmanager pod mounts (kustomize cannot read files outside deploy/k8s).
 """
 
 from __future__ import annotations
@@ -112,6 +114,31 @@ def configmap(strategy_text: str) -> str:
         + "data:\n"
         + "  strategy.yaml: |\n"
         + body
+    )
+
+
+ALERTMANAGER = Path(__file__).resolve().parent / "alertmanager"  # sources, whatever ROOT is
+ALERTMANAGER_FILES = ("alertmanager.yml", "render.sh")
+
+
+def alertmanager_configmap() -> str:
+    """deploy/alertmanager's configuration template and render script as the ConfigMap mounted at /etc/alertmanager."""
+    data = ""
+    for name in ALERTMANAGER_FILES:
+        text = (ALERTMANAGER / name).read_text(encoding="utf-8")
+        data += f"  {name}: |\n" + "".join(f"    {line}\n" if line else "\n" for line in text.splitlines())
+    return (
+        GENERATED_YAML_HEADER.format(source="deploy/alertmanager/")
+        + "# Alertmanager's configuration template and render script, mounted at /etc/alertmanager\n"
+        + "# (deploy/k8s/alertmanager.yaml). Edit deploy/alertmanager/, then run deploy/generate.py.\n"
+        + "apiVersion: v1\n"
+        + "kind: ConfigMap\n"
+        + "metadata:\n"
+        + "  name: alpha-alertmanager-config\n"
+        + "  labels:\n"
+        + "    app.kubernetes.io/name: alpha-alertmanager\n"
+        + "data:\n"
+        + data
     )
 
 
@@ -320,6 +347,7 @@ def outputs() -> dict[Path, str]:
         ROOT / "deploy" / "docs" / "metrics.md": reference_markdown(),
         ROOT / "deploy" / "image" / "strategy.yaml": strategy,
         ROOT / "deploy" / "k8s" / "configmap.yaml": configmap(strategy),
+        ROOT / "deploy" / "k8s" / "alertmanager-config.yaml": alertmanager_configmap(),
     }
 
 

@@ -157,6 +157,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0 if any(r.status == "ok" for r in results) else 2
 
 
+SHOWN_BANKRUPT = 10  # bankrupt starts listed by ``insurance-fund --all-starts``; the rest are counted
+
+
 def _insurance_fund(args: argparse.Namespace) -> int:
     from alpha.data.importers import import_file
     from alpha.data.series import DataError, Duplicates
@@ -203,8 +206,10 @@ def _insurance_fund(args: argparse.Namespace) -> int:
             print(f"{len(results)} start dates, {len(broke)} go bankrupt")
             worst = min(results, key=lambda r: r.min)
             print(f"worst start {worst.start:%Y-%m-%d}: min {worst.min:,.0f}, end {worst.end_balance:,.0f}")
-            for r in broke[:10]:
+            for r in broke[:SHOWN_BANKRUPT]:
                 print(f"  start {r.start:%Y-%m-%d} bankrupt at {r.bankrupt_at:%Y-%m-%d %H:%M}")
+            if len(broke) > SHOWN_BANKRUPT:
+                print(f"  ... and {len(broke) - SHOWN_BANKRUPT} more (--json lists every start)")
         return 0
     times, balances = study_mod.balance_path(series.records, study)
     stats = study_mod.stats_from_path(times, balances)

@@ -289,6 +289,42 @@ class Control(Model):
     token: SecretRef = SecretRef(env="ALPHA_CONTROL_TOKEN")
 
 
+class NoticeEvent(StrEnum):
+    """Daemon events that can be sent as notices."""
+
+    HEDGE_OPENED = "hedge_opened"
+    HEDGE_CLOSED = "hedge_closed"
+    TOP_UP = "top_up"
+    DELEVERAGE = "deleverage"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    KILL_SWITCH = "kill_switch"
+    UNHEDGED_LEG = "unhedged_leg"
+
+
+class NoticeSeverity(StrEnum):
+    """How much a notice matters, lowest first."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Notify(Model):
+    """The daemon's own notices (alpha.daemon.notices), sent through apprise as events happen.
+
+    Each reference names a secret holding one or more apprise URLs (whitespace-separated), e.g.
+    `tgram://BOT_TOKEN/CHAT_ID`, `slack://...`, `json://host/path`: URLs carry tokens, so they
+    are never written in the strategy file. No URLs: no notices.
+    """
+
+    urls: tuple[SecretRef, ...] = ()  # secrets holding apprise URLs, e.g. [{env: ALPHA_NOTIFY_URLS}]
+    events: Annotated[tuple[NoticeEvent, ...], unique("events")] = tuple(NoticeEvent)  # which events to send
+    min_severity: NoticeSeverity = NoticeSeverity.INFO  # info: hedges and resumes too; warning: top-ups, deleverages, pauses; critical: kill switch, unhedged leg
+    queue_size: Count = Field(default=100, ge=1, le=10_000)  # notices waiting beyond this are dropped (alpha_notices_dropped_total)
+    timeout: Duration = timedelta(seconds=10)  # one send's bound; a slower one is dropped
+
+
 class ClockConfig(Model):
     """Demo mode's accelerated clock."""
 
@@ -362,6 +398,7 @@ class StrategyConfig(Model):
     journal: Journal = Journal()
     metrics: Metrics = Metrics()
     control: Control = Control()
+    notify: Notify = Notify()
     clock: ClockConfig = ClockConfig()
     market: SyntheticMarket | None = None  # demo mode's synthetic market
 

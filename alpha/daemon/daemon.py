@@ -60,6 +60,7 @@ from alpha.daemon.lifecycle import (
     retry_transient,
 )
 from alpha.daemon.marketdata import MarketData
+from alpha.daemon.notices import Notice, NoticeEvent, Notifier, NotifyError
 from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, DecisionRecord, StepRunner
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
@@ -158,6 +159,7 @@ class Daemon:
         self.funding: Any = None  # live: the FundingCollector (alpha.daemon.funding) once its service is made
         self.exit_code = 0
         self.watchdog: Watchdog | None = None  # armed by the first stop request (``run(watchdog=True)``)
+        self.notices = Notifier(config.notify, self.metrics, [], source=config.vault.name)  # sends nothing until ``start`` reads the URLs
         self._stop_at: float | None = None  # real (monotonic) time of the first stop request
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -178,6 +180,11 @@ class Daemon:
                 self.servers.reserve("control", self.control_address, loopback_only=True)
             except ControlError as exc:
                 raise StartupError(str(exc)) from exc
+        try:
+            self.notices = Notifier.from_config(cfg.notify, self.metrics, source=f"{cfg.vault.name} ({self.wiring.mode})")
+        except NotifyError as exc:
+            raise StartupError(str(exc)) from exc
+        self.notices.start()
         self.journal = Journal(cfg.journal.path)
         self.instance = instance_id(r.data for r in self.journal.records("start"))
         if self.wiring.attach is not None:
@@ -210,7 +217,7 @@ class Daemon:
             cfg,
             book=Book(
                 view=self.view, risk_state=self.risk_state, blocked=self.trading_blocked,
-                stopping=self.supervisor.stop.is_set, note=self.note, on_view=self.export_view,
+                stopping=self.supervisor.stop.is_set, note=self.note, on_view=self.export_view, notice=self.notices.notify,
             ),
             executor=self.executor, journal=self.journal, metrics=self.metrics, clock=self.clock,
             instruments=self.marketdata.instruments, run_id=self.run_id,
@@ -406,6 +413,7 @@ class Daemon:
                 await asyncio.wait_for(close(), left())
             except Exception as exc:
                 log.error("clean-up step failed", step=what, error=repr(exc))
+        await self.notices.close(left())  # what is queued is sent within the bound, the rest counted as dropped
         if self.journal is not None:
             self.journal.append("stop", self.clock.now(), run_id=self.run_id, exit_code=self.exit_code)
             self.journal.close()
@@ -487,15 +495,18 @@ class Daemon:
             self.kill_switch = True
             self.metrics.kill_switch.set(1)
             self.note(f"KILL SWITCH engaged: {reason}")
+            self.notices.notify(Notice(NoticeEvent.KILL_SWITCH, self.clock.now(), f"kill switch engaged: {reason}", {"reason": reason}))
 
     def set_paused(self, reason: str, on: bool) -> None:
         """Pause or unpause trading for one reason (operator, stale_data, unresolved, flattened)."""
         if on and reason not in self.paused:
             self.paused[reason] = self.clock.now().isoformat()
             self.note(f"paused ({reason})")
+            self.notices.notify(Notice(NoticeEvent.PAUSED, self.clock.now(), f"trading paused ({reason})", {"reason": reason}))
         elif not on and reason in self.paused:
             del self.paused[reason]
             self.note(f"unpaused ({reason})")
+            self.notices.notify(Notice(NoticeEvent.RESUMED, self.clock.now(), f"trading resumed ({reason} lifted)", {"reason": reason}))
         self.metrics.paused.labels(reason=reason).set(1 if on else 0)
 
     def status(self) -> dict[str, Any]:
@@ -553,6 +564,7 @@ class Daemon:
             self.kill_switch = False
             self.metrics.kill_switch.set(0)
             self.note("kill switch released by operator")
+            self.notices.notify(Notice(NoticeEvent.RESUMED, self.clock.now(), "kill switch released by operator", {"reason": "kill_switch"}))
         return {"paused": dict(self.paused), "kill_switch": self.kill_switch}
 
     async def flatten(self) -> dict[str, Any]:

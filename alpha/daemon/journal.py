@@ -105,15 +105,21 @@ def private_file(path: Path) -> None:
 class Journal:
     """Append records to a SQLite file (WAL); read them back for recovery, tests and reports."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (creating it) the journal at ``path``; ``readonly`` opens an existing one to read, changing nothing."""
         self.path = Path(path)
-        if str(path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            private_file(self.path)  # SQLite creates -wal and -shm with the database file's mode
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        if readonly:  # exports and reports: no file made, no mode changed, no schema written (sqlite3.Error otherwise)
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+            self._db.execute("SELECT seq FROM records LIMIT 0")
+        else:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_file(self.path)  # SQLite creates -wal and -shm with the database file's mode
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._readonly = readonly
         self._closed = False
         self.totals: dict[str, Decimal] = {k: Decimal(0) for k in ("funding", "fees", "slippage", "lending", "top_ups")}
         for rec in self.records():
@@ -230,7 +236,7 @@ class Journal:
 
     def flush(self) -> None:
         """Checkpoint the WAL into the main database file."""
-        if not self._closed:
+        if not self._closed and not self._readonly:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:

@@ -30,6 +30,7 @@ from alpha.core.pipeline import Step, decision_step, flatten_step, margin_step, 
 from alpha.daemon.book import ViewPurpose
 from alpha.daemon.executor import ActionResult, Executor
 from alpha.daemon.journal import Journal
+from alpha.daemon.notices import Notice, NoticeEvent, notices_of_action
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg, Transfer, action_rows
 from alpha.domain.clock import Clock
 from alpha.domain.instruments import Instrument
@@ -77,6 +78,7 @@ class Book:
     stopping: Callable[[], bool]
     note: Callable[[str], None]
     on_view: Callable[[PortfolioView], None]  # a fresh view after actions (metrics)
+    notice: Callable[[Notice], None] = lambda _: None  # the daemon's notices (alpha.daemon.notices); none in a backtest
 
 
 class StepRunner:
@@ -167,6 +169,7 @@ class StepRunner:
             self.book.note(text)
         for fuse in step.deleveraged:
             self.metrics.deleverages.labels(fuse=fuse).inc()
+            self.book.notice(Notice(NoticeEvent.DELEVERAGE, now, f"deleveraging both legs on {fuse}: its margin ratio reached the threshold", {"fuse": fuse}))
         if not step.planned:
             return step
         refused = [[*action_rows(r.action), {"reason": r.reason}] for r in step.refused]
@@ -259,6 +262,11 @@ class StepRunner:
             self.results.append((decision_id, result))
             touched |= {(p.leg.fuse, p.leg.market) for p in result.legs if p.filled > 0}
             kind = type(action).__name__
+            for notice in notices_of_action(
+                action, ts=self.clock.now(), decision_id=decision_id, why=why, completed=result.completed, error=result.error,
+                unhedged=self.executor.unhedged, describe=_describe,
+            ):
+                self.book.notice(notice)
             if result.completed:
                 completed += 1
                 self.book.note(f"{kind} done ({why}): {_describe(action)}")

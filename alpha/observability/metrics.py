@@ -74,6 +74,10 @@ class Metrics:
         self.slippage = Counter("alpha_execution_slippage_usd_total", "Slippage versus mid paid on fills.", ["fuse"], registry=r)
         self.orders = Counter("alpha_execution_orders_total", "Orders by outcome (filled, partially_filled, rejected, canceled, unknown, unwound).", ["fuse", "outcome"], registry=r)
         self.unhedged = Gauge("alpha_execution_unhedged_usd", "Notional currently unhedged by an incomplete two-leg hedge.", registry=r)
+        self.notices_sent = Counter("alpha_notices_sent_total", "Daemon notices delivered (alpha.daemon.notices), by event.", ["event"], registry=r)
+        self.notices_dropped = Counter(
+            "alpha_notices_dropped_total", "Daemon notices not delivered, by event and reason (queue_full, failed, timeout).", ["event", "reason"], registry=r
+        )
         self.decision_latency = Histogram("alpha_strategy_decision_latency_seconds", "Time to decide, plan and gate one rebalance.", buckets=LATENCY_BUCKETS, registry=r)
         self.decisions = Counter("alpha_strategy_decisions_total", "Decisions taken, by trigger (schedule, drift, signal, config, operator).", ["trigger"], registry=r)
         self.actions_refused = Counter("alpha_risk_actions_refused_total", "Actions refused by the risk gate.", ["reason"], registry=r)

@@ -23,6 +23,8 @@ REQUIRED_ALERTS = {
     "AlphaNetDeltaBeyondTolerance",
     "AlphaMarketDataStale",
     "AlphaKillSwitchEngaged",
+    "AlphaTradingPaused",
+    "AlphaUnhedgedNotional",
     "AlphaVenueErrorRate",
     "AlphaRateLimitPressure",
     "AlphaFundingAgainstBook",

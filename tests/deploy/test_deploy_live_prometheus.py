@@ -44,6 +44,7 @@ RULES = REPO / "deploy" / "prometheus" / "rules" / "alpha.yml"
 # at 30h (margin top-ups) and several funding settlements happen within the first seconds.
 SPEED = "21600"
 RATE_WINDOW = "20s"  # stands in for $__rate_interval: 20 scrapes at 1s
+RANGE = "1h"  # stands in for $__range (the dashboard's time range)
 DATA_SECONDS = 12.0  # scrape this long before querying (rates need samples across the window)
 
 pytestmark = [
@@ -76,15 +77,24 @@ def _prom_module() -> ModuleType:
     return module
 
 
+def _substituted(expr: str) -> str:
+    return expr.replace("$__rate_interval", RATE_WINDOW).replace("$__range", RANGE).replace("$instance", ".*")
+
+
 def panel_queries() -> list[tuple[str, str]]:
     """Return (panel title, PromQL) for every target of every panel, variables substituted."""
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     out = []
     for panel in dash["panels"]:
         for target in panel.get("targets", []):
-            expr = target["expr"].replace("$__rate_interval", RATE_WINDOW).replace("$instance", ".*")
-            out.append((f"{panel['title']} [{target['refId']}]", expr))
+            out.append((f"{panel['title']} [{target['refId']}]", _substituted(target["expr"])))
     return out
+
+
+def annotation_queries() -> list[tuple[str, str]]:
+    """Return (name, PromQL) for every Prometheus annotation of the dashboard, variables substituted."""
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return [(a["name"], _substituted(a["expr"])) for a in dash["annotations"]["list"] if "expr" in a]
 
 
 def selectors(expr: str) -> set[str]:
@@ -178,6 +188,7 @@ def _alert_rules() -> list[dict[str, Any]]:
 
 def test_every_panel_and_alert_is_covered_below() -> None:
     assert len(panel_queries()) > 40
+    assert len(annotation_queries()) >= 2
     assert all(selectors(expr) for _, expr in panel_queries())
     assert all(selectors(r["expr"]) for r in _alert_rules())
 
@@ -185,6 +196,13 @@ def test_every_panel_and_alert_is_covered_below() -> None:
 @pytest.mark.parametrize("expr", [pytest.param(e, id=t, marks=_marks(e)) for t, e in panel_queries()])
 def test_panel_query_parses_and_returns_data(scraped: Any, expr: str) -> None:
     assert scraped.query(expr), f"no data for {expr}"  # a parse error raises (status=error)
+    for selector in sorted(selectors(expr)):
+        assert scraped.query(selector), f"the daemon does not export {selector}"
+
+
+@pytest.mark.parametrize("expr", [pytest.param(e, id=n) for n, e in annotation_queries()])
+def test_annotation_query_parses_and_watches_existing_series(scraped: Any, expr: str) -> None:
+    scraped.query(expr)  # parses: a parse error raises; empty between decisions and trades
     for selector in sorted(selectors(expr)):
         assert scraped.query(selector), f"the daemon does not export {selector}"
 

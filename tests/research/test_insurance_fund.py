@@ -206,3 +206,15 @@ def test_example_supply_cap_keeps_the_sol_fund_above_40m_for_every_start() -> No
     capped = run_all_starts(series, Study(schedule=schedule))
     assert min(r.min for r in constant) < 0
     assert min(r.min for r in capped) > 40_000_000
+
+
+def test_all_starts_lists_ten_bankrupt_starts_and_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    series = import_file(XBT).funding
+    (xbt,) = series.values()
+    broke = sum(1 for r in run_all_starts(xbt, Study()) if r.bankrupt_at is not None)
+    assert main(["research", "insurance-fund", "--data", str(XBT), "--all-starts"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"{broke} go bankrupt")
+    assert sum(1 for line in lines if " bankrupt at " in line) == 10
+    assert broke > 10
+    assert lines[-1] == f"  ... and {broke - 10} more (--json lists every start)"
