@@ -30,6 +30,8 @@ from alpha.core.pipeline import Step, decision_step, flatten_step, margin_step, 
 from alpha.daemon.book import ViewPurpose
 from alpha.daemon.executor import ActionResult, Executor
 from alpha.daemon.journal import Journal
+from alpha.daemon.portfolio import JOURNAL_ONLY
+from alpha.daemon.vault import is_allocation
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg, Transfer, action_rows
 from alpha.domain.clock import Clock
 from alpha.domain.instruments import Instrument
@@ -261,7 +263,10 @@ class StepRunner:
             kind = type(action).__name__
             if result.completed:
                 completed += 1
-                self.book.note(f"{kind} done ({why}): {_describe(action)}")
+                if is_allocation(action, self.executor.ctx.fuses):  # live: recorded in the journal, no money moved
+                    self.book.note(f"{JOURNAL_ONLY} ({why}): {_describe(action)}; no money moved, it stays on the venue")
+                else:
+                    self.book.note(f"{kind} done ({why}): {_describe(action)}")
             else:
                 failed = True
                 self.book.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error or 'not filled'}")
