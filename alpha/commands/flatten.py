@@ -17,8 +17,9 @@ def run(args: argparse.Namespace) -> int:
     answer = _control.call(args, "POST", "/flatten", {})
     planned, done = int(answer.get("flatten_actions", 0)), int(answer.get("completed", 0))
     refused = answer.get("refused") or []
+    closed = f"{done} of {planned} closing action(s) completed" if planned or refused else "no hedge was open, nothing to close"
     sentence = (
-        f"Flatten: {done} of {planned} closing action(s) completed"
+        f"Flatten: {closed}"
         + (f", {len(refused)} refused ({'; '.join(str(r) for r in refused)})" if refused else "")
         + f". Trading stays paused (flattened) until `alpha resume`; {_control.pauses(answer.get('paused') or {})}."
     )

@@ -9,11 +9,17 @@ outputs are sentences and screens, never a Python dict.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 import urllib.error
 import urllib.request
@@ -177,3 +183,51 @@ def test_without_a_daemon_status_is_one_line_and_inspect_reads_afresh(demo: Demo
     assert status.stderr.strip().count("\n") == 0 and "cannot reach the daemon" in status.stderr
     assert inspected.returncode == 0, inspected.stderr
     assert inspected.stdout.startswith("read afresh (demo: a new simulated world")
+
+
+def test_alpha_run_on_an_80x24_terminal_keeps_the_header_on_screen(tmp_path: Path) -> None:
+    config = _write_config(tmp_path, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    proc = subprocess.Popen(
+        [*ALPHA, "run", "--config", str(config), "--speed", "3600", "--for", "4h"],
+        stdin=slave, stdout=slave, stderr=slave, env=env, cwd=tmp_path, close_fds=True,
+    )
+    os.close(slave)
+    out = bytearray()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal closed: the process has gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.wait(timeout=30) == 0, out.decode(errors="replace")[-2000:]
+
+    text = out.decode(errors="replace")
+    assert "\x1b[?1049h" in text and "\x1b[?1049l" in text, "drawn on the alternate screen, then left"
+    live, final = text.split("\x1b[?1049l", 1)
+    frames = [_plain(f) for f in live.split("\x1b[H")[1:]]  # each redraw starts at home
+    drawn = [f for f in frames if "alpha demo" in f]
+    assert drawn, "at least one status frame"
+    for frame in drawn:
+        lines = frame.replace("\r", "").split("\n")
+        assert lines[0].startswith("alpha demo"), lines[:3]
+        assert "NAV USDC" in lines[1] and "fees" in lines[1] and "net PnL" in lines[1]
+        assert re.match(r"^\s*[\d,]+\.\d\d\s+[-+][\d,]+\.\d\d\s", lines[2]), lines[2]  # NAV and net PnL, whole
+        assert len([line for line in lines if line.strip()]) <= 24
+        assert all(len(line.rstrip()) <= 80 for line in lines)
+    assert "alpha demo" in _plain(final) and "NAV USDC" in _plain(final), "the last state stays on the terminal"
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal control sequences."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
