@@ -4,8 +4,10 @@
   and never sends an order: a position opened there first is in the plan; ``--simulated``
   plans on a simulated stand-in instead, which holds nothing.
 * A live daemon's idle buffer is capital allocated to the vault in the journal only (it never
-  leaves the venue): its events, status, terminal screen and portfolio say so, and a plan
-  made afterwards counts it as the vault's idle capital, as the daemon does.
+  leaves the venue): its events, status, terminal screen and portfolio say so, and so do
+  ``alpha status`` and ``alpha inspect`` found from the strategy file (the daemon's accounts
+  while it runs, the venue's afresh once it has stopped); a plan made afterwards counts it as
+  the vault's idle capital, as the daemon does.
 
 Everything runs on the wall clock (the emulator's and the fuse's), as ``alpha emulate`` does.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,6 +36,7 @@ from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 from fuses.emulators.common import EmulatorServer
 from fuses.sim.engine import SimExchange
+from tests.e2e.prom import free_port
 from tests.emulators.sim_backend import SimBackend
 from tests.live.test_live_streams import STRATEGY, SYMBOL, binance, credentials
 
@@ -69,6 +73,16 @@ def _open_by_hand(venue: Venue, size: Decimal) -> None:
     assert held is not None and held.size == size
 
 
+async def alpha(*args: str, cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the ``alpha`` command line while this loop keeps serving the emulator (and the daemon)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alpha", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert "Traceback" not in err.decode()
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
 async def test_a_live_plan_reads_the_position_open_on_the_venue_and_sends_no_order(tmp_path: Path, venue: Venue) -> None:
     _open_by_hand(venue, Decimal("0.5"))
     config = load_config(_strategy(tmp_path, venue))
@@ -99,12 +113,7 @@ async def test_alpha_plan_on_a_live_file_prints_pure_json_and_says_what_it_read(
     path = _strategy(tmp_path, venue)
 
     async def plan(*extra: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "alpha", "plan", "--config", str(path), *extra,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-        return int(proc.returncode or 0), out.decode(), err.decode()
+        return await alpha("plan", "--config", str(path), *extra, cwd=tmp_path)
 
     code, out, err = await plan("--json")
     assert code == 0, err
@@ -120,9 +129,16 @@ async def test_alpha_plan_on_a_live_file_prints_pure_json_and_says_what_it_read(
     assert venue.server.state.log.count(path=ORDER_PATH) == 0
 
 
-async def test_a_live_daemons_idle_buffer_is_labelled_a_journal_only_allocation(tmp_path: Path, venue: Venue) -> None:
-    config = load_config(_strategy(tmp_path, venue))
-    daemon = build_daemon(config, mode="live", serve_http=False, poll_every=timedelta(milliseconds=300))
+async def test_a_live_daemons_idle_buffer_is_labelled_a_journal_only_allocation(
+    tmp_path: Path, venue: Venue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _strategy(tmp_path, venue)
+    control = f"127.0.0.1:{free_port()}"
+    path.write_text(path.read_text() + f"control: {{address: '{control}'}}\nmetrics: {{address: '127.0.0.1:{free_port()}'}}\n")
+    config = load_config(path)
+    env = {k: v for k, v in os.environ.items() if k != "ALPHA_CONTROL_TOKEN"}  # the daemon writes one beside its journal
+    monkeypatch.delenv("ALPHA_CONTROL_TOKEN", raising=False)
+    daemon = build_daemon(config, mode="live", poll_every=timedelta(milliseconds=300))
     task = asyncio.create_task(daemon.run(install_signals=False))
     journal_path = tmp_path / "journal.db"
     try:
@@ -136,6 +152,17 @@ async def test_a_live_daemons_idle_buffer_is_labelled_a_journal_only_allocation(
         daemon.export_view(await daemon.view(daemon.clock.now()))
         status = daemon.status()
         portfolio = daemon.portfolio()
+        # The operator's commands, from another directory, find the daemon from the file alone.
+        code, inspected, err = await alpha("inspect", "--config", str(path), cwd=tmp_path.parent, env=env)
+        assert code == 0, err
+        code, out, err = await alpha("inspect", "--config", str(path), "--json", cwd=tmp_path.parent, env=env)
+        assert code == 0, err
+        accounts = json.loads(out)
+        code, out, err = await alpha("status", "--config", str(path), "--json", cwd=tmp_path.parent, env=env)
+        assert code == 0, err
+        remote = json.loads(out)
+        code, screen, err = await alpha("status", "--config", str(path), cwd=tmp_path.parent, env=env)
+        assert code == 0, err
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, 30) == 0
@@ -151,6 +178,19 @@ async def test_a_live_daemons_idle_buffer_is_labelled_a_journal_only_allocation(
     assert not any(e.split(" ", 2)[2].startswith("Transfer done") for e in status["events"]), status["events"]
     words = " ".join(render(status, width=80, height=24).split())
     assert "journal-only allocation (binance" in words and "idle here (journal only)" in words
+
+    assert inspected.startswith(f"from the running daemon at {control} (mode live")
+    assert "journal-only allocation: 100000" in inspected and "not in the balance above" in inspected
+    assert accounts[0]["source"] == f"running daemon at {control}"
+    assert accounts[0]["allocated_to_vault"] == {"amount": status["allocations"]["fuses"]["binance"], "label": "journal-only allocation", "included": False}
+    assert remote["allocations"] == status["allocations"] and [a["fuse"] for a in remote["accounts"]] == ["binance"]
+    assert "journal-only allocation" in " ".join(screen.split())
+
+    # Once it has stopped, inspect reads the venue afresh: the allocation is in the balance it reports.
+    code, fresh, err = await alpha("inspect", "--config", str(path), cwd=tmp_path.parent, env=env)
+    assert code == 0, err
+    assert fresh.startswith("read afresh (live: the venues")
+    assert "journal-only allocation: 100000" in fresh and "included in the balance above" in fresh
 
     # A plan made now counts the allocation as the vault's idle capital, as the daemon did.
     report = await build_live_plan(config, LiveClock())
