@@ -23,7 +23,7 @@ from alpha.config import ConfigError, load_strategy
 from alpha.daemon import control_client as _control
 from alpha.daemon.portfolio import JOURNAL_ONLY, snapshot_dict
 
-help = "print each fuse's account (balances, positions, margin health) as the venues report it"
+help = "print each fuse's account (balances, positions, margin health): the running daemon's, or read afresh from the venues"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
