@@ -147,6 +147,30 @@ def test_inspect_shows_the_running_daemons_accounts_and_fresh_reads_a_new_world(
     assert [a["fuse"] for a in fresh] == [a["fuse"] for a in accounts]
 
 
+def test_inspect_of_another_file_at_the_same_endpoint_reads_afresh_and_says_why(demo: Demo, tmp_path: Path) -> None:
+    data = yaml.safe_load(demo.config.read_text())
+    data["fuses"][0]["name"] = "other-spot"  # same endpoint and token, other fuses: not this daemon's file
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    done = _alpha(demo, "inspect", "--config", str(other), "--json")
+
+    assert done.returncode == 0, done.stderr
+    assert {a["source"] for a in json.loads(done.stdout)} == {"fresh"}
+    assert f"the daemon at {demo.control} runs other fuses" in done.stderr and "reading its venues afresh" in done.stderr
+
+
+def test_a_refused_token_is_one_line_not_a_fresh_world(demo: Demo) -> None:
+    env = {**demo.env, "ALPHA_CONTROL_TOKEN": "not-the-daemons-token-0123456789"}
+
+    done = subprocess.run([*ALPHA, "inspect", "--config", str(demo.config), "--json"], env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode != 0 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"cannot inspect: control endpoint at {demo.control} answered 401"), done.stderr
+    assert "--fresh" in lines[0] and "not-the-daemons-token" not in done.stderr
+
+
 def test_pause_resume_and_flatten_say_what_they_did(demo: Demo) -> None:
     cfg = str(demo.config)
 
