@@ -1,18 +1,29 @@
-"""``alpha plan FILE`` / ``alpha plan --config FILE [--json]``: what the strategy would do now, without trading.
+"""``alpha plan FILE`` / ``alpha plan --config FILE [--json] [--simulated]``: what the strategy would do now, without trading.
 
-The current state is the simulated world of the strategy (``fuses.sim.world.SimWorld``). A
-strategy whose fuses are live venues (``cex``, ``perp_dex``, on-chain lending) is planned
-against simulated stand-ins with the same names, markets and caps, and, without a
-``market`` section, default synthetic market parameters; the output says so.
+A live file (``mode: live``) is planned on the real venues as they are now: the live wiring's
+fuses start, and their read calls only (instruments, accounts and positions, marks, funding
+and books; never an order or a transfer) build the view the daemon would decide on, with the
+vault's idle capital as the file's journal allocated it (``alpha.daemon.vault``). The
+output names the venues read.
+
+Otherwise, or with ``--simulated``, the current state is the simulated world of the strategy
+(``fuses.sim.world.SimWorld``). A strategy whose fuses are live venues (``cex``, ``perp_dex``,
+on-chain lending) is then planned against simulated stand-ins with the same names, markets
+and caps, and, without a ``market`` section, default synthetic market parameters; the output
+says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from alpha.config import ConfigError, load_config
@@ -25,14 +36,17 @@ from alpha.config.schema import (
     SyntheticMarket,
 )
 from alpha.core.pipeline import decision_step
-from alpha.domain.actions import action_rows
+from alpha.daemon.portfolio import JOURNAL_ONLY
+from alpha.domain.actions import Action, action_rows
 from alpha.domain.apply import apply
+from alpha.domain.clock import Clock
 from alpha.domain.market import BadMarketData
+from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState
 from alpha.strategy.signals import FundingHistory, compute_signals
 
-help = "print what the strategy would do from the current (simulated) state, without trading"
+help = "print what the strategy would do now, without trading (a live file: from the real venues, read only)"
 
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 # Starting prices for assets a stand-in synthetic market has to invent (order of magnitude only).
@@ -43,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="strategy YAML file")
     parser.add_argument("--config", dest="config_file", help="strategy YAML file (same as FILE)")
     parser.add_argument("--json", action="store_true", help="print JSON (amounts as decimal strings)")
+    parser.add_argument("--simulated", action="store_true", help="plan a live file on a simulated state instead of the real venues")
 
 
 def simulated_config(config: StrategyConfig) -> tuple[StrategyConfig, list[str]]:
@@ -81,11 +96,73 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
     world = SimWorld.from_config(sim_config)
     assert sim_config.clock.start is not None
     now = sim_config.clock.start
-    view = world.portfolio_view(now)
+    report = plan_report(sim_config, world.portfolio_view(now), now)
+    report["simulated"] = notes
+    return report
+
+
+async def build_live_plan(config: StrategyConfig, clock: Clock) -> dict[str, Any]:
+    """Plan on the real venues: read the accounts, positions, marks, funding and books through the live fuses, never trade.
+
+    The fuses are the live wiring's (the vault's allocations rebuilt from the file's journal
+    when it exists); only their read calls are made, and they are closed before returning.
+    """
+    from alpha.daemon.app import live_wiring
+    from alpha.daemon.book import gather_view
+    from alpha.daemon.journal import Journal
+    from alpha.daemon.marketdata import MarketData
+    from alpha.daemon.vault import is_allocation
+    from alpha.observability.metrics import Metrics
+
+    metrics = Metrics()
+    wiring = live_wiring(config, clock, metrics)
+    journal_path = Path(config.journal.path)
+    journal = Journal(journal_path) if journal_path.exists() else None
+    started = []
+    try:
+        if journal is not None and wiring.attach is not None:
+            wiring.attach(SimpleNamespace(journal=journal))  # type: ignore[arg-type]  # the vault reads only the journal
+        for name, fuse in wiring.fuses.items():
+            await fuse.start()
+            started.append(name)
+        marketdata = MarketData(wiring.fuses, clock, metrics)
+        await marketdata.load_instruments()
+        await marketdata.refresh(books=True)
+        if marketdata.last_error:
+            raise ValueError("cannot read market data: " + "; ".join(f"{n}: {e}" for n, e in sorted(marketdata.last_error.items())))
+        now = clock.now()
+        view = await gather_view(now, fuses=wiring.fuses, marketdata=marketdata, config=config, vault_cash=wiring.vault_cash)
+    finally:
+        for name in reversed(started):
+            await wiring.fuses[name].close()
+        if wiring.close is not None:
+            await wiring.close()
+        if journal is not None:
+            journal.close()
+    report = plan_report(config, view, now, lambda action: is_allocation(action, wiring.fuses))
+    report["simulated"] = []
+    report["read_from"] = {f.name: f.venue + (f" at {f.api_url}" if f.api_url else "") for f in config.enabled_fuses}
+    report["positions"] = [
+        {"fuse": name, "market": p.market, "size": str(p.size), "mark": str(p.mark_price)}
+        for name, acct in view.accounts.items()
+        for p in acct.positions
+        if p.size != 0
+    ]
+    return report
+
+
+def plan_report(
+    config: StrategyConfig, view: PortfolioView, now: datetime, journal_only: Callable[[Action], bool] | None = None
+) -> dict[str, Any]:
+    """The decision step on ``view`` at ``now``, and the view after its approved actions, as plain data.
+
+    ``journal_only``: which actions would move capital in the journal only (live: the vault's
+    allocations); their rows say so (``allocation``).
+    """
     history = FundingHistory()
     history.observe(view)
     signals = compute_signals(history, view, now)
-    step = decision_step(view, signals, sim_config, RiskState(now=now), now)
+    step = decision_step(view, signals, config, RiskState(now=now), now)
     if step.skipped is not None or step.target is None:
         raise ValueError(step.skipped or "no decision")
     target = step.target
@@ -93,14 +170,14 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
     leverage = fuse_leverage(after)
     nav = after.nav
     fuses = {}
-    for f in sim_config.fuses:
+    for f in config.fuses:
         fuses[f.name] = {
             "capital": str(after.fuse_equity(f.name)),
             "cap": str(f.max_share * nav if f.enabled else Decimal(0)),
             "leverage": str(leverage.get(f.name, Decimal(0))),
             "max_leverage": str(f.max_leverage),
         }
-    assets = sorted({*sim_config.assets, *net_delta(after)})
+    assets = sorted({*config.assets, *net_delta(after)})
     nd = net_delta(after)
     gr = gross(after)
     return {
@@ -109,7 +186,11 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
         "fuses": fuses,
         "net_delta": {a: str(nd.get(a, Decimal(0))) for a in assets},
         "gross": {a: str(gr.get(a, Decimal(0))) for a in assets},
-        "actions": [row for action in step.approved for row in action_rows(action)],
+        "actions": [
+            {**row, "allocation": JOURNAL_ONLY} if journal_only is not None and journal_only(action) else row
+            for action in step.approved
+            for row in action_rows(action)
+        ],
         "dropped": [
             {"hedge_id": str(d.hedge_id), "fuse": d.fuse, "market": d.market, "quantity": str(d.quantity), "reason": d.reason}
             for d in step.dropped
@@ -117,7 +198,6 @@ def build_plan(config: StrategyConfig) -> dict[str, Any]:
         "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in step.refused],
         "reasons": list(target.reasons),
         "as_of": now.isoformat(),
-        "simulated": notes,
     }
 
 
@@ -127,6 +207,10 @@ def _table(report: dict[str, Any]) -> str:
 
     lines = [f"as of {report['as_of']}: NAV {money(report['nav'])}, idle {money(report['idle'])}"]
     lines += [f"  note: {n}" for n in report["simulated"]]
+    for name, where in report.get("read_from", {}).items():
+        lines.append(f"  read from the venue (read only): {name} on {where}")
+    for p in report.get("positions", []):
+        lines.append(f"  open now: {p['fuse']} {p['market']} {p['size']} (mark {p['mark']})")
     lines.append("")
     lines.append(f"{'fuse':<16}{'capital':>16}{'cap':>16}{'leverage':>10}{'max':>6}")
     for name, f in report["fuses"].items():
@@ -141,7 +225,8 @@ def _table(report: dict[str, Any]) -> str:
         lines.append("no actions")
     for row in report["actions"]:
         where = f"{row['fuse']}:{row['market']}" if row["market"] else str(row["fuse"])
-        lines.append(f"{row['type']:<12} {where:<28} {row['side'] or '':<9}{row['quantity']:>20}  {row['reason']}")
+        kind = f"{row['type']} ({row['allocation']})" if row.get("allocation") else row["type"]
+        lines.append(f"{kind:<12} {where:<28} {row['side'] or '':<9}{row['quantity']:>20}  {row['reason']}")
     for d in report["dropped"]:
         lines.append(f"dropped      {d['fuse']}:{d['market']}  {d['reason']}")
     for r in report["refused"]:
@@ -165,7 +250,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {problem}", file=sys.stderr)
         return 1
     try:
-        report = build_plan(config)
+        if config.mode == "live" and not args.simulated:
+            from alpha.daemon.app import WiringError
+            from alpha.domain.clock import LiveClock
+            from fuses.base import FuseError
+
+            try:
+                report = asyncio.run(build_live_plan(config, LiveClock()))
+            except (WiringError, FuseError) as exc:
+                print(f"alpha plan: cannot read the venues: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                      " (--simulated plans on a simulated state)", file=sys.stderr)
+                return 1
+        else:
+            report = build_plan(config)
     except BadMarketData as exc:
         print(f"alpha plan: refused to plan on bad market data: {exc}", file=sys.stderr)
         return 1

@@ -14,4 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _control.show(args, _control.call(args, "POST", "/resume", {}))
+    answer = _control.call(args, "POST", "/resume", {})
+    paused = answer.get("paused") or {}
+    if answer.get("kill_switch"):
+        state = "the kill switch is still engaged"
+    elif paused:
+        state = f"trading stays blocked: {_control.pauses(paused)}"
+    else:
+        state = "trading is allowed again"
+    return _control.show(args, answer, f"Operator pause, flatten pause and kill switch released: {state}.")

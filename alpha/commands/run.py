@@ -2,7 +2,7 @@
 
 ``--for DURATION`` is measured on the daemon's clock (simulated time in demo mode: at the
 default speed of 3600, ``--for 2d`` takes 48 real seconds). On a terminal a live status
-table is shown (JSON logs go to ``alpha.log`` beside the journal); otherwise JSON log lines go to stdout.
+screen is shown (``alpha.daemon.console``) (JSON logs go to ``alpha.log`` beside the journal); otherwise JSON log lines go to stdout.
 
 Supervision: a crashed service is restarted after a backoff (``--restart-backoff``, doubling up
 to a minute) at most ``--max-restarts`` times within ``--restart-window``; past that budget the
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         private_file(log_path)  # 0600, like the journal beside it
         alog.configure(json=True, stream=log_path.open("a", encoding="utf-8", buffering=1))
-        print(f"logs: {log_path} (JSON lines); status table every second; Ctrl-C stops", file=sys.stderr)
+        print(f"logs: {log_path} (JSON lines); status screen every second; Ctrl-C stops", file=sys.stderr)
     else:
         alog.configure(json=args.log_format != "console")
     try:
@@ -114,7 +114,7 @@ def _run_locked(
     args: argparse.Namespace, config: StrategyConfig, run_for: timedelta | None, policy: RestartPolicy, run_id: str, table: bool
 ) -> int:
     from alpha.daemon.app import WiringError, build_daemon, run_daemon
-    from alpha.daemon.console import CLEAR, render
+    from alpha.daemon.console import TerminalView
     from alpha.daemon.lifecycle import EXIT_FATAL, StartupError
 
     try:
@@ -135,12 +135,11 @@ def _run_locked(
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_FATAL
 
-    async def draw(d: object) -> None:
-        sys.stdout.write(CLEAR + render(d.status()) + "\n")  # type: ignore[attr-defined]
-        sys.stdout.flush()
-
     try:
-        return int(asyncio.run(run_daemon(daemon, on_tick=draw if table else None, watchdog=True)))
+        if not table:
+            return int(asyncio.run(run_daemon(daemon, watchdog=True)))
+        with TerminalView() as view:
+            return int(asyncio.run(run_daemon(daemon, on_tick=view.draw, watchdog=True)))
     except StartupError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_FATAL

@@ -61,10 +61,11 @@ from alpha.daemon.lifecycle import (
 )
 from alpha.daemon.marketdata import MarketData
 from alpha.daemon.notices import Notice, NoticeEvent, Notifier, NotifyError
+from alpha.daemon.portfolio import allocation_summary, pnl_summary, snapshot_dict
 from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, DecisionRecord, StepRunner
 from alpha.daemon.supervisor import RestartBudgetExceeded, RestartPolicy, ServiceFn, Supervisor
-from alpha.daemon.vault import nav_mismatch
+from alpha.daemon.vault import journal_allocations, nav_mismatch
 from alpha.domain.actions import Action, RefusalCode
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.events import AccountEvent, Event, FundingPaid, InterestAccrued, Liquidation
@@ -533,6 +534,10 @@ class Daemon:
             if view is not None and name in view.accounts and idle is not None:
                 supplied = view.fuse_equity(name)
                 onchain[name] = {"vault": cap.vault, "supplied": str(supplied), "idle": str(idle), "total": str(supplied + idle)}
+        allocated = journal_allocations(self.journal) if self.journal is not None and not self.journal.closed else {}
+        for name, amount in allocated.items():
+            if name in fuses and amount != 0:
+                fuses[name]["allocated"] = str(amount.quantize(Decimal("0.01")))  # on the venue, counted in idle
         return {
             "mode": self.wiring.mode,
             "run_id": self.run_id,
@@ -551,10 +556,26 @@ class Daemon:
             "liquidations": self.liquidations,
             "services": {k: v for k, v in self.supervisor.running.items()},
             "events": list(self.events),
+            "base_asset": self.config.vault.base_asset,
+            "pnl": pnl_summary(totals, None if view is None else view.nav, self.start_nav),
+            "allocations": allocation_summary(allocated, self.config.vault.base_asset) if any(allocated.values()) else None,
+        }
+
+    def portfolio(self) -> dict[str, Any]:
+        """The accounts of the last view (as the daemon sees them), with PnL and journal-only allocations, for ``alpha inspect``."""
+        status = self.status()
+        view = self.last_view
+        return {
+            "mode": status["mode"], "run_id": self.run_id, "now": status["now"], "as_of": None if view is None else view.ts.isoformat(),
+            "base_asset": status["base_asset"], "nav": status["nav"], "idle": status["idle"],
+            "accounts": [] if view is None else [snapshot_dict(a) for a in view.accounts.values()],
+            "fuses": status["fuses"], "pnl": status["pnl"], "allocations": status["allocations"],
         }
 
     async def pause(self, reason: str = "operator") -> dict[str, Any]:
         self.set_paused("operator", True)
+        if reason != "operator":
+            self.note(f"paused by operator: {reason}")
         return {"paused": dict(self.paused), "reason": reason}
 
     async def resume(self) -> dict[str, Any]:

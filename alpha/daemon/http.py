@@ -40,6 +40,8 @@ class Controls(Protocol):
 
     def status(self) -> dict[str, Any]: ...
 
+    def portfolio(self) -> dict[str, Any]: ...
+
     async def pause(self, reason: str) -> dict[str, Any]: ...
 
     async def resume(self) -> dict[str, Any]: ...
@@ -130,7 +132,7 @@ def metrics_app(metrics: Metrics, health: Health) -> web.Application:
 
 
 def control_app(controls: Controls, token: str) -> web.Application:
-    """Build the authenticated control application (status, pause, resume, flatten)."""
+    """Build the authenticated control application (status, portfolio, pause, resume, flatten)."""
     expected = f"Bearer {token}".encode()
 
     @web.middleware
@@ -142,6 +144,9 @@ def control_app(controls: Controls, token: str) -> web.Application:
 
     async def status(_req: web.Request) -> web.Response:
         return web.json_response(controls.status(), dumps=_dumps)
+
+    async def portfolio(_req: web.Request) -> web.Response:
+        return web.json_response(controls.portfolio(), dumps=_dumps)
 
     async def pause(req: web.Request) -> web.Response:
         reason = "operator"
@@ -161,6 +166,7 @@ def control_app(controls: Controls, token: str) -> web.Application:
 
     app = web.Application(middlewares=[auth])
     app.router.add_get("/status", status)
+    app.router.add_get("/portfolio", portfolio)
     app.router.add_post("/pause", pause)
     app.router.add_post("/resume", resume)
     app.router.add_post("/flatten", flatten)

@@ -31,6 +31,8 @@ from alpha.daemon.book import ViewPurpose
 from alpha.daemon.executor import ActionResult, Executor
 from alpha.daemon.journal import Journal
 from alpha.daemon.notices import Notice, NoticeEvent, notices_of_action
+from alpha.daemon.portfolio import JOURNAL_ONLY
+from alpha.daemon.vault import is_allocation
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg, Transfer, action_rows
 from alpha.domain.clock import Clock
 from alpha.domain.instruments import Instrument
@@ -269,7 +271,10 @@ class StepRunner:
                 self.book.notice(notice)
             if result.completed:
                 completed += 1
-                self.book.note(f"{kind} done ({why}): {_describe(action)}")
+                if is_allocation(action, self.executor.ctx.fuses):  # live: recorded in the journal, no money moved
+                    self.book.note(f"{JOURNAL_ONLY} ({why}): {_describe(action)}; no money moved, it stays on the venue")
+                else:
+                    self.book.note(f"{kind} done ({why}): {_describe(action)}")
             else:
                 failed = True
                 self.book.note(f"{kind} incomplete ({why}): {_describe(action)}: {result.error or 'not filled'}")

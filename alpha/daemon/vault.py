@@ -39,11 +39,34 @@ from typing import Any
 from alpha.daemon.journal import Journal
 from alpha.daemon.registry import AnyFuse, FuseRegistry
 from alpha.domain.account import AccountSnapshot, Balance
+from alpha.domain.actions import TopUpMargin, Transfer
 from alpha.domain.clock import Clock
 from alpha.domain.money import ZERO
 from fuses.base import Capabilities, InsufficientFundsError, RejectedError
 
 VAULT = "vault"
+
+
+def journal_allocations(journal: Journal) -> dict[str, Decimal]:
+    """The vault's capital allocated on each fuse, rebuilt from ``journal``'s ``allocation`` records (no money moved)."""
+    allocated: dict[str, Decimal] = {}
+    for rec in journal.records("allocation"):
+        if rec.fuse is not None and rec.amount is not None:
+            allocated[rec.fuse] = allocated.get(rec.fuse, ZERO) + rec.amount
+    return allocated
+
+
+def is_allocation(action: object, fuses: Mapping[str, object]) -> bool:
+    """Whether ``action`` moves capital only in the journal: a transfer or top-up whose every end is the vault,
+    a ``VaultedFuse`` or an on-chain vault's market (``VaultMarketFuse``: its supply moves the money, not the transfer)."""
+    if isinstance(action, Transfer):
+        ends = {action.source, action.destination}
+    elif isinstance(action, TopUpMargin):
+        ends = {action.source, action.fuse}
+    else:
+        return False
+    venues = ends - {VAULT}
+    return bool(venues) and all(isinstance(fuses.get(name), VaultedFuse | VaultMarketFuse) for name in venues)
 
 
 class LiveVault:
@@ -60,10 +83,7 @@ class LiveVault:
     def attach(self, journal: Journal) -> None:
         """Rebuild the allocations from ``journal`` and journal new ones there."""
         self.journal = journal
-        self.allocated = {}
-        for rec in journal.records("allocation"):
-            if rec.fuse is not None and rec.amount is not None:
-                self.allocated[rec.fuse] = self.allocated.get(rec.fuse, ZERO) + rec.amount
+        self.allocated = journal_allocations(journal)
 
     async def cash(self) -> Decimal:
         """Idle capital of the vault: everything allocated to it on the venues, and on-chain vaults' idle."""

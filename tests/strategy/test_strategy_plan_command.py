@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,7 +18,9 @@ D = Decimal
 
 
 def _plan_json(path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
-    code = main(["plan", "--config", str(path), "--json"])
+    # A live example is planned on the real venues unless --simulated (no keys or venues here).
+    simulated = ["--simulated"] if load_config(path).mode == "live" else []
+    code = main(["plan", "--config", str(path), "--json", *simulated])
     out = capsys.readouterr()
     assert code == 0, out.err
     return json.loads(out.out)
@@ -72,3 +75,16 @@ def test_human_readable_table_and_bad_file(tmp_path: Path, capsys: pytest.Captur
     bad.write_text("version: 1\nvault: {nav: '1'}\nfuses: []\nassets: [BTC]\nbogus: 1\n")
     assert main(["plan", str(bad)]) == 1
     assert "bogus" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", [p for p in EXAMPLES if load_config(p).mode == "live"], ids=lambda p: p.name)
+def test_a_live_example_without_its_venues_is_one_clear_line(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in re.findall(r"env:\s*([A-Za-z_][A-Za-z0-9_]*)", path.read_text()):  # no keys: never reach a real venue
+        monkeypatch.delenv(name, raising=False)
+    code = main(["plan", "--config", str(path), "--json"])
+    out = capsys.readouterr()
+    assert code == 1 and out.out == ""
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("alpha plan: cannot read the venues: ") and "--simulated" in lines[0], out.err
