@@ -35,11 +35,12 @@ RATIOS = frozenset(
      "fee_share_of_funding", "cost_share_of_funding"}
 )
 SHARPE_NOTE = (
-    "Sharpe here is mean / standard deviation of daily NAV returns x sqrt(365), no risk-free rate."
-    " Funding accrues smoothly between settlements, so daily returns of a hedged carry have little"
-    " variance and the ratio comes out high; it says the carry was steady, not that the strategy"
-    " carries little risk: the tail risks (a liquidated leg, a basis blow-out, a venue failure)"
-    " rarely show in daily returns; read the max drawdown and the baselines beside it."
+    "The Sharpe-like ratio is mean / standard deviation of daily NAV returns x sqrt(365), with no risk-free rate;"
+    " it is not comparable to the Sharpe ratio of a price strategy. A hedged carry's daily return is funding that"
+    " accrues smoothly between settlements (which drives the ratio up) plus the marking noise between its legs"
+    " (recorded closes of different venues are not synchronous, which drives it down). Neither part measures the"
+    " tail risks (a liquidated leg, a basis blow-out, a venue failure), which rarely show in daily returns: read"
+    " the max drawdown, the time outside delta tolerance and the baselines beside it."
 )
 
 
@@ -419,7 +420,9 @@ def _mean_gross(result: RunResult, asset: str | None = None) -> Decimal:
     return total / len(result.samples)
 
 
-def baselines_section(result: RunResult, strategy: Summary, baseline: Summary, baselines: Sequence[BaselineResult], nav: Decimal) -> str:
+def baselines_section(
+    result: RunResult, passive: RunResult, strategy: Summary, baseline: Summary, baselines: Sequence[BaselineResult], nav: Decimal
+) -> str:
     """The strategy beside the passive replay and every independent baseline: for the vault, then per asset."""
     years = Decimal(max((result.end - result.start).total_seconds(), 1.0)) / SECONDS_PER_YEAR
     head = ("", "net PnL", "funding", "fees + slippage", "basis and other", "APR on NAV", "carry APR on NAV", "APR per $ notional", "trades")
@@ -435,7 +438,8 @@ def baselines_section(result: RunResult, strategy: Summary, baseline: Summary, b
     b_net = baseline.final_nav - baseline.initial_nav
     rows = [
         row("strategy (decide)", s_net, strategy.funding_income, strategy.fees + strategy.slippage, nav, _mean_gross(result) * years, strategy.rebalances),
-        row("passive replay (first decision held)", b_net, baseline.funding_income, baseline.fees + baseline.slippage, nav, ZERO, baseline.rebalances),
+        row("passive replay (first decision held)", b_net, baseline.funding_income, baseline.fees + baseline.slippage, nav,
+            _mean_gross(passive) * years, baseline.rebalances),
     ]
     names = list(dict.fromkeys(b.name for b in baselines))
     for name in names:
@@ -708,10 +712,11 @@ def write_html(
     trades = trade_rows(strategy_run)
     body = {
         "summary": summary_table(strategy, baseline),
-        "baselines": baselines_section(strategy_run, strategy, baseline, baselines, nav),
+        "baselines": baselines_section(strategy_run, baseline_run, strategy, baseline, baselines, nav),
         "equity": chart(equity_chart(strategy_run, baseline_run), "equity"),
         "drawdown": chart(drawdown_chart(strategy_run, baseline_run), "drawdown"),
-        "monthly": note("Strategy: each month from the previous month's last NAV (the first month from the start)")
+        "monthly": note("Strategy: each month from the previous month's last NAV (the first month from the start; the first and"
+                        " last months are partial when the period does not start or end on a month boundary)")
         + monthly_table(_points(strategy_run)) + note("Passive replay:") + monthly_table(_points(baseline_run)),
         "venues": table(("fuse", "funding", "fees", "slippage", "borrow interest", "lending interest", "carry PnL",
                          "time holding", "liquidations"), venue_rows(strategy_run))
