@@ -750,7 +750,7 @@ WALK_FORWARD_SECTIONS = (
     ("drawdown", "Drawdown"),
     ("apr", "APR per test window"),
     ("assets", "Per asset (carry)"),
-    ("venues", "Per venue (funding)"),
+    ("venues", "Per venue"),
     ("costs", "Costs and trades per window"),
     ("fits", "Training fits"),
     ("definitions", "Definitions"),
@@ -873,7 +873,21 @@ def walk_forward_assets(evaluation: WalkForward, figures: Sequence[dict[str, Any
                                    _signed(_d(v["passive_apr"]))])
     assets = table(("test window", "asset", "strategy", *names), asset_rows, numeric_from=2) + note(
         "Carry: funding - fees - slippage on the asset's markets, as APR on the asset's share of the NAV.")
-    venues = table(("test window", "asset", "venue", "strategy funding", "passive carry funding", "passive carry APR"), venue_rows, numeric_from=3)
+    totals: dict[str, list[Decimal]] = {}
+    for r in evaluation.results:
+        for (fuse, _market), amounts in r.test.by_market.items():
+            into = totals.setdefault(fuse, [ZERO, ZERO, ZERO, ZERO])
+            for i, x in enumerate(amounts):
+                into[i] += x
+        for b in r.baselines:
+            if b.name.startswith("passive ") and b.venue:
+                totals.setdefault(b.venue, [ZERO, ZERO, ZERO, ZERO])[3] += b.funding
+    whole = [[fuse, _money(f), _money(c), _money(sl), _money(f - c - sl), _money(p)] for fuse, (f, c, sl, p) in sorted(totals.items())]
+    venues = (
+        table(("fuse", "strategy funding", "fees", "slippage", "carry PnL", "passive carry funding"), whole)
+        + note("Every test window together; the passive carry is the independent baseline holding that venue.")
+        + table(("test window", "asset", "venue", "strategy funding", "passive carry funding", "passive carry APR"), venue_rows, numeric_from=3)
+    )
     return assets, venues
 
 
