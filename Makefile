@@ -20,10 +20,11 @@ $(VENV)/.stamp: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-system-deps:
-	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 || { \
+system-deps:  # prometheus + promtool, alertmanager + amtool (deploy tests), chromium (the report's browser test)
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
+	  && command -v chromium >/dev/null 2>&1 || { \
 	  $(SUDO) apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager; }
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends prometheus prometheus-alertmanager chromium; }
 
 node-deps: $(CHAIN)/node_modules/.stamp
 

@@ -32,12 +32,12 @@ from alpha.daemon.registry import FuseRegistry
 from alpha.daemon.steps import Book, StepRunner, TakenStep
 from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg
 from alpha.domain.clock import SimulatedClock
-from alpha.domain.events import Event, Liquidated, OrderFilled
+from alpha.domain.events import Event, InterestAccrued, Liquidated, OrderFilled
 from alpha.domain.funding import FundingRate
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.observability.metrics import Metrics
-from alpha.risk.exposure import gross, net_delta
+from alpha.risk.exposure import contributions, gross, net_delta
 from alpha.risk.gate import RiskState, gate
 from fuses.sim import build
 from fuses.sim.world import SimWorld
@@ -55,6 +55,9 @@ class Sample:
     gross: Decimal  # gross exposure, base-asset value
     net_delta: Decimal  # net delta, base-asset value
     margin_ratio: dict[str, Decimal]  # maintenance / equity per margin fuse
+    gross_by_asset: dict[str, Decimal] = field(default_factory=dict)  # per asset, as ``gross``
+    net_delta_by_asset: dict[str, Decimal] = field(default_factory=dict)  # per asset, as ``net_delta``
+    held_by_fuse: dict[str, Decimal] = field(default_factory=dict)  # |value| of what each fuse holds (positions, spot, lending)
 
 
 @dataclass
@@ -79,6 +82,9 @@ class RunResult:
     liquidations: int = 0
     liquidation_events: list[Liquidated] = field(default_factory=list)
     fills: list[OrderFilled] = field(default_factory=list)
+    # fuse -> lending interest, base-asset value: earned on supply and owed on debt (negative)
+    supply_interest: dict[str, Decimal] = field(default_factory=dict)
+    borrow_interest: dict[str, Decimal] = field(default_factory=dict)
     refused: int = 0
     rejected_orders: int = 0  # orders the simulated venues refused
     failed_actions: int = 0  # approved actions the executor could not complete
@@ -153,6 +159,9 @@ class Replay:
             self.result.fills.append(event)
         elif isinstance(event, Liquidated) and event.account == event.venue:
             self.result.liquidation_events.append(event)
+        elif isinstance(event, InterestAccrued) and event.account == event.venue:
+            into = self.result.borrow_interest if event.amount < 0 else self.result.supply_interest
+            into[event.venue] = into.get(event.venue, ZERO) + (event.value if event.value is not None else event.amount)
 
     async def _view(self, now: datetime, purpose: ViewPurpose) -> PortfolioView:
         """The daemon's view (``gather_view``), with market data refreshed as the daemon does (books when deciding)."""
@@ -292,14 +301,21 @@ class Replay:
     def _sample(self, now: datetime) -> None:
         view = self.world.portfolio_view(now, books=False)
         ratios = {name: acct.margin.margin_ratio for name, acct in view.accounts.items() if acct.margin is not None}
+        held: dict[str, Decimal] = defaultdict(Decimal)
+        for asset, fuse, _, qty in contributions(view):
+            held[fuse] += abs(qty) * view.price(asset)
+        by_asset, delta_by_asset = gross(view), net_delta(view)
         self.result.samples.append(
             Sample(
                 ts=now,
                 nav=view.nav,
                 funding_by_fuse=self._funding_by_fuse(),
-                gross=sum(gross(view).values(), ZERO),
-                net_delta=sum(net_delta(view).values(), ZERO),
+                gross=sum(by_asset.values(), ZERO),
+                net_delta=sum(delta_by_asset.values(), ZERO),
                 margin_ratio=ratios,
+                gross_by_asset=by_asset,
+                net_delta_by_asset=delta_by_asset,
+                held_by_fuse=dict(held),
             )
         )
 

@@ -67,7 +67,7 @@ def _dask_address(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from alpha.backtest.baselines import baseline_lines, baselines
-    from alpha.backtest.report import plot, summarise, summary_json, summary_lines, write_html, write_json
+    from alpha.backtest.report import summarise, summary_json, summary_lines, write_html, write_json
     from alpha.backtest.runner import run_both
     from alpha.backtest.source import RecordedSource, load_tapes
     from alpha.config import ConfigError, load_config
@@ -96,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
     independent = baselines(config, tapes, start, end)
     out: Path = args.out
     write_json(out / "summary.json", s, b, independent)
-    images = plot([strategy, baseline], out)
-    write_html(out / "report.html", s, b, images, f"alpha backtest: {config.vault.name}", independent)
+    write_html(
+        out / "report.html", strategy, baseline, s, b, independent,
+        title=f"alpha backtest: {config.vault.name}", nav=config.vault.nav, delta_tolerance=config.delta_tolerance,
+    )
     if args.json:
         print(json.dumps(summary_json(s, b, independent), indent=2))
     else:
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _walk_forward(args: argparse.Namespace, config: StrategyConfig, start: datetime, end: datetime) -> int:
-    from alpha.backtest.report import html_rows, write_page
+    from alpha.backtest.report import write_walk_forward_html
     from alpha.backtest.sweep import SweepError
     from alpha.backtest.walkforward import DEFAULT_TEST, DEFAULT_TRAIN, GridError, WalkForward, grid_points, parse_grid
 
@@ -144,7 +146,7 @@ def _walk_forward(args: argparse.Namespace, config: StrategyConfig, start: datet
     doc["dropped_grid_points"] = dropped
     (out / "walk-forward.json").write_text(json.dumps(doc, indent=2))
     lines = evaluation.lines()
-    write_page(out / "walk-forward.html", f"alpha backtest --walk-forward: {evaluation.config.vault.name}", html_rows(lines))
+    write_walk_forward_html(out / "walk-forward.html", evaluation, dropped, title=f"alpha backtest --walk-forward: {evaluation.config.vault.name}")
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

@@ -1,10 +1,11 @@
-"""`alpha backtest` end to end: summary, JSON, PNG plots and a self-contained HTML page."""
+"""`alpha backtest` end to end: summary, JSON and a self-contained interactive HTML page."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ def test_example_backtest_configs_validate() -> None:
         assert done.returncode == 0, done.stderr
 
 
-def test_backtest_writes_summary_json_plots_and_html(tmp_path: Path) -> None:
+def test_backtest_writes_summary_json_and_an_interactive_html_report(tmp_path: Path) -> None:
     data, out = tmp_path / "data", tmp_path / "report"
     imported = alpha(
         "data",
@@ -67,16 +68,29 @@ def test_backtest_writes_summary_json_plots_and_html(tmp_path: Path) -> None:
         "negative_day_share",
         "rebalances",
         "liquidations",
+        "cagr",
+        "volatility",
+        "sortino",
+        "calmar",
+        "max_drawdown_days",
+        "turnover",
+        "fee_share_of_funding",
     }
     assert keys <= set(summary["strategy"]) and keys <= set(summary["baseline"])
+    s = summary["strategy"]
+    assert abs(Decimal(s["fee_share_of_funding"]) - Decimal(s["fees"]) / Decimal(s["funding_income"])) < Decimal("0.00001")  # amounts to the cent
+    assert Decimal(s["turnover"]) > 0 and s["rebalances"] > 0
     assert summary["baseline"]["rebalances"] <= 1
     assert json.loads((out / "summary.json").read_text()) == summary
     page = (out / "report.html").read_text()
-    for name in ("equity", "funding", "exposure", "margin_ratio"):
-        assert (out / f"{name}.png").stat().st_size > 5_000
-        assert f'alt="{name}" src="data:image/png;base64,' in page
-    assert "independent baselines" in page and "perfect foresight" in page
-    assert 'src="http' not in page and "<link" not in page  # self-contained
+    for name in ("equity", "drawdown", "funding", "exposure", "margin"):
+        assert f'id="chart-{name}"' in page
+    assert page.count("Plotly.newPlot") >= 5 and "plotly.js v" in page  # plotly.js inlined, once
+    for section in ("summary", "baselines", "monthly", "venues", "assets", "trades", "fills"):
+        assert f'<section id="{section}">' in page
+    assert "perfect foresight" in page and "Sharpe-like ratio" in page and "OpenHedge" in page
+    assert 'src="http' not in page and "<link" not in page  # self-contained: opens offline
+    assert not list(out.glob("*.png"))
 
 
 def test_backtest_refuses_missing_data_naming_the_file(tmp_path: Path) -> None:

@@ -304,3 +304,49 @@ def test_a_usdt_vault_books_a_usdc_settled_perp_as_it_books_a_usdt_settled_one(b
     funded = [a for _, a in usdc.actions if isinstance(a, Transfer) and a.destination == "perp"]
     assert funded and all(a.asset == "USDT" for a in funded)
     assert all("perp settles in USDC: converted at 1 USDC per USDT (par)" in a.reason for a in funded)
+
+
+def _amount(text: str) -> Decimal:
+    return Decimal(text.replace(",", ""))
+
+
+def test_the_report_marks_a_liquidation_where_it_happened_and_scales_the_strategy_on_its_own_axis(bybit_dir: Path, tmp_path: Path) -> None:
+    from alpha.backtest.report import equity_chart, margin_chart, trade_rows
+
+    cfg = config(tmp_path, venue="bybit", spot_symbol="BTCUSD-spot", perp_symbol="BTCUSD", spot_share="0.85", perp_share="0.10", leverage="10")
+    start, end = datetime(2020, 3, 16, 8, tzinfo=UTC), datetime(2020, 4, 1, tzinfo=UTC)
+    broken = run(cfg, bybit_dir, start, end, opening=TEN_X)
+    safe = run(config(tmp_path, venue="bybit", spot_symbol="BTCUSD-spot", perp_symbol="BTCUSD", leverage="2"), bybit_dir, start, end)
+
+    margin = margin_chart([broken], "8h")
+    equity = equity_chart(safe, broken)
+
+    # The 8h samples never catch the ratio at 1 (the venue liquidates between them): the marker does.
+    sampled = next(t for t in margin.data if t.name == "passive: perp")
+    (marked,) = [t for t in margin.data if t.name == "passive: liquidation"]
+    assert max(sampled.customdata) < 1 <= marked.y[0]
+    assert marked.x[0] == broken.liquidation_events[0].ts
+    assert any(a.text == "liquidation line (ratio 1)" and a.y == 1 for a in margin.layout.annotations)
+    # Each run on its own y axis: the liquidated run's swing cannot flatten the other's line.
+    assert [t.yaxis for t in equity.data] == ["y", "y2"]
+    assert any(row[2] == "Liquidated" and row[3] == "perp" for row in trade_rows(broken))
+
+
+def test_the_per_venue_and_per_asset_tables_add_up_to_the_run(binance_dir: Path, tmp_path: Path) -> None:
+    from alpha.backtest.report import asset_rows, venue_rows
+
+    cfg = config(tmp_path)
+    result = run(cfg, binance_dir, datetime(2021, 7, 2, tzinfo=UTC), datetime(2021, 7, 12, tzinfo=UTC), passive=False)
+
+    venues = {row[0]: row for row in venue_rows(result)}
+    (btc,) = asset_rows(result, cfg.delta_tolerance)
+
+    cents = Decimal("0.01")
+    assert set(venues) == {"spot", "perp"}
+    assert sum(_amount(str(v[1])) for v in venues.values()) == result.funding.quantize(cents) != 0
+    assert sum(_amount(str(v[2])) for v in venues.values()) == result.fees.quantize(cents)
+    assert abs(sum(_amount(str(v[3])) for v in venues.values()) - result.slippage) <= cents
+    assert btc[0] == "BTC" and _amount(str(btc[1])) == result.funding.quantize(cents)
+    assert abs(_amount(str(btc[4])) - (result.funding - result.fees - result.slippage)) <= cents
+    held, hedged = (Decimal(str(x).rstrip("%")) for x in btc[6:8])
+    assert 0 < hedged <= held <= 100

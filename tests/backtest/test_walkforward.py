@@ -127,7 +127,9 @@ def test_walk_forward_reports_every_window_against_the_baselines_in_json_and_htm
     assert (carry > 0) == (Decimal(agg["strategy_carry_apr"]) > 0)
     assert json.loads((tmp_path / "one" / "walk-forward.json").read_text()) == doc
     page = (tmp_path / "one" / "walk-forward.html").read_text()
-    assert "2022-01-21..2022-01-31" in page and "aggregate" in page
+    assert "2022-01-21..2022-01-31" in page and "Out of sample, all test windows" in page
+    assert all(f'<section id="{key}">' in page for key in ("summary", "windows", "equity", "assets", "venues", "fits"))
+    assert 'src="http' not in page and "plotly.js v" in page  # interactive, self-contained
     # The default (one local worker process per CPU) gives the same figures as one process.
     two = walk_forward(binance_dir, tmp_path / "two", *grid, "--json")
     assert two.returncode == 0, two.stderr
