@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from aiohttp import web
 
 from alpha.config import ConfigError, load_config_text
@@ -23,6 +24,7 @@ from alpha.config.schema import NoticeEvent, NoticeSeverity, Notify, SecretRef
 from alpha.daemon.app import build_daemon
 from alpha.daemon.notices import Notice, Notifier, NotifyError, wanted
 from alpha.domain.clock import utc
+from alpha.observability.logging import CurrentStderr, configure
 from alpha.observability.metrics import Metrics
 from tests.e2e.harness import DEMO, SteppedClock, demo_config, run_for
 
@@ -150,11 +152,16 @@ async def test_a_hanging_notifier_never_blocks_and_every_lost_notice_is_counted(
 
 
 async def test_an_unreachable_notifier_is_counted_as_failed_and_named_without_its_url(capfd: pytest.CaptureFixture[str]) -> None:
-    metrics = Metrics()
-    notifier = Notifier(Notify(urls=(SecretRef(env="UNUSED"),)), metrics, [f"json://127.0.0.1:9/{TOKEN}"], source="test")
-    notifier.start()
-    notifier.notify(Notice(NoticeEvent.UNHEDGED_LEG, utc(2024, 1, 1), "leg left"))
-    await notifier.close(timeout=60)
+    previous = structlog.get_config()
+    configure(json=True, stream=CurrentStderr())  # log as the CLI does: an earlier test in this process may log elsewhere
+    try:
+        metrics = Metrics()
+        notifier = Notifier(Notify(urls=(SecretRef(env="UNUSED"),)), metrics, [f"json://127.0.0.1:9/{TOKEN}"], source="test")
+        notifier.start()
+        notifier.notify(Notice(NoticeEvent.UNHEDGED_LEG, utc(2024, 1, 1), "leg left"))
+        await notifier.close(timeout=60)
+    finally:
+        structlog.configure(**previous)
     assert _metric(metrics, "alpha_notices_dropped_total", event="unhedged_leg", reason="failed") == 1
     out, err = capfd.readouterr()
     assert "notice not delivered" in out + err

@@ -196,7 +196,8 @@ async def test_a_silent_socket_ages_the_data_until_the_gate_refuses_it_then_reco
             faults.fault_paths, faults.fail_next = ("/info",), 1_000_000
             ws.silent = True
             await wait_for(lambda: set(streams.stale()) == {BTC, ETH})
-            assert streams.states["marks"] is FeedState.RECONNECTING and not streams.health().ok
+            # silent, the feed goes round reconnecting and streaming (open but mute): wait for the first
+            await wait_for(lambda: streams.states["marks"] is FeedState.RECONNECTING and not streams.health().ok)
             await wait_for(lambda: LiveClock().now() - data.snapshots[key].ts > max_age)
             with pytest.raises(BadMarketData, match="old"):
                 data.snapshots[key].validate(LiveClock().now(), max_age)
