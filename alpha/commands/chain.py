@@ -173,7 +173,7 @@ def _vault(args: argparse.Namespace, market: LocalMarket, rpc_url: str, vault_fi
 def _up(args: argparse.Namespace) -> int:
     from eth_account import Account
 
-    from fuses.aave.market import LocalMarket, deploy_market
+    from fuses.aave.market import DEFAULT_RESERVES, LocalMarket, deploy_market
     from fuses.evm.anvil import AnvilNode, anvil_binary, dev_key
 
     if anvil_binary() is None:
@@ -216,7 +216,9 @@ def _up(args: argparse.Namespace) -> int:
         address = Account.from_key(key).address
         key_env, fuse_key, vault_line, assets = KEY_ENV, key, "", ", ".join(market.tokens)
         vault = _vault(args, market, node.rpc_url, vault_file, reload) if args.vault else None
-        nav, nav_note = "1000000", ""
+        minted = sum((r.user_mint * r.price for r in DEFAULT_RESERVES), Decimal(0))
+        nav = str(minted + 2 * EMULATOR_DEPOSIT)
+        nav_note = f"  # the test account's tokens ({minted} USD at the deploy prices) and the emulators' {EMULATOR_DEPOSIT} each"
         if vault is not None:
             key_env, fuse_key, assets = VAULT_KEY_ENV, dev_key(ALPHA_INDEX), "USDC"
             vault_line = f'\n    plasma_vault: "{vault.vault}"'

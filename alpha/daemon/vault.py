@@ -90,13 +90,15 @@ class LiveVault:
         return sum(self.allocated.values(), ZERO) + sum(self.onchain.values(), ZERO)
 
     def wrap(self, fuses: Mapping[str, AnyFuse]) -> FuseRegistry:
-        """Return the fuses as the daemon must see them: trading fuses through ``VaultedFuse``, vault markets through ``VaultMarketFuse``."""
+        """Return the fuses as the daemon must see them: an on-chain vault's market through ``VaultMarketFuse``, every other through ``VaultedFuse``.
+
+        A lending fuse's wallet is on-chain cash like a venue's free balance: its share of the
+        vault's idle capital is allocated there in the journal too, so a supply draws on it and
+        nothing tries to carry it to another venue.
+        """
         raw = FuseRegistry.of(fuses)
-        trading = raw.trading_fuses()
         return FuseRegistry({
-            name: VaultedFuse(trading[name], self) if name in trading
-            else VaultMarketFuse(fuse, self) if callable(getattr(fuse, "vault_cap", None))
-            else fuse
+            name: VaultMarketFuse(fuse, self) if callable(getattr(fuse, "vault_cap", None)) else VaultedFuse(fuse, self)
             for name, fuse in raw.items()
         })
 

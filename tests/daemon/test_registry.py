@@ -190,7 +190,7 @@ async def test_registry_refuses_unknown_names_duplicates_and_fuses_without_a_tab
     assert "late" in registry.trading_fuses()
 
 
-async def test_live_vault_wraps_the_trading_fuses_its_table_names(rig: Rig) -> None:
+async def test_live_vault_wraps_every_fuse_its_table_names(rig: Rig) -> None:
     vault = LiveVault("USDC", ("USDC",), rig.clock)
     lending = rig.sim["lending"]
     perp = rig.sim["perp-cex"]
@@ -198,7 +198,8 @@ async def test_live_vault_wraps_the_trading_fuses_its_table_names(rig: Rig) -> N
 
     wrapped = vault.wrap({"perp-cex": perp, "lending": lending})
 
-    assert isinstance(wrapped["perp-cex"], VaultedFuse) and wrapped["lending"] is lending
+    assert isinstance(wrapped["perp-cex"], VaultedFuse) and isinstance(wrapped["lending"], VaultedFuse)
+    assert wrapped.lending_fuses().keys() == {"lending"}, "a lending fuse stays a lending fuse; its wallet cash is allocated like a venue's"
     assert wrapped.wallet("perp-cex") is wrapped["perp-cex"], "the vault's allocations are transfers whatever the venue moves"
     assert wrapped.capabilities("perp-cex") == dataclasses.replace(perp.capabilities, transfers=True)
 
