@@ -44,6 +44,7 @@ from alpha.domain.market import BadMarketData
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState
+from alpha.risk.perp_power import perp_power_report
 from alpha.strategy.signals import FundingHistory, compute_signals
 
 help = "print what the strategy would do now, without trading (a live file: from the real venues, read only)"
@@ -197,6 +198,7 @@ def plan_report(
         ],
         "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in step.refused],
         "reasons": list(target.reasons),
+        "perp_power": perp_power_report(after),
         "as_of": now.isoformat(),
     }
 
