@@ -235,33 +235,47 @@ def check_loop(collateral_ratio: Decimal, liquidation_threshold: Decimal, min_he
     return LoopCheck(collateral_ratio, min_ratio, max_loop_leverage(collateral_ratio), max_loop_leverage(min_ratio))
 
 
-def _maintenance_rate(view: PortfolioView, fuse: str, acct: AccountSnapshot, market: str, notional: Decimal) -> Decimal:
+def _inverse(view: PortfolioView, fuse: str, market: str) -> bool:
     snap = view.market(fuse, market)
-    tiers = snap.instrument.margin_tiers if snap is not None else None
-    if tiers is not None and notional > 0:
-        return tiers.maintenance_margin(notional) / notional
+    return snap is not None and snap.instrument.kind is InstrumentKind.INVERSE_PERP
+
+
+def _settled_notional(view: PortfolioView, fuse: str, p: Position) -> Decimal:
+    """A perp's notional in its settlement coin: quote units for a linear perp, base coins for an inverse one."""
+    return abs(p.size) if _inverse(view, fuse, p.market) else abs(p.size) * p.mark_price
+
+
+def _maintenance_rates(view: PortfolioView, fuse: str, acct: AccountSnapshot, perps: list[Position]) -> dict[str, Decimal]:
+    """Maintenance margin per unit of settled notional of each perp: its tiers at its notional, else the account's."""
     assert acct.margin is not None
-    total = sum((abs(p.size) * p.mark_price for p in acct.positions), ZERO)
-    return acct.margin.maintenance_margin / total if total > 0 else ZERO
+    total = sum((_settled_notional(view, fuse, p) for p in perps), ZERO)
+    fallback = acct.margin.maintenance_margin / total if total > 0 else ZERO
+    rates: dict[str, Decimal] = {}
+    for p in perps:
+        snap = view.market(fuse, p.market)
+        tiers = snap.instrument.margin_tiers if snap is not None else None
+        quote_notional = abs(p.size) * p.mark_price
+        rates[p.market] = tiers.maintenance_margin(quote_notional) / quote_notional if tiers is not None and quote_notional > 0 else fallback
+    return rates
 
 
 def _margin_rows(view: PortfolioView, name: str, acct: AccountSnapshot, perps: list[Position]) -> list[PerpPower]:
     assert acct.margin is not None
-    rates = {p.market: _maintenance_rate(view, name, acct, p.market, abs(p.size) * p.mark_price) for p in perps}
-    maintenance = {p.market: rates[p.market] * abs(p.size) * p.mark_price for p in perps}
+    rates = _maintenance_rates(view, name, acct, perps)
+    maintenance = {p.market: rates[p.market] * _settled_notional(view, name, p) for p in perps}
     total_mm = sum(maintenance.values(), ZERO)
     settle = view.settlement(name) or view.base_asset
     if not perps:
-        equity = acct.margin.equity
-        return [PerpPower(name, settle, settle, PerpKind.STABLECOIN, equity, ONE, equity * view.price(settle), view.base_asset)] if equity else []
+        equity = acct.margin.equity  # margin backing no perp: a coin held
+        if not equity:
+            return []
+        return [_cash(view, name, settle, equity) if settle in view.cash else _spot(view, name, settle, settle, equity)]
     rows: list[PerpPower] = []
     for p in perps:
-        snap = view.market(name, p.market)
         collateral = acct.margin.equity - (total_mm - maintenance[p.market])
         asset = asset_of(view, name, p.market)
-        if snap is not None and snap.instrument.kind is InstrumentKind.INVERSE_PERP:
-            coin = snap.instrument.settle
-            rows.append(PerpPower(name, p.market, asset, PerpKind.INVERSE_PERP, p.size * p.mark_price, p.mark_price, collateral, coin, rates[p.market]))
+        if _inverse(view, name, p.market):
+            rows.append(PerpPower(name, p.market, asset, PerpKind.INVERSE_PERP, p.size * p.mark_price, p.mark_price, collateral, settle, rates[p.market]))
         else:
             rows.append(PerpPower(name, p.market, asset, PerpKind.LINEAR_PERP, p.size, p.mark_price, collateral, settle, rates[p.market]))
     return rows

@@ -7,9 +7,10 @@ from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
-from strategy_builders import BASE, CASH, NOW, PRICES, config, fresh_view, lending_account
+from strategy_builders import BASE, CASH, NOW, PRICES, config, fresh_view, lending_account, snapshot
 
 from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition, MarginHealth, Position
+from alpha.domain.instruments import InstrumentKind
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.perp_power import (
     PerpKind,
@@ -89,6 +90,26 @@ def test_cross_margin_backs_each_perp_with_the_equity_less_the_others_maintenanc
     rows = {r.market: r for r in perp_powers(_view({"perp-cex": acct}))}
     assert rows[PERP].collateral == 5000 - 150  # ETH's maintenance is 0.5% x 30000
     assert rows["ETH/USDC:USDC"].collateral == 5000 - 300
+
+
+def test_an_inverse_perp_is_a_minus_1_perp_in_its_settlement_coin() -> None:
+    # 1 BTC of BTC/USD:BTC long at 40000 (N = 40000 USD, worth N x 40000^-1 = 1 BTC) on 0.5 BTC.
+    snap = snapshot("perp-inv", "BTC/USD:BTC", D(40000))
+    inverse = replace(snap.instrument, kind=InstrumentKind.INVERSE_PERP, settle="BTC")
+    acct = AccountSnapshot(
+        "perp-inv", NOW, balances=(Balance("BTC", D("0.5"), D("0.5")),), positions=(Position("BTC/USD:BTC", D(1), D(40000), D(40000)),),
+        margin=MarginHealth(D("0.5"), D("0.1"), D("0.005")),  # maintenance 0.5% of 1 BTC
+    )
+    view = replace(_view({"perp-inv": acct}), markets={"perp-inv:BTC/USD:BTC": replace(snap, instrument=inverse)})
+    row = _only(view, PerpKind.INVERSE_PERP)
+    assert (row.power, row.quantity, row.index, row.numeraire) == (-1, D(40000), D(40000), "BTC")
+    assert row.collateral_ratio == D("0.5") and row.min_ratio == D("0.005")
+    # Long: 0.5 + 40000 (1/40000 - 1/x') = 0.005 x 40000 / x' gives x' = 40000 x 1.005 / 1.5 = 26800.
+    assert row.liquidation_distance == 1 - D(26800) / D(40000)
+    # A short with at least 1x of coin collateral is a synthetic dollar: no rise liquidates it.
+    short = replace(view, accounts={"perp-inv": replace(acct, positions=(Position("BTC/USD:BTC", D(-1), D(40000), D(40000)),),
+                                                             margin=MarginHealth(D("1.2"), D("0.1"), D("0.005")))})
+    assert _only(short, PerpKind.INVERSE_PERP).liquidation_distance is None
 
 
 def test_spot_is_a_fully_paid_1_perp_and_a_stablecoin_a_0_perp() -> None:
