@@ -86,6 +86,11 @@ def test_plan_of_a_bear_market_shows_the_synthetic_shorts_loop_within_its_market
         perp = next(r for r in report["perp_power"] if r["kind"] == "linear_perp" and r["asset"] == loop["asset"])
         assert D(perp["quantity"]) == -D(loop["quantity"]) and perp["direction"] == "down"
     assert not any("no synthetic short" in r for r in report["reasons"])
+    # The table says the same.
+    assert main(["plan", "--config", str(path)]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith(f"lending:borrow:{loops[0]['asset']}"))
+    assert row.split()[1:] == ["1", f"{D(loops[0]['collateral_ratio']):.4f}", "1.2500", f"{D(loops[0]['liquidation_distance']) * 100:.1f}%", "up", "4.00x"]
 
 
 @CPU_BOUND
