@@ -25,6 +25,9 @@ What each holding is modelled as (``PerpKind``):
   index the view's price, collateral the supplied value (held fixed as the index moves: cash
   collateral). Minimum ratio ``1 / liquidation threshold`` (health factor 1); the most a loop
   at that ratio reaches is ``1 / (c_min - 1)`` (the proceeds re-supplied, geometric sum).
+* **stablecoin debt** (p = 0, short): a cash coin borrowed (the article's minted stablecoin).
+  Same collateral and minimum as a loop; ``index ** 0`` does not move, so no index move
+  liquidates it (a fall of volatile collateral would: the collateral is valued as it is now).
 
 An account with several positions (cross margin, several debts) is seen one position at a
 time: a position's collateral is the account's collateral less what the others need at the
@@ -62,6 +65,7 @@ class PerpKind(StrEnum):
     LINEAR_PERP = "linear_perp"
     INVERSE_PERP = "inverse_perp"
     LENDING_LOOP = "lending_loop"
+    STABLECOIN_DEBT = "stablecoin_debt"
 
 
 POWER: dict[PerpKind, int] = {
@@ -70,6 +74,7 @@ POWER: dict[PerpKind, int] = {
     PerpKind.LINEAR_PERP: 1,
     PerpKind.INVERSE_PERP: -1,
     PerpKind.LENDING_LOOP: 1,
+    PerpKind.STABLECOIN_DEBT: 0,
 }
 
 
@@ -117,7 +122,7 @@ class PerpPower:
     @property
     def max_leverage(self) -> Decimal | None:
         """A lending loop's most leverage at the market's minimum ratio: ``1 / (c_min - 1)``."""
-        if self.kind is not PerpKind.LENDING_LOOP or self.min_ratio is None:
+        if self.kind not in (PerpKind.LENDING_LOOP, PerpKind.STABLECOIN_DEBT) or self.min_ratio is None:
             return None
         return max_loop_leverage(self.min_ratio)
 
@@ -155,7 +160,7 @@ def ratio_at(kind: PerpKind, long: bool, c: Decimal, move: Decimal) -> Decimal:
     Linear perp: the collateral takes the PnL ``q (x' - x)``; inverse perp: ``N (1/x - 1/x')``
     in the base coin (a long; the reverse for a short); a lending loop's collateral stays.
     """
-    if kind in (PerpKind.STABLECOIN, PerpKind.SPOT):
+    if kind in (PerpKind.STABLECOIN, PerpKind.SPOT, PerpKind.STABLECOIN_DEBT):
         return c
     if kind is PerpKind.LINEAR_PERP:
         return ONE + (c - ONE) / move if long else (c + ONE) / move - ONE
@@ -174,6 +179,8 @@ def liquidation_distance(kind: PerpKind, long: bool, c: Decimal, m: Decimal) -> 
         return None
     if c <= m:
         return ZERO
+    if kind is PerpKind.STABLECOIN_DEBT:
+        return None  # index^0: no move of the index changes c
     if kind is PerpKind.LINEAR_PERP:
         if long:
             return (c - m) / (ONE - m) if c < ONE else None
@@ -291,7 +298,7 @@ def _cash(view: PortfolioView, fuse: str, asset: str, quantity: Decimal) -> Perp
 
 
 def _lending_rows(view: PortfolioView, name: str, acct: AccountSnapshot) -> list[PerpPower]:
-    debts = [lp for lp in acct.lending_positions if lp.borrowed > 0 and lp.asset not in view.cash]
+    debts = [lp for lp in acct.lending_positions if lp.borrowed > 0]
     rows: list[PerpPower] = []
     for lp in acct.lending_positions:
         if lp.supplied > 0 and not debts:
@@ -305,7 +312,10 @@ def _lending_rows(view: PortfolioView, name: str, acct: AccountSnapshot) -> list
     total = sum(values.values(), ZERO)
     for lp in debts:
         own = collateral - (min_ratio or ZERO) * (total - values[lp.asset])
-        rows.append(PerpPower(name, BORROW + lp.asset, lp.asset, PerpKind.LENDING_LOOP, -lp.borrowed, view.price(lp.asset), own, view.base_asset, min_ratio))
+        if lp.asset in view.cash:  # a minted stablecoin: index^0, whatever the index does
+            rows.append(PerpPower(name, BORROW + lp.asset, lp.asset, PerpKind.STABLECOIN_DEBT, -lp.borrowed, ONE, own, view.base_asset, min_ratio))
+        else:
+            rows.append(PerpPower(name, BORROW + lp.asset, lp.asset, PerpKind.LENDING_LOOP, -lp.borrowed, view.price(lp.asset), own, view.base_asset, min_ratio))
     return rows
 
 

@@ -135,6 +135,17 @@ def test_a_lending_loop_at_lt_80_percent_is_a_short_1_perp_with_its_health_facto
     assert loop.as_dict()["max_leverage"] == "4.000000"
 
 
+def test_a_borrowed_stablecoin_is_a_short_0_perp_no_index_move_liquidates() -> None:
+    # The article's stablecoin: 2000 minted against collateral worth 3000, c = 3000 / (2000 x index^0) = 1.5.
+    positions = (LendingPosition("ETH", D(1), D(0)), LendingPosition(BASE, D(0), D(2000)))
+    health = LendingHealth(D(3000), D(2000), D(0), D("0.75"), D("0.8"), D("1.2"))
+    view = _view({"lending": AccountSnapshot("lending", NOW, lending=health, lending_positions=positions)}, prices={"ETH": D(3000)})
+    (debt,) = perp_powers(view)
+    assert (debt.kind, debt.power, debt.quantity, debt.index) == (PerpKind.STABLECOIN_DEBT, 0, D(-2000), D(1))
+    assert debt.collateral_ratio == D("1.5") and debt.min_ratio == D("1.25") and debt.max_leverage == D(4)
+    assert debt.liquidation_distance is None and debt.ratio_at(D(6000)) == D("1.5")
+
+
 def test_the_articles_loops_reach_2x_at_150_percent_and_10x_at_110_percent() -> None:
     assert max_loop_leverage(D("1.5")) == D(2)
     assert max_loop_leverage(D("1.1")) == D(10)
