@@ -44,6 +44,7 @@ from alpha.domain.market import BadMarketData
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.exposure import fuse_leverage, gross, net_delta
 from alpha.risk.gate import RiskState
+from alpha.risk.perp_power import perp_power_report
 from alpha.strategy.signals import FundingHistory, compute_signals
 
 help = "print what the strategy would do now, without trading (a live file: from the real venues, read only)"
@@ -197,6 +198,7 @@ def plan_report(
         ],
         "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in step.refused],
         "reasons": list(target.reasons),
+        "perp_power": perp_power_report(after),
         "as_of": now.isoformat(),
     }
 
@@ -231,6 +233,15 @@ def _table(report: dict[str, Any]) -> str:
         lines.append(f"dropped      {d['fuse']}:{d['market']}  {d['reason']}")
     for r in report["refused"]:
         lines.append(f"refused      {r['type']} {r['fuse']}  {r['refusal']}")
+    liquidatable = [r for r in report.get("perp_power", []) if r["min_ratio"] is not None]
+    if liquidatable:
+        lines.append("")
+        lines.append(f"{'p-perp view':<36}{'p':>3}{'c':>10}{'min':>10}{'liq. at':>12}{'max lev':>9}")
+        for r in liquidatable:
+            where = f"{r['fuse']}:{r['market']}"
+            dist = "never" if r["liquidation_distance"] is None else f"{Decimal(r['liquidation_distance']) * 100:.1f}% {r['direction']}"
+            lev = "" if r["max_leverage"] is None else f"{Decimal(r['max_leverage']):.2f}x"
+            lines.append(f"{where:<36}{r['power']:>3}{Decimal(r['collateral_ratio']):>10.4f}{Decimal(r['min_ratio']):>10.4f}{dist:>12}{lev:>9}")
     if report["reasons"]:
         lines.append("")
         lines += [f"why: {r}" for r in report["reasons"]]

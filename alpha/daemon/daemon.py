@@ -74,6 +74,7 @@ from alpha.domain.portfolio import PortfolioView
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.gate import RiskState, VaultCap
+from alpha.risk.perp_power import perp_power_report
 from fuses.base import FuseError
 
 __all__ = ["Daemon", "DecisionRecord", "StartupError", "Wiring"]
@@ -559,6 +560,7 @@ class Daemon:
             "base_asset": self.config.vault.base_asset,
             "pnl": pnl_summary(totals, None if view is None else view.nav, self.start_nav),
             "allocations": allocation_summary(allocated, self.config.vault.base_asset) if any(allocated.values()) else None,
+            "perp_power": [] if view is None else perp_power_report(view),
         }
 
     def portfolio(self) -> dict[str, Any]:

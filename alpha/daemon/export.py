@@ -15,6 +15,7 @@ from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.exposure import asset_of, delta_ratio, fuse_gross, fuse_leverage, holdings, net_delta
+from alpha.risk.perp_power import perp_powers
 
 
 class ViewExporter:
@@ -76,8 +77,22 @@ class ViewExporter:
                 if snap is not None and snap.funding is not None and pos.size != 0:
                     book_apr_num += -pos.size * pos.mark_price * snap.funding.annualised
                     book_notional += abs(pos.size) * pos.mark_price
+        self._export_perp_power(view)
         m.funding_book_apr.set(f(book_apr_num / book_notional) if book_notional > 0 else 0.0)
         self._export_pnl(view)
+
+    def _export_perp_power(self, view: PortfolioView) -> None:
+        """Collateral ratio and liquidation distance of every position that can be liquidated (the p-perp view)."""
+        m = self.metrics
+        m.position_collateral_ratio.clear()
+        m.position_liquidation_distance.clear()
+        for row in perp_powers(view):
+            c, d = row.collateral_ratio, row.liquidation_distance
+            if row.min_ratio is None or c is None:
+                continue
+            m.position_collateral_ratio.labels(fuse=row.fuse, market=row.market).set(f(c))
+            if d is not None:
+                m.position_liquidation_distance.labels(fuse=row.fuse, market=row.market).set(f(d))
 
     def _export_pnl(self, view: PortfolioView) -> None:
         t = self.journal.totals

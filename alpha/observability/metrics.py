@@ -59,6 +59,17 @@ class Metrics:
         self.supplied = Gauge("alpha_lending_supplied_usd", "Value supplied to a lending market.", ["fuse", "asset"], registry=r)
         self.borrowed = Gauge("alpha_lending_borrowed_usd", "Value borrowed from a lending market.", ["fuse", "asset"], registry=r)
         self.lending_rate = Gauge("alpha_lending_rate_ratio", "Annual supply or borrow rate of a reserve.", ["fuse", "asset", "side"], registry=r)
+        # positions as p-perps (alpha.risk.perp_power)
+        self.position_collateral_ratio = Gauge(
+            "alpha_position_collateral_ratio",
+            "Collateral / (|quantity| x index^p) of each position that can be liquidated (perps, lending loops), as a p-perp.",
+            ["fuse", "market"], registry=r,
+        )
+        self.position_liquidation_distance = Gauge(
+            "alpha_position_liquidation_distance_ratio",
+            "Share of the index a position may move against it before its collateral ratio reaches the minimum (p-perp view).",
+            ["fuse", "market"], registry=r,
+        )
         # funding
         self.funding_rate = Gauge("alpha_funding_rate_ratio", "Current funding rate per interval (positive: longs pay shorts).", ["fuse", "market"], registry=r)
         self.funding_apr = Gauge("alpha_funding_rate_annualised_ratio", "Current funding rate, annualised.", ["fuse", "market"], registry=r)

@@ -75,6 +75,7 @@ from alpha.domain.market import BadMarketData, MarketSnapshot
 from alpha.domain.money import ONE, ZERO, ceil_to_step, floor_to_step
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import base_of, fuse_gross, holdings
+from alpha.risk.perp_power import LoopCheck, check_loop
 from alpha.strategy.carry import (
     BorrowLeg,
     Candidate,
@@ -243,21 +244,44 @@ def candidates(
     return out
 
 
+def _loop(view: PortfolioView, config: StrategyConfig, lf: FuseConfig) -> LoopCheck | None:
+    """The loop a synthetic short would build on ``lf``, checked against its market (None: it cannot lend)."""
+    acct = view.accounts.get(lf.name)
+    if view.base_asset not in lf.assets or acct is None or acct.lending is None or acct.lending.liquidation_threshold <= 0:
+        return None
+    ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
+    ratio = max(ratio, ONE / lf.max_leverage)
+    return check_loop(ratio, acct.lending.liquidation_threshold, config.margin.min_health_factor)
+
+
+def _loop_refusals(view: PortfolioView, config: StrategyConfig) -> list[str]:
+    """Why a lending fuse that could lend a farmed asset builds no loop (its leverage exceeds the market's)."""
+    out: list[str] = []
+    for lf in _lending_fuses(config):
+        loop = _loop(view, config, lf)
+        if loop is not None and not loop.ok and any(a in lf.assets for a in config.assets):
+            out.append(f"{lf.name}: no synthetic short: {loop.reason}")
+    return out
+
+
 def _borrow_legs(view: PortfolioView, config: StrategyConfig, asset: str) -> list[BorrowLeg]:
-    """The lending fuses ``asset`` can be borrowed on (a synthetic short), in the strategy's order."""
+    """The lending fuses ``asset`` can be borrowed on (a synthetic short), in the strategy's order.
+
+    The loop (collateral per unit of debt) is checked against the market's minimum ratio
+    first (``perp_power.check_loop``): one whose leverage exceeds the market's maximum is not
+    built (``_loop_refusals`` says why).
+    """
     out: list[BorrowLeg] = []
     for lf in _lending_fuses(config):
-        if asset not in lf.assets or view.base_asset not in lf.assets:
+        if asset not in lf.assets:
             continue
-        acct = view.accounts.get(lf.name)
-        if acct is None or acct.lending is None or acct.lending.liquidation_threshold <= 0:
+        loop = _loop(view, config, lf)
+        if loop is None or not loop.ok:
             continue
-        rates = next((lp for lp in acct.lending_positions if lp.asset == asset), None)
+        rates = next((lp for lp in view.accounts[lf.name].lending_positions if lp.asset == asset), None)
         if rates is None:
             continue  # borrow rate unknown: never borrow blind
-        ratio = config.margin.min_health_factor * HEALTH_HEADROOM / acct.lending.liquidation_threshold
-        ratio = max(ratio, ONE / lf.max_leverage)
-        out.append(BorrowLeg(lf.name, rates.borrow_apr, ratio))
+        out.append(BorrowLeg(lf.name, rates.borrow_apr, loop.collateral_ratio))
     return out
 
 
@@ -591,7 +615,7 @@ def decide(view: PortfolioView, signals: Signals, config: StrategyConfig, now: d
         for market in f.markets:
             if base_of(market) in config.assets:
                 snapshots[market_key(f.name, market)] = _validated(view, f.name, market, now, config, "the strategy trades it")
-    notes: list[str] = []
+    notes: list[str] = _loop_refusals(view, config)
     for (fuse, market), qty in sorted(held.items()):
         key = market_key(fuse, market)
         if key in snapshots:
