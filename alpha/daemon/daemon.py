@@ -137,6 +137,7 @@ class Daemon:
         self.instance = ""  # the journal's instance id, the prefix of our client order ids (set by ``start``)
         self.journal: Journal | None = None
         self.marketdata = MarketData(self.fuses, clock, self.metrics)
+        self.marketdata.on_interval_change = self.note
         self.supervisor = Supervisor(self.real_clock, self.metrics, restart_policy)
         self.executor: Executor | None = None
         self.servers = Servers()

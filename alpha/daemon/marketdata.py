@@ -66,6 +66,9 @@ class MarketData:
         self._every = timedelta(seconds=10)  # the poll cadence (``run`` sets it)
         self.refreshed_at: datetime | None = None  # clock time of the last refresh (marks and funding)
         self.books_at: datetime | None = None  # clock time of the last refresh that read books
+        self.intervals: dict[str, timedelta] = {}  # each market's funding interval, as last read
+        self.interval_changes: list[tuple[datetime, str, str, timedelta, timedelta]] = []  # (when, fuse, market, from, to)
+        self.on_interval_change: Callable[[str], None] | None = None  # the daemon's note: a venue changed an interval
 
     def attach_streams(self, name: str, feed: StreamFeed) -> None:
         """Read fuse ``name``'s marks, funding and books from ``feed`` while it runs."""
@@ -210,6 +213,17 @@ class MarketData:
     def _export_funding(self, name: str, symbol: str, rate: FundingRate | None) -> None:
         if rate is None:
             return
+        key = market_key(name, symbol)
+        before = self.intervals.get(key)
+        self.intervals[key] = rate.interval
+        if before is not None and before != rate.interval:  # the rate and the settlement schedule follow the new one
+            self.interval_changes.append((self._clock.now(), name, symbol, before, rate.interval))
+            log.warning("funding interval changed", fuse=name, market=symbol, before=str(before), after=str(rate.interval))
+            if self.on_interval_change is not None:
+                self.on_interval_change(
+                    f"funding interval of {name} {symbol} changed from {_hours(before)} to {_hours(rate.interval)}; "
+                    "its rate is annualised and its settlements scheduled on the new one"
+                )
         self._metrics.funding_rate.labels(fuse=name, market=symbol).set(f(rate.rate))
         self._metrics.funding_apr.labels(fuse=name, market=symbol).set(f(rate.annualised))
         self._metrics.funding_interval.labels(fuse=name, market=symbol).set(rate.interval.total_seconds())
@@ -240,3 +254,8 @@ class MarketData:
             await self.refresh()
             if await self._clock.sleep_until(self._clock.now() + every, stop):
                 return
+
+
+def _hours(interval: timedelta) -> str:
+    hours = interval / timedelta(hours=1)
+    return f"{hours:g}h"

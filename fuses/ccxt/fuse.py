@@ -347,6 +347,24 @@ class CcxtFuse:
                 found[symbol] = interval
         return found
 
+    async def refresh_intervals(self) -> None:
+        """Re-read the venue's funding intervals once ``interval_refresh`` has passed (streams carry rates, not intervals)."""
+        if self.spec.interval_source is not IntervalSource.INTERVALS:
+            return
+        now = self.clock.now()
+        for symbol, interval in (await self._interval_table(now)).items():
+            self.intervals.observe(symbol, interval, now)
+
+    async def _reload_listing(self, now: datetime) -> None:
+        """Reload the market listing every ``interval_refresh`` where the client reads intervals from it."""
+        if not self.spec.intervals_in_markets:
+            return
+        if self._intervals_fetched is not None and now - self._intervals_fetched < self.spec.interval_refresh:
+            return
+        if self._intervals_fetched is not None:  # start() has just loaded it
+            await self._call(self.client.load_markets, True)
+        self._intervals_fetched = now
+
     def _interval(self, symbol: str, raw: Mapping[str, Any], table: dict[str, timedelta]) -> timedelta:
         source = self.spec.interval_source
         if source is IntervalSource.RATE:
@@ -363,6 +381,7 @@ class CcxtFuse:
         return self.capabilities.funding_interval_default
 
     async def _raw_funding(self, perps: list[str]) -> dict[str, dict[str, Any]]:
+        await self._reload_listing(self.clock.now())  # before the rates: ccxt parses their interval from the listing
         if self.capabilities.bulk_funding:
             raw: Any = await self._call(self.client.fetch_funding_rates, perps)
             if not isinstance(raw, Mapping):

@@ -438,6 +438,7 @@ class MarketStreams:
                 continue
             attempt = 0
             self._recovered("marks")
+            await self._refresh_intervals()
             if per_market:  # every market woke its own watch: each one is new
                 self._take_stream_marks(raw)
                 continue
@@ -445,6 +446,13 @@ class MarketStreams:
             # and sit only in ccxt's cache: read every market from it, keeping only new events.
             cached = getattr(self.fuse.client, "tickers", None) or {}
             self._take_stream_marks({**{m: cached[m] for m in watched if m in cached}, **raw})
+
+    async def _refresh_intervals(self) -> None:
+        """Keep the venue's funding intervals current while streaming (a venue may change one at any time)."""
+        try:
+            await self.fuse.refresh_intervals()
+        except FuseError as exc:  # the old intervals stay; the next refresh asks again
+            self.last_error = str(exc)
 
     def _perp_markets(self) -> set[str]:
         return {m for m, i in self.fuse._instruments.items() if i.kind.is_perp}

@@ -72,6 +72,9 @@ class VenueSpec:
     # funding
     interval_source: IntervalSource = IntervalSource.INTERVALS
     interval_refresh: timedelta = timedelta(minutes=15)
+    # the client takes a RATE-source interval from its loaded market listing (ccxt bybit: instruments-info
+    # fundingInterval), so the listing is reloaded every interval_refresh to see a venue change an interval
+    intervals_in_markets: bool = False
     # account and orders
     wallets: dict[str, str] = field(default_factory=dict)  # our wallet name -> ccxt account name
     margin_mode: str = "cross"
@@ -311,6 +314,7 @@ VENUES: dict[str, VenueSpec] = {
         error_code_paths=(("retCode",),),
         error_codes=_BYBIT_ERRORS,
         interval_source=IntervalSource.RATE,
+        intervals_in_markets=True,
         wallets={"spot": "unified", "futures": "unified"},
         balance_params={"type": "unified"},
         client_id_param="orderLinkId",

@@ -190,6 +190,15 @@ async def test_live_bybit_okx_spread_opens_hedged_and_journals_both_venues_fundi
         assert all(r.amount is not None and r.amount > 0 for r in funding if r.fuse == "okx"), "the short receives OKX's"
         assert await daemon.funding.poll(force=True) == []  # polling again finds only payments already journalled
         assert okx_state(v.okx_server.app).limited == 0, "no OKX rate-limit refusals in normal operation"
+
+        # Bybit moves the market to 4-hourly funding: the daemon notices it from the venue's own answers
+        v.bybit.set_funding(SYMBOL, Decimal("0.00001"), interval=timedelta(hours=4))
+        await _drive(task, v, 2)
+        assert [(fuse, market, before, after) for _, fuse, market, before, after in daemon.marketdata.interval_changes] == [
+            ("bybit", SYMBOL, timedelta(hours=8), timedelta(hours=4))
+        ]
+        assert any(f"funding interval of bybit {SYMBOL} changed from 8h to 4h" in e for e in daemon.events)
+        assert daemon.marketdata.snapshots[f"bybit:{SYMBOL}"].funding.interval == timedelta(hours=4)  # type: ignore[union-attr]
     finally:
         daemon.request_stop()
         assert await asyncio.wait_for(task, timeout=30) == 0

@@ -60,3 +60,18 @@ async def test_wrong_secret_is_fatal_before_any_order(bybit_rig_factory: Any) ->
         async with bybit_rig_factory(secret="not-the-secret"):
             pass
     assert caught.value.code == "10004"
+
+
+async def test_a_changed_funding_interval_is_noticed(bybit_rig_factory: Any) -> None:
+    """ccxt bybit reads the interval from its market listing (instruments-info): the fuse reloads it every interval_refresh."""
+    clock = SimulatedClock(datetime.now(UTC).replace(microsecond=0))
+    async with bybit_rig_factory(clock=clock) as rig:
+        fuse = rig.fuse
+        assert (await fuse.funding_rates())[BTC].interval == timedelta(hours=8)
+        rig.backend.set_funding_interval(BTC, timedelta(hours=4))
+        clock.advance(timedelta(minutes=5))  # within interval_refresh: the listing is not asked again
+        assert (await fuse.funding_rates())[BTC].interval == timedelta(hours=8) and fuse.intervals.changes == []
+        clock.advance(fuse.spec.interval_refresh)
+        assert (await fuse.funding_rates())[BTC].interval == timedelta(hours=4)
+        [change] = fuse.intervals.changes
+        assert (change.market, change.old, change.new) == (BTC, timedelta(hours=8), timedelta(hours=4))
