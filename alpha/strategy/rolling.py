@@ -24,6 +24,7 @@ compacted away (and the prefix sums rebased) once every ``maxlen`` appends: amor
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime, timedelta
 from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal
@@ -67,12 +68,13 @@ class SignRuns:
     __slots__ = ("neg_before", "neg_runs", "pos_before", "pos_runs", "signs", "times")
 
     def __init__(self) -> None:
-        self.times: list[int] = []
-        self.signs: list[int] = []
-        self.pos_before: list[int] = []
-        self.neg_before: list[int] = []
-        self.pos_runs: list[int] = []
-        self.neg_runs: list[int] = []
+        # typed arrays: a pair of markets keeps one of these too, so they are many (8 bytes a value)
+        self.times = array("q")
+        self.signs = array("b")
+        self.pos_before = array("q")
+        self.neg_before = array("q")
+        self.pos_runs = array("q")
+        self.neg_runs = array("q")
 
     def append(self, t: int, value: float) -> None:
         """Add the observation ``value`` at ``t`` (later than the last one)."""
@@ -122,43 +124,50 @@ class SignRuns:
 
 
 class _Decayed:
-    """Exponentially weighted prefix sums of one market for one half-life (weights relative to position 0)."""
+    """Exponentially weighted prefix sums of one market for one half-life (weights relative to position 0).
 
-    __slots__ = ("halflife_us", "weighted_before", "weights", "weights_before")
+    A weight is the difference of two consecutive prefix values; only the last one is kept.
+    """
+
+    __slots__ = ("halflife_us", "last", "weighted_before", "weights_before")
 
     def __init__(self, halflife_us: int) -> None:
         self.halflife_us = halflife_us
-        self.weights: list[Decimal] = []
+        self.last = _ONE  # the weight of the last position summed
         self.weights_before: list[Decimal] = []
         self.weighted_before: list[Decimal] = []
 
-    def catch_up(self, times: list[int], aprs: list[Decimal]) -> None:
+    def catch_up(self, times: array[int], aprs: list[Decimal]) -> None:
         """Extend the sums to every stored observation."""
-        k = len(self.weights)
         add, mul = EXACT.add, EXACT.multiply
-        for i in range(k, len(times)):
+        before, weighted = self.weights_before, self.weighted_before
+        w = self.last
+        for i in range(len(before), len(times)):
             if i == 0:
-                self.weights.append(_ONE)
-                self.weights_before.append(_ZERO)
-                self.weighted_before.append(_ZERO)
+                before.append(_ZERO)
+                weighted.append(_ZERO)
                 continue
-            w = self.weights[-1]
-            self.weights_before.append(add(self.weights_before[-1], w))
-            self.weighted_before.append(add(self.weighted_before[-1], mul(w, aprs[i - 1])))
-            self.weights.append(mul(w, growth(times[i] - times[i - 1], self.halflife_us)))
+            before.append(add(before[-1], w))
+            weighted.append(add(weighted[-1], mul(w, aprs[i - 1])))
+            w = mul(w, growth(times[i] - times[i - 1], self.halflife_us))
+        self.last = w
+
+    def weight(self, j: int) -> Decimal:
+        """The weight of position ``j`` (summed already)."""
+        return self.last if j + 1 == len(self.weights_before) else EXACT.subtract(self.weights_before[j + 1], self.weights_before[j])
 
     def trim(self, n: int) -> None:
         """Drop the first ``n`` positions and rebase: weights relative to the new first one, sums from it."""
-        for column in (self.weights, self.weights_before, self.weighted_before):
-            del column[:n]
-        if not self.weights:
-            return
-        scale = EXACT.divide(_ONE, self.weights[0])
+        if n >= len(self.weights_before):
+            raise ValueError("a decayed sum is trimmed only after it is caught up, keeping its last position")
+        scale = EXACT.divide(_ONE, self.weight(n))
+        del self.weights_before[:n]
+        del self.weighted_before[:n]
         w0, a0 = self.weights_before[0], self.weighted_before[0]
         mul, sub = EXACT.multiply, EXACT.subtract
-        self.weights = [mul(w, scale) for w in self.weights]
         self.weights_before = [mul(sub(w, w0), scale) for w in self.weights_before]
         self.weighted_before = [mul(sub(a, a0), scale) for a in self.weighted_before]
+        self.last = mul(self.last, scale)
 
 
 class MarketSeries:
@@ -174,14 +183,14 @@ class MarketSeries:
         self.maxlen = maxlen
         self.first = 0
         self.offset = 0
-        self.times: list[int] = []
+        self.runs = SignRuns()  # of the smoothed funding
+        self.times = self.runs.times  # one column: appended and trimmed by ``runs``
         self.aprs: list[Decimal] = []
         self.marks: list[Decimal] = []
-        self.smoothed: list[float] = []
+        self.smoothed = array("d")
         self.apr_before: list[Decimal] = []
-        self.positive_before: list[int] = []  # observations with funding above zero before each position
-        self.negative_before: list[int] = []
-        self.runs = SignRuns()  # of the smoothed funding
+        self.positive_before = array("q")  # observations with funding above zero before each position
+        self.negative_before = array("q")
         self.decayed: dict[int, _Decayed] = {}
 
     def append(self, t: int, apr: Decimal, mark: Decimal, smoothed: float) -> None:
@@ -195,7 +204,6 @@ class MarketSeries:
             self.apr_before.append(_ZERO)
             self.positive_before.append(0)
             self.negative_before.append(0)
-        self.times.append(t)
         self.aprs.append(apr)
         self.marks.append(mark)
         self.smoothed.append(smoothed)
@@ -210,9 +218,9 @@ class MarketSeries:
         for d in self.decayed.values():
             d.catch_up(self.times, self.aprs)
             d.trim(n)
-        for column in (self.times, self.aprs, self.marks, self.smoothed, self.apr_before, self.positive_before, self.negative_before):
+        for column in (self.aprs, self.marks, self.smoothed, self.apr_before, self.positive_before, self.negative_before):
             del column[:n]
-        self.runs.trim(n)
+        self.runs.trim(n)  # and the times
         base = self.apr_before[0]
         self.apr_before = [EXACT.subtract(a, base) for a in self.apr_before]
         self.first = 0
@@ -249,9 +257,9 @@ class MarketSeries:
         d = self.decayed.get(halflife_us)
         if d is None:
             d = self.decayed[halflife_us] = _Decayed(halflife_us)
-        if len(d.weights) <= j:
+        if len(d.weights_before) <= j:
             d.catch_up(self.times, self.aprs)
-        w = d.weights[j]
+        w = d.weight(j)
         num = EXACT.subtract(EXACT.add(d.weighted_before[j], EXACT.multiply(w, self.aprs[j])), d.weighted_before[f])
         den = EXACT.subtract(EXACT.add(d.weights_before[j], w), d.weights_before[f])
         return num, den, w
