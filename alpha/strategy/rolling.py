@@ -283,10 +283,12 @@ class PairSeries:
     def catch_up(self) -> None:
         """Merge the observations added to either market since the last call."""
         low, high, runs = self.low, self.high, self.runs
-        a = max(self.low_at - low.offset, low.first)
-        b = max(self.high_at - high.offset, high.first)
         lt, ht = low.times, high.times
         na, nb = len(lt), len(ht)
+        if self.low_at == low.offset + na and self.high_at == high.offset + nb:
+            return  # nothing new
+        a = max(self.low_at - low.offset, low.first)
+        b = max(self.high_at - high.offset, high.first)
         while a < na and b < nb:
             ta, tb = lt[a], ht[b]
             if ta == tb:
@@ -300,10 +302,10 @@ class PairSeries:
         self.low_at = a + low.offset
         self.high_at = b + high.offset
         # drop what no query can read any more: before both markets' first live observation
-        cutoff = max(lt[low.first] if na else 0, ht[high.first] if nb else 0)
-        stale = bisect_left(runs.times, cutoff)
-        if stale > max(low.maxlen, high.maxlen):
-            runs.trim(stale)
+        if len(runs.times) > 2 * max(low.maxlen, high.maxlen):
+            stale = bisect_left(runs.times, max(lt[low.first], ht[high.first]))
+            if stale > max(low.maxlen, high.maxlen):
+                runs.trim(stale)
 
     def measure(self, since: int, start: int, now: int) -> tuple[int, int, int, int] | None:
         """Persistence of the spread from its first common time at or after ``since`` to ``now``; None: no common time."""

@@ -419,7 +419,7 @@ def compute_signals(
     start_us = now_us - window_us
     regime_start = now_us - _micros_of(p.regime_window)
     ou = _ou_weight(p.horizon, p.reversion)
-    min_history = Decimal(p.min_history.total_seconds())
+    min_history_us = _micros_of(p.min_history)
     markets: dict[str, MarketSignal] = {}
     per_asset: dict[str, list[tuple[str, _Observed]]] = {}
     for key, snap in sorted(view.markets.items()):
@@ -440,7 +440,7 @@ def compute_signals(
                 continue
             series, j = None, -1
         obs = _Observed(series, j, extra, micros(extra.ts) if extra is not None else 0)
-        recent, long_run, forecast, count = obs.forecast(halflife_us, min_history, ou)
+        recent, long_run, forecast, count = obs.forecast(halflife_us, min_history_us, ou)
         asset = snap.instrument.base
         current = extra.apr if extra is not None else obs.aprs[j]
         persisted = obs.persistence(start_us, now_us, window_us)
@@ -460,15 +460,14 @@ def compute_signals(
                 trends.append(trend)
         assets[asset] = _asset_signal(asset, pos, neg, total, trends, p)
         spreads[asset] = _spreads(asset, [k for k, _ in entries], markets)
-        for i, (low, low_obs) in enumerate(entries):
-            low_from = low_obs.kept_from(start_us, window_us)
-            for high, high_obs in entries[i + 1 :]:
-                high_from = high_obs.kept_from(start_us, window_us)
+        kept = [(key, obs.kept_from(start_us, window_us)) for key, obs in entries]
+        for i, (low, low_from) in enumerate(kept):
+            for high, high_from in kept[i + 1 :]:
                 measured = None
                 if low_from is not None and high_from is not None:
                     measured = history.pair(low, high).measure(max(low_from, high_from), start_us, now_us)
-                pairs[(low, high)] = _persistence_of(measured)
-                pairs[(high, low)] = pairs[(low, high)].flipped()
+                pairs[(low, high)] = spread = _persistence_of(measured)
+                pairs[(high, low)] = _flipped(spread)
     return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
 
 
@@ -476,11 +475,17 @@ def _micros_of(d: timedelta) -> int:
     return d // timedelta(microseconds=1)
 
 
+@lru_cache(maxsize=1 << 12)  # once a history is longer than the window, most markets measure the same from one decision to the next
 def _persistence_of(measured: tuple[int, int, int, int] | None) -> Persistence:
     if measured is None:
         return Persistence()
     pos, pos_runs, neg, neg_runs = measured
     return Persistence(timedelta(microseconds=pos), pos_runs, timedelta(microseconds=neg), neg_runs)
+
+
+@lru_cache(maxsize=1 << 12)
+def _flipped(p: Persistence) -> Persistence:
+    return p.flipped()
 
 
 @lru_cache(maxsize=64)
@@ -505,7 +510,7 @@ class _Observed:
         self.extra_us = extra_us
         self.aprs = series.aprs if series is not None else []
 
-    def forecast(self, halflife_us: int, min_history: Decimal, ou: Decimal) -> tuple[Decimal, Decimal, Decimal, int]:
+    def forecast(self, halflife_us: int, min_history_us: int, ou: Decimal) -> tuple[Decimal, Decimal, Decimal, int]:
         """Return ``(recent EWMA, long-run mean, forecast, observations)`` as ``_forecast`` does."""
         s, j, x = self.series, self.j, self.extra
         if s is None:
@@ -524,7 +529,11 @@ class _Observed:
                 last_us = self.extra_us
         recent = num / den
         mean = total / count
-        coverage = min(ONE, Decimal(timedelta(microseconds=last_us - first_us).total_seconds()) / min_history)
+        covered = last_us - first_us
+        if covered >= min_history_us:  # the ratio is at least one: min() gives ONE
+            coverage = ONE
+        else:
+            coverage = min(ONE, Decimal(timedelta(microseconds=covered).total_seconds()) / Decimal(timedelta(microseconds=min_history_us).total_seconds()))
         long_run = mean * coverage
         return recent, long_run, long_run + (recent - long_run) * ou, count
 
