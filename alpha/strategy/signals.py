@@ -15,6 +15,11 @@ the expected holding of a hedge (``expected_holding``), over which its costs are
 
 Everything here is computed from observations at or before ``now``: nothing later is read.
 
+Cost: ``FundingHistory`` keeps prefix sums beside its observations (``alpha.strategy.rolling``),
+so ``compute_signals`` reads each statistic in O(1) per market (O(log n) to find a window's
+ends) whatever the stored history's length; ``compute_signals_reference`` is the same
+computation rescanning the history, kept to check it against.
+
 Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
 """
 
