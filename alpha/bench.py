@@ -14,7 +14,9 @@
   funding and dYdX 1h funding, repeated end to end. The shapes (hourly marks, 8h and 1h
   settlements) are what a real run replays; the numbers are only load.
 * ``insurance``: the insurance-fund study from every start date on the full BitMEX XBTUSD file (UXD's).
-* ``signals --samples 90,2000,20000``: ``compute_signals`` per call at each stored history length.
+* ``signals --samples 90,2000,20000 [--venues V --markets M]``: ``compute_signals`` per decision
+  (one new observation per market, then the signals) at each stored history length, beside
+  the reference that rescans the history (``compute_signals_reference``), checked equal first.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from alpha.domain.market import BookLevel, MarketSnapshot, OrderBook
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.gate import RiskState
-from alpha.strategy.signals import FundingHistory, Signals, compute_signals
+from alpha.strategy.signals import FundingHistory, Signals, compute_signals, compute_signals_reference
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -398,22 +400,67 @@ def bench_decide(venues: int, markets: int, repeat: int, reference_repeat: int) 
 
 
 def bench_signals(samples: list[int], venues: int, markets: int, repeat: int) -> dict[str, object]:
-    """Time ``compute_signals`` with ``n`` stored observations per perp market, for each ``n`` of ``samples``."""
+    """Time ``compute_signals`` per decision with ``n`` stored observations per perp market, beside the reference.
+
+    Each decision records one new observation of every perp market (an hour later) and then
+    computes the signals, incremental (``compute_signals``) and reference (rescanning,
+    ``compute_signals_reference``), on the same history; the two are checked equal within the
+    tolerance of ``tests/strategy/test_strategy_signals_incremental.py`` first. ``first_ms``:
+    the incremental call that first reads a history filled beforehand (its sums caught up once).
+    """
     s = decision_scenario(venues, markets)
     rng = random.Random(7)
     perps = [(k, snap) for k, snap in s.view.markets.items() if snap.funding is not None]
     out: list[dict[str, object]] = []
-    for n in samples:
-        history = FundingHistory(maxlen=n)
+    hour = timedelta(hours=1)
+
+    def observe(history: FundingHistory, ts: datetime) -> None:
         for key, snap in perps:
             assert snap.funding is not None
-            interval = snap.funding.interval
-            for i in range(n, 0, -1):
-                rate = FundingRate(snap.funding.rate * Decimal(str(round(rng.uniform(0.5, 1.5), 4))), interval, s.now)
-                history.record(key, s.now - interval * i, rate, snap.mark)
-        times = _timed(lambda h=history: compute_signals(h, s.view, s.now), repeat)  # type: ignore[misc]
-        out.append({"samples": n, "ms_per_call": round(statistics.median(times), 3), "runs": repeat})
+            rate = FundingRate(snap.funding.rate * Decimal(str(round(rng.uniform(-0.5, 1.5), 4))), snap.funding.interval, ts)
+            history.record(key, ts, rate, snap.mark)
+
+    for n in samples:
+        history = FundingHistory(maxlen=n)
+        for i in range(n, 0, -1):
+            observe(history, s.now - hour * i)
+        first = _timed(lambda h=history: compute_signals(h, s.view, s.now), 1)[0]  # type: ignore[misc]
+        compute_signals_reference(history, s.view, s.now)  # its weight cache warm, as in a replay
+        runs: dict[str, list[tuple[float, float]]] = {"fast": [], "plain": [], "record": []}
+        for k in range(1, repeat + 1):
+            now = s.now + hour * k
+            runs["record"].append(_clocked(lambda h=history, t=now: observe(h, t)))  # type: ignore[misc]
+            runs["fast"].append(_clocked(lambda h=history, t=now: compute_signals(h, s.view, t)))  # type: ignore[misc]
+            runs["plain"].append(_clocked(lambda h=history, t=now: compute_signals_reference(h, s.view, t)))  # type: ignore[misc]
+        _check_signals(compute_signals(history, s.view, now), compute_signals_reference(history, s.view, now))
+        wall = {name: statistics.median(w for w, _ in r) for name, r in runs.items()}
+        cpu = {name: statistics.median(c for _, c in r) for name, r in runs.items()}
+        out.append({
+            "samples": n, "ms_per_decision": round(wall["fast"], 3), "cpu_ms_per_decision": round(cpu["fast"], 3),
+            "reference_ms_per_decision": round(wall["plain"], 3), "reference_cpu_ms_per_decision": round(cpu["plain"], 3),
+            "speedup": round(cpu["plain"] / cpu["fast"], 1), "record_cpu_ms_per_decision": round(cpu["record"], 3),
+            "first_ms": round(first, 3), "runs": repeat,
+        })
     return {"bench": "signals", "venues": venues, "markets": markets, "perp_markets": len(perps), "results": out}
+
+
+def _clocked(fn: Callable[[], object]) -> tuple[float, float]:
+    """Run ``fn`` once; return its wall-clock and CPU (this process) milliseconds."""
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return (time.perf_counter() - w0) * 1000, (time.process_time() - c0) * 1000
+
+
+def _check_signals(fast: Signals, ref: Signals) -> None:
+    """Refuse to print figures if the incremental signals differ from the reference beyond the rounding of its sums."""
+    bound = Decimal("1e-20") * (1 + max((abs(m.current_apr) for m in ref.markets.values()), default=ZERO))
+    same = fast.assets == ref.assets and fast.pairs == ref.pairs and fast.markets.keys() == ref.markets.keys()
+    same = same and all(
+        f.persistence == r.persistence and f.samples == r.samples and abs(f.forecast_apr - r.forecast_apr) <= bound
+        for f, r in ((fast.markets[k], ref.markets[k]) for k in ref.markets)
+    )
+    if not same:
+        raise SystemExit("the incremental signals differ from the reference signals on the bench history")
 
 
 def _print(result: dict[str, object]) -> None:
@@ -439,8 +486,14 @@ def _print(result: dict[str, object]) -> None:
     elif name == "signals":
         rows = result["results"]
         assert isinstance(rows, list)
-        figures = ", ".join(f"{r['samples']} samples {r['ms_per_call']} ms" for r in rows)
-        print(f"compute_signals, {result['perp_markets']} perp markets: {figures} per call")
+        print(f"compute_signals per decision, {result['venues']} venues x {result['markets']} markets ({result['perp_markets']} perp markets):")
+        for r in rows:
+            print(
+                f"  {r['samples']} samples per market: {r['ms_per_decision']} ms (CPU {r['cpu_ms_per_decision']} ms;"
+                f" recording the new observations {r['record_cpu_ms_per_decision']} ms CPU);"
+                f" reference {r['reference_ms_per_decision']} ms (CPU {r['reference_cpu_ms_per_decision']} ms); {r['speedup']}x by CPU;"
+                f" first read of the filled history {r['first_ms']} ms"
+            )
 
 
 def _samples(text: str) -> list[int]:
@@ -475,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("backtest", help="backtest events per second")
     p.add_argument("--years", type=_positive, default=5, help="years of history (default 5)")
     sub.add_parser("insurance", help="the insurance-fund all-starts study")
-    p = sub.add_parser("signals", help="compute_signals per call by stored history length")
+    p = sub.add_parser("signals", help="compute_signals per decision by stored history length, incremental and reference")
     p.add_argument("--samples", type=_samples, default=[90, 2000, 20000])
     p.add_argument("--venues", type=_positive, default=3)
     p.add_argument("--markets", type=_positive, default=10)

@@ -15,6 +15,11 @@ the expected holding of a hedge (``expected_holding``), over which its costs are
 
 Everything here is computed from observations at or before ``now``: nothing later is read.
 
+Cost: ``FundingHistory`` keeps prefix sums beside its observations (``alpha.strategy.rolling``),
+so ``compute_signals`` reads each statistic in O(1) per market (O(log n) to find a window's
+ends) whatever the stored history's length; ``compute_signals_reference`` is the same
+computation rescanning the history, kept to check it against.
+
 Every rate here is annualised with ``alpha.domain.funding.annualise`` (the one function).
 """
 
@@ -33,6 +38,7 @@ from operator import mul
 from alpha.domain.funding import FundingRate, annualise
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView
+from alpha.strategy.rolling import EXACT, MarketSeries, PairSeries, growth, micros
 
 LN2 = Decimal(2).ln()
 
@@ -138,6 +144,8 @@ class FundingHistory:
         self._maxlen = maxlen
         self._smoothing = smoothing.total_seconds()
         self._samples: dict[str, deque[FundingSample]] = {}
+        self._series: dict[str, MarketSeries] = {}  # the same observations as columns with prefix sums
+        self._pairs: dict[tuple[str, str], PairSeries] = {}
 
     def record(self, key: str, ts: datetime, funding: FundingRate, mark: Decimal) -> bool:
         """Append one observation; return False if it is not newer than the last one."""
@@ -154,6 +162,10 @@ class FundingHistory:
             keep = 0.5 ** ((ts - samples[-1].ts).total_seconds() / self._smoothing)
             smoothed = samples[-1].smoothed * keep + smoothed * (1 - keep)
         samples.append(FundingSample(ts, apr, mark, smoothed))
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = MarketSeries(self._maxlen)
+        series.append(micros(ts), apr, mark, smoothed)
         return True
 
     def observe(self, view: PortfolioView) -> int:
@@ -182,6 +194,17 @@ class FundingHistory:
 
     def keys(self) -> tuple[str, ...]:
         return tuple(self._samples)
+
+    def series(self, key: str) -> MarketSeries | None:
+        """Return the observations of one market as columns with prefix sums, if any."""
+        return self._series.get(key)
+
+    def pair(self, low: str, high: str) -> PairSeries:
+        """Return the spread ``high - low`` of two recorded markets' smoothed funding (kept as both grow)."""
+        pair = self._pairs.get((low, high))
+        if pair is None:
+            pair = self._pairs[(low, high)] = PairSeries(self._series[low], self._series[high])
+        return pair
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,10 +347,10 @@ def _forecast(
     return recent, long_run, long_run + (recent - long_run) * w
 
 
-def compute_signals(
+def compute_signals_reference(
     history: FundingHistory, view: PortfolioView, now: datetime, *, params: SignalParams | None = None
 ) -> Signals:
-    """Compute forecasts, regimes and spreads for every perp market of ``view`` with funding.
+    """``compute_signals`` as first written, rescanning the stored history: the reference the incremental one is checked against.
 
     The view's current funding counts as the latest observation if the history does not
     have it yet (the history itself is not changed).
@@ -372,21 +395,206 @@ def compute_signals(
     pairs: dict[tuple[str, str], Persistence] = {}
     for asset, entries in per_asset.items():
         assets[asset] = _regime(asset, entries, now, p)
-        found: list[Spread] = []
-        keys = [k for k, _ in entries]
-        for low in keys:
-            for high in keys:
-                if low == high:
-                    continue
-                apr = markets[high].forecast_apr - markets[low].forecast_apr
-                if apr > 0:
-                    found.append(Spread(asset, low, high, apr))
-        spreads[asset] = tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
+        spreads[asset] = _spreads(asset, [k for k, _ in entries], markets)
         for i, (low, low_obs) in enumerate(entries):
             for high, high_obs in entries[i + 1 :]:
                 pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
                 pairs[(high, low)] = pairs[(low, high)].flipped()
     return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+
+
+def compute_signals(
+    history: FundingHistory, view: PortfolioView, now: datetime, *, params: SignalParams | None = None
+) -> Signals:
+    """Compute forecasts, regimes and spreads for every perp market of ``view`` with funding.
+
+    The view's current funding counts as the latest observation if the history does not
+    have it yet (the history itself is not changed).
+
+    The one entry point of every decision (live, paper, backtest, plan). Its statistics are
+    read from the history's prefix sums (``alpha.strategy.rolling``): the cost does not grow
+    with the stored history. It gives what ``compute_signals_reference`` gives: persistence,
+    regimes, counts and spans exactly; the EWMA and the long-run mean to the reference's
+    rounding (exactly where the reference's own sums are exact).
+    """
+    p = params or SignalParams()
+    now_us = micros(now)
+    halflife_us = _micros_of(p.halflife)
+    window_us = _micros_of(p.persistence_window)
+    start_us = now_us - window_us
+    regime_start = now_us - _micros_of(p.regime_window)
+    ou = _ou_weight(p.horizon, p.reversion)
+    min_history_us = _micros_of(p.min_history)
+    markets: dict[str, MarketSignal] = {}
+    per_asset: dict[str, list[tuple[str, _Observed]]] = {}
+    for key, snap in sorted(view.markets.items()):
+        if not snap.instrument.kind.is_perp or snap.funding is None:
+            continue
+        series = history.series(key)
+        j = series.last_at(now_us) if series is not None else -1
+        stored = series is not None and j >= series.first
+        extra: FundingSample | None = None
+        last = history.last(key)
+        if last is None or last.ts < snap.ts:
+            if not snap.mark.is_finite() or snap.mark <= 0:
+                continue
+            if snap.ts <= now:
+                extra = FundingSample(snap.ts, snap.funding.annualised, snap.mark)
+        if series is None or not stored:
+            if extra is None:
+                continue
+            series, j = None, -1
+        obs = _Observed(series, j, extra, micros(extra.ts) if extra is not None else 0)
+        recent, long_run, forecast, count = obs.forecast(halflife_us, min_history_us, ou)
+        asset = snap.instrument.base
+        current = extra.apr if extra is not None else obs.aprs[j]
+        persisted = obs.persistence(start_us, now_us, window_us)
+        markets[key] = MarketSignal(key, snap.fuse, snap.market, asset, current, recent, long_run, forecast, count, persisted)
+        per_asset.setdefault(asset, []).append((key, obs))
+
+    assets: dict[str, AssetSignal] = {}
+    spreads: dict[str, tuple[Spread, ...]] = {}
+    pairs: dict[tuple[str, str], Persistence] = {}
+    for asset, entries in per_asset.items():
+        pos = neg = total = 0
+        trends: list[Decimal] = []
+        for _, obs in entries:
+            mp, mn, mt, trend = obs.regime_counts(regime_start)
+            pos, neg, total = pos + mp, neg + mn, total + mt
+            if trend is not None:
+                trends.append(trend)
+        assets[asset] = _asset_signal(asset, pos, neg, total, trends, p)
+        spreads[asset] = _spreads(asset, [k for k, _ in entries], markets)
+        kept = [(key, obs.kept_from(start_us, window_us)) for key, obs in entries]
+        for i, (low, low_from) in enumerate(kept):
+            for high, high_from in kept[i + 1 :]:
+                measured = None
+                if low_from is not None and high_from is not None:
+                    measured = history.pair(low, high).measure(max(low_from, high_from), start_us, now_us)
+                pairs[(low, high)] = spread = _persistence_of(measured)
+                pairs[(high, low)] = _flipped(spread)
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+
+
+def _micros_of(d: timedelta) -> int:
+    return d // timedelta(microseconds=1)
+
+
+@lru_cache(maxsize=1 << 12)  # once a history is longer than the window, most markets measure the same from one decision to the next
+def _persistence_of(measured: tuple[int, int, int, int] | None) -> Persistence:
+    if measured is None:
+        return Persistence()
+    pos, pos_runs, neg, neg_runs = measured
+    return Persistence(timedelta(microseconds=pos), pos_runs, timedelta(microseconds=neg), neg_runs)
+
+
+@lru_cache(maxsize=1 << 12)
+def _flipped(p: Persistence) -> Persistence:
+    return p.flipped()
+
+
+@lru_cache(maxsize=64)
+def _ou_weight_in(horizon: timedelta, reversion: timedelta, _prec: int, _rounding: str) -> Decimal:
+    return _ou_average_weight(horizon, reversion)
+
+
+def _ou_weight(horizon: timedelta, reversion: timedelta) -> Decimal:
+    ctx = getcontext()
+    return _ou_weight_in(horizon, reversion, ctx.prec, ctx.rounding)
+
+
+class _Observed:
+    """The observations of one market a decision reads: stored positions ``first..j`` and the view's, if newer."""
+
+    __slots__ = ("aprs", "extra", "extra_us", "j", "series")
+
+    def __init__(self, series: MarketSeries | None, j: int, extra: FundingSample | None, extra_us: int) -> None:
+        self.series = series
+        self.j = j
+        self.extra = extra
+        self.extra_us = extra_us
+        self.aprs = series.aprs if series is not None else []
+
+    def forecast(self, halflife_us: int, min_history_us: int, ou: Decimal) -> tuple[Decimal, Decimal, Decimal, int]:
+        """Return ``(recent EWMA, long-run mean, forecast, observations)`` as ``_forecast`` does."""
+        s, j, x = self.series, self.j, self.extra
+        if s is None:
+            assert x is not None
+            num, den, total, count, first_us, last_us = x.apr, ONE, x.apr, 1, self.extra_us, self.extra_us
+        else:
+            f = s.first
+            num, den, w = s.weighted(halflife_us, f, j)
+            total, count, first_us, last_us = s.apr_sum(f, j), j - f + 1, s.times[f], s.times[j]
+            if x is not None:
+                wx = EXACT.multiply(w, growth(self.extra_us - last_us, halflife_us))
+                num = EXACT.add(num, EXACT.multiply(wx, x.apr))
+                den = EXACT.add(den, wx)
+                total = EXACT.add(total, x.apr)
+                count += 1
+                last_us = self.extra_us
+        recent = num / den
+        mean = total / count
+        covered = last_us - first_us
+        if covered >= min_history_us:  # the ratio is at least one: min() gives ONE
+            coverage = ONE
+        else:
+            coverage = min(ONE, Decimal(timedelta(microseconds=covered).total_seconds()) / Decimal(timedelta(microseconds=min_history_us).total_seconds()))
+        long_run = mean * coverage
+        return recent, long_run, long_run + (recent - long_run) * ou, count
+
+    def kept_from(self, start_us: int, window_us: int) -> int | None:
+        """The time the persistence is read from (the last stored observation at or before ``start``); None: nothing to read.
+
+        As ``_recorded_in``: the view's own observation is not recorded, and when even it is
+        at or before ``start`` nothing recorded is in the window.
+        """
+        s = self.series
+        if s is None or window_us <= 0 or (self.extra is not None and self.extra_us <= start_us):
+            return None
+        return s.times[max(s.last_at_or_before(start_us, self.j), s.first)]
+
+    def persistence(self, start_us: int, now_us: int, window_us: int) -> Persistence:
+        """Persistence of the market's smoothed funding, as ``_persistence``."""
+        since = self.kept_from(start_us, window_us)
+        s = self.series
+        if since is None or s is None:
+            return Persistence()
+        f = max(s.last_at_or_before(start_us, self.j), s.first)
+        return _persistence_of(s.runs.measure(f, self.j, start_us, now_us))
+
+    def regime_counts(self, start_us: int) -> tuple[int, int, int, Decimal | None]:
+        """Return ``(positive, negative, observations, price trend or None)`` over the regime window, as ``_regime``."""
+        s, j, x = self.series, self.j, self.extra
+        pos = neg = count = 0
+        first_mark = last_mark = None
+        if s is not None:
+            i = s.first_from(start_us, j)
+            if i <= j:
+                pos, neg = s.sign_counts(i, j)
+                count = j - i + 1
+                first_mark, last_mark = s.marks[i], s.marks[j]
+        if x is not None and self.extra_us >= start_us:
+            pos, neg, count = pos + (x.apr > 0), neg + (x.apr < 0), count + 1
+            first_mark, last_mark = first_mark if first_mark is not None else x.mark, x.mark
+        if count == 0:  # nothing in the window: the last observation alone
+            apr = x.apr if x is not None else self.aprs[j]
+            return int(apr > 0), int(apr < 0), 1, None
+        if count == 1 or first_mark is None or last_mark is None:
+            return pos, neg, count, None
+        return pos, neg, count, (last_mark - first_mark) / first_mark
+
+
+def _spreads(asset: str, keys: list[str], markets: Mapping[str, MarketSignal]) -> tuple[Spread, ...]:
+    """Every profitable pair of the asset's markets (long the lower forecast, short the higher), best first."""
+    found: list[Spread] = []
+    for low in keys:
+        for high in keys:
+            if low == high:
+                continue
+            apr = markets[high].forecast_apr - markets[low].forecast_apr
+            if apr > 0:
+                found.append(Spread(asset, low, high, apr))
+    return tuple(sorted(found, key=lambda s: (-s.apr, s.long_key, s.short_key)))
 
 
 def _recorded_in(obs: list[FundingSample], start: datetime) -> list[FundingSample]:
@@ -427,6 +635,11 @@ def _regime(asset: str, entries: list[tuple[str, list[FundingSample]]], now: dat
             neg += s.apr < 0
         if len(window) > 1:
             trends.append((window[-1].mark - window[0].mark) / window[0].mark)
+    return _asset_signal(asset, pos, neg, total, trends, p)
+
+
+def _asset_signal(asset: str, pos: int, neg: int, total: int, trends: list[Decimal], p: SignalParams) -> AssetSignal:
+    """The asset's regime from its funding sign counts and its markets' price trends."""
     positive = Decimal(pos) / total
     negative = Decimal(neg) / total
     trend = sum(trends, ZERO) / len(trends) if trends else ZERO
@@ -451,6 +664,7 @@ __all__ = [
     "Signals",
     "Spread",
     "compute_signals",
+    "compute_signals_reference",
     "forecast_market",
     "persistence",
 ]

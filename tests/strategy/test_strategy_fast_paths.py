@@ -89,11 +89,16 @@ def test_forecast_with_shared_weights_equals_the_plain_loop(aprs: list[Decimal],
     skew=st.integers(min_value=0, max_value=3),
 )
 def test_signals_share_weights_across_markets_exactly(rates: list[Decimal], skew: int) -> None:
-    """Markets observed at the same times share their weights; others do not; eviction is respected."""
+    """Markets observed at the same times share their weights; others do not; eviction is respected.
+
+    This pins the reference (``compute_signals_reference``, which rescans the history) to the
+    plain loop exactly; the incremental ``compute_signals`` is checked against the reference
+    within a stated tolerance in ``test_strategy_signals_incremental``.
+    """
     from strategy_builders import NOW, fresh_view
 
     from alpha.domain.funding import FundingRate
-    from alpha.strategy.signals import FundingHistory, compute_signals
+    from alpha.strategy.signals import FundingHistory, compute_signals_reference
 
     view = fresh_view()
     perps = sorted(k for k, s in view.markets.items() if s.instrument.kind.is_perp)
@@ -105,7 +110,7 @@ def test_signals_share_weights_across_markets_exactly(rates: list[Decimal], skew
             ts = NOW - timedelta(hours=8 * (len(rates) - i)) + shift
             history.record(key, ts, FundingRate(rate * (j + 1), timedelta(hours=8), ts), D("100"))
 
-    signals = compute_signals(history, view, NOW)
+    signals = compute_signals_reference(history, view, NOW)
 
     p = SignalParams()
     for key in perps:
