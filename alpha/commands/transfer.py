@@ -6,34 +6,47 @@ through the source fuse's ``withdrawals`` by the risk gate's own check
 whitelist is refused with a message naming the whitelist, exit 2, before anything else
 happens: no venue is contacted, no credential read. The refusal is journalled.
 
-``--dry-run`` prints what would be sent (the destination's name, address, network, memo)
-and sends nothing. Without it, the request is journalled (``move`` records: ``requested``,
-then ``not_sent``): alpha does not send withdrawals itself yet, so the operator sends it from
-the venue, to the address printed. ``--json`` prints one JSON object on stdout.
+``--dry-run`` prints what would be sent (the destination's name, address, network, memo, and
+for a CEX fuse the venue's fee and minimum, read only) and sends nothing.
+
+Otherwise, from a CEX fuse, the move is a withdrawal (``alpha.daemon.moves``): the fuse's
+unfinished moves are first resolved from the venue's withdrawal history (never re-sent); then
+the move is journalled ``requested`` with its id, sent through ccxt ``withdraw`` with that id,
+journalled ``sent`` and followed up to ``--wait`` seconds to ``confirmed``. Exit 0 sent or
+confirmed, 1 refused by the venue or failed, 3 of unknown outcome (run again to resolve). The
+venue withdraws from its spot wallet (Binance): the amount must be there. From other fuses
+the request is journalled (``requested``, then ``not_sent``) and the operator sends it.
+``--json`` prints one JSON object on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import secrets
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alpha.config import ConfigError, load_config
-from alpha.config.schema import StrategyConfig
+from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.config.whitelist import Destination
 from alpha.domain.actions import RefusalCode
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.money import to_decimal
 from alpha.domain.redact import redact_secrets
 from alpha.risk.gate import check_move
+from fuses.base import FuseError
+
+if TYPE_CHECKING:
+    from alpha.daemon.moves import Move
 
 help = "move money out of a fuse to a destination its withdrawal whitelist names (--dry-run: show what would be sent)"
 
-NOT_SENT = "alpha does not send withdrawals itself yet: send it from the venue, to this address and network"
+NOT_SENT = "alpha sends withdrawals only from CEX fuses yet: send it from the venue, to this address and network"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--asset", required=True, help="what to send, e.g. USDC")
     parser.add_argument("--amount", required=True, help="how much, an exact decimal, e.g. 2500.50")
     parser.add_argument("--network", help="the network, when the whitelist lists the destination on several (e.g. ARBITRUM)")
-    parser.add_argument("--dry-run", action="store_true", help="show what would be sent; send and journal nothing")
+    parser.add_argument("--dry-run", action="store_true", help="show what would be sent and the venue's fee and minimum; send and journal nothing")
+    parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to follow a sent withdrawal until it is confirmed on chain")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -85,6 +99,47 @@ def destination_json(d: Destination) -> dict[str, Any]:
     return {"name": d.name, "kind": d.kind.value, "fuse": d.fuse, "address": d.address, "network": d.network, "memo": d.memo}
 
 
+async def _terms(config: StrategyConfig, source: str, asset: str, network: str, clock: Clock) -> tuple[Decimal | None, Decimal | None]:
+    """The venue's withdrawal fee and minimum for a CEX fuse (read only), or unknown."""
+    from fuses.ccxt import CcxtFuse, build
+
+    if config.fuse(source).kind is not FuseKind.CEX:
+        return None, None
+    fuse = build(config.fuse(source), clock=clock)
+    try:
+        assert isinstance(fuse, CcxtFuse)
+        await fuse.start()
+        terms = await fuse.withdrawal_terms(asset, network)
+        return terms.fee, terms.minimum
+    finally:
+        await fuse.close()
+
+
+async def _send(config: StrategyConfig, args: argparse.Namespace, found: Destination, amount: Decimal, move_id: str, clock: Clock) -> Move | str:
+    """Resolve the fuse's unfinished moves, then request and send this one; the move, or why nothing new was sent."""
+    from alpha.daemon.journal import Journal
+    from alpha.daemon.moves import MoveRunner, unfinished
+    from fuses.ccxt import CcxtFuse, build
+
+    journal = Journal(config.journal.path)
+    fuse = build(config.fuse(args.source), clock=clock)
+    try:
+        assert isinstance(fuse, CcxtFuse)
+        await fuse.start()
+        runner = MoveRunner(journal, clock, follow_for=timedelta(seconds=args.wait))
+        for move in unfinished(journal, args.source):
+            await runner.resolve(fuse, move)
+        open_moves = unfinished(journal, args.source)
+        if open_moves:
+            ids = ", ".join(f"{m.id} ({m.state})" for m in open_moves)
+            return f"fuse {args.source} has moves of unknown outcome: {ids}; nothing new is sent from it until the venue shows them (run again later)"
+        move = runner.request(move_id, args.source, args.asset, amount, destination_json(found), operator=True)
+        return await runner.send(fuse, move)
+    finally:
+        await fuse.close()
+        journal.close()
+
+
 def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
     clock = clock or LiveClock()
     try:
@@ -106,17 +161,40 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
         answer = {"refused": True, "code": RefusalCode.NOT_WHITELISTED.value, "reason": found, "sent": False}
         _say(args, answer, f"refused [{RefusalCode.NOT_WHITELISTED.value}]: {found}; nothing was sent", error=True)
         return 2
-    plan: dict[str, Any] = {
-        "from": args.source, "destination": destination_json(found), "asset": args.asset, "amount": str(amount),
-        "fee": None, "minimum": None,  # the venue's, read when alpha sends withdrawals itself
-    }
+    plan: dict[str, Any] = {"from": args.source, "destination": destination_json(found), "asset": args.asset, "amount": str(amount)}
     memo = f", memo {found.memo}" if found.memo else ""
     what = f"{amount} {args.asset} from {args.source} to {found.name}: {found.address} on {found.network}{memo}"
-    if args.dry_run:
-        _say(args, {"dry_run": True, "sent": False, **plan}, f"would send {what}; fee and minimum: the venue's (not read); nothing was sent")
-        return 0
-    _journal(config, clock, move_id, args, amount, "requested", destination=destination_json(found))
-    _journal(config, clock, move_id, args, amount, "not_sent", reason=NOT_SENT)
-    _say(args, {"move": move_id, "state": "not_sent", "sent": False, "reason": NOT_SENT, **plan},
-         f"move {move_id} journalled: {what}; {NOT_SENT}", error=True)
-    return 1
+    try:
+        if args.dry_run:
+            fee, minimum = asyncio.run(_terms(config, args.source, args.asset, found.network, clock))
+            low = minimum is not None and amount < minimum
+            terms = f"fee {fee if fee is not None else 'unknown'}, minimum {minimum if minimum is not None else 'unknown'}"
+            _say(args, {"dry_run": True, "sent": False, **plan, "fee": _text(fee), "minimum": _text(minimum), "below_minimum": low},
+                 f"would send {what}; {terms}{' (below the minimum: the venue would refuse it)' if low else ''}; nothing was sent")
+            return 0
+        if config.fuse(args.source).kind is not FuseKind.CEX:
+            _journal(config, clock, move_id, args, amount, "requested", destination=destination_json(found))
+            _journal(config, clock, move_id, args, amount, "not_sent", reason=NOT_SENT)
+            _say(args, {"move": move_id, "state": "not_sent", "sent": False, "reason": NOT_SENT, **plan},
+                 f"move {move_id} journalled: {what}; {NOT_SENT}", error=True)
+            return 1
+        result = asyncio.run(_send(config, args, found, amount, move_id, clock))
+    except FuseError as exc:
+        _say(args, {"error": str(exc), "sent": False}, redact_secrets(f"error: {exc}"), error=True)
+        return 2
+    if isinstance(result, str):
+        _say(args, {"error": result, "sent": False}, f"error: {result}", error=True)
+        return 3
+    answer = {**plan, "move": result.id, "state": result.state, "venue_id": result.venue_id, "tx_id": result.tx_id,
+              "sent": result.state in ("sent", "confirmed"), "reason": result.reason or None}
+    said = {
+        "confirmed": f"sent {what}: move {result.id}, venue withdrawal {result.venue_id}, confirmed on chain ({result.tx_id})",
+        "sent": f"sent {what}: move {result.id}, venue withdrawal {result.venue_id}, not yet confirmed on chain",
+        "requested": f"move {result.id} ({what}) is of unknown outcome: the venue does not show it yet; run again later to resolve it",
+    }.get(result.state, f"move {result.id} ({what}) {result.state}: {result.reason}")
+    _say(args, answer, said, error=result.state not in ("sent", "confirmed"))
+    return {"confirmed": 0, "sent": 0, "requested": 3}.get(result.state, 1)
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)

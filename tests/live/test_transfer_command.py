@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -23,17 +23,17 @@ from aiohttp import web
 from alpha.daemon.journal import Journal
 from alpha.domain.clock import LiveClock
 from fuses.ccxt.ratelimit import forget_limiters
+from fuses.emulators.binance import BINANCE_KEY, Withdrawal
 from fuses.emulators.binance import create_app as create_binance
-from fuses.emulators.common import EmulatorServer
-from fuses.sim.engine import SimExchange
-from fuses.sim.markets import make_instrument
-from tests.emulators.sim_backend import SimBackend
+from fuses.emulators.common import SPOT_SUFFIX, EmulatorServer, EngineBackend, emulator_world
 
 KEY, SECRET = "transfer-test-key", "transfer-test-secret-never-logged"
 SYMBOL = "BTC/USDT:USDT"
 VAULT_WALLET = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
 OKX_DEPOSIT = "0xAb5801a7D398351b8bE11C439e05C5B3259aeC9B"
 STRANGER = "0x2Df1c51E09aECF9cacB7bc98cB1742757f163dF7"
+SPOT = Decimal("5000")  # USDT and USDC in the spot wallet, which Binance withdraws from
+APPLY = "/sapi/v1/capital/withdraw/apply"
 
 STRATEGY = """
 version: 1
@@ -58,31 +58,50 @@ fuses:
 
 
 class Counted:
-    """An emulator whose every HTTP request is counted before anything else sees it."""
+    """An emulator whose every HTTP request is counted before anything else sees it; ``hold`` keeps withdrawals waiting."""
 
-    def __init__(self, server: EmulatorServer, seen: list[str]) -> None:
-        self.server, self.seen = server, seen
+    def __init__(self, server: EmulatorServer, backend: EngineBackend, seen: list[str]) -> None:
+        self.server, self.backend, self.seen = server, backend, seen
+        self.hold: asyncio.Event | None = None  # set: a withdrawal request waits at the door until it is set
+        self.drop = False  # with hold: the held request is dropped (never handled) once released
+
+    @property
+    def withdrawals(self) -> list[Withdrawal]:
+        return self.server.app[BINANCE_KEY].withdrawals.get("us", [])
+
+    def spot(self, asset: str = "USDT") -> Decimal:
+        return self.backend.account("us" + SPOT_SUFFIX, LiveClock().now()).balance(asset).total
 
 
 @pytest.fixture
 async def binance() -> AsyncIterator[Counted]:
     forget_limiters()
-    now = datetime.now(UTC)
-    engine = SimExchange("binance", [make_instrument("binance", SYMBOL, Decimal(60000), maker_fee=Decimal("0.0002"), taker_fee=Decimal("0.0005"))], funding_interval=timedelta(hours=8))
-    engine.update_market(SYMBOL, Decimal(60000), now, index=Decimal(60000))
-    engine.deposit("us", "USDT", Decimal(100000), now)
-    app = create_binance(SimBackend(engine), clock=LiveClock(), accounts=[(KEY, SECRET, "us")])
+    clock = LiveClock()
+    backend = EngineBackend(emulator_world("binance", {"BTC": "60000"}, start=clock.now()), "binance")
+    backend.fund("us", "USDT", Decimal(100000), clock.now())
+    backend.transfer("us", "USDT", SPOT, "futures", "spot", clock.now())  # Binance withdraws from the spot wallet
+    backend.fund("us" + SPOT_SUFFIX, "USDC", SPOT, clock.now())
+    app = create_binance(backend, clock=clock, accounts=[(KEY, SECRET, "us")])
     seen: list[str] = []
+    rig: Counted | None = None
 
     @web.middleware
     async def count(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         seen.append(f"{request.method} {request.path}")
+        if rig is not None and rig.hold is not None and request.path == APPLY:
+            await request.read()  # the whole request has arrived (aiohttp keeps the body for the handler)
+            await rig.hold.wait()
+            if rig.drop:  # the request never reaches the venue
+                if request.transport is not None:
+                    request.transport.abort()
+                raise asyncio.CancelledError
         return await handler(request)
 
     app.middlewares.insert(0, count)  # outermost: counts what the emulator's own middleware might refuse too
     server = await EmulatorServer(app).start()
+    rig = Counted(server, backend, seen)
     try:
-        yield Counted(server, seen)
+        yield rig
     finally:
         await server.stop()
         forget_limiters()
@@ -108,7 +127,10 @@ async def alpha(*args: str, cwd: Path) -> tuple[int, str, str]:
 def _moves(tmp_path: Path) -> list[tuple[str | None, str]]:
     if not (tmp_path / "journal.db").exists():
         return []
-    journal = Journal(tmp_path / "journal.db", readonly=True)
+    try:
+        journal = Journal(tmp_path / "journal.db", readonly=True)
+    except sqlite3.OperationalError:  # the process is creating it
+        return []
     try:
         return [(r.client_id, r.data["state"]) for r in journal.records("move")]
     finally:
@@ -160,7 +182,7 @@ async def test_the_refusal_as_json_is_pure_json_on_stdout(tmp_path: Path, binanc
     assert binance.seen == []
 
 
-async def test_a_dry_run_shows_the_whitelisted_destination_and_sends_nothing(tmp_path: Path, binance: Counted) -> None:
+async def test_a_dry_run_shows_the_destination_and_the_venues_terms_and_sends_nothing(tmp_path: Path, binance: Counted) -> None:
     strategy = _strategy(tmp_path, binance.server.url)
 
     code, out, _ = await alpha(
@@ -168,7 +190,7 @@ async def test_a_dry_run_shows_the_whitelisted_destination_and_sends_nothing(tmp
         "--asset", "USDC", "--amount", "2500.50", "--dry-run", "--json", cwd=tmp_path,
     )
     text_code, text, _ = await alpha(
-        "transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount", "10", "--dry-run", cwd=tmp_path
+        "transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount", "5", "--dry-run", cwd=tmp_path
     )
 
     assert code == 0 and text_code == 0
@@ -176,19 +198,90 @@ async def test_a_dry_run_shows_the_whitelisted_destination_and_sends_nothing(tmp
     assert plan["dry_run"] is True and plan["sent"] is False
     assert (plan["from"], plan["asset"], Decimal(plan["amount"])) == ("binance", "USDC", Decimal("2500.50"))
     assert plan["destination"] == {"name": "vault-arb", "kind": "vault", "fuse": None, "address": VAULT_WALLET, "network": "ARBITRUM", "memo": None}
-    assert text.startswith(f"would send 10 USDT from binance to to-okx: {OKX_DEPOSIT} on ERC20;") and "nothing was sent" in text
-    assert binance.seen == []
+    assert (plan["fee"], plan["minimum"], plan["below_minimum"]) == ("0.8", "2", False)  # the emulator's USDC on Arbitrum
+    assert text.startswith(f"would send 5 USDT from binance to to-okx: {OKX_DEPOSIT} on ERC20; fee 4, minimum 10 (below the minimum")
+    assert "GET /sapi/v1/capital/config/getall" in binance.seen and f"POST {APPLY}" not in binance.seen
+    assert binance.withdrawals == [] and binance.spot() == SPOT
     assert not (tmp_path / "journal.db").exists()  # a dry run journals nothing
 
 
-async def test_a_whitelisted_request_is_journalled_and_not_sent(tmp_path: Path, binance: Counted) -> None:
+async def test_a_whitelisted_withdrawal_is_sent_once_and_confirmed(tmp_path: Path, binance: Counted) -> None:
     strategy = _strategy(tmp_path, binance.server.url)
 
     code, out, _ = await alpha(
-        "transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount", "10", "--json", cwd=tmp_path
+        "transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount", "1234.56", "--json", cwd=tmp_path
     )
 
     answer = json.loads(out)
-    assert code == 1 and answer["sent"] is False and answer["state"] == "not_sent"
-    assert _moves(tmp_path) == [(answer["move"], "requested"), (answer["move"], "not_sent")]
-    assert binance.seen == []
+    assert code == 0 and answer["state"] == "confirmed" and answer["sent"] is True
+    [w] = binance.withdrawals
+    assert (w.withdraw_order_id, w.id, w.address, w.network, w.amount) == (answer["move"], answer["venue_id"], OKX_DEPOSIT, "ETH", Decimal("1234.56"))
+    assert answer["tx_id"] == w.tx_id and w.tx_id.startswith("0x")
+    assert binance.spot() == SPOT - Decimal("1234.56")  # exact to the unit
+    assert _moves(tmp_path) == [(answer["move"], "requested"), (answer["move"], "sent"), (answer["move"], "confirmed")]
+
+
+async def _run_until(args: list[str], cwd: Path, condition: Callable[[], bool]) -> None:
+    """Start ``alpha`` and kill -9 it as soon as ``condition`` holds."""
+    env = {**os.environ, "ALPHA_TEST_TRANSFER_KEY": KEY, "ALPHA_TEST_TRANSFER_SECRET": SECRET}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "alpha", *args, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL, cwd=cwd, env=env)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 120
+        while not condition():
+            assert proc.returncode is None, "alpha ended before the kill"
+            assert loop.time() < end, "the condition to kill at was never met"
+            await asyncio.sleep(0.02)
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # SIGKILL: nothing runs after it
+        await proc.wait()
+
+
+@pytest.mark.parametrize("venue_got_it", [True, False], ids=["request-reached-the-venue", "request-lost"])
+async def test_a_kill_between_requested_and_sent_never_withdraws_twice(tmp_path: Path, binance: Counted, venue_got_it: bool) -> None:
+    # Arrange: the withdrawal request waits at the venue's door; the process is killed there, with only "requested" journalled.
+    strategy = _strategy(tmp_path, binance.server.url)
+    args = ["transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount"]
+    binance.hold, binance.drop = asyncio.Event(), not venue_got_it
+    await _run_until([*args, "100"], tmp_path, lambda: f"POST {APPLY}" in binance.seen)
+    [(killed, state)] = _moves(tmp_path)
+    assert state == "requested"
+    binance.hold.set()  # the venue now handles the request the dead process sent (or drops it)
+    await asyncio.sleep(0.5)
+    binance.hold = None
+
+    # Act: the operator runs a new transfer.
+    code, out, err = await alpha(*args, "200", "--json", cwd=tmp_path)
+
+    # Assert: the killed move is resolved from the venue's history, never sent again.
+    by_id = {w.withdraw_order_id: w for w in binance.withdrawals}
+    if venue_got_it:
+        answer = json.loads(out)
+        assert code == 0 and answer["state"] == "confirmed", (answer, binance.withdrawals, binance.seen)
+        assert sorted(w.amount for w in binance.withdrawals) == [Decimal(100), Decimal(200)]
+        assert killed in by_id and [s for i, s in _moves(tmp_path) if i == killed] == ["requested", "sent", "confirmed"]
+        assert binance.spot() == SPOT - 300
+    else:
+        # Too soon to tell whether the lost request will still arrive: nothing new is sent from the fuse.
+        assert code == 3, (out, err, _moves(tmp_path))
+        assert f"moves of unknown outcome: {killed} (requested)" in json.loads(out)["error"], err
+        assert binance.withdrawals == [] and binance.spot() == SPOT
+    assert binance.seen.count(f"POST {APPLY}") == (2 if venue_got_it else 1)
+
+
+async def test_a_kill_after_sent_resolves_from_the_history_without_a_second_withdrawal(tmp_path: Path, binance: Counted) -> None:
+    strategy = _strategy(tmp_path, binance.server.url)
+    args = ["transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount"]
+    binance.server.app[BINANCE_KEY].withdraw_seconds = 3600.0  # processing: the process follows it until it is killed
+    await _run_until([*args, "100"], tmp_path, lambda: any(s == "sent" for _, s in _moves(tmp_path)))
+    [killed] = {i for i, _ in _moves(tmp_path)}
+    binance.server.app[BINANCE_KEY].withdraw_seconds = 0.0  # the venue completes it on chain
+
+    code, out, _ = await alpha(*args, "50", "--json", cwd=tmp_path)
+
+    assert code == 0 and json.loads(out)["state"] == "confirmed"
+    assert [s for i, s in _moves(tmp_path) if i == killed] == ["requested", "sent", "confirmed"]
+    assert sorted(w.amount for w in binance.withdrawals) == [Decimal(50), Decimal(100)]
+    assert binance.seen.count(f"POST {APPLY}") == 2 and binance.spot() == SPOT - 150
