@@ -166,10 +166,16 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
     what = f"{amount} {args.asset} from {args.source} to {found.name}: {found.address} on {found.network}{memo}"
     try:
         if args.dry_run:
-            fee, minimum = asyncio.run(_terms(config, args.source, args.asset, found.network, clock))
+            unread = None
+            try:
+                fee, minimum = asyncio.run(_terms(config, args.source, args.asset, found.network, clock))
+            except FuseError as exc:  # a dry run still shows the destination
+                fee, minimum, unread = None, None, redact_secrets(str(exc))
             low = minimum is not None and amount < minimum
             terms = f"fee {fee if fee is not None else 'unknown'}, minimum {minimum if minimum is not None else 'unknown'}"
-            _say(args, {"dry_run": True, "sent": False, **plan, "fee": _text(fee), "minimum": _text(minimum), "below_minimum": low},
+            terms += f" (the venue could not be read: {unread})" if unread else ""
+            extra = {"fee": _text(fee), "minimum": _text(minimum), "below_minimum": low, "terms_unread": unread}
+            _say(args, {"dry_run": True, "sent": False, **plan, **extra},
                  f"would send {what}; {terms}{' (below the minimum: the venue would refuse it)' if low else ''}; nothing was sent")
             return 0
         if config.fuse(args.source).kind is not FuseKind.CEX:
