@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
-from eth_utils.address import is_checksum_address, is_hex_address
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alpha.config.types import Asset, unique
@@ -124,6 +123,9 @@ class Destination(BaseModel):
             allowed = ", ".join(sorted(KIND_NETWORKS[self.kind]))
             raise ValueError(f"a {self.kind.value} destination is on an EVM network ({allowed}), not {self.network}")
         if spec.evm:
+            # imported here: eth_utils takes ~0.2 s to import, and a file without EVM destinations need not wait for it
+            from eth_utils.address import is_checksum_address, is_hex_address
+
             if not is_hex_address(self.address):
                 raise ValueError(f"{self.address!r} is not an EVM address (0x and 40 hexadecimal digits)")
             if not is_checksum_address(self.address):
