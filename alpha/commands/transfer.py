@@ -6,6 +6,11 @@ through the source fuse's ``withdrawals`` by the risk gate's own check
 whitelist is refused with a message naming the whitelist, exit 2, before anything else
 happens: no venue is contacted, no credential read. The refusal is journalled.
 
+A venue destination whose fuse is a CEX is then checked against that fuse's own deposit
+address for the asset and network, as its venue gives it (read only): a whitelist entry that
+differs is refused, exit 2, nothing sent; one that cannot be read is vouched for by the
+whitelist alone (said in the output).
+
 ``--dry-run`` prints what would be sent (the destination's name, address, network, memo, and
 for a CEX fuse the venue's fee and minimum, read only) and sends nothing.
 
@@ -33,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from alpha.config import ConfigError, load_config
 from alpha.config.schema import FuseKind, StrategyConfig
-from alpha.config.whitelist import Destination
+from alpha.config.whitelist import Destination, same_address
 from alpha.domain.actions import RefusalCode
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.money import to_decimal
@@ -115,6 +120,35 @@ async def _terms(config: StrategyConfig, source: str, asset: str, network: str, 
         await fuse.close()
 
 
+async def _verify(config: StrategyConfig, found: Destination, asset: str, clock: Clock) -> tuple[bool | None, str]:
+    """Whether a venue destination's whitelisted address is the destination fuse's deposit address, as its venue gives it.
+
+    (True, ...) it is; (False, why) it is not; (None, why) it could not be read (not a CEX, no
+    credentials, the venue down): the whitelist alone vouches for it then.
+    """
+    from fuses.ccxt import CcxtFuse, build
+
+    if found.fuse is None or config.fuse(found.fuse).kind is not FuseKind.CEX:
+        return None, "not a CEX fuse's deposit address"
+    try:
+        fuse = build(config.fuse(found.fuse), clock=clock)
+        assert isinstance(fuse, CcxtFuse)
+        try:
+            await fuse.start()
+            address, tag = await fuse.deposit_address(asset, found.network)
+        finally:
+            await fuse.close()
+    except FuseError as exc:
+        return None, f"fuse {found.fuse}'s deposit address could not be read: {redact_secrets(str(exc))}"
+    if not same_address(found.network, found.address, address) or (tag or None) != (found.memo or None):
+        memo = f" memo {tag}" if tag else ""
+        return False, (
+            f"the whitelist's address for {found.name} is not fuse {found.fuse}'s deposit address for {asset} on {found.network}"
+            f" (its venue gives {address}{memo}): correct the whitelist"
+        )
+    return True, f"the address is fuse {found.fuse}'s deposit address for {asset} on {found.network}, as its venue gives it"
+
+
 async def _send(config: StrategyConfig, args: argparse.Namespace, found: Destination, amount: Decimal, move_id: str, clock: Clock) -> Move | str:
     """Resolve the fuse's unfinished moves, then request and send this one; the move, or why nothing new was sent."""
     from alpha.daemon.journal import Journal
@@ -165,6 +199,13 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
     memo = f", memo {found.memo}" if found.memo else ""
     what = f"{amount} {args.asset} from {args.source} to {found.name}: {found.address} on {found.network}{memo}"
     try:
+        verified, why = asyncio.run(_verify(config, found, args.asset, clock))
+        plan["deposit_address_verified"], plan["deposit_address_check"] = verified, why
+        if verified is False:
+            if not args.dry_run:
+                _journal(config, clock, move_id, args, amount, "refused", code="deposit_address", destination=destination_json(found), reason=why)
+            _say(args, {"refused": True, "code": "deposit_address", "reason": why, "sent": False, **plan}, f"refused: {why}; nothing was sent", error=True)
+            return 2
         if args.dry_run:
             unread = None
             try:
@@ -176,7 +217,7 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
             terms += f" (the venue could not be read: {unread})" if unread else ""
             extra = {"fee": _text(fee), "minimum": _text(minimum), "below_minimum": low, "terms_unread": unread}
             _say(args, {"dry_run": True, "sent": False, **plan, **extra},
-                 f"would send {what}; {terms}{' (below the minimum: the venue would refuse it)' if low else ''}; nothing was sent")
+                 f"would send {what}; {terms}{' (below the minimum: the venue would refuse it)' if low else ''}; {why}; nothing was sent")
             return 0
         if config.fuse(args.source).kind is not FuseKind.CEX:
             _journal(config, clock, move_id, args, amount, "requested", destination=destination_json(found))

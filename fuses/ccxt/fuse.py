@@ -776,6 +776,11 @@ class CcxtFuse:
         mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
         return parse_withdrawal(mine[0], client_id) if mine else None
 
+    async def deposit_address(self, asset: str, network: str) -> tuple[str, str | None]:
+        """This account's deposit address (and memo) for ``asset`` on ``network`` (ccxt's name), as the venue gives it."""
+        found = await self._call(self.client.fetch_deposit_address, asset, {"network": network})
+        return str(found["address"]), found.get("tag") or None
+
     async def withdrawal_terms(self, asset: str, network: str) -> WithdrawalTerms:
         """The venue's fee and minimum for ``asset`` on ``network`` (ccxt's name)."""
         fees = await self._call(self.client.fetch_deposit_withdraw_fees, [asset])

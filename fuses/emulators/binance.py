@@ -133,6 +133,7 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("POST", "/sapi/v1/capital/withdraw/apply"): 1,  # Binance counts these two against a per-UID budget, not the IP's
     ("GET", "/sapi/v1/capital/withdraw/history"): 1,
     ("GET", "/sapi/v1/capital/config/getall"): 10,
+    ("GET", "/sapi/v1/capital/deposit/address"): 10,
     ("POST", "/fapi/v1/listenKey"): 1,
     ("PUT", "/fapi/v1/listenKey"): 1,
     ("DELETE", "/fapi/v1/listenKey"): 1,
@@ -216,10 +217,18 @@ class Withdrawable(Protocol):
 
 # What the venue lets each coin be withdrawn on (Binance's network ids): (fee, minimum), as config/getall lists them.
 WITHDRAW_NETWORKS: dict[str, dict[str, tuple[Decimal, Decimal]]] = {
-    "USDT": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2")), "TRX": (Decimal("1"), Decimal("5"))},
+    "USDT": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2"))},
     "USDC": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2")), "BASE": (Decimal("0.5"), Decimal("2"))},
 }
-WITHDRAW_PROCESSING, WITHDRAW_COMPLETED = 4, 6  # Binance's withdrawal status codes (0 email sent ... 6 completed)
+WITHDRAW_PROCESSING, WITHDRAW_COMPLETED = 4, 6
+
+
+def deposit_address(account: str, coin: str, network: str) -> str:
+    """The emulator's deposit address of ``account`` for ``coin`` on an EVM ``network``: fixed per account, EIP-55 checksummed."""
+    from eth_utils.address import to_checksum_address
+
+    del coin  # one address per account on an EVM network, as Binance gives one for every token there
+    return to_checksum_address("0x" + hashlib.sha256(f"deposit:{account}:{network}".encode()).hexdigest()[:40])  # Binance's withdrawal status codes (0 email sent ... 6 completed)
 
 
 @dataclass
@@ -875,6 +884,17 @@ class Api:
         ]
         return found[: int(q.get("limit") or 1000)]
 
+    async def deposit_address(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``GET /sapi/v1/capital/deposit/address``: the account's address for ``coin`` on ``network`` (its first by default)."""
+        coin = q.get("coin", "")
+        networks = WITHDRAW_NETWORKS.get(coin)
+        if networks is None:
+            raise BinanceError("mandatory" if not coin else "bad_param", name="coin")
+        network = q.get("network") or next(iter(networks))
+        if network not in networks:
+            raise BinanceError("bad_param", name="network")
+        return {"coin": coin, "address": deposit_address(login.account, coin, network), "tag": "", "url": ""}
+
     async def coins(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
         """``GET /sapi/v1/capital/config/getall``: every coin the venue lists, with its withdrawal networks, fees and minimums."""
         spot = self.state.backend.account(login.account + SPOT_SUFFIX, now)
@@ -1016,6 +1036,7 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("POST", "/sapi/v1/capital/withdraw/apply"): Api.withdraw_apply,
     ("GET", "/sapi/v1/capital/withdraw/history"): Api.withdraw_history,
     ("GET", "/sapi/v1/capital/config/getall"): Api.coins,
+    ("GET", "/sapi/v1/capital/deposit/address"): Api.deposit_address,
 }
 
 USER_STREAM = {("POST", "/fapi/v1/listenKey"), ("PUT", "/fapi/v1/listenKey"), ("DELETE", "/fapi/v1/listenKey")}

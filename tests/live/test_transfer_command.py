@@ -23,11 +23,12 @@ from aiohttp import web
 from alpha.daemon.journal import Journal
 from alpha.domain.clock import LiveClock
 from fuses.ccxt.ratelimit import forget_limiters
-from fuses.emulators.binance import BINANCE_KEY, Withdrawal
+from fuses.emulators.binance import BINANCE_KEY, Withdrawal, deposit_address
 from fuses.emulators.binance import create_app as create_binance
 from fuses.emulators.common import SPOT_SUFFIX, EmulatorServer, EngineBackend, emulator_world
 
 KEY, SECRET = "transfer-test-key", "transfer-test-secret-never-logged"
+KEY2, SECRET2 = "transfer-test-key-2", "transfer-test-secret-2-never-logged"
 SYMBOL = "BTC/USDT:USDT"
 VAULT_WALLET = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
 OKX_DEPOSIT = "0xAb5801a7D398351b8bE11C439e05C5B3259aeC9B"
@@ -53,6 +54,9 @@ fuses:
     withdrawals:
       - {{name: vault-arb, kind: vault, address: "{vault}", network: ARBITRUM, assets: [USDT, USDC]}}
       - {{name: to-okx, kind: venue, fuse: okx, address: "{okx}", network: ERC20, assets: [USDT]}}
+      - {{name: to-b2, kind: venue, fuse: binance2, address: "{b2}", network: ARBITRUM}}
+      - {{name: to-b2-old, kind: venue, fuse: binance2, address: "{okx}", network: ERC20}}
+  - {{name: binance2, kind: cex, venue: binanceusdm, api_url: {url}, markets: [{symbol}], max_share: "0.05", credentials: {{api_key: {{env: B2_KEY}}, secret: {{env: B2_SECRET}}}}}}
   - {{name: okx, kind: cex, venue: okx, api_url: {url}, markets: [{symbol}], max_share: "0.45", credentials: {{api_key: {{env: K}}, secret: {{env: K}}, password: {{env: K}}}}}}
 """
 
@@ -81,7 +85,7 @@ async def binance() -> AsyncIterator[Counted]:
     backend.fund("us", "USDT", Decimal(100000), clock.now())
     backend.transfer("us", "USDT", SPOT, "futures", "spot", clock.now())  # Binance withdraws from the spot wallet
     backend.fund("us" + SPOT_SUFFIX, "USDC", SPOT, clock.now())
-    app = create_binance(backend, clock=clock, accounts=[(KEY, SECRET, "us")])
+    app = create_binance(backend, clock=clock, accounts=[(KEY, SECRET, "us"), (KEY2, SECRET2, "them")])
     seen: list[str] = []
     rig: Counted | None = None
 
@@ -107,17 +111,20 @@ async def binance() -> AsyncIterator[Counted]:
         forget_limiters()
 
 
+ENV = {**os.environ, "ALPHA_TEST_TRANSFER_KEY": KEY, "ALPHA_TEST_TRANSFER_SECRET": SECRET, "B2_KEY": KEY2, "B2_SECRET": SECRET2}
+
+
 def _strategy(tmp_path: Path, url: str) -> Path:
     path = tmp_path / "transfer.yaml"
-    path.write_text(STRATEGY.format(url=url, symbol=SYMBOL, vault=VAULT_WALLET, okx=OKX_DEPOSIT, journal=tmp_path / "journal.db"))
+    b2 = deposit_address("them", "USDT", "ARBITRUM")  # binance2's account on the emulator (Binance network ids: ARBITRUM, ETH)
+    path.write_text(STRATEGY.format(url=url, symbol=SYMBOL, vault=VAULT_WALLET, okx=OKX_DEPOSIT, b2=b2, journal=tmp_path / "journal.db"))
     return path
 
 
 async def alpha(*args: str, cwd: Path) -> tuple[int, str, str]:
     """Run ``alpha`` as a process, with the venue's keys in its environment, while this loop serves the emulator."""
-    env = {**os.environ, "ALPHA_TEST_TRANSFER_KEY": KEY, "ALPHA_TEST_TRANSFER_SECRET": SECRET}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "alpha", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd, env=env
+        sys.executable, "-m", "alpha", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=cwd, env=ENV
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert "Traceback" not in err.decode()
@@ -223,9 +230,8 @@ async def test_a_whitelisted_withdrawal_is_sent_once_and_confirmed(tmp_path: Pat
 
 async def _run_until(args: list[str], cwd: Path, condition: Callable[[], bool]) -> None:
     """Start ``alpha`` and kill -9 it as soon as ``condition`` holds."""
-    env = {**os.environ, "ALPHA_TEST_TRANSFER_KEY": KEY, "ALPHA_TEST_TRANSFER_SECRET": SECRET}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "alpha", *args, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL, cwd=cwd, env=env)
+                                                stderr=asyncio.subprocess.DEVNULL, cwd=cwd, env=ENV)
     try:
         loop = asyncio.get_running_loop()
         end = loop.time() + 120
@@ -285,3 +291,18 @@ async def test_a_kill_after_sent_resolves_from_the_history_without_a_second_with
     assert [s for i, s in _moves(tmp_path) if i == killed] == ["requested", "sent", "confirmed"]
     assert sorted(w.amount for w in binance.withdrawals) == [Decimal(50), Decimal(100)]
     assert binance.seen.count(f"POST {APPLY}") == 2 and binance.spot() == SPOT - 150
+
+
+async def test_a_venue_destination_is_checked_against_its_venues_deposit_address(tmp_path: Path, binance: Counted) -> None:
+    strategy = _strategy(tmp_path, binance.server.url)
+    args = ["transfer", "--config", str(strategy), "--from", "binance", "--asset", "USDT", "--amount", "100", "--json"]
+
+    ok_code, ok, _ = await alpha(*args, "--to", "to-b2", "--dry-run", cwd=tmp_path)
+    stale_code, stale, _ = await alpha(*args, "--to", "to-b2-old", cwd=tmp_path)
+
+    assert ok_code == 0 and json.loads(ok)["deposit_address_verified"] is True
+    refused = json.loads(stale)
+    assert stale_code == 2 and refused["refused"] is True and refused["deposit_address_verified"] is False
+    assert f"its venue gives {deposit_address('them', 'USDT', 'ETH')}" in refused["reason"]
+    assert f"POST {APPLY}" not in binance.seen and binance.withdrawals == [] and binance.spot() == SPOT
+    assert [state for _, state in _moves(tmp_path)] == ["refused"]
