@@ -152,7 +152,7 @@ async def _verify(config: StrategyConfig, found: Destination, asset: str, clock:
 async def _send(config: StrategyConfig, args: argparse.Namespace, found: Destination, amount: Decimal, move_id: str, clock: Clock) -> Move | str:
     """Resolve the fuse's unfinished moves, then request and send this one; the move, or why nothing new was sent."""
     from alpha.daemon.journal import Journal
-    from alpha.daemon.moves import MoveRunner, unfinished
+    from alpha.daemon.moves import REQUESTED, MoveRunner, unfinished
     from fuses.ccxt import CcxtFuse, build
 
     journal = Journal(config.journal.path)
@@ -163,7 +163,7 @@ async def _send(config: StrategyConfig, args: argparse.Namespace, found: Destina
         runner = MoveRunner(journal, clock, follow_for=timedelta(seconds=args.wait))
         for move in unfinished(journal, args.source):
             await runner.resolve(fuse, move)
-        open_moves = unfinished(journal, args.source)
+        open_moves = [m for m in unfinished(journal, args.source) if m.state == REQUESTED]  # sent ones are in flight, known
         if open_moves:
             ids = ", ".join(f"{m.id} ({m.state})" for m in open_moves)
             return f"fuse {args.source} has moves of unknown outcome: {ids}; nothing new is sent from it until the venue shows them (run again later)"
