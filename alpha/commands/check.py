@@ -38,6 +38,8 @@ def summary(config: StrategyConfig) -> str:
             f"  fuse {f.name}{state}: {f.kind.value} on {f.venue}, cap {f.max_share * 100}% of NAV, "
             f"max {f.max_leverage}x, {scope}"
         )
+        if f.withdrawals:
+            lines.append(f"    may send to: {'; '.join(d.describe() for d in f.withdrawals)}")
     return "\n".join(lines)
 
 

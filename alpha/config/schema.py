@@ -32,6 +32,7 @@ from alpha.config.types import (
     unique,
     within,
 )
+from alpha.config.whitelist import Destination, whitelist_problems
 from alpha.domain.redact import looks_secret
 
 Assets = Annotated[tuple[Asset, ...], unique("assets")]
@@ -129,6 +130,7 @@ class FuseConfig(Model):
     max_fee_gwei: Annotated[Positive, within(0, 100_000, above=True)] | None = None
     gas_budget_native_per_day: NonNegative | None = None
     options: dict[str, str | int | bool] = Field(default_factory=dict)
+    withdrawals: tuple[Destination, ...] = ()  # the only places this fuse may send money to (alpha.config.whitelist); none: moves are an operator's
 
     @model_validator(mode="after")
     def _kind_fields(self) -> FuseConfig:
@@ -430,6 +432,9 @@ class StrategyConfig(Model):
                         f"fuse {f.name}: {market} settles in {settle}, which the vault does not count as cash:"
                         f" add {settle} to stablecoins (the vault's base asset is {self.vault.base_asset})"
                     )
+        wrong = [p for f in self.fuses for p in whitelist_problems(f.name, f.withdrawals, {g.name: g.kind.value for g in self.fuses})]
+        if wrong:
+            raise ValueError("; ".join(wrong))
         return self
 
     def fuse(self, name: str) -> FuseConfig:

@@ -252,6 +252,7 @@ class RefusalCode(StrEnum):
     UNKNOWN_FUSE = "unknown_fuse"
     PRICE_OUTLIER = "price_outlier"
     VAULT_CAP = "vault_cap"  # an on-chain vault's substrates, market limit or guardian would refuse it
+    NOT_WHITELISTED = "not_whitelisted"  # a move to a destination outside the source fuse's withdrawal whitelist
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,11 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
 * a lending action on a fuse that is an on-chain vault's market (``RiskState.vault_caps``, the
   vault's state as last read) that the vault would revert: its guardian closed it, the asset is
   not a substrate its atomists granted, or a supply would take the market over its limit
-  (counting the supplies approved before it in the same plan) [vault_cap].
+  (counting the supplies approved before it in the same plan) [vault_cap];
+* a move out of a fuse that has a withdrawal whitelist (``fuses[].withdrawals``) to a
+  destination it does not list: a ``Transfer`` to another fuse, or an operator's
+  ``alpha transfer`` (``check_move``, the one check both use) [not_whitelisted]. A fuse
+  without a whitelist is not judged here: its cross-venue moves stay an operator's action.
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Literal
 
 from alpha.config.schema import StrategyConfig
+from alpha.config.whitelist import Destination, same_address
 from alpha.domain.actions import (
     VAULT,
     Action,
@@ -68,6 +74,8 @@ from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
 from alpha.risk.exposure import fuse_leverage, holdings, venue_gross
 from alpha.risk.prices import PriceGuard, PriceOutlier
+
+MatchBy = Literal["any", "fuse", "address"]  # how check_move reads a destination: a fuse or a name, only a fuse, only an address
 
 # Relative slack for comparing computed ratios with limits (exact decimals still divide).
 EPSILON = Decimal("1e-9")
@@ -190,6 +198,51 @@ def _fuse_of(action: Action) -> str | None:
     return None
 
 
+def check_move(
+    config: StrategyConfig, source: str, destination: str, asset: str, network: str | None = None, *, by: MatchBy = "any"
+) -> Destination | str:
+    """Resolve ``destination`` through fuse ``source``'s withdrawal whitelist: the entry, or why the move is refused.
+
+    ``destination`` is a fuse (its deposit address), an entry's name or an address; the first
+    entry in the file's order that matches it (on ``network``, if given) and may receive
+    ``asset`` is the one (``by``: ``destination`` is only a fuse, or only an address). A
+    refusal names the whitelist: the fuse and the names it allows.
+    """
+    try:
+        fuse = config.fuse(source)
+    except KeyError:
+        return f"fuse {source} is not in the strategy (fuses: {', '.join(f.name for f in config.fuses)})"
+    if not fuse.withdrawals:
+        return f"fuse {source} has no withdrawal whitelist ('withdrawals' in the strategy file): it sends to no destination"
+    matches = [
+        d for d in fuse.withdrawals
+        if network in (None, d.network)
+        and (
+            (by != "address" and d.fuse == destination)
+            or (by == "any" and d.name == destination)
+            or (by == "address" and same_address(d.network, d.address, destination))
+        )
+    ]
+    for d in matches:
+        if d.allows(asset):
+            return d
+    allowed = "; ".join(f"{d.describe()}{'' if not d.assets else ' for ' + ', '.join(d.assets)}" for d in fuse.withdrawals)
+    on = f" on {network}" if network else ""
+    what = f"{destination}{on} may not receive {asset}" if matches else f"{destination}{on} is not on it"
+    return f"fuse {source}'s withdrawal whitelist allows only {allowed}: {what}"
+
+
+def _move_refusal(action: Action, config: StrategyConfig) -> str | None:
+    """Why a ``Transfer`` out of a fuse with a whitelist to another fuse is refused by it (None: allowed or not judged)."""
+    if not isinstance(action, Transfer) or VAULT in (action.source, action.destination) or action.source == action.destination:
+        return None
+    source = next((f for f in config.fuses if f.name == action.source), None)
+    if source is None or not source.withdrawals:
+        return None
+    found = check_move(config, action.source, action.destination, action.asset, by="fuse")
+    return found if isinstance(found, str) else None
+
+
 def gate(actions: Iterable[Action], view: PortfolioView, config: StrategyConfig, state: RiskState) -> GateResult:
     """Return which of ``actions`` may go ahead and why the others may not."""
     approved: list[Action] = []
@@ -262,6 +315,9 @@ def _judge(
 
     if state.kill_switch:
         return no(RefusalCode.KILL_SWITCH, "kill switch engaged: no trading")
+    not_listed = _move_refusal(action, config)
+    if not_listed is not None:
+        return no(RefusalCode.NOT_WHITELISTED, not_listed)
     if state.blocked_markets or state.blocked_fuses:
         blocked = _blocked(action, state)
         if blocked is not None:

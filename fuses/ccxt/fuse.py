@@ -52,6 +52,7 @@ from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
+from fuses.ccxt.withdrawals import VenueWithdrawal, WithdrawalTerms, parse_withdrawal, terms_of
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -771,6 +772,38 @@ class CcxtFuse:
         with contextlib.suppress(NoChange):
             params = {} if self.spec.margin_mode_call else {"marginMode": self.spec.margin_mode}
             await self._call(self.client.set_leverage, int(leverage), market, params)
+
+    async def withdraw(
+        self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None
+    ) -> str:
+        """Ask the venue to send ``amount`` of ``asset`` to ``address`` on ``network`` (ccxt's name); return its withdrawal id.
+
+        ``client_id`` goes with the request (Binance's ``withdrawOrderId``): a withdrawal whose
+        answer is lost is found again by it (``withdrawal``), never sent twice.
+        """
+        if amount <= 0:
+            raise RejectedError(f"{self.name}: withdrawal amount {amount} must be positive", venue=self.name)
+        params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
+        if tag is not None:
+            params["tag"] = tag
+        answer = await self._call(self.client.withdraw, asset, str(amount), address, params, sends_state=True, client_id=client_id)
+        return str(answer["id"])
+
+    async def withdrawal(self, asset: str, client_id: str) -> VenueWithdrawal | None:
+        """The withdrawal the venue holds under ``client_id``, or None when it has none."""
+        found = await self._call(self.client.fetch_withdrawals, asset, None, None, {"withdrawOrderId": client_id})
+        mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
+        return parse_withdrawal(mine[0], client_id) if mine else None
+
+    async def deposit_address(self, asset: str, network: str) -> tuple[str, str | None]:
+        """This account's deposit address (and memo) for ``asset`` on ``network`` (ccxt's name), as the venue gives it."""
+        found = await self._call(self.client.fetch_deposit_address, asset, {"network": network})
+        return str(found["address"]), found.get("tag") or None
+
+    async def withdrawal_terms(self, asset: str, network: str) -> WithdrawalTerms:
+        """The venue's fee and minimum for ``asset`` on ``network`` (ccxt's name)."""
+        fees = await self._call(self.client.fetch_deposit_withdraw_fees, [asset])
+        return terms_of(fees, asset, self.client.network_code_to_id(network, asset))
 
     async def transfer(self, asset: str, amount: Decimal, source: str, destination: str) -> None:
         """Move ``amount`` between this venue's wallets (names from the venue table)."""

@@ -53,6 +53,7 @@ from fuses.base import (
     RejectedError,
 )
 from fuses.emulators.common import (
+    SPOT_SUFFIX,
     ApiAccount,
     EmulatorServer,
     EmulatorState,
@@ -129,6 +130,10 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("GET", "/fapi/v1/openOrders"): _with_symbol(1, 40),
     ("GET", "/fapi/v1/income"): 30,
     ("POST", "/sapi/v1/asset/transfer"): 900,
+    ("POST", "/sapi/v1/capital/withdraw/apply"): 1,  # Binance counts these two against a per-UID budget, not the IP's
+    ("GET", "/sapi/v1/capital/withdraw/history"): 1,
+    ("GET", "/sapi/v1/capital/config/getall"): 10,
+    ("GET", "/sapi/v1/capital/deposit/address"): 10,
     ("POST", "/fapi/v1/listenKey"): 1,
     ("PUT", "/fapi/v1/listenKey"): 1,
     ("DELETE", "/fapi/v1/listenKey"): 1,
@@ -204,6 +209,54 @@ def _decimals(step: Decimal) -> int:
 
 
 @runtime_checkable
+class Withdrawable(Protocol):
+    """A backend that can send money off the venue (``EngineBackend.withdraw``: from the spot wallet)."""
+
+    def withdraw(self, account: str, asset: str, amount: Decimal, now: datetime) -> None: ...
+
+
+# What the venue lets each coin be withdrawn on (Binance's network ids): (fee, minimum), as config/getall lists them.
+WITHDRAW_NETWORKS: dict[str, dict[str, tuple[Decimal, Decimal]]] = {
+    "USDT": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2"))},
+    "USDC": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2")), "BASE": (Decimal("0.5"), Decimal("2"))},
+}
+WITHDRAW_PROCESSING, WITHDRAW_COMPLETED = 4, 6
+
+
+def deposit_address(account: str, coin: str, network: str) -> str:
+    """The emulator's deposit address of ``account`` for ``coin`` on an EVM ``network``: fixed per account, EIP-55 checksummed."""
+    from eth_utils.address import to_checksum_address
+
+    del coin  # one address per account on an EVM network, as Binance gives one for every token there
+    return to_checksum_address("0x" + hashlib.sha256(f"deposit:{account}:{network}".encode()).hexdigest()[:40])  # Binance's withdrawal status codes (0 email sent ... 6 completed)
+
+
+@dataclass
+class Withdrawal:
+    """One withdrawal the emulator accepted: Binance's history fields."""
+
+    id: str
+    withdraw_order_id: str
+    coin: str
+    network: str
+    address: str
+    address_tag: str
+    amount: Decimal
+    fee: Decimal
+    applied: float  # wall time
+    status: int = WITHDRAW_PROCESSING
+    tx_id: str = ""
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "withdrawOrderId": self.withdraw_order_id, "coin": self.coin, "network": self.network,
+            "address": self.address, "addressTag": self.address_tag, "amount": _s(self.amount), "transactionFee": _s(self.fee),
+            "status": self.status, "txId": self.tx_id, "transferType": 0, "walletType": 0, "info": "",
+            "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.applied)), "confirmNo": 12 if self.tx_id else 0,
+        }
+
+
+@runtime_checkable
 class EngineEvents(Protocol):
     """A backend that reports its engine's events (``EngineBackend.listen``)."""
 
@@ -261,6 +314,8 @@ class BinanceState:
     skip_depth_updates: int = 0  # fault: leave the next N book-changing depth events unsent (a sequence gap)
     skipped_depth: list[dict[str, Any]] = field(default_factory=list)  # the depth events left unsent
     silent_depth: bool = False  # fault: depth streams stay connected but send nothing
+    withdrawals: dict[str, list[Withdrawal]] = field(default_factory=dict)  # account -> its withdrawals, oldest first
+    withdraw_seconds: float = 0.0  # wall seconds a withdrawal stays "processing" before it is completed on chain
 
 
 BINANCE_KEY: web.AppKey[BinanceState] = web.AppKey("binance_state", BinanceState)
@@ -782,6 +837,80 @@ class Api:
         self.state.backend.transfer(login.account, asset, amount, route[0], route[1], now)
         return {"tranId": next(self.x.transfers)}
 
+    def _settle_withdrawals(self, account: str) -> list[Withdrawal]:
+        """``account``'s withdrawals, those processing for ``withdraw_seconds`` completed (with a transaction id)."""
+        done = self.x.wall() - self.x.withdraw_seconds
+        for w in self.x.withdrawals.get(account, []):
+            if w.status == WITHDRAW_PROCESSING and w.applied <= done:
+                w.status, w.tx_id = WITHDRAW_COMPLETED, "0x" + hashlib.sha256(w.id.encode()).hexdigest()
+        return self.x.withdrawals.get(account, [])
+
+    async def withdraw_apply(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``POST /sapi/v1/capital/withdraw/apply``: debit the spot wallet, answer the withdrawal's id."""
+        coin, address = q.get("coin", ""), q.get("address", "")
+        for name, value in (("coin", coin), ("address", address)):
+            if not value:
+                raise BinanceError("mandatory", name=name)
+        amount = self._decimal(q, "amount")
+        assert amount is not None
+        networks = WITHDRAW_NETWORKS.get(coin)
+        if networks is None:
+            raise BinanceError("bad_param", name="coin")
+        network = q.get("network") or next(iter(networks))
+        if network not in networks:
+            raise BinanceError("bad_param", name="network")
+        fee, minimum = networks[network]
+        if amount < minimum:
+            raise BinanceError("rejected", detail=f"The withdrawal amount must be at least {_s(minimum)}.")
+        client_id = q.get("withdrawOrderId", "")
+        mine = self.x.withdrawals.setdefault(login.account, [])
+        if client_id and any(w.withdraw_order_id == client_id for w in mine):
+            raise BinanceError("rejected", detail=f"Duplicate withdrawOrderId {client_id}.")
+        backend = self.state.backend
+        if not isinstance(backend, Withdrawable):
+            raise BinanceError("rejected", detail="This venue sends no withdrawals.")
+        backend.withdraw(login.account, coin, amount, now)
+        w = Withdrawal(hashlib.sha256(f"{login.account}:{next(self.x.next_id)}".encode()).hexdigest()[:32], client_id, coin, network,
+                       address, q.get("addressTag", ""), amount, fee, self.x.wall())
+        mine.append(w)
+        return {"id": w.id}
+
+    async def withdraw_history(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``GET /sapi/v1/capital/withdraw/history``: newest first, by ``coin``, ``withdrawOrderId`` or ``idList``."""
+        ids = set(filter(None, q.get("idList", "").split(",")))
+        found = [
+            w.json() for w in reversed(self._settle_withdrawals(login.account))
+            if q.get("coin") in (None, "", w.coin) and q.get("withdrawOrderId") in (None, "", w.withdraw_order_id) and (not ids or w.id in ids)
+        ]
+        return found[: int(q.get("limit") or 1000)]
+
+    async def deposit_address(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``GET /sapi/v1/capital/deposit/address``: the account's address for ``coin`` on ``network`` (its first by default)."""
+        coin = q.get("coin", "")
+        networks = WITHDRAW_NETWORKS.get(coin)
+        if networks is None:
+            raise BinanceError("mandatory" if not coin else "bad_param", name="coin")
+        network = q.get("network") or next(iter(networks))
+        if network not in networks:
+            raise BinanceError("bad_param", name="network")
+        return {"coin": coin, "address": deposit_address(login.account, coin, network), "tag": "", "url": ""}
+
+    async def coins(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``GET /sapi/v1/capital/config/getall``: every coin the venue lists, with its withdrawal networks, fees and minimums."""
+        spot = self.state.backend.account(login.account + SPOT_SUFFIX, now)
+        return [
+            {
+                "coin": coin, "name": coin, "free": _s(spot.balance(coin).free), "locked": "0", "depositAllEnable": True, "withdrawAllEnable": True,
+                "networkList": [
+                    {"network": net, "coin": coin, "name": net, "withdrawFee": _s(fee), "withdrawMin": _s(minimum), "withdrawMax": "9999999",
+                     "withdrawEnable": True, "depositEnable": True, "isDefault": i == 0, "withdrawIntegerMultiple": "0.000001",
+                     "minConfirm": 12, "unLockConfirm": 0, "sameAddress": False, "memoRegex": "", "addressRegex": "^(0x)[0-9A-Fa-f]{40}$"}
+                    for i, (net, (fee, minimum)) in enumerate(networks.items())
+                ],
+            }
+            for coin, networks in WITHDRAW_NETWORKS.items()
+        ]
+
 
 def _listen_key(api: Api, login: ApiAccount, method: str) -> dict[str, Any]:
     """Create (POST), extend (PUT) or close (DELETE) ``login``'s listen key, as Binance does."""
@@ -904,6 +1033,10 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("GET", "/fapi/v1/openOrders"): Api.open_orders,
     ("GET", "/fapi/v1/income"): Api.income,
     ("POST", "/sapi/v1/asset/transfer"): Api.transfer,
+    ("POST", "/sapi/v1/capital/withdraw/apply"): Api.withdraw_apply,
+    ("GET", "/sapi/v1/capital/withdraw/history"): Api.withdraw_history,
+    ("GET", "/sapi/v1/capital/config/getall"): Api.coins,
+    ("GET", "/sapi/v1/capital/deposit/address"): Api.deposit_address,
 }
 
 USER_STREAM = {("POST", "/fapi/v1/listenKey"), ("PUT", "/fapi/v1/listenKey"), ("DELETE", "/fapi/v1/listenKey")}
@@ -921,7 +1054,7 @@ async def _rest(request: web.Request) -> web.StreamResponse:
     api = Api(state, request.app[BINANCE_KEY])
     key = (request.method, request.path)
     raw_query = request.query_string
-    if request.method in ("POST", "PUT") and request.can_read_body:
+    if request.method in ("POST", "PUT") and request.body_exists:  # a body already read (by a middleware) is kept by aiohttp
         body = await request.text()
         raw_query = f"{raw_query}&{body}" if raw_query and body else (body or raw_query)
     q = dict(parse_qsl(raw_query, keep_blank_values=True))

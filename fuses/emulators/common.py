@@ -655,6 +655,11 @@ class EngineBackend:
         self.exchange.withdraw(wallets[source], asset, amount, now)
         self.exchange.deposit(wallets[destination], asset, amount, now)
 
+    def withdraw(self, account: str, asset: str, amount: Decimal, now: datetime) -> None:
+        """Send ``amount`` of ``asset`` off the venue from the account's spot wallet (a withdrawal)."""
+        self.exchange.open_account(account + SPOT_SUFFIX)
+        self.exchange.withdraw(account + SPOT_SUFFIX, asset, amount, now)
+
     def funding_history(self, symbol: str, account: str | None = None) -> Sequence[FundingEvent]:
         if account is None:
             return tuple(self._history.get(symbol, ()))

@@ -28,7 +28,16 @@ METRIC_LABELS = {
     "unresolved_order",  # an order of unknown outcome blocks its market
     "price_outlier",  # the price guard refused the market's price
     "vault_cap",  # an on-chain vault's substrates, market limit or guardian would refuse it
+    "not_whitelisted",  # a move to a destination outside the source fuse's withdrawal whitelist
 }
+LENDING_WALLET = "0x8ba1f109551bD432803012645Ac136ddd64DBA72"
+
+
+def _whitelisted() -> StrategyConfig:
+    """config() with perp-cex allowed to send only to the lending fuse's wallet."""
+    data = config().model_dump(mode="json")
+    data["fuses"][1]["withdrawals"] = [{"name": "to-lending", "kind": "venue", "fuse": "lending", "address": LENDING_WALLET, "network": "ARBITRUM"}]
+    return StrategyConfig.model_validate(data)
 
 
 def _open(qty: str = "1") -> OpenHedge:
@@ -69,6 +78,7 @@ CASES: dict[RefusalCode, Case] = {
         Supply("lending", "USDC", D("1000"), "idle cash to the vault's market"),
         state=RiskState(vault_caps={"lending": VaultCap("0xvault", frozenset({"USDC"}), D("59500"), D("60000"))}),
     ),
+    RefusalCode.NOT_WHITELISTED: Case(Transfer("perp-cex", "perp-dex", "USDC", D("1000"), "surplus to the other venue"), config=_whitelisted),
     RefusalCode.UNKNOWN_FUSE: Case(Transfer("vault", "elsewhere", "USDC", D("1000"), "a fuse the strategy does not name")),
 }
 

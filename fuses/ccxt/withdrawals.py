@@ -1,0 +1,65 @@
+"""Withdrawals through ccxt: a withdrawal as the venue's history shows it, and the venue's fee and minimum.
+
+Amounts are read exactly from the venue's own fields (``info``), never from ccxt's floats.
+ccxt's unified statuses map to three: ``processing`` (the venue has it, not yet on chain),
+``completed`` (sent on chain, with a transaction id), ``failed`` (refused, cancelled or failed:
+the money stayed, or came back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fuses.ccxt import parse
+
+STATUSES = {"pending": "processing", "ok": "completed", "failed": "failed", "canceled": "failed"}
+
+
+@dataclass(frozen=True, slots=True)
+class VenueWithdrawal:
+    """One withdrawal in the venue's history, found by the client id we gave it."""
+
+    id: str  # the venue's withdrawal id
+    client_id: str
+    status: str  # processing, completed or failed
+    amount: Decimal | None
+    fee: Decimal | None
+    tx_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalTerms:
+    """What the venue charges and needs for a withdrawal of one asset on one network (None: the venue does not say)."""
+
+    fee: Decimal | None
+    minimum: Decimal | None
+
+
+def _exact(value: Any, field: str) -> Decimal | None:
+    """The venue's number exactly, None when it gives none; a value that is no number is refused (``parse.dec``)."""
+    return None if value is None or value == "" else parse.dec(value, field)
+
+
+def parse_withdrawal(entry: Mapping[str, Any], client_id: str) -> VenueWithdrawal:
+    """A ccxt transaction structure as a ``VenueWithdrawal`` (amounts from the venue's own fields)."""
+    info = entry.get("info") or {}
+    return VenueWithdrawal(
+        id=str(entry.get("id") or info.get("id") or ""),
+        client_id=client_id,
+        status=STATUSES.get(str(entry.get("status")), "processing"),
+        amount=_exact(info.get("amount"), "withdrawal.amount"),
+        fee=_exact(info.get("transactionFee"), "withdrawal.transactionFee"),
+        tx_id=entry.get("txid") or None,
+    )
+
+
+def terms_of(fees: Mapping[str, Any], asset: str, network_id: str) -> WithdrawalTerms:
+    """The fee and minimum of ``asset`` on the venue's network ``network_id`` from ccxt's ``fetch_deposit_withdraw_fees``."""
+    info = (fees.get(asset) or {}).get("info") or {}
+    for net in info.get("networkList") or ():
+        if net.get("network") == network_id:
+            return WithdrawalTerms(_exact(net.get("withdrawFee"), f"{asset}.withdrawFee"), _exact(net.get("withdrawMin"), f"{asset}.withdrawMin"))
+    return WithdrawalTerms(None, None)
