@@ -129,20 +129,32 @@ def fuse_table(status: dict[str, Any], wide: bool) -> Table | None:
     return table
 
 
-def position_table(positions: Sequence[dict[str, Any]], wide: bool, more: int = 0) -> Table:
-    """Positions (and coins held): fuse, market, size, mark, and from ``WIDE`` columns the notional."""
+def position_table(
+    positions: Sequence[dict[str, Any]], wide: bool, more: int = 0, perp_power: Sequence[dict[str, Any]] = ()
+) -> Table:
+    """Positions (and coins held): fuse, market, size, mark, and from ``WIDE`` columns the notional
+    and how far the index may move before the position is liquidated (its p-perp view)."""
     cols = [("fuse", "left"), ("market", "left"), ("size", "right"), ("mark", "right")]
     if wide:
-        cols.append(("notional", "right"))
+        cols += [("notional", "right"), ("liquidated after", "right")]
     table = _table(*cols, wide=wide)
+    distances = {(r.get("fuse"), r.get("market")): r for r in perp_power if r.get("liquidation_distance") is not None}
     for p in positions:
         row = [str(p.get("fuse", "")), str(p.get("market", "")), quantity(p.get("size")), quantity(p.get("mark"))]
         if wide:
-            row.append(_notional(p))
+            row += [_notional(p), _distance(distances.get((p.get("fuse"), p.get("market"))))]
         table.add_row(*row)
     if more:
-        table.add_row(f"... and {more} more", "", "", "", *([""] if wide else []))
+        table.add_row(f"... and {more} more", "", "", "", *(["", ""] if wide else []))
     return table
+
+
+def _distance(row: dict[str, Any] | None) -> str:
+    """``a 72.1% rise`` / ``a 36.5% fall`` from a ``perp_power`` row; ``-`` when the position cannot be liquidated."""
+    d = _decimal(row.get("liquidation_distance")) if row is not None else None
+    if row is None or d is None:
+        return "-"
+    return f"a {d * 100:.1f}% {'rise' if row.get('direction') == 'up' else 'fall'}"
 
 
 def _notional(p: dict[str, Any]) -> str:
@@ -178,7 +190,7 @@ class StatusScreen:
             blocks.append(fuses)
             left -= lines(fuses)
         positions = list(self.status.get("positions") or [])
-        shown = self._fit_positions(positions, wide, left - MIN_EVENTS, lines)
+        shown = self._fit_positions(positions, wide, left - MIN_EVENTS, lines, list(self.status.get("perp_power") or []))
         if shown is not None:
             blocks.append(shown)
             left -= lines(shown)
@@ -188,11 +200,13 @@ class StatusScreen:
         yield Group(*blocks)
 
     @staticmethod
-    def _fit_positions(positions: list[dict[str, Any]], wide: bool, room: int, lines: Any) -> Table | None:
+    def _fit_positions(
+        positions: list[dict[str, Any]], wide: bool, room: int, lines: Any, perp_power: Sequence[dict[str, Any]] = ()
+    ) -> Table | None:
         if not positions:
             return None
         for n in range(len(positions), 0, -1):
-            table = position_table(positions[:n], wide, more=len(positions) - n)
+            table = position_table(positions[:n], wide, more=len(positions) - n, perp_power=perp_power)
             if lines(table) <= room:
                 return table
         return None

@@ -127,3 +127,14 @@ def test_journal_only_allocations_are_labelled(status: dict[str, Any]) -> None:
     assert "idle here (journal only)" in text
     assert re.search(r"^spot\s+\S+\s+\S+\s+40,000\.00$", text, re.M)
 
+
+
+def test_a_wide_screen_shows_how_far_each_perp_is_from_liquidation(status: dict[str, Any]) -> None:
+    liquidatable = [r for r in status["perp_power"] if r["liquidation_distance"] is not None]
+    assert liquidatable, "the demo's perps can be liquidated"
+    large, small = "\n".join(_screen(status, 160, 48)), "\n".join(_screen(status, 80, 24))
+
+    for row in liquidatable:
+        move = "rise" if row["direction"] == "up" else "fall"
+        assert f"a {Decimal(row['liquidation_distance']) * 100:.1f}% {move}" in large
+    assert "liquidated after" in large and "liquidated after" not in small
