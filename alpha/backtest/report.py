@@ -745,9 +745,11 @@ def write_html(
 
 WALK_FORWARD_SECTIONS = (
     ("summary", "Out of sample, all test windows"),
+    ("risk", "Out of sample, test windows chained: return and risk"),
     ("windows", "Test windows: strategy beside each baseline"),
     ("equity", "Out-of-sample PnL"),
     ("drawdown", "Drawdown"),
+    ("monthly", "Monthly returns (out of sample)"),
     ("apr", "APR per test window"),
     ("assets", "Per asset (carry)"),
     ("venues", "Per venue"),
@@ -809,9 +811,44 @@ def walk_forward_summary(evaluation: WalkForward) -> str:
         + table(("", "net APR on NAV", "APR per $ notional", "carry APR (funding - costs)", "strategy >= it (windows)",
                  "on carry (windows)"), rows)
         + table(("strategy, stitched test windows", ""), metrics)
-        + note("Volatility, Sortino and monthly returns need the daily NAV, which the walk-forward's test replays do not"
-               " keep: run `alpha backtest` over a test window for its full report. The stitched series has one point per"
-               " window end, so its drawdown is a lower bound of the daily one.")
+        + note("The stitched series adds each window's PnL to the configured NAV, one point per window end, so its drawdown"
+               " is a lower bound of the daily one; the daily figures of the chained test windows follow.")
+    )
+
+
+def walk_forward_risk(evaluation: WalkForward, points: Sequence[tuple[datetime, Decimal]]) -> str:
+    """The tearsheet metrics of the strategy's daily NAV over the test windows chained end to end."""
+    if not points:
+        return note("n/a: the test replays kept no daily NAV.")
+    funding = sum((r.test.funding for r in evaluation.results), ZERO)
+    fees = sum((r.test.fees for r in evaluation.results), ZERO)
+    slip = sum((r.test.slippage for r in evaluation.results), ZERO)
+    sheet = tearsheet(points, funding=funding, fees=fees, slippage=slip, traded_notional=ZERO)
+    worst = sheet.drawdown
+    when = "n/a" if worst is None else (
+        f"{worst.peak:%Y-%m-%d} .. {worst.trough:%Y-%m-%d}, "
+        + (f"recovered {worst.recovered:%Y-%m-%d}" if worst.recovered else "not recovered by the end"))
+    rows: list[list[Cell]] = [
+        ["period", f"{points[0][0]:%Y-%m-%d %H:%M} .. {points[-1][0]:%Y-%m-%d %H:%M} UTC"],
+        ["NAV start -> end (chained)", f"{_money(points[0][1])} -> {_money(points[-1][1])}"],
+        ["total return", _pct(sheet.total_return)],
+        ["CAGR", _pct(sheet.cagr)],
+        ["volatility (annualised)", _pct(sheet.volatility)],
+        ["Sortino", _num(sheet.sortino)],
+        ["Calmar", _num(sheet.calmar)],
+        ["max drawdown", _pct(sheet.max_drawdown)],
+        ["max drawdown duration", _days(sheet.max_drawdown_duration.total_seconds() / 86400)],
+        ["max drawdown peak .. trough", when],
+        ["longest under water", _days(sheet.longest_underwater.total_seconds() / 86400)],
+        ["share of days negative", _pct(sheet.negative_day_share)],
+        ["Sharpe-like ratio (see definitions)", _num(sheet.sharpe)],
+    ]
+    return (
+        table(("strategy, test windows chained", ""), rows)
+        + note("Each test window's daily NAV (the last sample of each UTC day) is scaled onto the NAV the previous window"
+               " ended with, so the windows' returns compound; only test windows enter, never a training window. Drawdowns"
+               " are read on these daily closes, so an intraday low between two closes does not show. The"
+               " baselines keep their totals per window, not a daily NAV: they are compared on APR above.")
     )
 
 
@@ -847,9 +884,11 @@ def walk_forward_charts(evaluation: WalkForward, figures: Sequence[dict[str, Any
             ys.append(float(total))
         series.append((2, n, x, ys))
     equity = _two_panels("Cumulative out-of-sample net PnL", "strategy", "baselines (own scale)", series, "net PnL")
-    dd = drawdowns(stitched(evaluation))
-    drawdown = go.Figure(go.Scatter(x=[t for t, _ in dd], y=[float(v) * 100 for _, v in dd], name="strategy", mode="lines+markers"))
-    drawdown.update_layout(title="Strategy drawdown at window ends (%)", yaxis_title="%", height=380)
+    joined = evaluation.joined_nav()
+    dd = drawdowns(joined or stitched(evaluation))
+    drawdown = go.Figure(go.Scatter(x=[t for t, _ in dd], y=[float(v) * 100 for _, v in dd], name="strategy", mode="lines" if joined else "lines+markers"))
+    what = "daily, test windows chained" if joined else "at window ends"
+    drawdown.update_layout(title=f"Strategy drawdown, {what} (%)", yaxis_title="%", height=380)
     labels = [f"{f['test_start'][:10]}..{f['test_end'][:10]}" for f in figures]
     apr = go.Figure()
     apr.add_trace(go.Bar(x=labels, y=[float(f["strategy"]["net_apr"]) * 100 for f in figures], name="strategy"))
@@ -908,11 +947,16 @@ def walk_forward_page(evaluation: WalkForward, dropped: Sequence[str], *, title:
          *((f"{_money(f.net_pnl)} (chosen)" if i == r.chosen else _money(f.net_pnl)) for i, f in enumerate(r.train))]
         for r in evaluation.results
     ]
+    joined = evaluation.joined_nav()
     body = {
         "summary": walk_forward_summary(evaluation),
+        "risk": walk_forward_risk(evaluation, joined),
         "windows": walk_forward_windows(evaluation, figures),
         "equity": chart(equity, "equity"),
         "drawdown": chart(drawdown, "drawdown"),
+        "monthly": (note("Strategy, test windows chained: each month from the previous month's last NAV (the first month from"
+                         " the first test window's start; the first and last months are partial).") + monthly_table(joined))
+        if joined else note("n/a: the test replays kept no daily NAV."),
         "apr": chart(apr, "apr"),
         "assets": assets,
         "venues": venues,
@@ -920,7 +964,7 @@ def walk_forward_page(evaluation: WalkForward, dropped: Sequence[str], *, title:
         "fits": table(("training window", *labels), fits)
         + note("Training net PnL of each grid point; the best (ties: fewer rebalances, then the earlier point) is tested on the next window.")
         + "".join(note(f"grid point dropped: {d}") for d in dropped),
-        "definitions": note(" ".join(evaluation.lines()[-1:])) + note(DEFINITIONS),
+        "definitions": note(" ".join(evaluation.lines()[-1:])) + note(DEFINITIONS) + note(SHARPE_NOTE),
     }
     subtitle = (f"train {format_duration(evaluation.train)}, test {format_duration(evaluation.test)}, {len(evaluation.points)} grid point(s);"
                 " every figure is out of sample but the training fits.")

@@ -16,7 +16,9 @@ the same on the carry alone (funding - fees - slippage: recorded closes of diffe
 are not synchronous, so the basis of a multi-venue book is partly noise); per
 asset, the carry (funding - fees - slippage on the asset's markets) of each, as APR on the
 asset's share of the NAV; per venue, the funding the strategy and the passive carry earned
-there.
+there. Each replay also keeps its daily NAV (``RunFigures.daily_nav``): the test windows' NAV,
+chained end to end (``WalkForward.joined_nav``), gives the report its out-of-sample volatility,
+Sortino, drawdowns and monthly returns.
 
 Every (window, grid point) training replay, every test replay and every window's baselines is
 a job (``Job``: the configuration and span by value, the data directory by path) run by
@@ -187,6 +189,9 @@ class RunFigures:
     rebalances: int
     by_market: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal]]
     mean_notional: Decimal = ZERO  # time-average gross (long-side) exposure: the notional deployed
+    # (ISO instant, NAV): the start with the initial NAV, then the last sample of each UTC day
+    # (small and picklable: it travels back from the workers with the rest).
+    daily_nav: tuple[tuple[str, Decimal], ...] = ()
 
 
 # Tapes read in this process, by data directory, the markets read and the files' sizes and
@@ -225,7 +230,9 @@ def run_strategy(config: StrategyConfig, tapes: list[MarketTape], start: datetim
     """Replay the strategy over ``[start, end]`` and keep its figures."""
     r = asyncio.run(replay(config, tapes, start, end))
     mean = sum((x.gross for x in r.samples), ZERO) / len(r.samples) if r.samples else ZERO
-    return RunFigures(r.final_nav - r.initial_nav, r.funding, r.fees, r.slippage, r.rebalances, dict(r.by_market), mean)
+    closes = {s.ts.date(): (s.ts, s.nav) for s in r.samples}  # the last sample of each day wins
+    daily = ((_iso(start), r.initial_nav), *((_iso(t), nav) for t, nav in closes.values()))
+    return RunFigures(r.final_nav - r.initial_nav, r.funding, r.fees, r.slippage, r.rebalances, dict(r.by_market), mean, daily)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +339,22 @@ class WalkForward:
             for b in r.baselines:
                 seen.setdefault(b.name, None)
         return list(seen)
+
+    def joined_nav(self) -> list[tuple[datetime, Decimal]]:
+        """The strategy's NAV over the test windows only, end to end: each window's returns chained onto the last.
+
+        Starts at the configured NAV on the first test window's start; each window's daily NAV
+        (``RunFigures.daily_nav``) is scaled by the joined NAV it starts from over its own
+        initial NAV. Empty if a window kept no daily NAV.
+        """
+        if not self.results or any(not r.test.daily_nav for r in self.results):
+            return []
+        points = [(self.results[0].window.test_start, self.nav)]
+        for r in self.results:
+            (_, initial), *days = r.test.daily_nav
+            base = points[-1][1]
+            points += [(datetime.fromisoformat(t), base * nav / initial if initial > 0 else ZERO) for t, nav in days]
+        return points
 
     def window_figures(self, r: WindowResult) -> dict[str, Any]:
         """One window as JSON: the chosen point, the strategy's and every baseline's APR, per asset and venue."""

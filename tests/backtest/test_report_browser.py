@@ -110,7 +110,12 @@ def test_the_walk_forward_report_renders_every_section_and_chart_without_console
 
     shown = render(out / "walk-forward.html", tmp_path, height=4000)
 
+    assert {"risk", "monthly"} <= {key for key, _ in WALK_FORWARD_SECTIONS}  # the chained test windows' daily figures
     assert_rendered(shown, WALK_FORWARD_SECTIONS, charts={"equity", "drawdown", "apr"})
+    risk = shown.dom.split('<section id="risk">', 1)[1].split("</section>", 1)[0]
+    assert "<td>volatility (annualised)</td>" in risk and "<td>Sortino</td>" in risk and "n/a: the test replays" not in risk
+    monthly = shown.dom.split('<section id="monthly">', 1)[1].split("</section>", 1)[0]
+    assert "<td>2023</td>" in monthly and "<th>Jan</th>" in monthly
 
 
 def test_the_browser_check_catches_a_page_whose_script_fails(tmp_path: Path) -> None:

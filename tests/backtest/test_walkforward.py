@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import html
 import itertools
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from alpha.backtest.runner import replay
+from alpha.backtest.source import load_tapes
+from alpha.backtest.tearsheet import monthly_returns, tearsheet, worst_drawdown
 from alpha.backtest.walkforward import (
     GridError,
     RunFigures,
@@ -130,10 +137,57 @@ def test_walk_forward_reports_every_window_against_the_baselines_in_json_and_htm
     assert "2022-01-21..2022-01-31" in page and "Out of sample, all test windows" in page
     assert all(f'<section id="{key}">' in page for key in ("summary", "windows", "equity", "assets", "venues", "fits"))
     assert 'src="http' not in page and "plotly.js v" in page  # interactive, self-contained
+    assert_chained_risk_figures(page, doc, binance_dir)
     # The default (one local worker process per CPU) gives the same figures as one process.
     two = walk_forward(binance_dir, tmp_path / "two", *grid, "--json")
     assert two.returncode == 0, two.stderr
     assert json.loads(two.stdout) == doc
+
+
+def figure(page: str, section: str, label: str) -> str:
+    """The value cell beside ``label`` in the page's section ``section``."""
+    body = page.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+    found = re.search(rf"<td>{re.escape(html.escape(label))}</td><td[^>]*>([^<]*)</td>", body)
+    assert found, (section, label)
+    return html.unescape(found.group(1))
+
+
+def assert_chained_risk_figures(page: str, doc: dict[str, Any], data: Path) -> None:
+    """The page's out-of-sample risk and monthly figures are those of the test windows' NAV chained end to end.
+
+    Computed here independently: each test window replayed again with the grid point it chose, its
+    samples scaled onto the NAV the previous window ended with, and the tearsheet of that series.
+    """
+    config = load_config(BINANCE)
+    tapes = load_tapes(config, data)
+    points: list[tuple[datetime, Decimal]] = []
+    for w in doc["windows"]:
+        start, end = (datetime.fromisoformat(w[k]) for k in ("test_start", "test_end"))
+        run = asyncio.run(replay(apply_overrides(config, w["chosen"]), tapes, start, end))
+        assert str((run.final_nav - run.initial_nav).quantize(Decimal("0.01"))) == w["strategy"]["net_pnl"]  # the same replay
+        base = points[-1][1] if points else Decimal(doc["nav"])
+        if not points:
+            points.append((start, base))
+        # Each window keeps its last sample of each UTC day (drawdowns and months are read on those).
+        points += sorted({s.ts.date(): (s.ts, base * s.nav / run.initial_nav) for s in run.samples}.values())
+    sheet = tearsheet(points, funding=Decimal(0), fees=Decimal(0), slippage=Decimal(0), traded_notional=Decimal(0))
+    assert sheet.volatility is not None and sheet.volatility > 0
+    assert figure(page, "risk", "volatility (annualised)") == f"{sheet.volatility * 100:.2f}%"
+    assert figure(page, "risk", "total return") == f"{float(sheet.total_return) * 100:.2f}%"
+    assert figure(page, "risk", "max drawdown") == f"{float(sheet.max_drawdown) * 100:.2f}%"
+    assert figure(page, "risk", "Sortino") == ("n/a" if sheet.sortino is None else f"{sheet.sortino:.2f}")
+    assert figure(page, "risk", "Calmar") == ("n/a" if sheet.calmar is None else f"{sheet.calmar:.2f}")
+    worst = worst_drawdown(points)
+    assert worst is not None and f"{worst.peak:%Y-%m-%d} .. {worst.trough:%Y-%m-%d}" in figure(page, "risk", "max drawdown peak .. trough")
+    # Monthly returns of the chained test windows only: January (from the first test start) and February 2022, no
+    # training month (December 2021) and no look-ahead past the last test window.
+    monthly = monthly_returns(points)
+    assert sorted(monthly) == [(2022, 1), (2022, 2), (2022, 3)] or sorted(monthly) == [(2022, 1), (2022, 2)]
+    table = page.split('<section id="monthly">', 1)[1].split("</section>", 1)[0]
+    assert "<td>2022</td>" in table and "<td>2021</td>" not in table
+    for (_, m), r in monthly.items():
+        cells = re.findall(r'<td class="n[^"]*">([^<]*)</td>', table)
+        assert cells[m - 1] == f"{float(r) * 100:.2f}%", (m, cells)
 
 
 def test_walk_forward_refuses_a_bad_grid_and_too_short_a_history_in_one_line(binance_dir: Path, tmp_path: Path) -> None:
