@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
+from alpha.config.types import format_duration
 from alpha.daemon.registry import AnyFuse, FuseRegistry
 from alpha.domain.clock import Clock
-from alpha.domain.funding import FundingRate
+from alpha.domain.funding import FundingIntervals, FundingRate, IntervalChanged
 from alpha.domain.instruments import Instrument
 from alpha.domain.market import MarketSnapshot
 from alpha.domain.portfolio import market_key
@@ -66,8 +67,7 @@ class MarketData:
         self._every = timedelta(seconds=10)  # the poll cadence (``run`` sets it)
         self.refreshed_at: datetime | None = None  # clock time of the last refresh (marks and funding)
         self.books_at: datetime | None = None  # clock time of the last refresh that read books
-        self.intervals: dict[str, timedelta] = {}  # each market's funding interval, as last read
-        self.interval_changes: list[tuple[datetime, str, str, timedelta, timedelta]] = []  # (when, fuse, market, from, to)
+        self.intervals: dict[str, FundingIntervals] = {}  # by fuse: each market's funding interval, as last read
         self.on_interval_change: Callable[[str], None] | None = None  # the daemon's note: a venue changed an interval
 
     def attach_streams(self, name: str, feed: StreamFeed) -> None:
@@ -213,21 +213,25 @@ class MarketData:
     def _export_funding(self, name: str, symbol: str, rate: FundingRate | None) -> None:
         if rate is None:
             return
-        key = market_key(name, symbol)
-        before = self.intervals.get(key)
-        self.intervals[key] = rate.interval
-        if before is not None and before != rate.interval:  # the rate and the settlement schedule follow the new one
-            self.interval_changes.append((self._clock.now(), name, symbol, before, rate.interval))
-            log.warning("funding interval changed", fuse=name, market=symbol, before=str(before), after=str(rate.interval))
-            if self.on_interval_change is not None:
-                self.on_interval_change(
-                    f"funding interval of {name} {symbol} changed from {_hours(before)} to {_hours(rate.interval)}; "
-                    "its rate is annualised and its settlements scheduled on the new one"
-                )
+        tracker = self.intervals.setdefault(name, FundingIntervals(name, on_change=self._interval_changed))
+        tracker.observe(symbol, rate.interval, self._clock.now())  # the rate and the settlements follow a new one
         self._metrics.funding_rate.labels(fuse=name, market=symbol).set(f(rate.rate))
         self._metrics.funding_apr.labels(fuse=name, market=symbol).set(f(rate.annualised))
         self._metrics.funding_interval.labels(fuse=name, market=symbol).set(rate.interval.total_seconds())
         self._metrics.funding_next.labels(fuse=name, market=symbol).set(rate.next_settlement.timestamp())
+
+    @property
+    def interval_changes(self) -> list[IntervalChanged]:
+        """Every funding interval change seen since start, oldest first."""
+        return sorted((c for t in self.intervals.values() for c in t.changes), key=lambda c: c.at)
+
+    def _interval_changed(self, change: IntervalChanged) -> None:
+        log.warning("funding interval changed", fuse=change.fuse, market=change.market, before=str(change.old), after=str(change.new))
+        if self.on_interval_change is not None:
+            self.on_interval_change(
+                f"funding interval of {change.fuse} {change.market} changed from {format_duration(change.old)} to "
+                f"{format_duration(change.new)}; its rate is annualised and its settlements scheduled on the new one"
+            )
 
     def _export_ages(self, now: datetime) -> None:
         for snap in self.snapshots.values():
@@ -255,7 +259,3 @@ class MarketData:
             if await self._clock.sleep_until(self._clock.now() + every, stop):
                 return
 
-
-def _hours(interval: timedelta) -> str:
-    hours = interval / timedelta(hours=1)
-    return f"{hours:g}h"

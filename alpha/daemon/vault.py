@@ -66,7 +66,7 @@ def is_allocation(action: object, fuses: Mapping[str, object]) -> bool:
     else:
         return False
     venues = ends - {VAULT}
-    return bool(venues) and all(isinstance(fuses.get(name), VaultedFuse | VaultMarketFuse) for name in venues)
+    return bool(venues) and all(isinstance(fuses.get(name), VaultView) for name in venues)
 
 
 class LiveVault:
@@ -163,20 +163,28 @@ class LiveVault:
         self._journal(name, asset, -amount, source, destination)
 
 
-class VaultedFuse:
-    """A live fuse seen through the ``LiveVault``: allocations hidden, vault transfers allocated."""
+class VaultView:
+    """A live fuse seen through the ``LiveVault``: everything but what the subclass redefines goes to ``inner``."""
 
     def __init__(self, inner: Any, vault: LiveVault) -> None:
         self.inner = inner
         self.vault = vault
-        # The inner table, and transfers always: the vault halves are allocations, whatever the venue moves.
-        self.capabilities: Capabilities = dataclasses.replace(inner.capabilities, transfers=True)
+        self.capabilities: Capabilities = inner.capabilities
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.inner, attr)
 
     def __repr__(self) -> str:
-        return f"VaultedFuse({self.inner!r})"
+        return f"{type(self).__name__}({self.inner!r})"
+
+
+class VaultedFuse(VaultView):
+    """A live fuse seen through the ``LiveVault``: allocations hidden, vault transfers allocated."""
+
+    def __init__(self, inner: Any, vault: LiveVault) -> None:
+        super().__init__(inner, vault)
+        # The inner table, and transfers always: the vault halves are allocations, whatever the venue moves.
+        self.capabilities = dataclasses.replace(inner.capabilities, transfers=True)
 
     async def account(self) -> AccountSnapshot:
         """The venue's account less what is allocated to the vault."""
@@ -190,24 +198,13 @@ class VaultedFuse:
         await self.inner.transfer(asset, amount, source, destination)
 
 
-class VaultMarketFuse:
+class VaultMarketFuse(VaultView):
     """An on-chain vault's lending market seen through the ``LiveVault``: the vault's idle underlying is vault cash.
 
     The wrapped fuse reports the vault's idle underlying as its wallet (``fuses.ipor.vault``);
     here that balance is taken out of the account and kept in ``LiveVault.onchain``, so NAV
     counts it once, as the vault's cash, and the fuse's capital is what it has supplied.
     """
-
-    def __init__(self, inner: Any, vault: LiveVault) -> None:
-        self.inner = inner
-        self.vault = vault
-        self.capabilities: Capabilities = inner.capabilities
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
-    def __repr__(self) -> str:
-        return f"VaultMarketFuse({self.inner!r})"
 
     def vault_idle(self) -> Decimal | None:
         """The vault's idle underlying as the last account read saw it (None before any read)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -72,3 +73,39 @@ def next_settlement_after(now: datetime, interval: timedelta, anchor_hour: int =
     while t - step > now:
         t -= step
     return t
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalChanged:
+    """A venue changed a market's funding interval."""
+
+    fuse: str
+    market: str
+    old: timedelta
+    new: timedelta
+    at: datetime
+
+
+class FundingIntervals:
+    """Remember each market's funding interval as a venue reports it, and notice changes (``on_change``)."""
+
+    def __init__(self, fuse: str, on_change: Callable[[IntervalChanged], None] | None = None) -> None:
+        self.fuse = fuse
+        self._known: dict[str, timedelta] = {}
+        self.changes: list[IntervalChanged] = []
+        self._on_change = on_change
+
+    def get(self, market: str) -> timedelta | None:
+        return self._known.get(market)
+
+    def observe(self, market: str, interval: timedelta, now: datetime) -> IntervalChanged | None:
+        """Record ``interval`` for ``market``; return the change if it differs from the last one."""
+        old = self._known.get(market)
+        self._known[market] = interval
+        if old is None or old == interval:
+            return None
+        change = IntervalChanged(self.fuse, market, old, interval, now)
+        self.changes.append(change)
+        if self._on_change is not None:
+            self._on_change(change)
+        return change

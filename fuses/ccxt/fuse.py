@@ -23,7 +23,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ import ccxt.async_support as ccxt
 
 from alpha.domain.account import AccountSnapshot, FundingPayment, Order, OrderRequest, OrderType, TimeInForce
 from alpha.domain.clock import Clock
-from alpha.domain.funding import FundingRate
+from alpha.domain.funding import FundingIntervals, FundingRate, IntervalChanged
 from alpha.domain.instruments import Instrument, Side
 from alpha.domain.market import OrderBook
 from alpha.domain.money import ONE, ZERO
@@ -101,41 +101,8 @@ FUNDING_PAGES = 20  # most pages of funding history read per call
 TIME_IN_FORCE = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.POST_ONLY: "PO"}
 
 
-@dataclass(frozen=True, slots=True)
-class IntervalChanged:
-    """A venue changed a market's funding interval."""
-
-    fuse: str
-    market: str
-    old: timedelta
-    new: timedelta
-    at: datetime
-
-
-class FundingIntervals:
-    """Remember each market's funding interval as the venue reports it, and notice changes."""
-
-    def __init__(self, fuse: str, on_change: Callable[[IntervalChanged], None] | None = None) -> None:
-        self.fuse = fuse
-        self._known: dict[str, timedelta] = {}
-        self.changes: list[IntervalChanged] = []
-        self._on_change = on_change
-
-    def get(self, market: str) -> timedelta | None:
-        return self._known.get(market)
-
-    def observe(self, market: str, interval: timedelta, now: datetime) -> IntervalChanged | None:
-        """Record ``interval`` for ``market``; return the change if it differs from the last one."""
-        old = self._known.get(market)
-        self._known[market] = interval
-        if old is None or old == interval:
-            return None
-        change = IntervalChanged(self.fuse, market, old, interval, now)
-        self.changes.append(change)
-        log.warning("funding interval changed", extra={"fuse": self.fuse, "market": market, "old": str(old), "new": str(interval)})
-        if self._on_change is not None:
-            self._on_change(change)
-        return change
+def _log_interval_change(change: IntervalChanged) -> None:
+    log.warning("funding interval changed", extra={"fuse": change.fuse, "market": change.market, "old": str(change.old), "new": str(change.new)})
 
 
 class CcxtFuse:
@@ -163,7 +130,7 @@ class CcxtFuse:
         self.clock = clock
         self.metrics = metrics
         self.client = client if client is not None else build_client(settings, spec, metrics=metrics, timeout_ms=timeout_ms)
-        self.intervals = FundingIntervals(self.name)
+        self.intervals = FundingIntervals(self.name, on_change=_log_interval_change)
         self._indexes: dict[str, Decimal] = {}  # index price per perp, from the last funding answer
         self._instruments: dict[str, Instrument] = {}
         self._contract_sizes: dict[str, Decimal] = {}

@@ -194,7 +194,7 @@ async def test_live_bybit_okx_spread_opens_hedged_and_journals_both_venues_fundi
         # Bybit moves the market to 4-hourly funding: the daemon notices it from the venue's own answers
         v.bybit.set_funding(SYMBOL, Decimal("0.00001"), interval=timedelta(hours=4))
         await _drive(task, v, 2)
-        assert [(fuse, market, before, after) for _, fuse, market, before, after in daemon.marketdata.interval_changes] == [
+        assert [(c.fuse, c.market, c.old, c.new) for c in daemon.marketdata.interval_changes] == [
             ("bybit", SYMBOL, timedelta(hours=8), timedelta(hours=4))
         ]
         assert any(f"funding interval of bybit {SYMBOL} changed from 8h to 4h" in e for e in daemon.events)
