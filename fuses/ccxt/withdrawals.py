@@ -31,6 +31,21 @@ class VenueWithdrawal:
 
 
 @dataclass(frozen=True, slots=True)
+class VenueDeposit:
+    """One deposit in the destination venue's history, found by the on-chain transaction that carried it.
+
+    ``status``: ``pending`` (seen on chain, waiting for the venue's confirmations), ``credited``
+    (in the account, usable) or ``failed`` (the venue will not credit it, e.g. below its minimum).
+    """
+
+    tx_id: str
+    status: str
+    amount: Decimal | None
+    asset: str
+    network: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WithdrawalTerms:
     """What the venue charges and needs for a withdrawal of one asset on one network (None: the venue does not say)."""
 
