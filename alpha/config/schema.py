@@ -207,6 +207,10 @@ class MarginPolicy(Model):
     check_every: Duration = timedelta(seconds=10)
     min_health_factor: Annotated[Positive, within(1, 100, above=True)] = Decimal("1.5")  # lending accounts: repay/deleverage below this
     initial_cushion: Share = Decimal("0")  # margin posted above initial margin (share of it) when a perp leg is funded
+    # How long a venue short of margin may wait for collateral moved from another venue: a move
+    # whose route takes longer (fuses[].withdrawals[].arrives_within) is preceded by
+    # deleveraging that venue back to target_ratio (alpha.core.pipeline.margin_step).
+    move_deadline: Duration = timedelta(minutes=30)  # the longest a venue short of margin waits for collateral from another venue; a slower move is preceded by a deleverage to target_ratio
 
     @model_validator(mode="after")
     def _ordered(self) -> MarginPolicy:

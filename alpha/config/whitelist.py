@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alpha.config.types import Asset, unique
+from alpha.config.types import Asset, Duration, unique
 
 Assets = Annotated[tuple[Asset, ...], unique("assets")]
 
@@ -101,6 +101,10 @@ class Destination(BaseModel):
     fuse: str | None = None  # kind venue: the fuse whose deposit address this is
     assets: Assets = ()  # the assets it may receive; empty: any
     memo: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[ -~]+$")  # memo/tag, where the network needs one
+    # How long a move takes from the request until the destination has credited it (the venue's
+    # processing, the network's confirmations, the destination's own); none: not known, so the
+    # margin monitor never counts on it arriving before a deadline (alpha.core.margin.route_time).
+    arrives_within: Duration | None = None  # how long a move takes until the destination credits it; none: not known (the margin monitor never counts on it)
 
     @field_validator("address", mode="before")
     @classmethod

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
-from alpha.config.schema import StrategyConfig
+from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot, LendingHealth, MarginHealth
 from alpha.domain.actions import VAULT, Repay, TopUpMargin, Transfer, Withdraw
 from alpha.domain.health import repay_to_restore
@@ -194,3 +195,42 @@ def move_collateral(top_up: TopUpMargin, short: Decimal, surpluses: dict[str, De
         surpluses[name] -= take
         short -= take
     return out
+
+
+def route_time(config: StrategyConfig, source: str, destination: str, asset: str) -> timedelta | None:
+    """How long ``asset`` moved from fuse ``source`` takes to be credited on fuse ``destination`` (None: not known).
+
+    The time the source's whitelist states for its destination on that fuse
+    (``withdrawals[].arrives_within``) when it lists one; otherwise nothing between fuses on
+    one venue (an internal transfer) or between simulated fuses (the simulated world moves
+    money at once); otherwise not known, which no deadline counts on.
+    """
+    src, dst = config.fuse(source), config.fuse(destination)
+    for d in src.withdrawals:
+        if d.fuse == destination and d.allows(asset) and d.arrives_within is not None:
+            return d.arrives_within
+    if src.venue == dst.venue or (src.kind is FuseKind.SIM and dst.kind is FuseKind.SIM):
+        return timedelta(0)
+    return None
+
+
+def arrives_in_time(config: StrategyConfig, source: str, destination: str, asset: str) -> bool:
+    """Whether a move from ``source`` to ``destination`` is credited within ``margin.move_deadline``."""
+    t = route_time(config, source, destination, asset)
+    return t is not None and t <= config.margin.move_deadline
+
+
+def deleverage_to_target(health: MarginHealth, target_ratio: Decimal) -> Decimal:
+    """The share of a venue's positions to reduce so that its margin ratio is back at ``target_ratio`` with no top-up.
+
+    Maintenance margin scales with the positions while equity stays (costs aside): reducing by
+    ``f`` gives ``maintenance x (1 - f) / equity``, at ``target_ratio`` for ``f = 1 -
+    target_ratio x equity / maintenance``; rounded up to whole percent, 0 when the ratio is
+    already there, all of it when equity is gone.
+    """
+    if health.maintenance_margin <= 0 or health.margin_ratio <= target_ratio:
+        return ZERO
+    if health.equity <= 0:
+        return Decimal(1)
+    share = 1 - target_ratio * health.equity / health.maintenance_margin
+    return min(share.quantize(CENT, rounding=ROUND_CEILING), Decimal(1))

@@ -31,18 +31,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from alpha.config.schema import StrategyConfig
+from alpha.config.types import format_duration
 from alpha.core.margin import (
+    arrives_in_time,
     check_margin,
+    deleverage_to_target,
     fund_top_up,
     largest_debt,
     margin_surplus,
     move_collateral,
     repay_action,
+    route_time,
     top_up_action,
     withdrawable,
 )
@@ -182,8 +186,12 @@ def margin_step(
     (``withdrawable``). Then each margin account against its reference equity
     (``reference_equity``, the equity after the last rebalance or top-up): a top-up the idle
     buffer cannot cover is funded by lending withdrawals first, then by the gains of other
-    margin venues (``move_collateral``); past the deleverage line the venue's holdings are
-    halved together with their hedges.
+    margin venues (``move_collateral``), first from those whose move is credited within
+    ``margin.move_deadline`` (``arrives_in_time``: the whitelist's ``arrives_within``, at once
+    inside a venue or the simulation); when a slower move is needed, the venue is first
+    deleveraged back to ``margin.target_ratio`` (``deleverage_to_target``), since it cannot
+    wait for the money. Past the deleverage line the venue's holdings are halved together
+    with their hedges.
     """
     view, state, _ = _screened(view, config, state)
     policy = config.margin
@@ -217,6 +225,12 @@ def margin_step(
     def reference(name: str, m: MarginHealth) -> Decimal:
         return reference_equity.get(name, m.equity)
 
+    def deleverage(name: str, fraction: Decimal, reason: str) -> None:
+        """Reduce ``name``'s holdings by ``fraction`` together with their hedges."""
+        reductions = pair_reductions(view, instruments, select=_on_fuse(name), fraction=fraction, reason=reason)
+        deleveraged.extend([name] * len(reductions))
+        actions.extend(reductions)
+
     # What winning venues may give to losing ones (a venue that needs a top-up gives nothing).
     surpluses = {
         name: margin_surplus(m, reference(name, m), config) for name, m in margins.items() if m.margin_ratio < policy.deleverage_ratio
@@ -228,12 +242,7 @@ def margin_step(
             surpluses.pop(name, None)
         if check.deleverage:
             notes.append(f"margin ratio {m.margin_ratio:.3f} on {name} past deleverage line: reducing both legs")
-            reductions = pair_reductions(
-                view, instruments, select=_on_fuse(name), fraction=DELEVERAGE_FRACTION,
-                reason=f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}",
-            )
-            deleveraged += [name] * len(reductions)
-            actions.extend(reductions)
+            deleverage(name, DELEVERAGE_FRACTION, f"deleverage: margin ratio {m.margin_ratio:.3f} >= {policy.deleverage_ratio}")
         top = top_up_action(check, base)
         if top is None:
             continue
@@ -243,9 +252,25 @@ def margin_step(
         for w in withdrawals:  # withdrawn to the lending fuse's wallet, then into the vault
             actions += [w, Transfer(w.fuse, VAULT, w.asset, w.amount, f"withdrawn for the margin top-up of {name}")]
         available += sum((w.amount for w in withdrawals), ZERO)
-        moves = move_collateral(top, top.amount - max(available, ZERO), surpluses)
+        # Venues whose move arrives within the deadline are drawn first; a late one still goes,
+        # but the venue is brought back to its target ratio now, by deleveraging, unless it is
+        # there already or is being deleveraged anyway.
+        prompt = {k: v for k, v in surpluses.items() if arrives_in_time(config, k, name, base)}
+        moves = move_collateral(top, top.amount - max(available, ZERO), prompt)
+        late_sources = {k: v for k, v in surpluses.items() if k not in prompt}
+        late = move_collateral(top, top.amount - max(available, ZERO) - sum((t.amount for t in moves), ZERO), late_sources)
+        surpluses.update(prompt)
+        surpluses.update(late_sources)
         if moves:
             notes.append(f"moving collateral to {name} from {', '.join(t.source for t in moves)}")
+        if late:
+            routes = ", ".join(f"{t.source} ({_route_words(route_time(config, t.source, name, base))})" for t in late)
+            notes.append(f"moving collateral to {name} from {routes}: later than margin.move_deadline {format_duration(policy.move_deadline)}")
+            share = ZERO if check.deleverage else deleverage_to_target(m, policy.target_ratio)
+            if share > 0:
+                notes.append(f"deleveraging {name} by {share * 100:.0f}% first: its margin ratio {m.margin_ratio:.3f} cannot wait for the move")
+                deleverage(name, share, f"deleverage: collateral for a margin ratio of {m.margin_ratio:.3f} arrives after the move deadline")
+        moves += late
         actions.extend(moves)
         available += sum((t.amount for t in moves), ZERO)
         actions.append(top)
@@ -292,6 +317,10 @@ def _config_without(config: StrategyConfig, refused: frozenset[str]) -> Strategy
         f.model_copy(update={"markets": tuple(m for m in f.markets if market_key(f.name, m) not in refused)}) for f in config.fuses
     )
     return config.model_copy(update={"fuses": fuses})
+
+
+def _route_words(t: timedelta | None) -> str:
+    return "arrival time not known" if t is None else f"arrives within {format_duration(t)}"
 
 
 def _on_fuse(name: str) -> Callable[[str, str], bool]:
