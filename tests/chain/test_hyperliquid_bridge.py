@@ -386,3 +386,26 @@ async def test_the_background_task_credits_and_pays_without_being_driven(polling
     await _until(lambda: units_of(rig.url, rig.usdc, destination) > 0, "the withdrawal to be paid")
     assert units_of(rig.url, rig.usdc, destination) == 29 * 10**6
     assert rig.venue_usdc() == BASE + 70
+
+
+async def test_withdrawals_are_found_by_id_from_a_fresh_fuse_and_orders_still_go_after_them(rig: Rig) -> None:
+    await _fund_bridge(rig, Decimal(300))
+    destination = Account.from_key(dev_key(4)).address
+    ids = ("move-a", "move-b", "move-c")  # one after the other, within one nonce bucket
+    sent = {i: await rig.fuse.withdraw("USDC", Decimal(10), destination, "ARBITRUM", client_id=i) for i in ids}
+    order = await rig.fuse.client.create_order("BTC/USDC:USDC", "limit", "buy", 0.001, 50000, {"timeInForce": "Alo"})
+    assert order["id"]  # the venue took the next action's nonce after the withdrawals'
+
+    # A new process: another fuse over a new ccxt client, remembering nothing.
+    settings = rig.fuse.settings
+    fresh = CcxtFuse(settings, VENUES["hyperliquid"], clock=LiveClock(), timeout_ms=5000)
+    await fresh.start()
+    try:
+        found = {i: await fresh.withdrawal("USDC", i) for i in (*ids, "move-never")}
+    finally:
+        await fresh.close()
+    assert {i: (w.id if w else None) for i, w in found.items()} == {**sent, "move-never": None}
+
+    await rig.bridge.step()
+    assert units_of(rig.url, rig.usdc, destination) == 3 * 9 * 10**6
+    assert rig.venue_usdc() == BASE + 300 - 30
