@@ -81,6 +81,8 @@ def _cloid(client_id: str) -> str:
     return "0x" + (prefix.group(1) + digest[:24] if prefix else digest[:32])
 
 
+HYPERLIQUID_NETWORKS = frozenset({"ARBITRUM", "ARB", "ARBONE"})  # withdraw3 pays out on Arbitrum One, nowhere else
+
 ALNUM32 = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
 
@@ -760,6 +762,12 @@ class CcxtFuse:
         if amount <= 0:
             raise RejectedError(f"{self.name}: withdrawal amount {amount} must be positive", venue=self.name)
         if self.spec.withdrawal_id == "nonce_tag":
+            if network.upper() not in HYPERLIQUID_NETWORKS or tag is not None:
+                raise RejectedError(
+                    f"{self.name}: Hyperliquid withdraws USDC to Arbitrum only, without a memo; "
+                    f"network {network!r}{' with a memo' if tag is not None else ''} is refused",
+                    venue=self.name,
+                )
             return await self._call(self._withdraw3, asset, amount, address, client_id, sends_state=True, client_id=client_id)
         params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
         if tag is not None:

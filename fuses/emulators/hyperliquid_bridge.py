@@ -65,7 +65,7 @@ class BridgeSettings:
     chain_id: int
     usdc: str
     bridge: str
-    operator_key: str  # the bridge's operator: the only key that may release withdrawals
+    operator_key: str = field(repr=False)  # the bridge's operator: the only key that may release withdrawals
     confirmations: int = 3
     minimum_deposit: Decimal = MINIMUM_DEPOSIT
     withdraw_fee: Decimal = WITHDRAW_FEE
@@ -211,7 +211,7 @@ class ChainBridge:
                     await self.release(pending)
 
     async def _scan_deposits(self) -> None:
-        head = int(await self.tx._read(self.tx.w3.eth.block_number, "eth_blockNumber"))
+        head = int(await self.tx.read(self.tx.w3.eth.block_number, label="eth_blockNumber"))
         settled = head - self.settings.confirmations + 1  # the newest block with enough confirmations
         if settled <= self.scanned_to:
             return
@@ -222,7 +222,7 @@ class ChainBridge:
             "fromBlock": self.scanned_to + 1,
             "toBlock": settled,
         }
-        logs = await self.tx._read(self.tx.w3.eth.get_logs(query), "eth_getLogs")
+        logs = await self.tx.read(self.tx.w3.eth.get_logs(query), label="eth_getLogs")
         now = self.venue.state.now()
         for entry in logs:
             self._deposit(entry, now)
@@ -250,17 +250,17 @@ class ChainBridge:
     async def release(self, pending: PendingWithdrawal) -> None:
         """Pay ``pending`` out on chain: request it, then finalize it after the dispute period; only what is missing."""
         wid = pending.id
-        destination, _, finalized, _ = await self.tx.call(self.contract.functions.withdrawals(wid), label="bridge.withdrawals")
-        if int(destination, 16) == 0:
-            args = [wid, self.tx.w3.to_checksum_address(pending.destination), to_units(pending.payout)]
-            pending.request_tx = (await self.tx.send_call(self.contract, "requestWithdrawal", args, label="bridge.request")).tx_hash
-            self.release_sends += 1
+        _, requested_time, finalized, _ = await self.tx.call(self.contract.functions.withdrawals(wid), label="bridge.withdrawals")
         if finalized:
             pending.paid = True
             return
-        requested_time = (await self.tx.call(self.contract.functions.withdrawals(wid), label="bridge.withdrawals"))[1]
+        if requested_time == 0:
+            args = [wid, self.tx.w3.to_checksum_address(pending.destination), to_units(pending.payout)]
+            pending.request_tx = (await self.tx.send_call(self.contract, "requestWithdrawal", args, label="bridge.request")).tx_hash
+            self.release_sends += 1
+            _, requested_time, _, _ = await self.tx.call(self.contract.functions.withdrawals(wid), label="bridge.withdrawals")
         dispute = await self.tx.call(self.contract.functions.disputePeriodSeconds(), label="bridge.dispute")
-        block = await self.tx._read(self.tx.w3.eth.get_block("latest"), "eth_getBlockByNumber")
+        block = await self.tx.read(self.tx.w3.eth.get_block("latest"), label="eth_getBlockByNumber")
         if int(block["timestamp"]) < requested_time + dispute:
             return  # still in the dispute period: a later round finalizes it
         pending.finalize_tx = (await self.tx.send_call(self.contract, "finalizeWithdrawal", [wid], label="bridge.finalize")).tx_hash

@@ -343,6 +343,20 @@ async def test_a_withdrawal_above_what_is_withdrawable_is_refused(rig: Rig) -> N
     assert await rig.fuse.withdrawal("USDC", "move-too-much") is None
 
 
+async def test_a_withdrawal_to_another_network_or_with_a_memo_never_leaves_the_process(rig: Rig) -> None:
+    destination = Account.from_key(dev_key(4)).address
+    log = venue_of(rig.server.app).log
+    before = log.count("/exchange")
+
+    with pytest.raises(RejectedError, match="Arbitrum only"):
+        await rig.fuse.withdraw("USDC", Decimal(10), destination, "ETH", client_id="move-eth")
+    with pytest.raises(RejectedError, match="with a memo"):
+        await rig.fuse.withdraw("USDC", Decimal(10), destination, "ARBITRUM", client_id="move-memo", tag="123")
+
+    assert log.count("/exchange") == before
+    assert rig.venue_usdc() == BASE
+
+
 def _withdraw3(key: Any, destination: str, amount: str, nonce: int) -> dict[str, Any]:
     action = {
         "type": "withdraw3", "hyperliquidChain": "Mainnet", "signatureChainId": "0x66eee",
