@@ -153,8 +153,10 @@ class ChainBridge:
         while True:
             try:
                 await self.step()
-            except FuseError as exc:  # the node is down or refused: try again next round
+            except FuseError as exc:  # the node is down or refused (the bridge short of USDC): next round
                 log.warning("hyperliquid bridge step failed: %s", exc)
+            except Exception:  # a bug must not stop the emulator's bridge silently
+                log.exception("hyperliquid bridge step failed")
             await asyncio.sleep(every)
 
     # ------------------------------------------------------------------ the venue's side
