@@ -52,7 +52,16 @@ from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
-from fuses.ccxt.withdrawals import VenueWithdrawal, WithdrawalTerms, parse_withdrawal, terms_of
+from fuses.ccxt.withdrawals import (
+    VenueDeposit,
+    VenueWithdrawal,
+    WithdrawalTerms,
+    ledger_deposit,
+    ledger_withdrawal,
+    parse_withdrawal,
+    terms_of,
+    withdraw3_nonce,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,6 +80,8 @@ def _cloid(client_id: str) -> str:
     prefix = INSTANCE_PREFIX.match(client_id)
     return "0x" + (prefix.group(1) + digest[:24] if prefix else digest[:32])
 
+
+HYPERLIQUID_NETWORKS = frozenset({"ARBITRUM", "ARB", "ARBONE"})  # withdraw3 pays out on Arbitrum One, nowhere else
 
 ALNUM32 = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
@@ -750,17 +761,53 @@ class CcxtFuse:
         """
         if amount <= 0:
             raise RejectedError(f"{self.name}: withdrawal amount {amount} must be positive", venue=self.name)
+        if self.spec.withdrawal_id == "nonce_tag":
+            if network.upper() not in HYPERLIQUID_NETWORKS or tag is not None:
+                raise RejectedError(
+                    f"{self.name}: Hyperliquid withdraws USDC to Arbitrum only, without a memo; "
+                    f"network {network!r}{' with a memo' if tag is not None else ''} is refused",
+                    venue=self.name,
+                )
+            return await self._call(self._withdraw3, asset, amount, address, client_id, sends_state=True, client_id=client_id)
         params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
         if tag is not None:
             params["tag"] = tag
         answer = await self._call(self.client.withdraw, asset, str(amount), address, params, sends_state=True, client_id=client_id)
         return str(answer["id"])
 
+    async def _withdraw3(self, asset: str, amount: Decimal, address: str, client_id: str) -> str:
+        """Hyperliquid: send ccxt's withdraw3 signed with the nonce that carries ``client_id``; return that nonce.
+
+        ccxt takes the nonce from ``incrementing_nonce`` (the larger of now and the last one + 1):
+        the last one is set just below ours with no await in between, so the request carries it.
+        """
+        if self.client.markets is None:
+            await self.client.load_markets()
+        last = int(self.client.safe_integer(self.client.options, "lastNonce", 0))
+        now_ms = max(int(self.clock.now().timestamp() * 1000), int(self.client.nonce()))
+        nonce = withdraw3_nonce(client_id, max(now_ms + 1000, last))  # a second's margin: ccxt reads its clock again
+        self.client.options["lastNonce"] = nonce - 1
+        await self.client.withdraw(asset, str(amount), address)
+        return str(nonce)
+
     async def withdrawal(self, asset: str, client_id: str) -> VenueWithdrawal | None:
         """The withdrawal the venue holds under ``client_id``, or None when it has none."""
+        if self.spec.withdrawal_id == "nonce_tag":
+            rows = await self._call(self.client.fetch_withdrawals, asset, 0, None)
+            return ledger_withdrawal(rows, client_id)
         found = await self._call(self.client.fetch_withdrawals, asset, None, None, {"withdrawOrderId": client_id})
         mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
         return parse_withdrawal(mine[0], client_id) if mine else None
+
+    async def deposit(self, asset: str, tx_id: str) -> VenueDeposit | None:
+        """The deposit chain transaction ``tx_id`` made, as the venue's history shows it; None while it shows none.
+
+        Hyperliquid: from the ledger (``userNonFundingLedgerUpdates``), which lists a deposit once credited.
+        """
+        if self.spec.withdrawal_id != "nonce_tag":
+            raise RejectedError(f"{self.name}: deposit lookup is built for Hyperliquid's ledger only", venue=self.name)
+        rows = await self._call(self.client.fetch_deposits, asset, 0, None)
+        return ledger_deposit(rows, tx_id, network="ARBITRUM")
 
     async def deposit_address(self, asset: str, network: str) -> tuple[str, str | None]:
         """This account's deposit address (and memo) for ``asset`` on ``network`` (ccxt's name), as the venue gives it."""

@@ -95,6 +95,9 @@ class VenueSpec:
     # ccxt's Bybit fetch_order sends the missing id as orderId=None)
     order_lookup: str = "fetch_order"
     order_ack_only: bool = False  # the create answer holds only the ids: the order is queried after it
+    # how a withdrawal carries our id: ``withdraw_order_id`` (Binance's param, listed in its history)
+    # or ``nonce_tag`` (Hyperliquid's withdraw3: in the nonce, found in the ledger; withdrawals.py)
+    withdrawal_id: str = "withdraw_order_id"
     funding_paid_positive: bool = False  # the raw funding amount is what was paid (Bybit execFee): negate it
     maintenance_margin_path: tuple[str | int, ...] = ()  # in the raw balance, for venues that report it per account
     balance_total_includes_upnl: bool = False  # ccxt's balance total is the margin balance (wallet + unrealised PnL)
@@ -380,6 +383,7 @@ VENUES: dict[str, VenueSpec] = {
         market_order_slippage="0.05",
         price_significant_digits=5,
         client_id_format="cloid",  # 128-bit hex cloid derived from our client id
+        withdrawal_id="nonce_tag",  # withdraw3 has no client id field: its nonce carries ours
         margin_mode_call=False,  # updateLeverage carries isCross
         api_wallet_role=True,
         maintenance_margin_path=("crossMaintenanceMarginUsed",),

@@ -8,7 +8,8 @@ the money stayed, or came back).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -78,3 +79,66 @@ def terms_of(fees: Mapping[str, Any], asset: str, network_id: str) -> Withdrawal
         if net.get("network") == network_id:
             return WithdrawalTerms(_exact(net.get("withdrawFee"), f"{asset}.withdrawFee"), _exact(net.get("withdrawMin"), f"{asset}.withdrawMin"))
     return WithdrawalTerms(None, None)
+
+
+# Hyperliquid's withdraw3 carries no field for our id: the only free field is its nonce (``time``,
+# milliseconds, unique per signer, within the venue's window of now - 2 days .. now + 1 day). So
+# the nonce carries the id: its low NONCE_TAG_BITS are a hash of our client id. A withdrawal is
+# found again, also after a restart, by that tag in the ledger's ``withdraw`` rows (which show
+# the nonce). The nonce is the first number with that tag above both now and the client's last
+# nonce, so it is above every nonce the signer used (the venue refuses one below the lowest of
+# its 100 highest) and at most one bucket (~17.5 minutes) ahead of the clock.
+NONCE_TAG_BITS = 20  # a foreign withdrawal matches our tag once in 2^20
+NONCE_BUCKET = 1 << NONCE_TAG_BITS
+
+
+def nonce_tag(client_id: str) -> int:
+    """The low bits of every withdraw3 nonce sent for ``client_id``."""
+    return int.from_bytes(hashlib.sha256(client_id.encode()).digest()[:8], "big") % NONCE_BUCKET
+
+
+def withdraw3_nonce(client_id: str, after: int) -> int:
+    """The nonce to sign ``client_id``'s withdraw3 with: the smallest above ``after`` that ends in its tag."""
+    tag = nonce_tag(client_id)
+    nonce = (after // NONCE_BUCKET) * NONCE_BUCKET + tag
+    return nonce if nonce > after else nonce + NONCE_BUCKET
+
+
+def ledger_withdrawal(rows: Sequence[Mapping[str, Any]], client_id: str) -> VenueWithdrawal | None:
+    """``client_id``'s withdrawal among Hyperliquid ledger rows (ccxt ``fetch_withdrawals``), None if absent.
+
+    A listed withdrawal has left the account and cannot be cancelled: it is ``completed``. Its
+    ``tx_id`` is the ledger's hash (the venue's transaction); the chain payout is the bridge's
+    (``fuses.evm.bridge.release_of``).
+    """
+    tag = nonce_tag(client_id)
+    for row in rows:
+        info = row.get("info") or row
+        delta = info.get("delta") or {}
+        nonce = delta.get("nonce")
+        if delta.get("type") != "withdraw" or not isinstance(nonce, int) or nonce % NONCE_BUCKET != tag:
+            continue
+        return VenueWithdrawal(
+            id=str(nonce),
+            client_id=client_id,
+            status="completed",
+            amount=_exact(delta.get("usdc"), "withdraw.usdc"),
+            fee=_exact(delta.get("fee"), "withdraw.fee"),
+            tx_id=info.get("hash") or None,
+        )
+    return None
+
+
+def ledger_deposit(rows: Sequence[Mapping[str, Any]], tx_id: str, network: str | None = None) -> VenueDeposit | None:
+    """The deposit carried by chain transaction ``tx_id`` among Hyperliquid ledger rows (ccxt ``fetch_deposits``).
+
+    The ledger lists a deposit only once it is credited; a deposit not listed is pending, or was
+    below the venue's minimum and is never credited (the ledger cannot tell which): None.
+    """
+    wanted = tx_id.lower()
+    for row in rows:
+        info = row.get("info") or row
+        delta = info.get("delta") or {}
+        if delta.get("type") == "deposit" and str(info.get("hash", "")).lower() == wanted:
+            return VenueDeposit(tx_id=tx_id, status="credited", amount=_exact(delta.get("usdc"), "deposit.usdc"), asset="USDC", network=network)
+    return None

@@ -17,6 +17,10 @@ be pointed at it (``urls['api'] = {'public': url, 'private': url}``):
   exchange 1 + batch/40) with real HTTP 429s.
 * Faults from ``common.Faults``: latency, 5xx, maintenance, timeouts after an order was
   accepted (the order is placed, then the answer never comes), partial fills.
+* Money in and out through the bridge on a local chain, when ``create_app`` is given one
+  (``hyperliquid_bridge``): USDC sent to the bridge contract is credited to the sender,
+  ``withdraw3`` is debited and paid out by the bridge; both show in
+  ``userNonFundingLedgerUpdates``. Without a chain, ``withdraw3`` is refused as unsupported.
 * ``/ws``: the websocket (``hyperliquid_ws``): allMids, l2Book, activeAssetCtx, orderUpdates,
   userFills, ping/pong, dropped by the stream faults.
 
@@ -60,6 +64,7 @@ from fuses.emulators.common import (
     fault_middleware,
     make_app,
 )
+from fuses.emulators.hyperliquid_bridge import BridgeSettings, ChainBridge, WithdrawRefused
 
 WEIGHT_PER_MINUTE = 1200
 # A fixed, published test wallet for ``alpha emulate hyperliquid`` (printed for users): never a real key.
@@ -216,6 +221,7 @@ class HyperliquidVenue:
     marks_seen: dict[str, list[tuple[datetime, Decimal]]] = field(default_factory=dict)
     next_oid: int = 1_000_000
     next_tid: int = 1
+    bridge: ChainBridge | None = None  # the bridge to a local chain, when the emulator has one
 
     def __post_init__(self) -> None:
         self.markets: list[Market] = []
@@ -733,6 +739,10 @@ def _info(venue: HyperliquidVenue, body: Mapping[str, Any], now: datetime) -> An
         return _candles(venue, body, now)
     if kind == "exchangeStatus":
         return {"time": ms(now), "specialStatuses": None}
+    if kind == "userNonFundingLedgerUpdates":
+        user = _user_param(body)
+        start, end = _window(body, now)
+        return venue.bridge.ledger_of(user, start, end) if venue.bridge is not None else []
     raise ValueError(f"unknown variant `{kind}`")
 
 
@@ -963,11 +973,32 @@ async def _perform(venue: HyperliquidVenue, user: str, kind: str, action: Mappin
         except FuseError as exc:
             return _err(str(exc))
         return _ok({"type": "default"})
+    if kind == "withdraw3":
+        return _withdraw(venue, user, action, now)
     if kind in ("setReferrer", "approveBuilderFee", "noop"):
         return _ok({"type": "default"})
     if kind == "scheduleCancel":
         return _err(ERR_SCHEDULE)
     return _err(ERR_UNSUPPORTED.format(what=kind))
+
+
+def _withdraw(venue: HyperliquidVenue, user: str, action: Mapping[str, Any], now: datetime) -> web.Response:
+    """Book a ``withdraw3``: refused above what the account may withdraw, else debited and queued for the bridge."""
+    if venue.bridge is None:
+        return _err(ERR_UNSUPPORTED.format(what="withdrawals without a chain (create_app(bridge=...))"))
+    text = str(action["amount"])
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        return _err(f"Invalid withdrawal amount {text}")
+    if not amount.is_finite() or amount <= 0:
+        return _err(f"Invalid withdrawal amount {text}")
+    withdrawable = Decimal(_clearinghouse(venue, user, now)["withdrawable"])
+    try:
+        venue.bridge.book_withdrawal(user, str(action["destination"]), amount, int(action["time"]), withdrawable, now)
+    except WithdrawRefused as exc:
+        return _err(str(exc))
+    return _ok({"type": "default"})
 
 
 # ---------------------------------------------------------------------------------- app
@@ -1049,13 +1080,15 @@ def create_app(
     weight_per_minute: int = WEIGHT_PER_MINUTE,
     faults: Faults | None = None,
     stream_interval: float = 0.5,
+    bridge: BridgeSettings | None = None,
 ) -> web.Application:
     """Build the emulator app over ``backend``.
 
     ``users`` maps wallet addresses to engine accounts; more can be added, and API wallets
     approved, through ``venue_of(app)``. ``clock`` drives the venue (nonce window, funding,
     timestamps); the wall clock by default. ``stream_interval``: seconds between the
-    websocket's pushes.
+    websocket's pushes. ``bridge``: a local chain whose bridge contract moves USDC in and out
+    (off by default; ``venue_of(app).bridge`` then drives it).
     """
     state = EmulatorState(
         backend=backend,
@@ -1098,8 +1131,25 @@ def create_app(
     from fuses.emulators.hyperliquid_ws import add_ws_routes  # the websocket module builds on this one
 
     add_ws_routes(app, stream_interval)
+    if bridge is not None:
+        _add_bridge(app, venue, ChainBridge(bridge))
     add_chaos_routes(app, lambda now: {a: account_positions(backend, a, now) for a in sorted(set(venue.users.values()))})
     return app
+
+
+def _add_bridge(app: web.Application, venue: HyperliquidVenue, bridge: ChainBridge) -> None:
+    """Attach ``bridge`` to the venue; it connects to its chain when the app starts and disconnects when it stops."""
+    bridge.bind(venue)
+    venue.bridge = bridge
+
+    async def start(_: web.Application) -> None:
+        await bridge.start()
+
+    async def stop(_: web.Application) -> None:
+        await bridge.stop()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
 
 
 def utc_ms(value: int) -> datetime:

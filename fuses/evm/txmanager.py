@@ -237,6 +237,10 @@ class TxManager:
             raise self._refused(exc, label) from exc
         return bytes(result)
 
+    async def read(self, awaitable: Any, *, label: str) -> Any:
+        """Await any other web3 read (block number, logs, blocks) with this manager's error translation."""
+        return await self._timed(awaitable, label)
+
     async def _read(self, awaitable: Any, label: str) -> Any:
         return await self._timed(awaitable, label)
 

@@ -277,3 +277,11 @@ async def test_predicted_fundings_and_the_live_funding_show_the_rate_published_f
     # metaAndAssetCtxs (and activeAssetCtx) carry the same published rate as the live ``funding``
     rate = await client.fetch_funding_rate(ETH)
     assert rate["info"]["funding"] == "0.0000375"
+
+
+async def test_without_a_chain_withdraw3_is_refused_and_the_ledger_is_empty(client: Any, rig: Rig) -> None:
+    with pytest.raises(ccxt.ExchangeError, match="Unsupported action"):
+        await client.withdraw("USDC", 10, rig.address)
+
+    assert await client.fetch_withdrawals("USDC", 0) == []
+    assert rig.engine.snapshot("trader", rig.clock.now()).balance("USDC").total == DEPOSIT
