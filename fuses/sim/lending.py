@@ -13,10 +13,14 @@ the treasury's share, exactly). Amounts are rounded to ``AMOUNT_QUANTUM``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import bisect
+import csv
+import io
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 from alpha.domain.account import AccountSnapshot, Balance, LendingHealth, LendingPosition
 from alpha.domain.money import ONE, ZERO
@@ -29,6 +33,7 @@ MARKET = "market"
 TREASURY = "treasury"
 SYSTEM_ACCOUNTS = (MARKET, TREASURY)
 INFINITE = Decimal("Infinity")
+MAX_BORROW_APR = Decimal(10)  # a recorded borrow rate above 1000% a year is a bad value, not a market
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class SimLendingMarket:
         *,
         collateral_asset: str | None = None,
         listed: Iterable[str] | None = None,
+        borrow_rates: Mapping[str, Sequence[tuple[datetime, Decimal]]] | None = None,
     ) -> None:
         if not reserves:
             raise ValueError(f"{name}: a lending market needs at least one reserve")
@@ -113,6 +119,15 @@ class SimLendingMarket:
         self.listed = tuple(listed) if listed is not None else None
         self.price_of = price_of
         self.now = start
+        # Recorded borrow rates (``read_borrow_rates``): asset -> (times, annual rates), each in force from its time.
+        self._schedule: dict[str, tuple[list[datetime], list[Decimal]]] = {}
+        for asset, rows in (borrow_rates or {}).items():
+            if asset not in self.reserves:
+                raise ValueError(f"{name}: borrow rates for {asset}, which has no reserve here")
+            ordered = sorted(rows)
+            if not ordered:
+                raise ValueError(f"{name}: the borrow rates of {asset} are empty")
+            self._schedule[asset] = ([t for t, _ in ordered], [r for _, r in ordered])
         self.accounts: dict[str, LendingAccount] = {n: LendingAccount(n) for n in SYSTEM_ACCOUNTS}
         self.events: list[Event] = []
         market = self.accounts[MARKET]
@@ -147,6 +162,10 @@ class SimLendingMarket:
     def borrow_rate(self, asset: str) -> Decimal:
         """Annual variable borrow rate at the current utilisation."""
         p = self._reserve(asset)
+        recorded = self._schedule.get(asset)
+        if recorded is not None:
+            times, rates = recorded
+            return rates[max(bisect.bisect_right(times, self.now) - 1, 0)]  # before the first record: the first
         if p.fixed_borrow_rate is not None:
             return p.fixed_borrow_rate
         u = self.utilisation(asset)
@@ -321,16 +340,30 @@ class SimLendingMarket:
     # ------------------------------------------------------------------ time
 
     def accrue(self, now: datetime) -> list[Event]:
-        """Accrue interest from the last accrual to ``now`` at the rates in force over that time."""
+        """Accrue interest from the last accrual to ``now`` at the rates in force over that time.
+
+        A recorded borrow rate that changes in between splits the accrual there, so each
+        stretch accrues at the rate recorded for it.
+        """
         if now < self.now:
             raise ValueError(f"{self.name}: cannot accrue backwards from {self.now} to {now}")
+        changes = sorted({t for times, _ in self._schedule.values() for t in times if self.now < t < now})
+        events: list[Event] = []
+        for end in [*changes, now]:
+            events += self._accrue_to(end)
+        return self._emit(events)
+
+    def _accrue_to(self, now: datetime) -> list[Event]:
+        """Accrue from ``self.now`` to ``now`` at the rates in force at ``self.now`` (the caller splits at rate changes)."""
         seconds = Decimal(int((now - self.now).total_seconds()))
-        self.now = now
         if seconds == 0:
+            self.now = now
             return []
+        rates = {asset: self.borrow_rate(asset) for asset in self.reserves}
+        self.now = now
         events: list[Event] = []
         for asset, params in self.reserves.items():
-            rate = self.borrow_rate(asset)
+            rate = rates[asset]
             supplied_total = self.total_supplied(asset)
             interest_total = ZERO
             for acct in self.accounts.values():
@@ -362,7 +395,7 @@ class SimLendingMarket:
                 if acct.name not in SYSTEM_ACCOUNTS:
                     events.append(InterestAccrued(now, self.name, acct.name, asset, earned, "supply", self._value(asset, earned)))
             _add(self.accounts[TREASURY].supplied, asset, interest_total - shared)
-        return self._emit(events)
+        return events
 
     def _value(self, asset: str, amount: Decimal) -> Decimal | None:
         try:
@@ -416,3 +449,33 @@ class SimLendingMarket:
 
 
 __all__ = ["AMOUNT_QUANTUM", "RESERVES", "ReserveParams", "SimLendingMarket", "reserve_params_for"]
+
+
+def read_borrow_rates(path: Path) -> list[tuple[datetime, Decimal]]:
+    """Read a recorded borrow-rate file: CSV with columns ``ts`` and ``borrow_apr``.
+
+    ``ts``: ISO-8601 with a UTC offset (``2024-01-01T00:00:00Z``) or epoch milliseconds;
+    ``borrow_apr``: the annual variable borrow rate as a fraction (``0.045`` for 4.5%), in force
+    from ``ts`` until the next row. Anything else is refused with the file, line and value.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"borrow rates {path}: cannot read it ({exc.__class__.__name__}: {exc})") from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or not {"ts", "borrow_apr"} <= set(rows[0]):
+        raise ValueError(f"borrow rates {path}: expected a CSV with columns ts,borrow_apr")
+    out: list[tuple[datetime, Decimal]] = []
+    for line, row in enumerate(rows, start=2):
+        raw_ts, raw_rate = (row.get("ts") or "").strip(), (row.get("borrow_apr") or "").strip()
+        try:
+            ts = datetime.fromtimestamp(int(raw_ts) / 1000, tz=UTC) if raw_ts.isdigit() else datetime.fromisoformat(raw_ts.replace("Z", "+00:00"))
+            rate = Decimal(raw_rate)
+        except (ValueError, ArithmeticError, OverflowError):
+            raise ValueError(f"borrow rates {path} line {line}: cannot read ts={raw_ts!r}, borrow_apr={raw_rate!r}") from None
+        if ts.tzinfo is None:
+            raise ValueError(f"borrow rates {path} line {line}: ts {raw_ts!r} has no UTC offset")
+        if not rate.is_finite() or not ZERO <= rate <= MAX_BORROW_APR:
+            raise ValueError(f"borrow rates {path} line {line}: borrow_apr {raw_rate} is not between 0 and {MAX_BORROW_APR}")
+        out.append((ts, rate))
+    return out

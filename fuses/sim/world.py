@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
 
 from alpha.config.schema import FuseKind, StrategyConfig
 from alpha.domain.account import AccountSnapshot
@@ -42,7 +43,7 @@ from fuses.sim.events import (
     OrderFilled,
     Transferred,
 )
-from fuses.sim.lending import ReserveParams, SimLendingMarket, reserve_params_for
+from fuses.sim.lending import ReserveParams, SimLendingMarket, read_borrow_rates, reserve_params_for
 from fuses.sim.markets import make_instrument
 from fuses.sim.source import MarketSource, MarketState, MarketStates
 
@@ -117,6 +118,22 @@ def reserve_overrides(
     for asset, fields_ in changes.items():
         out[asset] = replace(out[asset], **fields_)
     return out
+
+
+RATE_FILE = "borrow_rate_file"
+
+
+def split_rate_files(options: Mapping[str, object]) -> tuple[dict[str, object], dict[str, Path]]:
+    """Separate a lending fuse's ``"<ASSET>.borrow_rate_file": path`` options (recorded borrow rates) from the rest."""
+    rest: dict[str, object] = {}
+    files: dict[str, Path] = {}
+    for key, value in options.items():
+        asset, dot, name = key.partition(".")
+        if dot and name == RATE_FILE:
+            files[asset] = Path(str(value)).expanduser()
+        else:
+            rest[key] = value
+    return rest, files
 
 
 class SimWorld:
@@ -221,9 +238,14 @@ class SimWorld:
         )
         for fuse in lending_fuses:
             assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
-            reserves = reserve_overrides({a: reserve_params_for(a) for a in assets}, fuse.options, fuse.name)
+            options, rate_files = split_rate_files(fuse.options)
+            reserves = reserve_overrides({a: reserve_params_for(a) for a in assets}, options, fuse.name)
             collateral = config.vault.base_asset if config.vault.base_asset in reserves else None
-            world.add_lending(fuse.name, SimLendingMarket(fuse.name, reserves, world.price_of, begin, collateral_asset=collateral, listed=fuse.assets or None))
+            rates = {asset: read_borrow_rates(path) for asset, path in rate_files.items()}
+            world.add_lending(
+                fuse.name,
+                SimLendingMarket(fuse.name, reserves, world.price_of, begin, collateral_asset=collateral, listed=fuse.assets or None, borrow_rates=rates),
+            )
         return world
 
     def add_lending(self, name: str, market: SimLendingMarket) -> None:
