@@ -52,7 +52,15 @@ from fuses.ccxt.client import SENDS_STATE, build_client, isolated
 from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
-from fuses.ccxt.withdrawals import VenueWithdrawal, WithdrawalTerms, parse_withdrawal, terms_of
+from fuses.ccxt.withdrawals import (
+    VenueDeposit,
+    VenueWithdrawal,
+    WithdrawalTerms,
+    parse_deposit,
+    parse_withdrawal,
+    same_tx,
+    terms_of,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -740,6 +748,25 @@ class CcxtFuse:
             params = {} if self.spec.margin_mode_call else {"marginMode": self.spec.margin_mode}
             await self._call(self.client.set_leverage, int(leverage), market, params)
 
+    async def _wallet_asset(self, asset: str) -> None:
+        """Make ccxt know ``asset`` for a wallet call: a fuse knows only its markets' currencies (a USDT-margined
+        Binance fuse moving USDC), so the venue's currency list is read once, the first time another is asked for.
+
+        Binance's list is a signed call ccxt skips at ``load_markets`` (``fetchCurrencies`` off in the venue
+        table): it is switched on for this one read only.
+        """
+        if asset in (self.client.currencies or {}):
+            return
+        options = self.client.options
+        before = options.get("fetchCurrencies")
+        options["fetchCurrencies"] = True
+        try:
+            found = await self._call(self.client.fetch_currencies)
+        finally:
+            options["fetchCurrencies"] = before
+        if found:
+            self.client.set_markets(self.client.markets, found)
+
     async def withdraw(
         self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None
     ) -> str:
@@ -751,6 +778,13 @@ class CcxtFuse:
         if amount <= 0:
             raise RejectedError(f"{self.name}: withdrawal amount {amount} must be positive", venue=self.name)
         params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
+        await self._wallet_asset(asset)
+        sent = self.client.currency_to_precision(asset, str(amount), network)  # what ccxt would send: the venue's step
+        if sent is not None and Decimal(str(sent)) != amount:
+            raise RejectedError(
+                f"{self.name}: withdrawal amount {amount} {asset} is not a multiple of the venue's step on {network} (ccxt would send {sent})",
+                venue=self.name,
+            )
         if tag is not None:
             params["tag"] = tag
         answer = await self._call(self.client.withdraw, asset, str(amount), address, params, sends_state=True, client_id=client_id)
@@ -758,17 +792,31 @@ class CcxtFuse:
 
     async def withdrawal(self, asset: str, client_id: str) -> VenueWithdrawal | None:
         """The withdrawal the venue holds under ``client_id``, or None when it has none."""
+        await self._wallet_asset(asset)
         found = await self._call(self.client.fetch_withdrawals, asset, None, None, {"withdrawOrderId": client_id})
         mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
         return parse_withdrawal(mine[0], client_id) if mine else None
 
+    async def deposit(self, asset: str, tx_id: str) -> VenueDeposit | None:
+        """The deposit of ``asset`` the venue shows for on-chain transaction ``tx_id``, or None when it has not seen it.
+
+        Asked by the transaction (Binance's ``txId`` filter) and matched on it again here, as a
+        venue that ignores the filter answers its whole recent history.
+        """
+        await self._wallet_asset(asset)
+        found = await self._call(self.client.fetch_deposits, asset, None, None, {"txId": tx_id})
+        mine = [d for d in found if same_tx(d.get("txid"), tx_id)]
+        return parse_deposit(mine[0], asset) if mine else None
+
     async def deposit_address(self, asset: str, network: str) -> tuple[str, str | None]:
         """This account's deposit address (and memo) for ``asset`` on ``network`` (ccxt's name), as the venue gives it."""
+        await self._wallet_asset(asset)
         found = await self._call(self.client.fetch_deposit_address, asset, {"network": network})
         return str(found["address"]), found.get("tag") or None
 
     async def withdrawal_terms(self, asset: str, network: str) -> WithdrawalTerms:
         """The venue's fee and minimum for ``asset`` on ``network`` (ccxt's name)."""
+        await self._wallet_asset(asset)
         fees = await self._call(self.client.fetch_deposit_withdraw_fees, [asset])
         return terms_of(fees, asset, self.client.network_code_to_id(network, asset))
 
