@@ -23,6 +23,17 @@ create, keep alive (60 minutes) and close a listen key; ``/private/ws?listenKey=
 pushes ``ORDER_TRADE_UPDATE`` on every order change (NEW, each TRADE, CANCELED)
 and ``ACCOUNT_UPDATE`` (balances and positions) after fills, funding and money moves, read from
 the engine's events when the backend offers them (``EngineEvents``).
+
+Wallet (``/sapi/v1/capital``): withdrawals (``withdraw/apply``, ``withdraw/history``, fees and
+minimums per network in ``WITHDRAW_NETWORKS``), deposit addresses and deposit history
+(``deposit/hisrec``). Without a chain a withdrawal only debits the spot wallet and turns
+completed (6) after ``withdraw_seconds`` with a made-up transaction id, and no deposit ever
+arrives. With a ``ChainLink`` (``fuses.emulators.chain``) the coin and network it carries move
+for real on the local chain: a due withdrawal is an ERC-20 transfer of the amount less the fee
+from the venue's hot wallet, its history carrying that transaction's hash (or failed, 5, and
+refunded when the hot wallet cannot pay); a transfer of the token to an account's deposit
+address is listed pending (0) and credited to its spot wallet (1) after the link's
+confirmations.
 """
 
 from __future__ import annotations

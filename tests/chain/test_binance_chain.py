@@ -42,6 +42,9 @@ async def test_a_withdrawal_lands_on_chain_as_the_amount_less_the_fee_with_its_r
         raw = await venue.alice.client.fetch_withdrawals("USDC", None, None, {"withdrawOrderId": "mv-chain-1"})
         assert raw[0]["info"]["status"] == 6 and raw[0]["info"]["txId"] == found.tx_id and raw[0]["network"] == NETWORK
         assert venue.spot("alice") == Decimal(5000) - Decimal("100.25")
+        # The fuse learnt USDC (outside its USDT markets) for these wallet calls and still reads its own account and markets.
+        assert (await venue.alice.account()).balance("USDT").total == Decimal(1000)
+        assert "BTC/USDT:USDT" in {i.symbol for i in await venue.alice.instruments()}
 
 
 async def test_an_amount_the_token_cannot_carry_is_refused_before_anything_is_debited(token_chain: TokenChain) -> None:
@@ -88,7 +91,8 @@ async def test_a_deposit_is_pending_until_its_confirmations_then_credited_exactl
         raw = await venue.alice.client.fetch_deposits("USDC", None, None, {"txId": sent.tx_hash})
         assert (raw[0]["info"]["status"], raw[0]["info"]["confirmTimes"], raw[0]["txid"]) == (0, "1/3", sent.tx_hash)
         token_chain.mine()
-        assert (await venue.alice.deposit("USDC", sent.tx_hash)).status == "pending"
+        still = await venue.alice.deposit("USDC", sent.tx_hash)
+        assert still is not None and still.status == "pending"
         assert venue.spot("alice") == Decimal(5000)
 
         # Act: the third block.
@@ -96,7 +100,7 @@ async def test_a_deposit_is_pending_until_its_confirmations_then_credited_exactl
 
         # Assert: credited once, to the unit, in the spot wallet; bob's account saw nothing.
         credited = await venue.alice.deposit("USDC", sent.tx_hash)
-        assert (credited.status, credited.amount, credited.network) == ("credited", Decimal("250.123456"), NETWORK)
+        assert credited is not None and (credited.status, credited.amount, credited.network) == ("credited", Decimal("250.123456"), NETWORK)
         assert venue.spot("alice") == Decimal("5250.123456")
         token_chain.mine(2)
         await venue.alice.deposit("USDC", sent.tx_hash)
