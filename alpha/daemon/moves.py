@@ -4,8 +4,9 @@ Every step is a ``move`` record keyed by the move's id (``client_id``), chosen a
 ``requested`` *before* the venue is asked; the id goes with the request (Binance's
 ``withdrawOrderId``). The venue's answer is journalled as ``sent`` (with its withdrawal id),
 and ``confirmed`` once its history shows the withdrawal completed on chain (with the
-transaction id). Final states besides ``confirmed``: ``not_sent`` (the venue refused it, or
-never received it) and ``failed`` (the venue's history says it failed or was cancelled).
+transaction id). Final states besides ``confirmed`` (or ``credited``, below): ``not_sent`` (the
+venue refused it, or never received it) and ``failed`` (the venue's history says it failed or
+was cancelled).
 
 A move is never sent twice. After a crash (a kill -9 between any two steps), an unfinished
 move is looked up in the venue's withdrawal history by its id and journalled as what the
