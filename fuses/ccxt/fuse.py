@@ -58,7 +58,9 @@ from fuses.ccxt.withdrawals import (
     WithdrawalTerms,
     ledger_deposit,
     ledger_withdrawal,
+    parse_deposit,
     parse_withdrawal,
+    same_tx,
     terms_of,
     withdraw3_nonce,
 )
@@ -751,6 +753,25 @@ class CcxtFuse:
             params = {} if self.spec.margin_mode_call else {"marginMode": self.spec.margin_mode}
             await self._call(self.client.set_leverage, int(leverage), market, params)
 
+    async def _wallet_asset(self, asset: str) -> None:
+        """Make ccxt know ``asset`` for a wallet call: a fuse knows only its markets' currencies (a USDT-margined
+        Binance fuse moving USDC), so the venue's currency list is read once, the first time another is asked for.
+
+        Binance's list is a signed call ccxt skips at ``load_markets`` (``fetchCurrencies`` off in the venue
+        table): it is switched on for this one read only.
+        """
+        if asset in (self.client.currencies or {}):
+            return
+        options = self.client.options
+        before = options.get("fetchCurrencies")
+        options["fetchCurrencies"] = True
+        try:
+            found = await self._call(self.client.fetch_currencies)
+        finally:
+            options["fetchCurrencies"] = before
+        if found:
+            self.client.set_markets(self.client.markets, found)
+
     async def withdraw(
         self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None
     ) -> str:
@@ -770,6 +791,13 @@ class CcxtFuse:
                 )
             return await self._call(self._withdraw3, asset, amount, address, client_id, sends_state=True, client_id=client_id)
         params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
+        await self._wallet_asset(asset)
+        sent = self.client.currency_to_precision(asset, str(amount), network)  # what ccxt would send: the venue's step
+        if sent is not None and Decimal(str(sent)) != amount:
+            raise RejectedError(
+                f"{self.name}: withdrawal amount {amount} {asset} is not a multiple of the venue's step on {network} (ccxt would send {sent})",
+                venue=self.name,
+            )
         if tag is not None:
             params["tag"] = tag
         answer = await self._call(self.client.withdraw, asset, str(amount), address, params, sends_state=True, client_id=client_id)
@@ -795,27 +823,35 @@ class CcxtFuse:
         if self.spec.withdrawal_id == "nonce_tag":
             rows = await self._call(self.client.fetch_withdrawals, asset, 0, None)
             return ledger_withdrawal(rows, client_id)
+        await self._wallet_asset(asset)
         found = await self._call(self.client.fetch_withdrawals, asset, None, None, {"withdrawOrderId": client_id})
         mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
         return parse_withdrawal(mine[0], client_id) if mine else None
 
     async def deposit(self, asset: str, tx_id: str) -> VenueDeposit | None:
-        """The deposit chain transaction ``tx_id`` made, as the venue's history shows it; None while it shows none.
+        """The deposit of ``asset`` the venue shows for on-chain transaction ``tx_id``, or None when it has not seen it.
 
-        Hyperliquid: from the ledger (``userNonFundingLedgerUpdates``), which lists a deposit once credited.
+        Hyperliquid: from the ledger (``userNonFundingLedgerUpdates``), which lists a deposit once
+        credited. Elsewhere asked by the transaction (Binance's ``txId`` filter) and matched on it
+        again here, as a venue that ignores the filter answers its whole recent history.
         """
-        if self.spec.withdrawal_id != "nonce_tag":
-            raise RejectedError(f"{self.name}: deposit lookup is built for Hyperliquid's ledger only", venue=self.name)
-        rows = await self._call(self.client.fetch_deposits, asset, 0, None)
-        return ledger_deposit(rows, tx_id, network="ARBITRUM")
+        if self.spec.withdrawal_id == "nonce_tag":
+            rows = await self._call(self.client.fetch_deposits, asset, 0, None)
+            return ledger_deposit(rows, tx_id, network="ARBITRUM")
+        await self._wallet_asset(asset)
+        found = await self._call(self.client.fetch_deposits, asset, None, None, {"txId": tx_id})
+        mine = [d for d in found if same_tx(d.get("txid"), tx_id)]
+        return parse_deposit(mine[0], asset) if mine else None
 
     async def deposit_address(self, asset: str, network: str) -> tuple[str, str | None]:
         """This account's deposit address (and memo) for ``asset`` on ``network`` (ccxt's name), as the venue gives it."""
+        await self._wallet_asset(asset)
         found = await self._call(self.client.fetch_deposit_address, asset, {"network": network})
         return str(found["address"]), found.get("tag") or None
 
     async def withdrawal_terms(self, asset: str, network: str) -> WithdrawalTerms:
         """The venue's fee and minimum for ``asset`` on ``network`` (ccxt's name)."""
+        await self._wallet_asset(asset)
         fees = await self._call(self.client.fetch_deposit_withdraw_fees, [asset])
         return terms_of(fees, asset, self.client.network_code_to_id(network, asset))
 

@@ -17,6 +17,9 @@ from typing import Any
 from fuses.ccxt import parse
 
 STATUSES = {"pending": "processing", "ok": "completed", "failed": "failed", "canceled": "failed"}
+# A deposit ccxt calls "ok" is in the account (Binance's 1, and its 6: credited, usable, not yet withdrawable);
+# a status ccxt does not know (Binance's 7 wrong deposit, 8 awaiting the user) stays pending: followed, and overdue if it never comes.
+DEPOSIT_STATUSES = {"pending": "pending", "ok": "credited", "failed": "failed", "canceled": "failed"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,26 @@ def parse_withdrawal(entry: Mapping[str, Any], client_id: str) -> VenueWithdrawa
         amount=_exact(info.get("amount"), "withdrawal.amount"),
         fee=_exact(info.get("transactionFee"), "withdrawal.transactionFee"),
         tx_id=entry.get("txid") or None,
+    )
+
+
+def same_tx(a: str | None, b: str | None) -> bool:
+    """Whether two transaction ids name one transaction (EVM hashes compare without case or ``0x``)."""
+    def norm(t: str) -> str:
+        return t.lower().removeprefix("0x")
+
+    return bool(a) and bool(b) and norm(str(a)) == norm(str(b))
+
+
+def parse_deposit(entry: Mapping[str, Any], asset: str) -> VenueDeposit:
+    """A ccxt transaction structure of a deposit as a ``VenueDeposit`` (the amount from the venue's own field)."""
+    info = entry.get("info") or {}
+    return VenueDeposit(
+        tx_id=str(entry.get("txid") or ""),
+        status=DEPOSIT_STATUSES.get(str(entry.get("status")), "pending"),
+        amount=_exact(info.get("amount"), "deposit.amount"),
+        asset=str(entry.get("currency") or asset),
+        network=entry.get("network") or None,
     )
 
 

@@ -23,6 +23,17 @@ create, keep alive (60 minutes) and close a listen key; ``/private/ws?listenKey=
 pushes ``ORDER_TRADE_UPDATE`` on every order change (NEW, each TRADE, CANCELED)
 and ``ACCOUNT_UPDATE`` (balances and positions) after fills, funding and money moves, read from
 the engine's events when the backend offers them (``EngineEvents``).
+
+Wallet (``/sapi/v1/capital``): withdrawals (``withdraw/apply``, ``withdraw/history``, fees and
+minimums per network in ``WITHDRAW_NETWORKS``), deposit addresses and deposit history
+(``deposit/hisrec``). Without a chain a withdrawal only debits the spot wallet and turns
+completed (6) after ``withdraw_seconds`` with a made-up transaction id, and no deposit ever
+arrives. With a ``ChainLink`` (``fuses.emulators.chain``) the coin and network it carries move
+for real on the local chain: a due withdrawal is an ERC-20 transfer of the amount less the fee
+from the venue's hot wallet, its history carrying that transaction's hash (or failed, 5, and
+refunded when the hot wallet cannot pay); a transfer of the token to an account's deposit
+address is listed pending (0) and credited to its spot wallet (1) after the link's
+confirmations.
 """
 
 from __future__ import annotations
@@ -38,9 +49,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
+import structlog
 from aiohttp import WSMsgType, web
 
 from alpha.domain.account import Order, OrderRequest, OrderStatus, OrderType, TimeInForce
@@ -51,6 +63,7 @@ from fuses.base import (
     InsufficientFundsError,
     OrderNotFoundError,
     RejectedError,
+    UnknownOutcomeError,
 )
 from fuses.emulators.common import (
     SPOT_SUFFIX,
@@ -67,6 +80,11 @@ from fuses.emulators.common import (
     make_app,
     state_of,
 )
+
+if TYPE_CHECKING:
+    from fuses.emulators.chain import ChainLink  # web3 is imported only by an emulator that has a chain
+
+log = structlog.get_logger(__name__)
 
 WEIGHT_LIMIT_1M = 2400
 DEPTH_LEVELS = 1000  # levels per side the emulator tracks for the diff-depth sequence (REST's maximum)
@@ -134,6 +152,7 @@ WEIGHTS: dict[tuple[str, str], Weight] = {
     ("GET", "/sapi/v1/capital/withdraw/history"): 1,
     ("GET", "/sapi/v1/capital/config/getall"): 10,
     ("GET", "/sapi/v1/capital/deposit/address"): 10,
+    ("GET", "/sapi/v1/capital/deposit/hisrec"): 1,
     ("POST", "/fapi/v1/listenKey"): 1,
     ("PUT", "/fapi/v1/listenKey"): 1,
     ("DELETE", "/fapi/v1/listenKey"): 1,
@@ -220,7 +239,8 @@ WITHDRAW_NETWORKS: dict[str, dict[str, tuple[Decimal, Decimal]]] = {
     "USDT": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2"))},
     "USDC": {"ETH": (Decimal("4"), Decimal("10")), "ARBITRUM": (Decimal("0.8"), Decimal("2")), "BASE": (Decimal("0.5"), Decimal("2"))},
 }
-WITHDRAW_PROCESSING, WITHDRAW_COMPLETED = 4, 6
+WITHDRAW_PROCESSING, WITHDRAW_FAILURE, WITHDRAW_COMPLETED = 4, 5, 6  # Binance's withdrawal status codes (0 email sent ... 6 completed)
+DEPOSIT_PENDING, DEPOSIT_SUCCESS = 0, 1  # Binance's deposit status codes (6 credited but locked is not modelled: unlockConfirm 0)
 
 
 def deposit_address(account: str, coin: str, network: str) -> str:
@@ -228,7 +248,7 @@ def deposit_address(account: str, coin: str, network: str) -> str:
     from eth_utils.address import to_checksum_address
 
     del coin  # one address per account on an EVM network, as Binance gives one for every token there
-    return to_checksum_address("0x" + hashlib.sha256(f"deposit:{account}:{network}".encode()).hexdigest()[:40])  # Binance's withdrawal status codes (0 email sent ... 6 completed)
+    return to_checksum_address("0x" + hashlib.sha256(f"deposit:{account}:{network}".encode()).hexdigest()[:40])
 
 
 @dataclass
@@ -246,6 +266,7 @@ class Withdrawal:
     applied: float  # wall time
     status: int = WITHDRAW_PROCESSING
     tx_id: str = ""
+    in_doubt: str = ""  # the hash of an on-chain send whose broadcast is in doubt: resolved by it, never signed again
 
     def json(self) -> dict[str, Any]:
         return {
@@ -254,6 +275,38 @@ class Withdrawal:
             "status": self.status, "txId": self.tx_id, "transferType": 0, "walletType": 0, "info": "",
             "applyTime": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(self.applied)), "confirmNo": 12 if self.tx_id else 0,
         }
+
+
+@dataclass
+class Deposit:
+    """One deposit the emulator saw on chain to an account's deposit address: Binance's deposit-history fields."""
+
+    id: str
+    coin: str
+    network: str
+    address: str
+    amount: Decimal
+    tx_id: str
+    inserted: float  # wall time it was first seen
+    block: int
+    log_index: int
+    needed: int  # confirmations the venue waits for before it credits
+    confirmations: int = 1  # blocks so far, its own included
+    status: int = DEPOSIT_PENDING
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "amount": _s(self.amount), "coin": self.coin, "network": self.network, "status": self.status,
+            "address": self.address, "addressTag": "", "txId": self.tx_id, "insertTime": int(self.inserted * 1000),
+            "transferType": 0, "confirmTimes": f"{min(self.confirmations, self.needed)}/{self.needed}", "unlockConfirm": 0, "walletType": 0,
+        }
+
+
+@runtime_checkable
+class Fundable(Protocol):
+    """A backend that can credit money arriving from outside the venue (``EngineBackend.fund``)."""
+
+    def fund(self, account: str, asset: str, amount: Decimal, now: datetime) -> None: ...
 
 
 @runtime_checkable
@@ -316,6 +369,9 @@ class BinanceState:
     silent_depth: bool = False  # fault: depth streams stay connected but send nothing
     withdrawals: dict[str, list[Withdrawal]] = field(default_factory=dict)  # account -> its withdrawals, oldest first
     withdraw_seconds: float = 0.0  # wall seconds a withdrawal stays "processing" before it is completed on chain
+    chain: ChainLink | None = None  # the local chain the venue's withdrawals and deposits move on (None: a made-up tx id)
+    deposits: dict[str, list[Deposit]] = field(default_factory=dict)  # account -> deposits seen on chain, oldest first
+    chain_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one look at the chain at a time (never two sends of one withdrawal)
 
 
 BINANCE_KEY: web.AppKey[BinanceState] = web.AppKey("binance_state", BinanceState)
@@ -837,13 +893,75 @@ class Api:
         self.state.backend.transfer(login.account, asset, amount, route[0], route[1], now)
         return {"tranId": next(self.x.transfers)}
 
+    def _on_chain(self, w: Withdrawal) -> bool:
+        return self.x.chain is not None and self.x.chain.handles(w.coin, w.network)
+
     def _settle_withdrawals(self, account: str) -> list[Withdrawal]:
-        """``account``'s withdrawals, those processing for ``withdraw_seconds`` completed (with a transaction id)."""
+        """``account``'s withdrawals, those processing for ``withdraw_seconds`` completed (with a made-up transaction id).
+
+        Those the chain carries are completed by ``sync_chain`` instead, with the real transaction's hash.
+        """
         done = self.x.wall() - self.x.withdraw_seconds
         for w in self.x.withdrawals.get(account, []):
-            if w.status == WITHDRAW_PROCESSING and w.applied <= done:
+            if w.status == WITHDRAW_PROCESSING and w.applied <= done and not self._on_chain(w):
                 w.status, w.tx_id = WITHDRAW_COMPLETED, "0x" + hashlib.sha256(w.id.encode()).hexdigest()
         return self.x.withdrawals.get(account, [])
+
+    async def sync_chain(self) -> None:
+        """Send the withdrawals now due on chain and credit the deposits that have their confirmations."""
+        if self.x.chain is None:
+            return
+        async with self.x.chain_lock:
+            try:
+                await self._send_due(self.x.chain)
+                await self._watch_deposits(self.x.chain)
+            except FuseError as exc:  # the node is away or refused a read: the next look tries again
+                log.warning("binance_emulator.chain", error=str(exc))
+
+    async def _send_due(self, chain: ChainLink) -> None:
+        done = self.x.wall() - self.x.withdraw_seconds
+        for account, mine in self.x.withdrawals.items():
+            for w in mine:
+                if w.status == WITHDRAW_PROCESSING and w.applied <= done and self._on_chain(w):
+                    await self._send_one(chain, account, w)
+
+    async def _send_one(self, chain: ChainLink, account: str, w: Withdrawal) -> None:
+        """Transfer ``w``'s amount less its fee from the hot wallet; completed with the real hash, or failed and refunded."""
+        units = chain.units(w.amount - w.fee)
+        assert units is not None  # checked when the withdrawal was accepted
+        try:
+            result = await (chain.resolve(w.in_doubt) if w.in_doubt else chain.send(w.address, units, label=f"withdrawal:{w.id}"))
+        except UnknownOutcomeError as exc:
+            w.in_doubt = exc.client_id or w.in_doubt  # broadcast, outcome unknown: found again by its hash, never re-signed
+            return
+        except RejectedError as exc:  # the hot wallet cannot pay it (or the node refuses it): Binance's "Failure", money returned
+            w.status, w.in_doubt = WITHDRAW_FAILURE, ""
+            backend = self.state.backend
+            if isinstance(backend, Fundable):
+                backend.fund(account + SPOT_SUFFIX, w.coin, w.amount, self.state.now())
+            log.warning("binance_emulator.withdrawal_failed", id=w.id, error=str(exc))
+            return
+        w.status, w.tx_id, w.in_doubt = WITHDRAW_COMPLETED, result.tx_hash, ""
+
+    async def _watch_deposits(self, chain: ChainLink) -> None:
+        """Record new token transfers to the accounts' deposit addresses; credit those with enough confirmations."""
+        net = chain.settings.network
+        owners = {deposit_address(a.account, chain.settings.coin, net): a.account for a in self.state.accounts.values()}
+        found, head = await chain.transfers_to(owners)
+        for t in found:
+            account = owners[t.to]
+            mine = self.x.deposits.setdefault(account, [])
+            if any((d.tx_id, d.log_index) == (t.tx_id, t.log_index) for d in mine):
+                continue
+            mine.append(Deposit(str(next(self.x.next_id)), chain.settings.coin, net, t.to, chain.amount(t.units), t.tx_id,
+                                self.x.wall(), t.block, t.log_index, chain.settings.confirmations))
+        backend = self.state.backend
+        for account, mine in self.x.deposits.items():
+            for d in mine:
+                d.confirmations = head - d.block + 1
+                if d.status == DEPOSIT_PENDING and d.confirmations >= d.needed and isinstance(backend, Fundable):
+                    backend.fund(account + SPOT_SUFFIX, d.coin, d.amount, self.state.now())
+                    d.status = DEPOSIT_SUCCESS
 
     async def withdraw_apply(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
         """``POST /sapi/v1/capital/withdraw/apply``: debit the spot wallet, answer the withdrawal's id."""
@@ -862,6 +980,9 @@ class Api:
         fee, minimum = networks[network]
         if amount < minimum:
             raise BinanceError("rejected", detail=f"The withdrawal amount must be at least {_s(minimum)}.")
+        chain = self.x.chain
+        if chain is not None and chain.handles(coin, network) and chain.units(amount - fee) is None:
+            raise BinanceError("rejected", detail=f"The withdrawal amount must be a multiple of {_s(1 / chain.scale)}.")
         client_id = q.get("withdrawOrderId", "")
         mine = self.x.withdrawals.setdefault(login.account, [])
         if client_id and any(w.withdraw_order_id == client_id for w in mine):
@@ -878,11 +999,24 @@ class Api:
     async def withdraw_history(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
         """``GET /sapi/v1/capital/withdraw/history``: newest first, by ``coin``, ``withdrawOrderId`` or ``idList``."""
         ids = set(filter(None, q.get("idList", "").split(",")))
+        await self.sync_chain()
         found = [
             w.json() for w in reversed(self._settle_withdrawals(login.account))
             if q.get("coin") in (None, "", w.coin) and q.get("withdrawOrderId") in (None, "", w.withdraw_order_id) and (not ids or w.id in ids)
         ]
         return found[: int(q.get("limit") or 1000)]
+
+    async def deposit_history(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
+        """``GET /sapi/v1/capital/deposit/hisrec``: newest first, by ``coin``, ``status``, ``txId``, ``startTime``/``endTime``."""
+        await self.sync_chain()
+        start, end = int(q.get("startTime") or 0), int(q.get("endTime") or 2**62)
+        found = [
+            d.json() for d in reversed(self.x.deposits.get(login.account, []))
+            if q.get("coin") in (None, "", d.coin) and q.get("txId") in (None, "", d.tx_id)
+            and q.get("status") in (None, "", str(d.status)) and start <= int(d.inserted * 1000) <= end
+        ]
+        offset = int(q.get("offset") or 0)
+        return found[offset: offset + min(int(q.get("limit") or 1000), 1000)]
 
     async def deposit_address(self, login: ApiAccount, q: Mapping[str, str], now: datetime) -> Any:
         """``GET /sapi/v1/capital/deposit/address``: the account's address for ``coin`` on ``network`` (its first by default)."""
@@ -1037,6 +1171,7 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("GET", "/sapi/v1/capital/withdraw/history"): Api.withdraw_history,
     ("GET", "/sapi/v1/capital/config/getall"): Api.coins,
     ("GET", "/sapi/v1/capital/deposit/address"): Api.deposit_address,
+    ("GET", "/sapi/v1/capital/deposit/hisrec"): Api.deposit_history,
 }
 
 USER_STREAM = {("POST", "/fapi/v1/listenKey"), ("PUT", "/fapi/v1/listenKey"), ("DELETE", "/fapi/v1/listenKey")}
@@ -1259,6 +1394,30 @@ def _engine_listener(api: Api) -> Callable[[Any], None]:
     return on_event
 
 
+def _chain_watcher(api: Api, chain: ChainLink) -> Callable[[web.Application], Any]:
+    """The app's context while it serves: the chain link started, and looked at every ``poll`` seconds."""
+
+    async def watch() -> None:
+        while True:
+            try:
+                await api.sync_chain()
+            except Exception as exc:  # an emulator's own fault: logged, and the next look tries again
+                log.error("binance_emulator.chain_watcher", error=f"{type(exc).__name__}: {exc}")
+            await asyncio.sleep(chain.settings.poll)
+
+    async def context(app: web.Application) -> Any:
+        await chain.start()
+        task = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await chain.close()
+
+    return context
+
+
 def create_app(
     backend: VenueBackend,
     *,
@@ -1268,11 +1427,15 @@ def create_app(
     wall: Callable[[], float] = time.time,
     stream_interval: float = 1.0,
     faults: Faults | None = None,
+    chain: ChainLink | None = None,
 ) -> web.Application:
     """Build the Binance USD-M emulator app over ``backend``.
 
     ``accounts`` are (api key, secret, engine account) logins. ``weight_limit`` is the request
     weight per minute per caller. ``wall`` is the real time used to check request timestamps.
+    ``chain``: the local chain its withdrawals are sent on and its deposits watched on (every
+    ``chain.settings.poll`` seconds while it serves, and at every withdrawal- or deposit-history
+    request); None keeps withdrawals completing with a made-up transaction id.
     """
     state = EmulatorState(backend=backend, faults=faults or Faults(), budget=WeightBudget(weight_limit), log=RequestLog())
     if clock is not None:
@@ -1299,7 +1462,9 @@ def create_app(
 
     middleware = fault_middleware(state, maintenance=maintenance, server_error=server_error, rate_limited=rate_limited, classify=classify)
     app = make_app(state, [middleware])
-    app[BINANCE_KEY] = BinanceState(wall=wall, stream_interval=stream_interval)
+    app[BINANCE_KEY] = BinanceState(wall=wall, stream_interval=stream_interval, chain=chain)
+    if chain is not None:
+        app.cleanup_ctx.append(_chain_watcher(Api(state, app[BINANCE_KEY]), chain))
     add_chaos_routes(app, lambda now: {a.account: account_positions(backend, a.account, now) for a in state.accounts.values()})
     if isinstance(backend, EngineEvents):
         backend.listen(_engine_listener(Api(state, app[BINANCE_KEY])))

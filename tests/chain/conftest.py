@@ -247,3 +247,6 @@ async def liquidator(chain: Chain) -> AsyncIterator[TxManager]:
         yield tx
     finally:
         await tx.close()
+
+
+from tests.chain.venue_rig import token_chain, token_chain_module  # noqa: E402,F401  (the venue-chain fixtures, for tests/chain)
