@@ -4,7 +4,7 @@ The daemon (live, paper, demo), the backtest replay and ``alpha plan`` call thes
 only gather their inputs and execute their approved actions; none of them builds an action.
 
 * ``decision_step``: signals -> ``decide`` -> ``make_plan`` -> ``pair_resizes`` ->
-  ``repairs_first`` -> ``gate``. Resizes are paired before the gate, so the gate judges what
+  ``repairs_first`` -> rate locks (``alpha.strategy.ratelock``) -> ``gate``. Resizes are paired before the gate, so the gate judges what
   will be executed; an asset whose net delta is past ``delta_tolerance`` is repaired before
   any action adds exposure.
 * ``margin_step``: repay lending debt below the minimum health factor, top margin up (from
@@ -52,7 +52,7 @@ from alpha.core.margin import (
 )
 from alpha.core.repair import neutralise, pair_reductions, pair_resizes, repairs_first
 from alpha.domain.account import MarginHealth
-from alpha.domain.actions import VAULT, Action, Refusal, TargetBook, Transfer
+from alpha.domain.actions import VAULT, Action, LockRate, Refusal, TargetBook, Transfer, UnlockRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -61,6 +61,7 @@ from alpha.risk.gate import RiskState, gate
 from alpha.risk.prices import PriceGuard, PriceOutlier, PriceScreen, without_outliers
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import Dropped, make_plan
+from alpha.strategy.ratelock import plan_rates
 from alpha.strategy.signals import Signals
 
 LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
@@ -155,6 +156,10 @@ def decision_step(
     instruments = {key: snap.instrument for key, snap in view.markets.items()}
     planned = repairs_first(planned, view, instruments, config.delta_tolerance)
     notes = [f"capital stays on {fuse} while a price there is refused" for fuse in kept]
+    rates = plan_rates(view, signals, config, target, now)
+    if rates.actions:  # unlocks first (they reduce risk), locks after the hedges whose short legs they lock
+        planned = [*(a for a in rates.actions if isinstance(a, UnlockRate)), *planned, *(a for a in rates.actions if isinstance(a, LockRate))]
+    notes += rates.notes
     return _gated(StepKind.DECISION, planned, view, config, state, notes=notes, target=target, dropped=result.dropped)
 
 
