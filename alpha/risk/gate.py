@@ -40,8 +40,8 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
   [bad_market_data]; larger than the short perp leg it locks less what is locked already: no
   naked rate bet [cannot_apply]; whose zone would hold more than the rate fuse's
   ``max_share`` x NAV [venue_exposure]; whose rate exposure (|size| x years left x |mark
-  APR|) would be over its ``max_leverage`` x collateral, or whose collateral after the swap
-  would not cover the zone's initial margin [leverage]. An ``UnlockRate`` is a risk action;
+  APR|) would be over its ``max_leverage`` x collateral, or whose equity after the swap
+  (collateral and positions at mark) would not cover the zone's initial margin [leverage]. An ``UnlockRate`` is a risk action;
 * a move out of a fuse that has a withdrawal whitelist (``fuses[].withdrawals``) to a
   destination it does not list: a ``Transfer`` to another fuse, or an operator's
   ``alpha transfer`` (``check_move``, the one check both use) [not_whitelisted]. A fuse
@@ -427,8 +427,8 @@ def _lock_caps(action: LockRate, after: PortfolioView, config: StrategyConfig, n
         return RefusalCode.LEVERAGE, (
             f"rate exposure on {action.fuse} would be {exposure:.6f} {acct.asset}, over its max_leverage {rate_fuse.max_leverage} x collateral {acct.collateral:.6f}"
         )
-    if acct.collateral < acct.initial_margin:
+    if acct.equity < acct.initial_margin:
         return RefusalCode.LEVERAGE, (
-            f"collateral {acct.collateral:.6f} {acct.asset} on {action.fuse} would not cover the initial margin {acct.initial_margin:.6f}"
+            f"equity {acct.equity:.6f} {acct.asset} on {action.fuse} (collateral and positions at mark) would not cover the initial margin {acct.initial_margin:.6f}"
         )
     return None

@@ -35,7 +35,7 @@ rates:
   - name: boros
     max_share: "0.10"
     markets:
-      - {market: SIM-BTC-04JAN2024, underlying: "perp-cex:BTC/USDC:USDC", maturity: 2024-01-04T00:00:00Z}
+      - {market: SIM-BTC-04JAN2024, underlying: "perp-cex:BTC/USDC:USDC", maturity: 2024-01-04T00:00:00Z, size_step: "0.01"}
     sim: {seed: 3, premium_apr: "0.02", noise_apr: "0.004", levels: 5, level_size: "1", IMPLIED}
 clock: {start: 2024-01-01T00:00:00Z}
 """

@@ -7,8 +7,10 @@
   ``SWAP_RETRIES`` times: the retry either places the swap or reads back the one placed.
 * Collateral is brought to the action's ``collateral`` before a lock (only what is missing is
   deposited, so a repeated lock deposits nothing more).
-* No naked rate bet: a lock whose underlying short perp leg is not held (the hedge's legs did
-  not fill) is not sent.
+* No naked rate bet: a lock larger than the underlying short perp leg less what is locked on
+  it already (the hedge's legs did not fill, another decision locked it) is not sent.
+* A lock whose fill the journal holds already (``rate_fill`` of its client id) is done: it is
+  not sent again and nothing more is deposited.
 
 Every step is journalled: ``rate_intent`` before the swap, ``rate_fill`` after, and the
 collateral moves as transfers.
@@ -51,10 +53,17 @@ class RateSwaps:
     async def lock(self, action: LockRate, decision_id: str) -> ActionResult:
         """Post the collateral that is missing, then short the YU (see the module docstring)."""
         venue = self._venue(action.fuse)
-        short = await self._short_held(action.underlying)
-        if short < action.size:
-            return ActionResult(action, False, error=f"the short perp leg on {action.underlying} is {short}, less than the lock of {action.size}: not locking")
+        done = self._journalled_fill(self.client_id(action, decision_id))
+        if done is not None:  # executed before (a restart, a repeated action): the venue has it already
+            return self._result(action, done)
         acct = await venue.rate_account(action.asset)
+        short = await self._short_held(action.underlying)
+        locked = await self._locked(venue, action)
+        if short < locked + action.size:
+            return ActionResult(
+                action, False,
+                error=f"the short perp leg on {action.underlying} is {short}, less than the lock of {action.size} with {locked} locked already: not locking",
+            )
         missing = action.collateral - acct.collateral
         if missing > 0:
             await venue.deposit(action.asset, missing)
@@ -90,6 +99,20 @@ class RateSwaps:
             asset=action.asset, amount=fill.size, fixed_apr=fill.fixed_apr, fee=fill.fee,
         )
         return fill
+
+    def _journalled_fill(self, client_id: str) -> RateFill | None:
+        """The fill the journal holds for ``client_id``, if the swap was answered before."""
+        for rec in self.ctx.journal.records("rate_fill"):
+            if rec.client_id == client_id and rec.amount is not None and rec.market is not None:
+                data = rec.data
+                return RateFill(rec.market, Decimal(str(rec.amount)), Decimal(str(data["fixed_apr"])), Decimal(str(data["fee"])), client_id)
+        return None
+
+    async def _locked(self, venue: RateVenue, action: LockRate) -> Decimal:
+        """The YU short the venue holds against ``action.underlying`` (on any of its markets)."""
+        on = {m.market for m in await venue.rate_markets() if m.underlying == action.underlying}
+        acct = await venue.rate_account(action.asset)
+        return sum((-p.size for p in acct.positions if p.market in on and p.size < 0), ZERO)
 
     def _result(self, action: LockRate | UnlockRate, fill: RateFill) -> ActionResult:
         if abs(fill.size) == action.size:
