@@ -218,9 +218,9 @@ class RateFuseConfig(Model):
     kind: Literal["boros"] = "boros"
     venue: Venue = "sim"
     enabled: Flag = True
-    max_share: Share = Decimal("0.05")
-    max_leverage: Leverage = Decimal("10")
-    cushion: NonNegative = Decimal("0.5")
+    max_share: Share = Decimal("0.05")  # most of NAV its zone may hold (collateral and positions at mark)
+    max_leverage: Leverage = Decimal("10")  # most rate exposure (|size| x years left x |mark APR|) per unit of collateral
+    cushion: NonNegative = Decimal("0.5")  # collateral posted: initial margin x (1 + cushion)
     markets: tuple[RateMarketConfig, ...] = Field(min_length=1)
     sim: RateSim = RateSim()
     api_url: Url | None = None  # the Boros API (or a local emulator) for a venue other than sim
@@ -263,9 +263,7 @@ class Thresholds(Model):
     holding_period: Duration = timedelta(days=7)  # prior expected holding, before the history shows persistence
     min_holding: Duration = timedelta(days=1)
     max_holding: Duration = timedelta(days=90)
-    # Lock a short perp leg's funding on a rate fuse (``rates``) when the fixed APR its size gets,
-    # after the fee, beats the forecast funding to maturity by at least this much; None: never lock.
-    lock_min_edge_apr: Apr | None = None
+    lock_min_edge_apr: Apr | None = None  # lock a short perp leg on a rate fuse when fixed APR - fee beats the forecast by this; unset: never
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Thresholds:
