@@ -9,7 +9,7 @@ only gather their inputs and execute their approved actions; none of them builds
   any action adds exposure.
 * ``margin_step``: repay lending debt below the minimum health factor, top margin up (from
   the idle buffer, then lending withdrawals, then other venues' gains), deleverage both legs
-  past the line.
+  past the line; top up rate (Boros) zones that lost half their cushion (``rate_top_ups``).
 * ``repair_step``: neutralise the drift a hedge whose legs did not all fill left behind.
 * ``flatten_step``: close every hedge, both legs together.
 
@@ -61,7 +61,7 @@ from alpha.risk.gate import RiskState, gate
 from alpha.risk.prices import PriceGuard, PriceOutlier, PriceScreen, without_outliers
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import Dropped, make_plan
-from alpha.strategy.ratelock import plan_rates
+from alpha.strategy.ratelock import plan_rates, rate_top_ups
 from alpha.strategy.signals import Signals
 
 LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
@@ -280,6 +280,9 @@ def margin_step(
         available += sum((t.amount for t in moves), ZERO)
         actions.append(top)
         available -= top.amount
+    rate_tops = rate_top_ups(view, config)
+    notes += [t.reason for t in rate_tops]
+    actions += rate_tops
     return _gated(StepKind.MARGIN, actions, view, config, state, notes=notes, deleveraged=deleveraged)
 
 

@@ -9,7 +9,7 @@ kind (their docstrings hold the rules each keeps):
 * ``capital``: ``TopUpMargin``, ``Transfer``, ``Supply``, ``Withdraw``, cash ``Borrow`` / ``Repay``;
 * ``synthetic``: synthetic shorts (a perp leg whose hedge borrows its short side, and ``Borrow`` /
   ``Repay`` of coins), and the restart recovery of their half-done steps;
-* ``rates``: ``LockRate`` / ``UnlockRate`` on the rate-swap fuses (``rate_venues``), idempotent by client id.
+* ``rates``: ``LockRate`` / ``UnlockRate`` / ``TopUpRate`` on the rate-swap fuses (``rate_venues``), idempotent by client id.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from alpha.domain.actions import (
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
     UnlockRate,
     Withdraw,
@@ -104,6 +105,7 @@ class Executor:
             Repay: self._debt,
             LockRate: self.rates.lock,
             UnlockRate: self.rates.unlock,
+            TopUpRate: self.rates.top_up,
         }
 
     # -- state the daemon and tests read ---------------------------------------------------

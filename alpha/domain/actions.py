@@ -270,7 +270,19 @@ class UnlockRate:
     reason: str
 
 
-Action = OpenHedge | ResizeLeg | CloseHedge | TopUpMargin | Transfer | Supply | Withdraw | Borrow | Repay | LockRate | UnlockRate
+@dataclass(frozen=True, slots=True)
+class TopUpRate:
+    """Post ``amount`` more of ``asset`` as collateral on rate fuse ``fuse``'s zone (bought from the vault at its price)."""
+
+    fuse: str
+    asset: str
+    amount: Decimal
+    reason: str
+
+
+Action = (
+    OpenHedge | ResizeLeg | CloseHedge | TopUpMargin | Transfer | Supply | Withdraw | Borrow | Repay | LockRate | UnlockRate | TopUpRate
+)
 
 
 class RefusalCode(StrEnum):
@@ -371,7 +383,7 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
                 "source": action.source,
             }
         ]
-    side = {"TopUpMargin": "deposit", "Supply": "deposit", "Withdraw": "withdraw", "Borrow": "borrow", "Repay": "repay"}[kind]
+    side = {"TopUpMargin": "deposit", "TopUpRate": "deposit", "Supply": "deposit", "Withdraw": "withdraw", "Borrow": "borrow", "Repay": "repay"}[kind]
     return [
         {
             "type": kind,

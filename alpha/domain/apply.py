@@ -37,6 +37,7 @@ from alpha.domain.actions import (
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
     UnlockRate,
     Withdraw,
@@ -163,6 +164,12 @@ def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
             accounts[action.fuse] = acct
         elif isinstance(action, LockRate | UnlockRate):
             rates, vault = _rate(rates, view, action, vault)
+        elif isinstance(action, TopUpRate):
+            zone = rates.accounts.get(action.fuse)
+            if zone is None:
+                raise CannotApply(f"rate fuse {action.fuse} has no zone in the view")
+            vault -= action.amount * view.price(action.asset)
+            rates = replace(rates, accounts={**rates.accounts, action.fuse: replace(zone, collateral=zone.collateral + action.amount)})
         else:  # pragma: no cover - exhaustive over Action
             raise CannotApply(f"unknown action {action!r}")
     return replace(view, vault_cash=vault, accounts=accounts, rates=rates)

@@ -41,7 +41,9 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
   naked rate bet [cannot_apply]; whose zone would hold more than the rate fuse's
   ``max_share`` x NAV [venue_exposure]; whose rate exposure (|size| x years left x |mark
   APR|) would be over its ``max_leverage`` x collateral, or whose equity after the swap
-  (collateral and positions at mark) would not cover the zone's initial margin [leverage]. An ``UnlockRate`` is a risk action;
+  (collateral and positions at mark) would not cover the zone's initial margin [leverage].
+  ``UnlockRate`` and ``TopUpRate`` (more collateral for a zone; it may draw on the idle buffer)
+  are risk actions; on a rate fuse the strategy does not name they are refused [unknown_fuse];
 * a move out of a fuse that has a withdrawal whitelist (``fuses[].withdrawals``) to a
   destination it does not list: a ``Transfer`` to another fuse, or an operator's
   ``alpha transfer`` (``check_move``, the one check both use) [not_whitelisted]. A fuse
@@ -73,6 +75,7 @@ from alpha.domain.actions import (
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
     UnlockRate,
     Withdraw,
@@ -140,7 +143,7 @@ def _legs(action: Action) -> tuple[Leg, ...]:
 
 def _is_risk_action(action: Action, view: PortfolioView) -> bool:
     """Say whether an action only reduces risk (allowed while paused and during a depeg)."""
-    if isinstance(action, CloseHedge | TopUpMargin | Repay | Withdraw | UnlockRate):
+    if isinstance(action, CloseHedge | TopUpMargin | Repay | Withdraw | UnlockRate | TopUpRate):
         return True
     if isinstance(action, Transfer) and action.destination == VAULT:  # cash back to the vault adds no exposure
         return True
@@ -347,6 +350,8 @@ def _judge(
         lock = _lock_refusal(action, view, config, now)
         if lock is not None:
             return no(*lock)
+    if isinstance(action, TopUpRate | UnlockRate) and action.fuse not in {r.name for r in config.enabled_rates}:
+        return no(RefusalCode.UNKNOWN_FUSE, f"rate fuse {action.fuse} is not in the strategy")
     if not state.executor_slices:
         for leg in _legs(action):
             snap = view.market(leg.fuse, leg.market)
@@ -376,7 +381,7 @@ def _judge(
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
             return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")
     below = after.vault_cash < buffer * (ONE - EPSILON) and after.vault_cash < view.vault_cash
-    if below and not isinstance(action, TopUpMargin):
+    if below and not isinstance(action, TopUpMargin | TopUpRate):
         return no(RefusalCode.IDLE_BUFFER, f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)")
     if after.vault_cash < 0:
         return no(RefusalCode.VAULT_CASH, f"the vault holds {view.vault_cash:.2f}, not enough for this action")

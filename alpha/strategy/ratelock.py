@@ -12,6 +12,9 @@ funding of the perp (``Signals.forecast``) by ``thresholds.lock_min_edge_apr``.
   the worst book level the size takes (a book that moved away fills less, never worse); the
   zone's collateral is brought to the initial margin after the swap x (1 + the rate fuse's
   ``cushion``) plus the fee, bought from the vault at the asset's price.
+* **Top-up** (the margin step, ``rate_top_ups``): a zone whose equity fell below its initial
+  margin x (1 + cushion / 2) is brought back to initial margin x (1 + cushion), as the perp
+  margin is topped up: the mark APR moving against a short YU must not reach maintenance.
 * **Unlock**: what is locked beyond the target's short leg (the hedge closed or shrank) is bought
   back; a zone left without positions (all matured, or bought back) returns its collateral to the
   vault, unless the same decision locks again there (a roll onto the next maturity).
@@ -24,7 +27,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 
 from alpha.config.schema import StrategyConfig
-from alpha.domain.actions import LockRate, TargetBook, UnlockRate
+from alpha.domain.actions import LockRate, TargetBook, TopUpRate, UnlockRate
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -81,6 +84,24 @@ def plan_rates(view: PortfolioView, signals: Signals, config: StrategyConfig, ta
                 notes.append(why)
     unlocks += _withdrawals(view, unlocks, locks)
     return RatePlan((*unlocks, *locks), tuple(notes))
+
+
+def rate_top_ups(view: PortfolioView, config: StrategyConfig) -> list[TopUpRate]:
+    """The collateral each zone with positions needs to be back at initial margin x (1 + cushion) (see the module docstring)."""
+    out: list[TopUpRate] = []
+    for fuse, acct in sorted(view.rates.accounts.items()):
+        if not acct.positions or fuse not in {r.name for r in config.enabled_rates}:
+            continue
+        cushion = config.rate_fuse(fuse).cushion
+        if acct.equity >= acct.initial_margin * (1 + cushion / 2):
+            continue
+        amount = _round_up(acct.initial_margin * (1 + cushion) - acct.equity, COLLATERAL_QUANTUM)
+        why = (
+            f"rate zone {fuse}: equity {acct.equity:.6f} {acct.asset} under initial margin {acct.initial_margin:.6f} x (1 + {cushion}/2);"
+            f" top up {amount} {acct.asset} to initial margin x (1 + {cushion})"
+        )
+        out.append(TopUpRate(fuse, acct.asset, amount, why))
+    return out
 
 
 def _unlocks(view: PortfolioView, legs: dict[str, Decimal], now: datetime) -> tuple[list[UnlockRate], list[str]]:

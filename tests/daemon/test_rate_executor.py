@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from alpha.daemon.executor import Executor
 from alpha.daemon.journal import Journal
-from alpha.domain.actions import LockRate, UnlockRate
+from alpha.domain.actions import LockRate, TopUpRate, UnlockRate
 from alpha.observability.metrics import Metrics
 from fuses.sim import build
 from tests.sim.boros_helpers import boros_config, boros_world, open_short
@@ -88,3 +88,15 @@ async def test_an_unlock_buys_back_and_returns_the_collateral() -> None:
     assert bought.completed and back.completed
     assert boros.held[MARKET].size == 0 and boros.collateral == 0
     assert world.vault["USDC"] == vault + (left * world.price_of("BTC")).quantize(D("0.00000001"))
+
+
+async def test_a_top_up_buys_collateral_from_the_vault() -> None:
+    executor, fuse, journal = _executor()
+    world = fuse.world  # type: ignore[attr-defined]
+    vault = world.vault["USDC"]
+
+    result = await executor.execute(TopUpRate("boros", "BTC", D("0.02"), "zone lost half its cushion"), "d1")
+
+    assert result.completed and fuse.boros.collateral == D("0.02")  # type: ignore[attr-defined]
+    assert world.vault["USDC"] == vault - D("0.02") * world.price_of("BTC")
+    assert [r.amount for r in journal.records("transfer")] == [D("0.02")]

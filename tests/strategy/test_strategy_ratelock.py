@@ -11,8 +11,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from alpha.config.schema import StrategyConfig
-from alpha.core.pipeline import decision_step
-from alpha.domain.actions import HedgeRef, LockRate, RefusalCode, TargetBook, TargetPosition, UnlockRate
+from alpha.core.pipeline import decision_step, margin_step
+from alpha.domain.actions import HedgeRef, LockRate, RefusalCode, TargetBook, TargetPosition, TopUpRate, UnlockRate
+from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
 from alpha.domain.portfolio import PortfolioView
 from alpha.risk.gate import RiskState, gate
@@ -138,3 +139,30 @@ def test_the_decision_step_locks_the_short_leg_it_opens_and_the_gate_approves_it
     assert len(locks) == 1 and shorts and locks[0].size <= max(shorts)
     assert step.approved[-1] == locks[0]  # after the hedge whose short leg it locks
     assert locks[0].reason.startswith(f"lock {KEY} funding to 2024-01-04")
+
+
+def test_the_margin_step_tops_up_a_zone_that_lost_half_its_cushion_even_while_paused() -> None:
+    world, _, _ = boros_world()
+    open_short(world, "2")
+    boros = world.rates["boros"]
+    market = boros.markets[MARKET]
+    mark = boros.quote(MARKET, T0).mark_apr
+    im = market.initial_margin(D("-2"), mark, T0)
+    world.rate_deposit("boros", im * D("1.2") + market.fee(D("2"), T0))  # a thin cushion: 20% over initial margin, under 1 + 0.5 / 2
+    boros.swap(MARKET, Side.SELL, D("2"), D("0"), "thin", T0)
+    view = world.portfolio_view(T0)
+    acct = view.rates.accounts["boros"]
+    assert acct.equity < acct.initial_margin * D("1.25")
+    instruments = {k: s.instrument for k, s in view.markets.items()}
+
+    step = margin_step(view, boros_config(), instruments, {}, RiskState(paused=True))
+
+    (top,) = [a for a in step.approved if isinstance(a, TopUpRate)]
+    assert top.fuse == "boros" and top.asset == "BTC"
+    assert acct.equity + top.amount >= acct.initial_margin * D("1.5") > acct.equity + top.amount - D("0.00000001")
+    after = apply(view, [top])
+    assert after.rates.accounts["boros"].equity >= after.rates.accounts["boros"].initial_margin * D("1.5")
+    assert any("top up" in n for n in step.notes)
+    # A healthy zone is left alone.
+    healthy = margin_step(after, boros_config(), instruments, {}, RiskState())
+    assert not [a for a in healthy.planned if isinstance(a, TopUpRate)]

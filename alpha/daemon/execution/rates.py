@@ -1,4 +1,4 @@
-"""Rate locks: ``LockRate`` / ``UnlockRate`` on a rate-swap fuse (``alpha.domain.rates.RateVenue``, Boros).
+"""Rate locks: ``LockRate`` / ``UnlockRate`` / ``TopUpRate`` on a rate-swap fuse (``alpha.domain.rates.RateVenue``, Boros).
 
 * The swap's client id is the decision's and the action's (``client_id``): the same action of
   the same decision, executed again (a retry after a lost answer, a restart), sends the same id,
@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 
 from alpha.daemon.execution.context import ActionResult, ExecutionContext
-from alpha.domain.actions import VAULT, LockRate, UnlockRate
+from alpha.domain.actions import VAULT, LockRate, TopUpRate, UnlockRate
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
 from alpha.domain.rates import RateFill, RateVenue
@@ -70,6 +70,12 @@ class RateSwaps:
             self.ctx.journal.transfer(self.ctx.clock.now(), VAULT, action.fuse, action.asset, missing, action.reason, decision_id=decision_id, rate_collateral=True)
         fill = await self._swap(venue, action, Side.SELL, decision_id)
         return self._result(action, fill)
+
+    async def top_up(self, action: TopUpRate, decision_id: str) -> ActionResult:
+        """Post more collateral on the zone (bought from the vault)."""
+        await self._venue(action.fuse).deposit(action.asset, action.amount)
+        self.ctx.journal.transfer(self.ctx.clock.now(), VAULT, action.fuse, action.asset, action.amount, action.reason, decision_id=decision_id, rate_collateral=True)
+        return ActionResult(action, True)
 
     async def unlock(self, action: UnlockRate, decision_id: str) -> ActionResult:
         """Buy the YU back, then return the collateral asked."""
