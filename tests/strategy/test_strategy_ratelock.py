@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
+from alpha.config import load_config_text
 from alpha.config.schema import StrategyConfig
 from alpha.core.pipeline import decision_step, margin_step
 from alpha.domain.actions import HedgeRef, LockRate, RefusalCode, TargetBook, TargetPosition, TopUpRate, UnlockRate
@@ -20,7 +21,7 @@ from alpha.risk.gate import RiskState, gate
 from alpha.strategy.ratelock import plan_rates
 from alpha.strategy.signals import FundingHistory, MarketSignal, Signals, compute_signals
 from fuses.sim.world import SimWorld
-from tests.sim.boros_helpers import ScriptedFunding, boros_config, boros_world, open_short
+from tests.sim.boros_helpers import CONFIG, ScriptedFunding, boros_config, boros_world, open_short
 from tests.sim.helpers import PERP, T0
 
 D = Decimal
@@ -166,3 +167,23 @@ def test_the_margin_step_tops_up_a_zone_that_lost_half_its_cushion_even_while_pa
     # A healthy zone is left alone.
     healthy = margin_step(after, boros_config(), instruments, {}, RiskState())
     assert not [a for a in healthy.planned if isinstance(a, TopUpRate)]
+
+
+def test_at_maturity_the_leg_is_rolled_onto_the_next_maturity_keeping_the_collateral() -> None:
+    line = '      - {market: SIM-BTC-04JAN2024, underlying: "perp-cex:BTC/USDC:USDC", maturity: 2024-01-04T00:00:00Z, size_step: "0.01"}\n'
+    assert line in CONFIG
+    text = CONFIG.replace(", IMPLIED", "").replace(line, line + line.replace("04JAN", "10JAN").replace("01-04", "01-10"))
+    config = load_config_text(text)
+    world = SimWorld.from_config(config, source=ScriptedFunding(), start=T0)
+    open_short(world, "2")
+    world.rate_deposit("boros", D("0.05"))
+    world.rates["boros"].swap(MARKET, Side.SELL, D("2"), D("0"), "first", T0)
+    world.step_to(T0 + timedelta(days=3, hours=1))  # the first market matured
+    view = world.portfolio_view()
+    assert view.rates.accounts["boros"].positions == ()
+
+    plan = plan_rates(view, _signals("0"), config, _target("2"), view.ts)
+
+    (roll,) = plan.actions
+    assert isinstance(roll, LockRate) and roll.market == "SIM-BTC-10JAN2024" and roll.size == D("2")
+    assert roll.collateral == view.rates.accounts["boros"].collateral  # the collateral stays for the roll: none withdrawn
