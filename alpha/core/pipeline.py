@@ -61,7 +61,7 @@ from alpha.risk.gate import RiskState, gate
 from alpha.risk.prices import PriceGuard, PriceOutlier, PriceScreen, without_outliers
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import Dropped, make_plan
-from alpha.strategy.ratelock import plan_rates, rate_top_ups
+from alpha.strategy.ratelock import plan_rates, rate_top_ups, rate_unlocks
 from alpha.strategy.signals import Signals
 
 LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
@@ -302,12 +302,13 @@ def repair_step(
 
 
 def flatten_step(view: PortfolioView, config: StrategyConfig, instruments: Mapping[str, Instrument], state: RiskState) -> Step:
-    """Close every hedge, both legs together (the operator's flatten)."""
+    """Close every hedge, both legs together, and buy back every YU that locked their funding (the operator's flatten)."""
     view, state, _ = _screened(view, config, state)
-    closes = pair_reductions(
+    closes: list[Action] = list(pair_reductions(
         view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten"
-    )
-    return _gated(StepKind.FLATTEN, closes, view, config, state)
+    ))
+    unlocks, notes = rate_unlocks(view, {}, view.ts)
+    return _gated(StepKind.FLATTEN, [*unlocks, *closes], view, config, state, notes=notes)
 
 
 def _without_markets(view: PortfolioView, refused: frozenset[str]) -> PortfolioView:

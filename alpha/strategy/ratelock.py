@@ -73,7 +73,7 @@ def plan_rates(view: PortfolioView, signals: Signals, config: StrategyConfig, ta
     if not view.rates.markets:
         return RatePlan()
     legs = short_legs(target, view)
-    unlocks, notes = _unlocks(view, legs, now)
+    unlocks, notes = rate_unlocks(view, legs, now)
     locks: list[LockRate] = []
     if config.thresholds.lock_min_edge_apr is not None:
         for underlying, quantity in sorted(legs.items()):
@@ -104,8 +104,11 @@ def rate_top_ups(view: PortfolioView, config: StrategyConfig) -> list[TopUpRate]
     return out
 
 
-def _unlocks(view: PortfolioView, legs: dict[str, Decimal], now: datetime) -> tuple[list[UnlockRate], list[str]]:
-    """Buy back what is locked beyond each underlying's target short leg (furthest maturity first)."""
+def rate_unlocks(view: PortfolioView, legs: dict[str, Decimal], now: datetime) -> tuple[list[UnlockRate], list[str]]:
+    """Buy back what is locked beyond each underlying's short leg in ``legs`` (furthest maturity first); notes on what cannot be.
+
+    ``legs`` empty: everything locked (the operator's flatten closes the legs it locked).
+    """
     out: list[UnlockRate] = []
     notes: list[str] = []
     underlyings = sorted({m.underlying for m in view.rates.markets.values()})

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from alpha.config import load_config_text
 from alpha.config.schema import StrategyConfig
-from alpha.core.pipeline import decision_step, margin_step
+from alpha.core.pipeline import decision_step, flatten_step, margin_step
 from alpha.domain.actions import HedgeRef, LockRate, RefusalCode, TargetBook, TargetPosition, TopUpRate, UnlockRate
 from alpha.domain.apply import apply
 from alpha.domain.instruments import Side
@@ -187,3 +187,18 @@ def test_at_maturity_the_leg_is_rolled_onto_the_next_maturity_keeping_the_collat
     (roll,) = plan.actions
     assert isinstance(roll, LockRate) and roll.market == "SIM-BTC-10JAN2024" and roll.size == D("2")
     assert roll.collateral == view.rates.accounts["boros"].collateral  # the collateral stays for the roll: none withdrawn
+
+
+def test_the_operator_flatten_buys_back_the_yu_with_the_legs_it_locked() -> None:
+    world, _, _ = boros_world()
+    open_short(world, "2")
+    world.rate_deposit("boros", D("0.05"))
+    world.rates["boros"].swap(MARKET, Side.SELL, D("2"), D("0"), "l1", T0)
+    view = world.portfolio_view(T0)
+    instruments = {k: s.instrument for k, s in view.markets.items()}
+
+    step = flatten_step(view, boros_config(), instruments, RiskState(paused=True))
+
+    unlocks = [a for a in step.approved if isinstance(a, UnlockRate)]
+    assert [(u.market, u.size) for u in unlocks] == [(MARKET, D("2"))]
+    assert step.approved[0] == unlocks[0]  # bought back first: the YU is never left without its leg
