@@ -520,7 +520,7 @@ class StrategyConfig(Model):
         return self
 
     def _check_rates(self) -> None:
-        """Every rate market names a perp market of an enabled fuse; names are unique; caps add up."""
+        """Every rate market names a perp market of an enabled fuse, one base asset per rate fuse; names are unique; caps add up."""
         names = [f.name for f in self.fuses] + [r.name for r in self.rates]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -530,6 +530,9 @@ class StrategyConfig(Model):
             raise ValueError(f"enabled fuses' and rate fuses' max_share caps sum to {total * 100}% of NAV, over 100%")
         perps = {f"{f.name}:{m}" for f in self.enabled_fuses for m in f.markets if ":" in m}
         for r in self.enabled_rates:
+            bases = sorted({m.underlying.partition(":")[2].split("/")[0] for m in r.markets})
+            if len(bases) > 1:
+                raise ValueError(f"rate fuse {r.name}: one trading zone holds one asset; its markets' underlyings are in {', '.join(bases)}")
             for m in r.markets:
                 if m.underlying not in perps:
                     known = ", ".join(sorted(perps)) or "none"

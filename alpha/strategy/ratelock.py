@@ -8,7 +8,8 @@ funding of the perp (``Signals.forecast``) by ``thresholds.lock_min_edge_apr``.
 
 * **Lock**: for each short perp leg of the target book whose market is a rate market's
   underlying, the part not locked yet (rounded down to the market's ``size_step``, at least its
-  ``min_size``) is locked on the market where the edge is best, when it pays. The swap's limit is
+  ``min_size``) is locked on the market where the edge is best, when it pays (markets within a
+  day of maturity are not locked; one lock per rate fuse per decision). The swap's limit is
   the worst book level the size takes (a book that moved away fills less, never worse); the
   zone's collateral is brought to the initial margin after the swap x (1 + the rate fuse's
   ``cushion``) plus the fee, bought from the vault at the asset's price.

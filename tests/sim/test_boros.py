@@ -142,3 +142,13 @@ def test_the_view_values_the_zone_in_nav_and_the_config_checks_the_underlying() 
     assert view.nav == D("1000000")  # bought at the index: the vault's cash became collateral
     with pytest.raises(ConfigError, match="not a perp market of an enabled fuse"):
         load_config_text(CONFIG.replace(", IMPLIED", "").replace('underlying: "perp-cex:BTC/USDC:USDC"', 'underlying: "spot:BTC/USDC"'))
+
+
+def test_one_rate_fuse_holds_one_asset() -> None:
+    text = CONFIG.replace(", IMPLIED", "").replace("markets: [BTC/USDC:USDC]", "markets: [BTC/USDC:USDC, ETH/USDC:USDC]").replace(
+        "      - {market: SIM-BTC-04JAN2024",
+        '      - {market: SIM-ETH-04JAN2024, underlying: "perp-cex:ETH/USDC:USDC", maturity: 2024-01-04T00:00:00Z}\n      - {market: SIM-BTC-04JAN2024',
+    )
+
+    with pytest.raises(ConfigError, match="one trading zone holds one asset"):
+        load_config_text(text)
