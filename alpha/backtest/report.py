@@ -25,7 +25,7 @@ from alpha.backtest.runner import RunResult, Sample
 from alpha.backtest.tearsheet import cost_share, drawdowns, monthly_returns, tearsheet, yearly_returns
 from alpha.backtest.walkforward import WalkForward
 from alpha.config.types import format_duration
-from alpha.domain.actions import Action, CloseHedge, OpenHedge, ResizeLeg, Transfer
+from alpha.domain.actions import Action, CloseHedge, LockRate, OpenHedge, ResizeLeg, Transfer, UnlockRate
 from alpha.domain.funding import SECONDS_PER_YEAR
 from alpha.domain.money import ZERO
 from alpha.risk.exposure import base_of
@@ -645,6 +645,9 @@ def describe(action: Action) -> tuple[str, str, str]:
         return kind, action.asset, f"{leg.side.value} {leg.quantity} {leg.market} on {leg.fuse}"
     if isinstance(action, Transfer):
         return kind, f"{action.source} -> {action.destination}", f"{action.amount} {action.asset}"
+    if isinstance(action, LockRate | UnlockRate):
+        side = "sell" if isinstance(action, LockRate) else "buy"
+        return kind, action.fuse, f"{side} {action.size} YU {action.market} at {action.limit_apr} (locks {action.underlying})"
     return kind, action.fuse, f"{action.amount} {action.asset}"
 
 

@@ -40,6 +40,7 @@ from alpha.observability.metrics import Metrics
 from alpha.risk.exposure import contributions, gross, net_delta
 from alpha.risk.gate import RiskState, gate
 from fuses.sim import build
+from fuses.sim.ratefuse import SimRateFuse
 from fuses.sim.world import SimWorld
 
 TRADES = (OpenHedge, ResizeLeg, CloseHedge)
@@ -142,6 +143,7 @@ class Replay:
                 if f.kind is FuseKind.SIM or (f.kind is FuseKind.LENDING and f.venue == "sim")
             }
         )
+        self.rates = {r.name: SimRateFuse(r, self.world, self.clock) for r in config.enabled_rates if r.venue == "sim"}
         self.journal = Journal(":memory:")
         self.metrics = Metrics()
         self.marketdata = MarketData(self.fuses, self.clock, self.metrics)
@@ -167,7 +169,9 @@ class Replay:
         """The daemon's view (``gather_view``), with market data refreshed as the daemon does (books when deciding)."""
         if purpose is not ViewPurpose.AFTER:
             await self.marketdata.ensure_fresh(now, books=purpose is ViewPurpose.DECIDE, max_age=self.poll_every)
-        return await gather_view(now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self._vault_cash)
+        return await gather_view(
+            now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self._vault_cash, rates=self.rates
+        )
 
     async def _vault_cash(self) -> Decimal:
         return self.world.vault.get(self.world.base_asset, ZERO)
@@ -175,7 +179,8 @@ class Replay:
     async def _setup(self) -> StepRunner:
         await self.marketdata.load_instruments()
         self.executor = Executor(
-            self.fuses, self.journal, self.metrics, self.clock, self.config, run_id="bt", instruments=self.marketdata.instruments
+            self.fuses, self.journal, self.metrics, self.clock, self.config, run_id="bt", instruments=self.marketdata.instruments,
+            rate_venues=self.rates,
         )
         steps = StepRunner(
             self.config,

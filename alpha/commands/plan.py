@@ -199,8 +199,26 @@ def plan_report(
         "refused": [{**action_rows(r.action)[0], "refusal": r.reason} for r in step.refused],
         "reasons": list(target.reasons),
         "perp_power": perp_power_report(after),
+        "rates": _rates_report(after),
+        "notes": list(step.notes),
         "as_of": now.isoformat(),
     }
+
+
+def _rates_report(view: PortfolioView) -> list[dict[str, Any]]:
+    """Each rate market's mark and the YU held on it, with its zone's collateral and margin (the view after the plan)."""
+    rows = []
+    for key, market in sorted(view.rates.markets.items()):
+        quote = view.rates.quotes.get(key)
+        acct = view.rates.accounts.get(market.fuse)
+        held = view.rates.position(key)
+        rows.append({
+            "fuse": market.fuse, "market": market.market, "underlying": market.underlying, "maturity": market.maturity.isoformat(),
+            "mark_apr": None if quote is None else str(quote.mark_apr), "size": str(held.size if held is not None else 0),
+            "asset": market.asset, "collateral": None if acct is None else str(acct.collateral),
+            "initial_margin": None if acct is None else str(acct.initial_margin),
+        })
+    return rows
 
 
 def _table(report: dict[str, Any]) -> str:
@@ -233,6 +251,15 @@ def _table(report: dict[str, Any]) -> str:
         lines.append(f"dropped      {d['fuse']}:{d['market']}  {d['reason']}")
     for r in report["refused"]:
         lines.append(f"refused      {r['type']} {r['fuse']}  {r['refusal']}")
+    if report.get("rates"):
+        lines.append("")
+        lines.append(f"{'rate market':<36}{'maturity':>12}{'mark APR':>10}{'YU held':>12}{'collateral':>14}")
+        for r in report["rates"]:
+            mark = "-" if r["mark_apr"] is None else f"{Decimal(r['mark_apr']):.2%}"
+            collateral = "-" if r["collateral"] is None else f"{Decimal(r['collateral']):.6f} {r['asset']}"
+            lines.append(f"{r['fuse'] + ':' + r['market']:<36}{r['maturity'][:10]:>12}{mark:>10}{r['size']:>12}{collateral:>14}")
+    for note in report.get("notes", []):
+        lines.append(f"note: {note}")
     liquidatable = [r for r in report.get("perp_power", []) if r["min_ratio"] is not None]
     if liquidatable:
         lines.append("")

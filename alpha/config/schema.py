@@ -160,6 +160,81 @@ class FuseConfig(Model):
         return self
 
 
+class RateMarketConfig(Model):
+    """One Boros market of a rate fuse: the funding of ``underlying`` (``<fuse>:<perp market>``) traded to ``maturity``.
+
+    The payment period is the underlying's funding interval (its fuse's ``sim.funding_interval``
+    when simulated); amounts, sizes and margin are in ``asset``, the perp's base asset.
+    """
+
+    market: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,60}$")  # the venue's id, e.g. SIM-BTC-31MAR2024
+    underlying: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}:.+$")
+    maturity: datetime
+    tick_apr: Positive = Decimal("0.0001")
+    size_step: Positive = Decimal("0.001")
+    min_size: Positive = Decimal("0.01")
+    taker_fee_apr: Fee = Decimal("0.001")
+    im_factor: Positive = Decimal("0.5")
+    im_floor: Positive = Decimal("0.05")
+    mm_factor: Positive = Decimal("0.25")
+    mm_floor: Positive = Decimal("0.025")
+
+    @field_validator("maturity")
+    @classmethod
+    def _aware(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("a maturity needs a timezone (e.g. 2024-03-29T08:00:00Z)")
+        return v
+
+
+class RateSim(Model):
+    """How a simulated Boros market quotes: its implied APR is the underlying's forecast funding plus a premium and seeded noise.
+
+    The forecast is an exponential average of the underlying's annualised funding (``smoothing``:
+    the weight of each new settlement); the book has ``levels`` levels of ``level_size`` a side,
+    ``spread_ticks`` ticks apart around the mark. ``implied_apr_file``: a CSV of ``ts, market,
+    implied_apr`` (a backtest's recorded marks) used instead of the model where it has a row.
+    """
+
+    seed: Count = 11
+    premium_apr: Exact = Decimal("0.01")
+    noise_apr: NonNegative = Decimal("0.005")
+    smoothing: Share = Decimal("0.2")
+    spread_ticks: Count = Field(default=4, ge=1, le=1000)
+    levels: Count = Field(default=10, ge=1, le=200)
+    level_size: Positive = Decimal("20")
+    implied_apr_file: FilePath | None = None
+
+
+class RateFuseConfig(Model):
+    """A rate-swap fuse (Pendle Boros): short YU on a perp's funding to lock it at the implied APR.
+
+    Kept apart from ``fuses`` (it holds no perp or spot market; the carry's fuse logic does not
+    apply): its capital counts in NAV, its ``max_share`` with the fuses' in the 100% cap.
+    ``cushion``: collateral posted is the initial margin x (1 + cushion).
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")
+    kind: Literal["boros"] = "boros"
+    venue: Venue = "sim"
+    enabled: Flag = True
+    max_share: Share = Decimal("0.05")  # most of NAV its zone may hold (collateral and positions at mark)
+    max_leverage: Leverage = Decimal("10")  # most rate exposure (|size| x years left x |mark APR|) per unit of collateral
+    cushion: NonNegative = Decimal("0.5")  # collateral posted: initial margin x (1 + cushion)
+    markets: tuple[RateMarketConfig, ...] = Field(min_length=1)
+    sim: RateSim = RateSim()
+    api_url: Url | None = None  # the Boros API (or a local emulator) for a venue other than sim
+
+    @field_validator("markets")
+    @classmethod
+    def _unique(cls, markets: tuple[RateMarketConfig, ...]) -> tuple[RateMarketConfig, ...]:
+        ids = [m.market for m in markets]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"rate market ids must be unique; repeated: {', '.join(dupes)}")
+        return markets
+
+
 class Vault(Model):
     name: str = Field(default="vault", pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,30}$")
     base_asset: Asset = "USDC"
@@ -188,6 +263,7 @@ class Thresholds(Model):
     holding_period: Duration = timedelta(days=7)  # prior expected holding, before the history shows persistence
     min_holding: Duration = timedelta(days=1)
     max_holding: Duration = timedelta(days=90)
+    lock_min_edge_apr: Apr | None = None  # lock a short perp leg on a rate fuse when fixed APR - fee beats the forecast by this; unset: never
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Thresholds:
@@ -407,6 +483,7 @@ class StrategyConfig(Model):
     notify: Notify = Notify()
     clock: ClockConfig = ClockConfig()
     market: SyntheticMarket | None = None  # demo mode's synthetic market
+    rates: tuple[RateFuseConfig, ...] = ()  # rate-swap fuses (Boros) that lock the funding of short perp legs
 
     @field_validator("fuses")
     @classmethod
@@ -436,10 +513,43 @@ class StrategyConfig(Model):
                         f"fuse {f.name}: {market} settles in {settle}, which the vault does not count as cash:"
                         f" add {settle} to stablecoins (the vault's base asset is {self.vault.base_asset})"
                     )
+        self._check_rates()
         wrong = [p for f in self.fuses for p in whitelist_problems(f.name, f.withdrawals, {g.name: g.kind.value for g in self.fuses})]
         if wrong:
             raise ValueError("; ".join(wrong))
         return self
+
+    def _check_rates(self) -> None:
+        """Every rate market names a perp market of an enabled fuse, one base asset per rate fuse; names are unique; caps add up."""
+        names = [f.name for f in self.fuses] + [r.name for r in self.rates]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"fuse and rate fuse names must be unique; repeated: {', '.join(dupes)}")
+        total = sum((f.max_share for f in self.enabled_fuses), Decimal(0)) + sum((r.max_share for r in self.enabled_rates), Decimal(0))
+        if self.rates and total > 1:
+            raise ValueError(f"enabled fuses' and rate fuses' max_share caps sum to {total * 100}% of NAV, over 100%")
+        perps = {f"{f.name}:{m}" for f in self.enabled_fuses for m in f.markets if ":" in m}
+        for r in self.enabled_rates:
+            bases = sorted({m.underlying.partition(":")[2].split("/")[0] for m in r.markets})
+            if len(bases) > 1:
+                raise ValueError(f"rate fuse {r.name}: one trading zone holds one asset; its markets' underlyings are in {', '.join(bases)}")
+            for m in r.markets:
+                if m.underlying not in perps:
+                    known = ", ".join(sorted(perps)) or "none"
+                    raise ValueError(f"rate fuse {r.name}: market {m.market}'s underlying {m.underlying} is not a perp market of an enabled fuse (perps: {known})")
+                fuse = self.fuse(m.underlying.partition(":")[0])
+                if r.venue == "sim" and fuse.kind is not FuseKind.SIM:
+                    raise ValueError(f"rate fuse {r.name} is simulated: its underlying {m.underlying} must be on a simulated fuse")
+
+    @property
+    def enabled_rates(self) -> tuple[RateFuseConfig, ...]:
+        return tuple(r for r in self.rates if r.enabled)
+
+    def rate_fuse(self, name: str) -> RateFuseConfig:
+        for r in self.rates:
+            if r.name == name:
+                return r
+        raise KeyError(name)
 
     def fuse(self, name: str) -> FuseConfig:
         for f in self.fuses:

@@ -4,12 +4,12 @@ The daemon (live, paper, demo), the backtest replay and ``alpha plan`` call thes
 only gather their inputs and execute their approved actions; none of them builds an action.
 
 * ``decision_step``: signals -> ``decide`` -> ``make_plan`` -> ``pair_resizes`` ->
-  ``repairs_first`` -> ``gate``. Resizes are paired before the gate, so the gate judges what
+  ``repairs_first`` -> rate locks (``alpha.strategy.ratelock``) -> ``gate``. Resizes are paired before the gate, so the gate judges what
   will be executed; an asset whose net delta is past ``delta_tolerance`` is repaired before
   any action adds exposure.
 * ``margin_step``: repay lending debt below the minimum health factor, top margin up (from
   the idle buffer, then lending withdrawals, then other venues' gains), deleverage both legs
-  past the line.
+  past the line; top up rate (Boros) zones that lost half their cushion (``rate_top_ups``).
 * ``repair_step``: neutralise the drift a hedge whose legs did not all fill left behind.
 * ``flatten_step``: close every hedge, both legs together.
 
@@ -52,7 +52,7 @@ from alpha.core.margin import (
 )
 from alpha.core.repair import neutralise, pair_reductions, pair_resizes, repairs_first
 from alpha.domain.account import MarginHealth
-from alpha.domain.actions import VAULT, Action, Refusal, TargetBook, Transfer
+from alpha.domain.actions import VAULT, Action, LockRate, Refusal, TargetBook, Transfer, UnlockRate
 from alpha.domain.instruments import Instrument
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -61,6 +61,7 @@ from alpha.risk.gate import RiskState, gate
 from alpha.risk.prices import PriceGuard, PriceOutlier, PriceScreen, without_outliers
 from alpha.strategy.decide import decide
 from alpha.strategy.planner import Dropped, make_plan
+from alpha.strategy.ratelock import plan_rates, rate_top_ups, rate_unlocks
 from alpha.strategy.signals import Signals
 
 LENDING_HEADROOM = Decimal("0.10")  # a repayment restores min_health_factor x 1.10
@@ -155,6 +156,10 @@ def decision_step(
     instruments = {key: snap.instrument for key, snap in view.markets.items()}
     planned = repairs_first(planned, view, instruments, config.delta_tolerance)
     notes = [f"capital stays on {fuse} while a price there is refused" for fuse in kept]
+    rates = plan_rates(view, signals, config, target, now)
+    if rates.actions:  # unlocks first (they reduce risk), locks after the hedges whose short legs they lock
+        planned = [*(a for a in rates.actions if isinstance(a, UnlockRate)), *planned, *(a for a in rates.actions if isinstance(a, LockRate))]
+    notes += rates.notes
     return _gated(StepKind.DECISION, planned, view, config, state, notes=notes, target=target, dropped=result.dropped)
 
 
@@ -275,6 +280,9 @@ def margin_step(
         available += sum((t.amount for t in moves), ZERO)
         actions.append(top)
         available -= top.amount
+    rate_tops = rate_top_ups(view, config)
+    notes += [t.reason for t in rate_tops]
+    actions += rate_tops
     return _gated(StepKind.MARGIN, actions, view, config, state, notes=notes, deleveraged=deleveraged)
 
 
@@ -294,12 +302,13 @@ def repair_step(
 
 
 def flatten_step(view: PortfolioView, config: StrategyConfig, instruments: Mapping[str, Instrument], state: RiskState) -> Step:
-    """Close every hedge, both legs together (the operator's flatten)."""
+    """Close every hedge, both legs together, and buy back every YU that locked their funding (the operator's flatten)."""
     view, state, _ = _screened(view, config, state)
-    closes = pair_reductions(
+    closes: list[Action] = list(pair_reductions(
         view, instruments, select=lambda _f, _m: True, fraction=Decimal(1), reason="operator flatten"
-    )
-    return _gated(StepKind.FLATTEN, closes, view, config, state)
+    ))
+    unlocks, notes = rate_unlocks(view, {}, view.ts)
+    return _gated(StepKind.FLATTEN, [*unlocks, *closes], view, config, state, notes=notes)
 
 
 def _without_markets(view: PortfolioView, refused: frozenset[str]) -> PortfolioView:

@@ -77,8 +77,17 @@ def demo_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics, *, world
         vault_cash=_vault_cash(box, config.vault.base_asset),
         services=[("world", _world_service(box, fuses, clock, step))],
         world=world,
+        rates=sim_rate_fuses(config, world, clock),
         poll_every=step,
     )
+
+
+def sim_rate_fuses(config: StrategyConfig, world: Any, clock: Clock) -> dict[str, Any]:
+    """The simulated rate fuses (Boros) of ``world``, one per enabled ``rates`` entry on venue sim."""
+    if not config.enabled_rates:
+        return {}
+    ratefuse = _import("fuses.sim.ratefuse", "a simulated rate fuse")
+    return {r.name: ratefuse.SimRateFuse(r, world, clock) for r in config.enabled_rates if r.venue == "sim"}
 
 
 def _sim_fuses(config: StrategyConfig, world: Any, clock: Clock, metrics: Metrics) -> FuseRegistry:

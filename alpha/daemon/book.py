@@ -8,7 +8,7 @@ lending account holds that no market quotes (e.g. WETH) from the lending fuse's 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -18,6 +18,7 @@ from alpha.daemon.marketdata import MarketData
 from alpha.daemon.registry import FuseRegistry
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.portfolio import PortfolioView
+from alpha.domain.rates import RateAccount, RateBook, RateMarket, RateQuote, RateVenue, rate_key
 
 
 class ViewPurpose(StrEnum):
@@ -35,8 +36,9 @@ async def gather_view(
     marketdata: MarketData,
     config: StrategyConfig,
     vault_cash: Callable[[], Awaitable[Decimal]],
+    rates: Mapping[str, RateVenue] | None = None,
 ) -> PortfolioView:
-    """Build the portfolio view at ``now`` from every fuse's account and ``marketdata``'s snapshots."""
+    """Build the portfolio view at ``now`` from every fuse's account and ``marketdata``'s snapshots (and the rate fuses')."""
     accounts: dict[str, AccountSnapshot] = {name: await fuse.account() for name, fuse in fuses.items()}
     base = config.vault.base_asset
     prices = marketdata.prices(base, config.stablecoins)
@@ -58,4 +60,20 @@ async def gather_view(
         prices=prices,
         cash=config.cash_assets,
         cash_at_par=config.cash_at_par,
+        rates=await read_rates(rates or {}),
     )
+
+
+async def read_rates(venues: Mapping[str, RateVenue]) -> RateBook:
+    """What the rate fuses show now: every market, its quote, and each fuse's zone (one collateral asset per rate fuse)."""
+    markets: dict[str, RateMarket] = {}
+    quotes: dict[str, RateQuote] = {}
+    accounts: dict[str, RateAccount] = {}
+    for name, venue in venues.items():
+        listed = await venue.rate_markets()
+        for market in listed:
+            markets[rate_key(market)] = market
+            quotes[rate_key(market)] = await venue.rate_quote(market.market)
+        if listed:
+            accounts[name] = await venue.rate_account(listed[0].asset)
+    return RateBook(markets, quotes, accounts)

@@ -31,7 +31,7 @@ import secrets
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -71,6 +71,7 @@ from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.events import AccountEvent, Event, FundingPaid, InterestAccrued, Liquidation
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
+from alpha.domain.rates import RateVenue
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics, f
 from alpha.risk.gate import RiskState, VaultCap
@@ -95,6 +96,7 @@ class Wiring:
     prepare: Callable[[], Awaitable[None]] | None = None  # async set-up before the fuses start (paper)
     attach: Callable[[Daemon], None] | None = None  # called once the journal is open, before anything else (live)
     world: Any = None
+    rates: Mapping[str, RateVenue] = field(default_factory=dict)  # rate-swap fuses (Boros), by name
     poll_every: timedelta = timedelta(seconds=10)
     # Real time a skipped decision waits at least before the next try (an accelerated clock: a poll
     # of simulated time can be a few real milliseconds, and stale data must pause, not spin).
@@ -213,7 +215,7 @@ class Daemon:
             self.metrics.actions_refused.labels(reason=code.value)
         self.executor = Executor(
             self.fuses, self.journal, self.metrics, self.clock, cfg, run_id=self.run_id, instruments=self.marketdata.instruments,
-            order_feeds=self.marketdata.streams, instance=self.instance,
+            order_feeds=self.marketdata.streams, instance=self.instance, rate_venues=self.wiring.rates,
         )
         self.exporter = ViewExporter(cfg, self.metrics, self.journal)
         self.steps = StepRunner(
@@ -452,7 +454,9 @@ class Daemon:
         if purpose is not ViewPurpose.AFTER:
             await self.marketdata.ensure_fresh(now, books=purpose is ViewPurpose.DECIDE, max_age=self.wiring.poll_every)
             now = max(now, self.clock.now())  # a live clock moved while the venues answered: the view is as of now
-        return await gather_view(now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self.wiring.vault_cash)
+        return await gather_view(
+            now, fuses=self.fuses, marketdata=self.marketdata, config=self.config, vault_cash=self.wiring.vault_cash, rates=self.wiring.rates
+        )
 
     def export_view(self, view: PortfolioView) -> None:
         """Export NAV, idle, capital, exposure, delta, margin and PnL metrics from ``view``."""

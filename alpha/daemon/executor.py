@@ -8,7 +8,8 @@ kind (their docstrings hold the rules each keeps):
 * ``hedges``: ``OpenHedge`` / ``CloseHedge`` / ``ResizeLeg``, sliced, balanced, unwound;
 * ``capital``: ``TopUpMargin``, ``Transfer``, ``Supply``, ``Withdraw``, cash ``Borrow`` / ``Repay``;
 * ``synthetic``: synthetic shorts (a perp leg whose hedge borrows its short side, and ``Borrow`` /
-  ``Repay`` of coins), and the restart recovery of their half-done steps.
+  ``Repay`` of coins), and the restart recovery of their half-done steps;
+* ``rates``: ``LockRate`` / ``UnlockRate`` / ``TopUpRate`` on the rate-swap fuses (``rate_venues``), idempotent by client id.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from alpha.daemon.execution.capital import Capital
 from alpha.daemon.execution.context import ActionResult, ExecutionContext, ExecutionError, LegProgress, Unresolved
 from alpha.daemon.execution.hedges import Hedges
 from alpha.daemon.execution.orders import OrderFeed, Orders
+from alpha.daemon.execution.rates import RateSwaps
 from alpha.daemon.execution.synthetic import SaleVenue, SyntheticShorts
 from alpha.daemon.journal import Journal
 from alpha.daemon.registry import FuseRegistry
@@ -30,16 +32,20 @@ from alpha.domain.actions import (
     Action,
     Borrow,
     CloseHedge,
+    LockRate,
     OpenHedge,
     Repay,
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
+    UnlockRate,
     Withdraw,
 )
 from alpha.domain.clock import Clock
 from alpha.domain.instruments import Instrument
+from alpha.domain.rates import RateVenue
 from alpha.observability.logging import get_logger
 from alpha.observability.metrics import Metrics
 from fuses.base import FuseError
@@ -75,6 +81,7 @@ class Executor:
         instruments: Mapping[str, Instrument] | None = None,
         order_feeds: Mapping[str, OrderFeed] | None = None,
         instance: str = "",
+        rate_venues: Mapping[str, RateVenue] | None = None,
     ) -> None:
         # What the parts share (fuses, journal, metrics, clock, config, client ids) lives in ``ctx``.
         self.ctx = ExecutionContext(
@@ -84,6 +91,7 @@ class Executor:
         self.hedges = Hedges(self.ctx, self.orders)
         self.capital = Capital(self.ctx)
         self.synthetic = SyntheticShorts(self.ctx, self.orders, self.hedges)
+        self.rates = RateSwaps(self.ctx, rate_venues or {})
         self.lock = asyncio.Lock()
         self.handlers: dict[type, Handler] = {
             OpenHedge: self._legs,
@@ -95,6 +103,9 @@ class Executor:
             Withdraw: self.capital.lend,
             Borrow: self._debt,
             Repay: self._debt,
+            LockRate: self.rates.lock,
+            UnlockRate: self.rates.unlock,
+            TopUpRate: self.rates.top_up,
         }
 
     # -- state the daemon and tests read ---------------------------------------------------

@@ -232,7 +232,57 @@ class Repay:
     reason: str
 
 
-Action = OpenHedge | ResizeLeg | CloseHedge | TopUpMargin | Transfer | Supply | Withdraw | Borrow | Repay
+@dataclass(frozen=True, slots=True)
+class LockRate:
+    """Lock the funding of a short perp leg: post collateral on rate fuse ``fuse``, then short ``size`` YU of ``market``.
+
+    ``underlying`` is the perp leg's market key; ``limit_apr`` the least fixed APR the swap may
+    fill at (below it the lock no longer pays); ``collateral`` the zone's collateral (in
+    ``asset``) wanted before the swap: what is missing is deposited from the vault, bought at
+    the asset's price (``collateral_cost``, in the base asset, is what the decision expects to pay).
+    """
+
+    fuse: str
+    market: str
+    asset: str
+    underlying: str
+    size: Decimal
+    limit_apr: Decimal
+    collateral: Decimal
+    collateral_cost: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnlockRate:
+    """Buy back ``size`` YU of ``market`` (0: nothing left to trade, e.g. matured) and return ``withdraw`` collateral to the vault.
+
+    ``limit_apr`` is the most fixed APR the buy-back may pay.
+    """
+
+    fuse: str
+    market: str
+    asset: str
+    underlying: str
+    size: Decimal
+    limit_apr: Decimal
+    withdraw: Decimal
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpRate:
+    """Post ``amount`` more of ``asset`` as collateral on rate fuse ``fuse``'s zone (bought from the vault at its price)."""
+
+    fuse: str
+    asset: str
+    amount: Decimal
+    reason: str
+
+
+Action = (
+    OpenHedge | ResizeLeg | CloseHedge | TopUpMargin | Transfer | Supply | Withdraw | Borrow | Repay | LockRate | UnlockRate | TopUpRate
+)
 
 
 class RefusalCode(StrEnum):
@@ -304,6 +354,22 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
                 "asset": action.asset,
             }
         ]
+    if isinstance(action, LockRate | UnlockRate):
+        lock = isinstance(action, LockRate)
+        return [
+            {
+                "type": kind,
+                "fuse": action.fuse,
+                "market": action.market,
+                "side": Side.SELL.value if lock else Side.BUY.value,
+                "quantity": str(action.size),
+                "reason": action.reason,
+                "asset": action.asset,
+                "underlying": action.underlying,
+                "limit_apr": str(action.limit_apr),
+                "collateral": str(action.collateral if isinstance(action, LockRate) else -action.withdraw),
+            }
+        ]
     if isinstance(action, Transfer):
         return [
             {
@@ -317,7 +383,7 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
                 "source": action.source,
             }
         ]
-    side = {"TopUpMargin": "deposit", "Supply": "deposit", "Withdraw": "withdraw", "Borrow": "borrow", "Repay": "repay"}[kind]
+    side = {"TopUpMargin": "deposit", "TopUpRate": "deposit", "Supply": "deposit", "Withdraw": "withdraw", "Borrow": "borrow", "Repay": "repay"}[kind]
     return [
         {
             "type": kind,

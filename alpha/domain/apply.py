@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from alpha.domain.account import AccountSnapshot, Balance, LendingPosition, Position
@@ -30,17 +31,21 @@ from alpha.domain.actions import (
     Borrow,
     CloseHedge,
     Leg,
+    LockRate,
     OpenHedge,
     Repay,
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
+    UnlockRate,
     Withdraw,
 )
 from alpha.domain.instruments import InstrumentKind
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
+from alpha.domain.rates import RateAccount, RateBook, YuPosition, unrealised, upfront
 
 
 class CannotApply(ValueError):
@@ -126,6 +131,7 @@ def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
     """Return the view after ``actions``, executed ideally in order."""
     accounts = dict(view.accounts)
     vault = view.vault_cash
+    rates = view.rates
     for action in actions:
         if isinstance(action, OpenHedge | CloseHedge):
             for leg in action.legs:
@@ -156,6 +162,59 @@ def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
             else:
                 acct = _add_balance(acct, view.base_asset, sign * action.amount * view.price(action.asset))
             accounts[action.fuse] = acct
+        elif isinstance(action, LockRate | UnlockRate):
+            rates, vault = _rate(rates, view, action, vault)
+        elif isinstance(action, TopUpRate):
+            zone = rates.accounts.get(action.fuse)
+            if zone is None:
+                raise CannotApply(f"rate fuse {action.fuse} has no zone in the view")
+            vault -= action.amount * view.price(action.asset)
+            rates = replace(rates, accounts={**rates.accounts, action.fuse: replace(zone, collateral=zone.collateral + action.amount)})
         else:  # pragma: no cover - exhaustive over Action
             raise CannotApply(f"unknown action {action!r}")
-    return replace(view, vault_cash=vault, accounts=accounts)
+    return replace(view, vault_cash=vault, accounts=accounts, rates=rates)
+
+
+def _rate(rates: RateBook, view: PortfolioView, action: LockRate | UnlockRate, vault: Decimal) -> tuple[RateBook, Decimal]:
+    """The rate book and vault cash after a lock (collateral bought and posted, YU shorted at the limit) or an unlock.
+
+    The swap is taken at its limit APR less the fee: the fixed leg is realised upfront into
+    collateral and the position is then worth nothing at a mark equal to its fixed rate.
+    """
+    key = f"{action.fuse}:{action.market}"
+    market = rates.markets.get(key)
+    if market is None:
+        raise CannotApply(f"rate market {key} is not in the view")
+    acct = rates.accounts.get(action.fuse) or RateAccount(action.fuse, market.asset, ZERO, (), ZERO, ZERO)
+    held = next((p for p in acct.positions if p.market == action.market), None)
+    size = held.size if held is not None else ZERO
+    collateral = acct.collateral
+    now = view.ts
+    years = market.years_left(now)
+    if isinstance(action, LockRate):
+        deposit = max(action.collateral - collateral, ZERO)
+        vault -= deposit * view.price(market.asset)
+        collateral += deposit
+        trade = -action.size
+    else:
+        trade = min(action.size, -size) if size < 0 else ZERO
+    collateral += upfront(trade, action.limit_apr, years) - market.fee(trade, now)
+    if isinstance(action, UnlockRate):
+        if action.withdraw > collateral:
+            raise CannotApply(f"cannot withdraw {action.withdraw} {market.asset} from {action.fuse}: its zone holds {collateral}")
+        collateral -= action.withdraw
+        vault += action.withdraw * view.price(market.asset)
+    new_size = size + trade
+    others = tuple(p for p in acct.positions if p.market != action.market)
+    positions = others if new_size == 0 else (*others, YuPosition(action.fuse, action.market, new_size, action.limit_apr, action.limit_apr, unrealised(new_size, action.limit_apr, years)))
+    im = sum((_margin(rates, action.fuse, p, now, initial=True) for p in positions), ZERO)
+    mm = sum((_margin(rates, action.fuse, p, now, initial=False) for p in positions), ZERO)
+    accounts = {**rates.accounts, action.fuse: RateAccount(action.fuse, market.asset, collateral, positions, im, mm)}
+    return RateBook(rates.markets, rates.quotes, accounts), vault
+
+
+def _margin(rates: RateBook, fuse: str, p: YuPosition, now: datetime, *, initial: bool) -> Decimal:
+    market = rates.markets[f"{fuse}:{p.market}"]
+    if initial:
+        return market.initial_margin(p.size, p.mark_apr, now)
+    return market.maintenance_margin(p.size, p.mark_apr, now)

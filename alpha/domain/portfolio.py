@@ -12,6 +12,7 @@ from alpha.domain.actions import VAULT
 from alpha.domain.instruments import InstrumentKind
 from alpha.domain.market import MarketSnapshot
 from alpha.domain.money import ZERO
+from alpha.domain.rates import RateBook
 
 
 def market_key(fuse: str, market: str) -> str:
@@ -83,6 +84,7 @@ class PortfolioView:
     prices: Mapping[str, Decimal] = field(default_factory=dict)
     cash: frozenset[str] = field(kw_only=True)
     cash_at_par: bool = field(default=True, kw_only=True)
+    rates: RateBook = field(default_factory=RateBook, kw_only=True)  # rate-swap (Boros) markets, quotes and zones
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cash", frozenset((*self.cash, self.base_asset)))
@@ -149,5 +151,11 @@ class PortfolioView:
 
     @property
     def nav(self) -> Decimal:
-        """Net asset value: vault cash plus every fuse's equity, in the base asset."""
-        return self.vault_cash + sum((self.fuse_equity(f) for f in self.accounts), ZERO)
+        """Net asset value: vault cash plus every fuse's equity and every rate zone's, in the base asset."""
+        nav = self.vault_cash + sum((self.fuse_equity(f) for f in self.accounts), ZERO)
+        return nav + sum((self.rate_equity(f) for f in self.rates.accounts), ZERO)
+
+    def rate_equity(self, fuse: str) -> Decimal:
+        """Value of a rate fuse's zone (collateral + unrealised, in its asset) in the base asset."""
+        acct = self.rates.accounts.get(fuse)
+        return ZERO if acct is None else acct.equity * self.price(acct.asset)

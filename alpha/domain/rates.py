@@ -29,9 +29,10 @@ Margin (lite paper, "Important terms"): initial margin ``|size| x years_left x m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 from typing import Protocol
 
 from alpha.domain.funding import SECONDS_PER_YEAR
@@ -194,3 +195,38 @@ class RateVenue(Protocol):
     async def deposit(self, asset: str, amount: Decimal) -> None: ...
 
     async def withdraw(self, asset: str, amount: Decimal) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RateBook:
+    """What the rate-swap fuses show at one instant: their markets and quotes (by ``fuse:market``) and zones (by fuse).
+
+    Part of the ``PortfolioView`` (empty without a rate fuse): the rate-lock decision reads the
+    markets and quotes, the gate the zones' margin, NAV the zones' equity.
+    """
+
+    markets: Mapping[str, RateMarket] = field(default_factory=dict)
+    quotes: Mapping[str, RateQuote] = field(default_factory=dict)
+    accounts: Mapping[str, RateAccount] = field(default_factory=dict)
+
+    def position(self, key: str) -> YuPosition | None:
+        """The YU position held on market ``key`` (``fuse:market``), if any."""
+        market = self.markets.get(key)
+        acct = self.accounts.get(market.fuse) if market is not None else None
+        if market is None or acct is None:
+            return None
+        return next((p for p in acct.positions if p.market == market.market and p.size != 0), None)
+
+    def on_underlying(self, underlying: str) -> list[RateMarket]:
+        """The markets whose floating leg is the funding of perp ``underlying``, nearest maturity first."""
+        return sorted((m for m in self.markets.values() if m.underlying == underlying), key=lambda m: (m.maturity, m.fuse, m.market))
+
+
+def rate_key(market: RateMarket) -> str:
+    """Key of a rate market in a ``RateBook``: ``"<fuse>:<market>"``."""
+    return f"{market.fuse}:{market.market}"
+
+
+def round_size(size: Decimal, step: Decimal) -> Decimal:
+    """``size`` rounded down (toward zero) to a multiple of ``step``."""
+    return (size / step).to_integral_value(rounding=ROUND_DOWN) * step

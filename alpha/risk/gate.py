@@ -35,6 +35,15 @@ Refused, with a ``RefusalCode`` (in brackets) and a reason naming the numbers:
   vault's state as last read) that the vault would revert: its guardian closed it, the asset is
   not a substrate its atomists granted, or a supply would take the market over its limit
   (counting the supplies approved before it in the same plan) [vault_cap];
+* a ``LockRate`` (a YU short on a rate fuse, ``StrategyConfig.rates``) on a rate fuse the
+  strategy does not name [unknown_fuse]; on a market whose quote is missing, stale or matured
+  [bad_market_data]; larger than the short perp leg it locks less what is locked already: no
+  naked rate bet [cannot_apply]; whose zone would hold more than the rate fuse's
+  ``max_share`` x NAV [venue_exposure]; whose rate exposure (|size| x years left x |mark
+  APR|) would be over its ``max_leverage`` x collateral, or whose equity after the swap
+  (collateral and positions at mark) would not cover the zone's initial margin [leverage].
+  ``UnlockRate`` and ``TopUpRate`` (more collateral for a zone; it may draw on the idle buffer)
+  are risk actions; on a rate fuse the strategy does not name they are refused [unknown_fuse];
 * a move out of a fuse that has a withdrawal whitelist (``fuses[].withdrawals``) to a
   destination it does not list: a ``Transfer`` to another fuse, or an operator's
   ``alpha transfer`` (``check_move``, the one check both use) [not_whitelisted]. A fuse
@@ -58,6 +67,7 @@ from alpha.domain.actions import (
     CloseHedge,
     GateResult,
     Leg,
+    LockRate,
     OpenHedge,
     Refusal,
     RefusalCode,
@@ -65,7 +75,9 @@ from alpha.domain.actions import (
     ResizeLeg,
     Supply,
     TopUpMargin,
+    TopUpRate,
     Transfer,
+    UnlockRate,
     Withdraw,
 )
 from alpha.domain.apply import CannotApply, apply
@@ -131,7 +143,7 @@ def _legs(action: Action) -> tuple[Leg, ...]:
 
 def _is_risk_action(action: Action, view: PortfolioView) -> bool:
     """Say whether an action only reduces risk (allowed while paused and during a depeg)."""
-    if isinstance(action, CloseHedge | TopUpMargin | Repay | Withdraw):
+    if isinstance(action, CloseHedge | TopUpMargin | Repay | Withdraw | UnlockRate | TopUpRate):
         return True
     if isinstance(action, Transfer) and action.destination == VAULT:  # cash back to the vault adds no exposure
         return True
@@ -334,6 +346,12 @@ def _judge(
     stale = _stale(action, view, config, now)
     if stale is not None:
         return no(RefusalCode.BAD_MARKET_DATA, f"bad market data: {stale}")
+    if isinstance(action, LockRate):
+        lock = _lock_refusal(action, view, config, now)
+        if lock is not None:
+            return no(*lock)
+    if isinstance(action, TopUpRate | UnlockRate) and action.fuse not in {r.name for r in config.enabled_rates}:
+        return no(RefusalCode.UNKNOWN_FUSE, f"rate fuse {action.fuse} is not in the strategy")
     if not state.executor_slices:
         for leg in _legs(action):
             snap = view.market(leg.fuse, leg.market)
@@ -363,11 +381,59 @@ def _judge(
         if lev > cap * (ONE + EPSILON) and lev > before_l.get(fuse, ZERO):
             return no(RefusalCode.LEVERAGE, f"leverage on {fuse} would be {lev:.4f}, over its max_leverage {cap}")
     below = after.vault_cash < buffer * (ONE - EPSILON) and after.vault_cash < view.vault_cash
-    if below and not isinstance(action, TopUpMargin):
+    if below and not isinstance(action, TopUpMargin | TopUpRate):
         return no(RefusalCode.IDLE_BUFFER, f"idle {after.vault_cash:.2f} would fall below the buffer {buffer:.2f} ({config.idle_buffer} x NAV)")
     if after.vault_cash < 0:
         return no(RefusalCode.VAULT_CASH, f"the vault holds {view.vault_cash:.2f}, not enough for this action")
     target_fuse = _fuse_of(action)
     if target_fuse is not None and target_fuse != VAULT and target_fuse not in max_lev:
         return no(RefusalCode.UNKNOWN_FUSE, f"fuse {target_fuse} is not in the strategy")
+    if isinstance(action, LockRate):
+        capped = _lock_caps(action, after, config, nav)
+        if capped is not None:
+            return no(*capped)
     return after
+
+
+def _lock_refusal(action: LockRate, view: PortfolioView, config: StrategyConfig, now: datetime) -> tuple[RefusalCode, str] | None:
+    """Why a rate lock may not go ahead before it is applied (fuse, quote, the perp leg it locks), or None."""
+    if action.fuse not in {r.name for r in config.enabled_rates}:
+        return RefusalCode.UNKNOWN_FUSE, f"rate fuse {action.fuse} is not in the strategy"
+    key = f"{action.fuse}:{action.market}"
+    market, quote = view.rates.markets.get(key), view.rates.quotes.get(key)
+    if market is None or quote is None:
+        return RefusalCode.BAD_MARKET_DATA, f"bad market data: {key}: no quote"
+    if now - quote.ts > config.risk.max_data_age:
+        return RefusalCode.BAD_MARKET_DATA, f"bad market data: {key}: quote is {now - quote.ts} old, over max_data_age"
+    if market.matured(now):
+        return RefusalCode.BAD_MARKET_DATA, f"bad market data: {key} matured at {market.maturity.isoformat()}"
+    fuse, _, symbol = action.underlying.partition(":")
+    short = -min(holdings(view).get((fuse, symbol), ZERO), ZERO)
+    locked = sum((-min(p.size, ZERO) for m in view.rates.on_underlying(action.underlying) if (p := view.rates.position(f"{m.fuse}:{m.market}")) is not None), ZERO)
+    if locked + action.size > short:
+        return RefusalCode.CANNOT_APPLY, (
+            f"a lock of {action.size} {action.asset} on {key} with {locked} locked already is more than the short perp leg {short} on {action.underlying}"
+        )
+    return None
+
+
+def _lock_caps(action: LockRate, after: PortfolioView, config: StrategyConfig, nav: Decimal) -> tuple[RefusalCode, str] | None:
+    """Why the zone a lock leaves is over the rate fuse's caps or under its initial margin, or None."""
+    rate_fuse = config.rate_fuse(action.fuse)
+    acct = after.rates.accounts[action.fuse]
+    value = after.rate_equity(action.fuse)
+    cap = rate_fuse.max_share * nav
+    if value > cap * (ONE + EPSILON):
+        return RefusalCode.VENUE_EXPOSURE, f"rate fuse {action.fuse} would hold {value:.2f}, over its max_share {rate_fuse.max_share} x NAV ({cap:.2f})"
+    exposure = sum(
+        (abs(p.size) * after.rates.markets[f"{action.fuse}:{p.market}"].years_left(after.ts) * abs(p.mark_apr) for p in acct.positions), ZERO
+    )
+    if exposure > rate_fuse.max_leverage * acct.collateral * (ONE + EPSILON):
+        return RefusalCode.LEVERAGE, (
+            f"rate exposure on {action.fuse} would be {exposure:.6f} {acct.asset}, over its max_leverage {rate_fuse.max_leverage} x collateral {acct.collateral:.6f}"
+        )
+    if acct.equity < acct.initial_margin:
+        return RefusalCode.LEVERAGE, (
+            f"equity {acct.equity:.6f} {acct.asset} on {action.fuse} (collateral and positions at mark) would not cover the initial margin {acct.initial_margin:.6f}"
+        )
+    return None

@@ -22,16 +22,18 @@ from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 
-from alpha.config.schema import FuseKind, StrategyConfig
+from alpha.config.schema import FuseKind, RateFuseConfig, StrategyConfig
 from alpha.domain.account import AccountSnapshot
 from alpha.domain.funding import FundingRate
 from alpha.domain.market import MarketSnapshot
 from alpha.domain.money import ONE, ZERO, to_decimal
 from alpha.domain.portfolio import PortfolioView, market_key
+from alpha.domain.rates import RateAccount, RateBook, RateMarket, RateQuote, rate_key
 from fuses.base import InsufficientFundsError, RejectedError
 from fuses.sim.accounts import AMOUNT_QUANTUM
 from fuses.sim.book import DepthModel
-from fuses.sim.engine import SimExchange
+from fuses.sim.boros import SimBoros
+from fuses.sim.engine import MarketData, SimExchange
 from fuses.sim.events import (
     AccountEvent,
     Converted,
@@ -159,6 +161,7 @@ class SimWorld:
         self.vault: dict[str, Decimal] = {base_asset: vault_cash}
         self.venues = dict(venues)
         self.lending = dict(lending or {})
+        self.rates: dict[str, SimBoros] = {}
         self._prices_box: dict[str, Decimal] = {}
         self.source = source
         self.stablecoins = stablecoins
@@ -236,6 +239,9 @@ class SimWorld:
             stablecoins=config.stablecoins,
             cash_at_par=config.cash_at_par,
         )
+        for rate_fuse in config.enabled_rates:
+            if rate_fuse.venue == "sim":
+                world.add_rates(world.sim_boros(rate_fuse))
         for fuse in lending_fuses:
             assets = list(dict.fromkeys([*fuse.assets, *config.assets]))
             options, rate_files = split_rate_files(fuse.options)
@@ -247,6 +253,84 @@ class SimWorld:
                 SimLendingMarket(fuse.name, reserves, world.price_of, begin, collateral_asset=collateral, listed=fuse.assets or None, borrow_rates=rates),
             )
         return world
+
+    def sim_boros(self, config: RateFuseConfig) -> SimBoros:
+        """The simulated Boros fuse ``config`` describes, on this world's perps."""
+        intervals: dict[str, timedelta] = {}
+        assets: dict[str, str] = {}
+        for m in config.markets:
+            fuse, _, symbol = m.underlying.partition(":")
+            venue = self.venues.get(fuse)
+            data = venue.markets.get(symbol) if venue is not None else None
+            if venue is None or data is None or data.funding_interval is None:
+                raise ValueError(f"rate fuse {config.name}: {m.underlying} is not a simulated perp market of this world")
+            intervals[m.underlying] = data.funding_interval
+            assets[m.underlying] = venue.instruments[symbol].base
+        return SimBoros.from_config(config, intervals, assets)
+
+    def add_rates(self, boros: SimBoros) -> None:
+        """Attach a simulated rate fuse (its markets' underlyings are this world's perps)."""
+        if boros.name in self.venues or boros.name in self.lending or boros.name in self.rates:
+            raise ValueError(f"a simulated fuse named {boros.name!r} already exists")
+        self.rates[boros.name] = boros
+        self._observe_rates()
+        boros.advance(self.now)
+
+    def _perp_data(self, key: str) -> MarketData | None:
+        fuse, _, symbol = key.partition(":")
+        venue = self.venues.get(fuse)
+        return venue.markets.get(symbol) if venue is not None else None
+
+    def _observe_rates(self) -> None:
+        for boros in self.rates.values():
+            for underlying in sorted({m.underlying for m in boros.markets.values()}):
+                data = self._perp_data(underlying)
+                if data is not None and data.funding_interval is not None:
+                    boros.observe(underlying, data.published_rate, data.funding_interval)
+
+    def _due_settlements(self, t: datetime) -> list[tuple[datetime, str, Decimal, timedelta]]:
+        """The settlements of rate markets' underlyings due by ``t``: (when, underlying, rate, interval), before the venues settle them."""
+        due: list[tuple[datetime, str, Decimal, timedelta]] = []
+        for underlying in sorted({m.underlying for b in self.rates.values() for m in b.markets.values()}):
+            data = self._perp_data(underlying)
+            if data is None or data.funding_interval is None:
+                continue
+            when = data.next_settlement
+            while when is not None and when <= t:
+                due.append((when, underlying, data.funding_rate, data.funding_interval))
+                when += data.funding_interval
+        return sorted(due)
+
+    def rate_deposit(self, fuse: str, amount: Decimal) -> Decimal:
+        """Post ``amount`` of a rate zone's asset as collateral, bought from the vault at its index price; return the cost."""
+        boros = self.rates[fuse]
+        cost = (amount * self.price_of(boros.asset)).quantize(AMOUNT_QUANTUM, rounding=ROUND_CEILING)
+        have = self.vault.get(self.base_asset, ZERO)
+        if cost > have:
+            raise InsufficientFundsError(f"the vault holds {have} {self.base_asset}, cannot buy {amount} {boros.asset} ({cost})", venue=VAULT)
+        self.vault[self.base_asset] = have - cost
+        boros.deposit(amount)
+        return cost
+
+    def rate_withdraw(self, fuse: str, amount: Decimal) -> Decimal:
+        """Return ``amount`` of a rate zone's collateral to the vault, sold at its index price; return the proceeds."""
+        boros = self.rates[fuse]
+        boros.withdraw(amount, self.now)
+        proceeds = (amount * self.price_of(boros.asset)).quantize(AMOUNT_QUANTUM, rounding=ROUND_FLOOR)
+        self.vault[self.base_asset] = self.vault.get(self.base_asset, ZERO) + proceeds
+        return proceeds
+
+    def rate_book(self) -> RateBook:
+        """What the simulated rate fuses show now: markets, quotes and our zones."""
+        markets: dict[str, RateMarket] = {}
+        quotes: dict[str, RateQuote] = {}
+        accounts: dict[str, RateAccount] = {}
+        for name, boros in self.rates.items():
+            for market in boros.markets.values():
+                markets[rate_key(market)] = market
+                quotes[rate_key(market)] = boros.quote(market.market, self.now)
+            accounts[name] = boros.account(self.now)
+        return RateBook(markets, quotes, accounts)
 
     def add_lending(self, name: str, market: SimLendingMarket) -> None:
         """Attach a simulated lending market as fuse ``name`` (our account on it is ``name``)."""
@@ -297,6 +381,7 @@ class SimWorld:
         states = self.source.advance(t)
         for fuse, markets in states.items():
             self.states.setdefault(fuse, {}).update(markets)
+        due = self._due_settlements(t) if self.rates and not first else []
         for name, venue in self.venues.items():
             fuse_states = states.get(name, {})
             for symbol, state in fuse_states.items():
@@ -312,6 +397,13 @@ class SimWorld:
         for market in self.lending.values():
             market.accrue(t)
             market.check_liquidations(t)
+        for when, underlying, rate, interval in due:
+            for boros in self.rates.values():
+                boros.settle(underlying, rate, interval, when)
+        if self.rates:
+            self._observe_rates()
+            for boros in self.rates.values():
+                boros.advance(t)
         self.now = t
         return self.flush()
 
@@ -495,4 +587,5 @@ class SimWorld:
             prices=prices,
             cash=self.cash,
             cash_at_par=self.cash_at_par,
+            rates=self.rate_book(),
         )

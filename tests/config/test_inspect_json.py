@@ -15,7 +15,7 @@ from alpha.config import load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 EXAMPLES = sorted(CONFIG_DIR.glob("*.yaml"))
-OFFLINE = {"demo.yaml"}  # the examples whose venues all run on this machine without a node or keys
+OFFLINE = {"demo.yaml", "boros.yaml"}  # the examples whose venues all run on this machine without a node or keys
 
 
 def _inspect(path: Path) -> subprocess.CompletedProcess[str]:
