@@ -202,6 +202,20 @@ class BorosFuse:
         info = await self._market(market)
         return parse.trades(await self._get("/core/v1/pnl/transactions", {**self._user(), "marketId": str(info.market_id), "limit": str(TRADES_LOOKUP)}))
 
+    async def settlements(self, market: str) -> list[parse.Settlement]:
+        """Every payment of ``market``'s floating leg to this account, oldest first (pages of 100, the venue's cap)."""
+        info = await self._market(market)
+        rows: list[parse.Settlement] = []
+        while True:
+            params = {**self._user(), "marketId": str(info.market_id), "limit": "100", "skip": str(len(rows))}
+            page = await self._get("/core/v1/settlement/settlements", params)
+            got = parse.settlements(page)
+            rows.extend(got)
+            total = parse.integer(parse.field_of(page, "total", "settlements"), "settlements.total", low=0)
+            if not got or len(rows) >= total:
+                break
+        return sorted(rows, key=lambda r: r.time)
+
     async def open_orders(self, market: str) -> list[parse.LimitOrder]:
         info = await self._market(market)
         rows = parse.limit_orders(await self._get("/core/v1/pnl/limit-orders", {**self._user(), "marketId": str(info.market_id), "limit": "100"}))

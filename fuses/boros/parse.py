@@ -272,6 +272,38 @@ def trades(raw: Any) -> list[Trade]:
 
 
 @dataclass(frozen=True, slots=True)
+class Settlement:
+    """One payment of the floating leg (``/v1/settlement/settlements``): what the position of ``size`` received at ``rate``."""
+
+    market_id: int
+    time: datetime
+    size: Decimal  # signed position size settled
+    rate: Decimal  # the period's settled rate (not annualised)
+    amount: Decimal  # signed: received (+) or paid (-)
+
+
+def settlements(raw: Any) -> list[Settlement]:
+    rows = field_of(raw, "results", "settlements")
+    if not isinstance(rows, list):
+        raise refuse("settlements.results", rows, "type", "not a list")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"settlements.results[{i}]"
+        size = wei_amount(field_of(row, "positionSize", where), f"{where}.positionSize")
+        side = integer(field_of(row, "side", where), f"{where}.side", low=LONG, high=SHORT)
+        if size != 0 and (side == LONG) != (size > 0):
+            raise refuse(f"{where}.side", side, "sign", "disagrees with the size's sign")
+        out.append(Settlement(
+            market_id=integer(field_of(row, "marketId", where), f"{where}.marketId", low=0),
+            time=seconds_time(field_of(row, "timestamp", where), f"{where}.timestamp"),
+            size=size,
+            rate=apr(field_of(row, "settlementRate", where), f"{where}.settlementRate"),
+            amount=wei_amount(field_of(row, "settlement", where), f"{where}.settlement"),
+        ))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class LimitOrder:
     """One row of ``/v1/pnl/limit-orders``."""
 

@@ -833,7 +833,7 @@ def create_app(venue: BorosVenue, *, clock: Clock | None = None, faults: Faults 
 
 
 def demo_venue(now: datetime, *, mid_aprs: Mapping[str, Decimal] | None = None) -> BorosVenue:
-    """A venue with Binance BTCUSDT and ETHUSDT markets maturing at the last 8h boundary 73 days or more ahead."""
+    """A venue with Binance BTCUSDT and ETHUSDT markets (token ids 1 and 2) maturing at midnight UTC 74 days after today's."""
     aprs = {"BTC": Decimal("0.08"), "ETH": Decimal("0.07"), **(mid_aprs or {})}
     venue = BorosVenue(tokens={1: "BTC", 2: "ETH"})
     base = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

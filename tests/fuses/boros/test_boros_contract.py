@@ -23,7 +23,7 @@ from eth_account import Account
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
-from fuses.base import FatalError, InsufficientFundsError, OrderNotFoundError, UnknownOutcomeError
+from fuses.base import FatalError, InsufficientFundsError, OrderNotFoundError, TransientError, UnknownOutcomeError
 from fuses.boros import parse
 from fuses.boros.fuse import BOOK_TICK, BorosFuse
 from fuses.boros.signing import place_order_calldata
@@ -130,11 +130,10 @@ async def test_a_locked_shorts_pnl_is_implied_minus_realised_times_size_and_time
     realised_apr = sum(rates.values(), ZERO) / YEARS
     pnl = account.collateral - Decimal(10)
     assert pnl == (fill.fixed_apr - realised_apr) * Decimal(5) * YEARS - fill.fee
-    async with aiohttp.ClientSession() as http:
-        params = {"userAddress": rig.root, "accountId": "0", "marketId": "2"}
-        async with http.get(rig.server.url + "/core/v1/settlement/settlements", params=params) as resp:
-            body = await resp.json()
-    assert body["total"] == 219 and body["results"][0]["settlement"] == str(int(-Decimal(5) * rates[MATURITY] * 10**18))
+    history = await rig.fuse.settlements(SYMBOL)
+    assert [s.time for s in history] == times and [s.rate for s in history] == [rates[t] for t in times]
+    assert all(s.size == Decimal(-5) for s in history)
+    assert sum((s.amount for s in history), ZERO) == -Decimal(5) * sum(rates.values(), ZERO)
 
 
 async def test_a_resting_order_shows_and_cancels(rig: Rig) -> None:
@@ -163,6 +162,19 @@ async def test_a_wrong_signer_or_a_tampered_order_is_refused(rig: Rig) -> None:
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "AuthInvalidConnectionId"
     assert (await rig.fuse.rate_account("BTC")).positions == ()
+
+
+async def test_an_expired_agent_is_refused_and_faults_surface_as_transient(rig: Rig) -> None:
+    quote = await rig.fuse.rate_quote(SYMBOL)
+    faults = emulator_of(rig.server.app).faults
+    faults.fail_next = 1
+    with pytest.raises(TransientError):
+        await rig.fuse.rate_quote(SYMBOL)
+    assert (await rig.fuse.rate_quote(SYMBOL)).bids == quote.bids
+    rig.clock.set(START + timedelta(days=401))
+    with pytest.raises(FatalError) as refused:
+        await rig.fuse.swap(SYMBOL, Side.SELL, Decimal(1), quote.bids[0].apr, client_id="late")
+    assert refused.value.code == "AuthAgentExpired"
 
 
 async def test_a_swap_beyond_initial_margin_is_refused(rig: Rig) -> None:
