@@ -154,7 +154,7 @@ class BorosFuse:
     # ---- reads ---------------------------------------------------------------------------
 
     async def rate_markets(self) -> list[RateMarket]:
-        """Every listed market not yet matured, with the exact parameters the venue publishes."""
+        """Every listed market open to trading (state Normal or Capped) and not matured, with the venue's exact parameters."""
         self._assets = parse.tokens(await self._get("/core/v1/assets/all"))
         rows: list[Any] = []
         while True:
@@ -170,7 +170,7 @@ class BorosFuse:
         infos = [parse.market(row, self._assets, fuse=self.name, tick_apr=BOOK_TICK, where=f"markets[{i}]") for i, row in enumerate(rows)]
         self._markets = {i.rate.market: i for i in infos}
         self._by_id = {i.market_id: i for i in infos}
-        return [i.rate for i in infos if not i.rate.matured(now)]
+        return [i.rate for i in infos if i.tradeable and not i.rate.matured(now)]
 
     async def _market(self, market: str) -> parse.MarketInfo:
         if market not in self._markets:

@@ -23,6 +23,8 @@ from fuses.ccxt.parse import refuse
 
 MAX_APR = Decimal(100)  # no funding market trades an implied APR of 10,000%
 MAX_SECONDS = 10**11  # beyond year 5000: not a Unix time in seconds
+MARKET_STATES = ("Normal", "Capped", "Paused", "Halted")  # the SDK's MarketResponse.state
+TRADEABLE_STATES = ("Normal", "Capped")
 PERP_QUOTE = {"binance": "USDT", "bybit": "USDT", "okx": "USDT", "hyperliquid": "USDC"}
 
 
@@ -84,6 +86,7 @@ class MarketInfo:
     token_id: int
     tick_step: int
     rate: RateMarket
+    tradeable: bool = True  # state Normal or Capped (not Paused or Halted)
 
 
 def tokens(raw: Any) -> dict[int, str]:
@@ -118,7 +121,7 @@ def market(raw: Any, assets: Mapping[int, str], *, fuse: str, tick_apr: Decimal,
     im = field_of(raw, "imData", where)
     config = field_of(raw, "config", where)
     ext = field_of(raw, "extConfig", where)
-    meta = field_of(raw, "metadata", where)
+    symbol = text(field_of(im, "symbol", f"{where}.imData"), f"{where}.imData.symbol")
     tick_step = integer(field_of(im, "tickStep", f"{where}.imData"), f"{where}.imData.tickStep", low=1, high=15)
     thresh = integer(field_of(im, "iTickThresh", f"{where}.imData"), f"{where}.imData.iTickThresh", low=0, high=2**15 - 1)
     period = integer(field_of(ext, "paymentPeriod", f"{where}.extConfig"), f"{where}.extConfig.paymentPeriod", low=1, high=10**8)
@@ -128,18 +131,13 @@ def market(raw: Any, assets: Mapping[int, str], *, fuse: str, tick_apr: Decimal,
     for name, value in (("kIM", k_im), ("kMM", k_mm), ("takerFee", fee)):
         if value > 1:
             raise refuse(f"{where}.config.{name}", value, "range", "above 1")
-    leverage = field_of(meta, "maxLeverage", f"{where}.metadata")
-    if isinstance(leverage, bool) or not isinstance(leverage, int | Decimal) or not 0 < leverage <= 1000:
-        raise refuse(f"{where}.metadata.maxLeverage", leverage, "range", "not a leverage in (0, 1000]")
+    platform, funding_symbol, leverage = _metadata(raw, symbol, where)
     threshold = rate_at_tick(thresh, tick_step)
     rate = RateMarket(
         fuse=fuse,
-        market=text(field_of(im, "symbol", f"{where}.imData"), f"{where}.imData.symbol"),
+        market=symbol,
         asset=assets[token_id],
-        underlying=underlying(
-            text(field_of(meta, "platformName", f"{where}.metadata"), f"{where}.metadata.platformName"),
-            text(field_of(meta, "fundingRateSymbol", f"{where}.metadata"), f"{where}.metadata.fundingRateSymbol"),
-        ),
+        underlying=underlying(platform, funding_symbol),
         maturity=seconds_time(field_of(im, "maturity", f"{where}.imData"), f"{where}.imData.maturity"),
         payment_period=timedelta(seconds=period),
         tick_apr=tick_apr,
@@ -150,9 +148,34 @@ def market(raw: Any, assets: Mapping[int, str], *, fuse: str, tick_apr: Decimal,
         im_floor=k_im * threshold,
         mm_factor=k_mm,
         mm_floor=k_mm * threshold,
-        max_leverage=Decimal(leverage),
+        max_leverage=leverage,
     )
-    return MarketInfo(market_id, token_id, tick_step, rate)
+    state = raw.get("state", "Normal")
+    if state not in MARKET_STATES:
+        raise refuse(f"{where}.state", state, "unknown", f"not one of {', '.join(MARKET_STATES)}")
+    return MarketInfo(market_id, token_id, tick_step, rate, tradeable=state in TRADEABLE_STATES)
+
+
+def _metadata(raw: Mapping[str, Any], symbol: str, where: str) -> tuple[str, str, Decimal]:
+    """Platform, funding symbol and leverage cap from ``metadata`` (optional in the SDK's types).
+
+    Without it the platform and funding symbol come from the market symbol
+    (``BINANCE-BTCUSDT-26SEP2025``) and the leverage cap is 1, the most cautious one.
+    """
+    meta = raw.get("metadata")
+    if meta is None:
+        parts = symbol.split("-")
+        if len(parts) < 3:
+            raise refuse(f"{where}.imData.symbol", symbol, "shape", "not PLATFORM-SYMBOL-MATURITY, and no metadata")
+        return parts[0], parts[1], Decimal(1)
+    leverage = field_of(meta, "maxLeverage", f"{where}.metadata")
+    if isinstance(leverage, bool) or not isinstance(leverage, int | Decimal) or not 0 < leverage <= 1000:
+        raise refuse(f"{where}.metadata.maxLeverage", leverage, "range", "not a leverage in (0, 1000]")
+    return (
+        text(field_of(meta, "platformName", f"{where}.metadata"), f"{where}.metadata.platformName"),
+        text(field_of(meta, "fundingRateSymbol", f"{where}.metadata"), f"{where}.metadata.fundingRateSymbol"),
+        Decimal(leverage),
+    )
 
 
 def mark_apr(raw: Any, where: str = "market") -> Decimal:

@@ -649,7 +649,7 @@ def market_json(venue: BorosVenue, market: BorosMarket, now: datetime) -> dict[s
         "data": {"markApr": market.mid_apr, "lastTradedApr": market.mid_apr, "midApr": market.mid_apr,
                  "floatingApr": floating, "nextSettlementTime": int(market.next_settlement(now).timestamp()),
                  "timeToMaturity": max(maturity - int(now.timestamp()), 0)},
-        "state": "Normal" if now < market.maturity else "Matured",
+        "state": "Normal" if now < market.maturity else "Halted",
     }
 
 

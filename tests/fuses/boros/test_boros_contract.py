@@ -8,6 +8,7 @@ the lite paper's arithmetic is exact at the venue's 18 decimals and the assertio
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -28,7 +29,7 @@ from fuses.boros import parse
 from fuses.boros.fuse import BOOK_TICK, BorosFuse
 from fuses.boros.signing import place_order_calldata
 from fuses.ccxt.parse import BadPayload
-from fuses.emulators.boros import BorosMarket, BorosVenue, create_app, emulator_of, rate_at_tick
+from fuses.emulators.boros import BorosMarket, BorosVenue, create_app, emulator_of, market_json, rate_at_tick
 from fuses.emulators.common import EmulatorServer
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -57,7 +58,7 @@ async def rig() -> AsyncIterator[Rig]:
     venue.fund(root.address, 1, Decimal(10))
     venue.approve_agent(root.address, agent.address, START + timedelta(days=400))
     async with EmulatorServer(create_app(venue, clock=clock)) as server:
-        fuse = BorosFuse(server.url, root.address, agent.key.hex(), clock=clock, timeout=2.0)
+        fuse = BorosFuse(server.url, root.address, agent.key.hex(), clock=clock, timeout=5.0)
         try:
             yield Rig(fuse, venue, clock, server, root.address)
         finally:
@@ -195,7 +196,7 @@ async def test_a_retried_swap_with_the_same_client_id_trades_once(rig: Rig) -> N
     assert again == first and len(rig.venue.calls) == 1
     # an answer lost after the venue executed: the retry resends the same signed call, which the nonce refuses
     faults = emulator_of(rig.server.app).faults
-    faults.order_timeouts, faults.hang_seconds = 1, 4.0
+    faults.order_timeouts, faults.hang_seconds = 1, 8.0
     with pytest.raises(UnknownOutcomeError):
         await rig.fuse.swap(SYMBOL, Side.SELL, Decimal(2), quote.bids[0].apr, client_id="lost")
     retried = await rig.fuse.swap(SYMBOL, Side.SELL, Decimal(2), quote.bids[0].apr, client_id="lost")
@@ -205,6 +206,12 @@ async def test_a_retried_swap_with_the_same_client_id_trades_once(rig: Rig) -> N
     assert account.positions[0].size == Decimal(-3)
 
 
+def _market_row() -> dict[str, object]:
+    venue = BorosVenue(tokens={1: "BTC"})
+    market = venue.add_market(BorosMarket(2, 1, SYMBOL, "Binance", "BTCUSDT", MATURITY, MID), START)
+    return json.loads(json.dumps(market_json(venue, market, START), default=str), parse_float=Decimal)  # type: ignore[no-any-return]
+
+
 async def test_garbled_answers_are_refused_naming_the_field() -> None:
     with pytest.raises(BadPayload, match=r"book.long.ia"):
         parse.book({"long": {"ia": [5, 6], "sz": ["1", "1"]}, "short": {"ia": [], "sz": []}}, SYMBOL, BOOK_TICK, MID, START)
@@ -212,6 +219,10 @@ async def test_garbled_answers_are_refused_naming_the_field() -> None:
         parse.book({"long": {"ia": [], "sz": []}, "short": {"ia": [5], "sz": ["1.5"]}}, SYMBOL, BOOK_TICK, MID, START)
     with pytest.raises(BadPayload, match=r"market.imData"):
         parse.market({"marketId": 2, "tokenId": 1}, {1: "BTC"}, fuse="boros", tick_apr=BOOK_TICK)
+    with pytest.raises(BadPayload, match=r"market.state"):
+        parse.market({**_market_row(), "state": "Sleeping"}, {1: "BTC"}, fuse="boros", tick_apr=BOOK_TICK)
+    bare = parse.market({k: v for k, v in _market_row().items() if k != "metadata"}, {1: "BTC"}, fuse="boros", tick_apr=BOOK_TICK)
+    assert bare.rate.underlying == "binance:BTC/USDT:USDT" and bare.rate.max_leverage == 1
     row = {"marketId": 2, "side": 0, "notionalSize": "-5000000000000000000", "fixedApr": MID, "markApr": MID,
            "positionValue": {"remainingPosition": "0"}}
     with pytest.raises(BadPayload, match=r"side"):
