@@ -35,7 +35,7 @@ import aiohttp
 
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.instruments import Side
-from alpha.domain.rates import RateAccount, RateFill, RateMarket, RateQuote
+from alpha.domain.rates import RateAccount, RateFill, RateMarket, RateQuote, RateVenue
 from fuses.base import (
     FatalError,
     InsufficientFundsError,
@@ -248,8 +248,8 @@ class BorosFuse:
         if client_id in self._fills:
             return self._fills[client_id]
         info = await self._market(market)
-        if size <= 0:
-            raise RejectedError(f"swap size must be positive (got {size})", venue=self.name)
+        if not size.is_finite() or size <= 0 or not limit_apr.is_finite():
+            raise RejectedError(f"swap needs a positive size and a finite limit (got {size}, {limit_apr})", venue=self.name)
         signed = size if side is Side.BUY else -size
         if client_id in self._sent:
             call, _, _ = self._sent[client_id]
@@ -304,6 +304,8 @@ class BorosFuse:
     async def rest(self, market: str, side: Side, size: Decimal, apr: Decimal) -> int:
         """Place a good-till-cancelled limit order at the tick of ``apr`` (rounded to the maker's side); its order id."""
         info = await self._market(market)
+        if not size.is_finite() or size <= 0 or not apr.is_finite():
+            raise RejectedError(f"limit order needs a positive size and a finite rate (got {size}, {apr})", venue=self.name)
         try:
             tick = tick_for_rate(apr, info.tick_step, round_down=side is Side.BUY)
             size_wei = to_wei(size)
@@ -328,4 +330,6 @@ class BorosFuse:
         raise RejectedError("Boros withdrawals are on-chain transactions of the root wallet, not agent calls", venue=self.name)
 
 
-
+def as_rate_venue(fuse: BorosFuse) -> RateVenue:
+    """``BorosFuse`` is a ``RateVenue`` (checked by mypy here, where the protocol is structural)."""
+    return fuse

@@ -24,9 +24,16 @@ from eth_account import Account
 from alpha.domain.clock import SimulatedClock
 from alpha.domain.instruments import Side
 from alpha.domain.money import ZERO
-from fuses.base import FatalError, InsufficientFundsError, OrderNotFoundError, TransientError, UnknownOutcomeError
+from fuses.base import (
+    FatalError,
+    InsufficientFundsError,
+    OrderNotFoundError,
+    RejectedError,
+    TransientError,
+    UnknownOutcomeError,
+)
 from fuses.boros import parse
-from fuses.boros.fuse import BOOK_TICK, BorosFuse
+from fuses.boros.fuse import BOOK_TICK, BorosFuse, as_rate_venue
 from fuses.boros.signing import place_order_calldata
 from fuses.ccxt.parse import BadPayload
 from fuses.emulators.boros import BorosMarket, BorosVenue, create_app, emulator_of, market_json, rate_at_tick
@@ -59,6 +66,7 @@ async def rig() -> AsyncIterator[Rig]:
     venue.approve_agent(root.address, agent.address, START + timedelta(days=400))
     async with EmulatorServer(create_app(venue, clock=clock)) as server:
         fuse = BorosFuse(server.url, root.address, agent.key.hex(), clock=clock, timeout=5.0)
+        assert as_rate_venue(fuse).name == "boros"
         try:
             yield Rig(fuse, venue, clock, server, root.address)
         finally:
@@ -204,6 +212,15 @@ async def test_a_retried_swap_with_the_same_client_id_trades_once(rig: Rig) -> N
     assert [c.get("error") for c in rig.venue.calls] == [None, None, "AuthInvalidNonce"]
     account = await rig.fuse.rate_account("BTC")
     assert account.positions[0].size == Decimal(-3)
+
+
+async def test_a_garbled_book_over_http_is_refused_and_nothing_trades(rig: Rig) -> None:
+    rig.venue.markets[2].depth = Decimal(-1)  # the venue now publishes negative sizes
+    with pytest.raises(BadPayload, match=r"book.long.sz\[0\]: negative"):
+        await rig.fuse.rate_quote(SYMBOL)
+    with pytest.raises(RejectedError):
+        await rig.fuse.swap(SYMBOL, Side.SELL, Decimal(1), Decimal("Infinity"), client_id="inf")
+    assert rig.venue.calls == []
 
 
 def _market_row() -> dict[str, object]:
