@@ -16,7 +16,9 @@ paths as the production hosts:
   ``marketPositions``), ``GET /core/v1/pnl/transactions`` (every trade: ``id`` is the relay's
   ``txHash``), ``GET /core/v1/pnl/limit-orders`` (resting and past orders),
   ``GET /core/v1/settlement/settlements`` (each payment of the floating leg);
-* ``POST /send-txs-bot/v2/agent/direct-call``: an ``AgentExecuteDto`` (``agent``, ``message``
+* ``POST /send-txs-bot/v2/agent/bulk-direct-call`` (``{"datas": [AgentExecuteDto, ...]}``, what the
+  SDK's ``Exchange`` posts; each call tried on its own, answered by a list of ``TxResponse``, a
+  refused one as ``{"error": code}``) and ``POST /send-txs-bot/v2/agent/direct-call``: an ``AgentExecuteDto`` (``agent``, ``message``
   {``account``, ``connectionId``, ``nonce``}, ``signature``, ``calldata``). The venue checks it
   as the router's ``agentExecute`` does: the EIP-712 ``PendleSignTx`` signature in the domain
   ``Pendle Boros Router`` 1.0 (chain 42161, the router address) recovers to ``agent``; the agent
@@ -51,7 +53,7 @@ Faults (``common.Faults``): latency, maintenance (503), ``fail_next`` 5xx, and
 
 Not emulated: agent approval over the API (``/v1/agent/approve``: approve with
 ``BorosVenue.approve_agent``), deposits and withdrawals (fund with ``BorosVenue.fund``),
-``/v3/agent/bulk-direct-call``, the calldata endpoints, isolated accounts, AMMs, liquidations,
+``/v3/agent/bulk-direct-call`` (with an agent session), the calldata endpoints, isolated accounts, AMMs, liquidations,
 the settlement fee (``settleFeeRate`` is published as 0), other users' flow against resting orders.
 """
 
@@ -828,7 +830,25 @@ def create_app(venue: BorosVenue, *, clock: Clock | None = None, faults: Faults 
     app.router.add_get("/core/v1/pnl/transactions", transactions)
     app.router.add_get("/core/v1/pnl/limit-orders", limit_orders)
     app.router.add_get("/core/v1/settlement/settlements", settlements)
+    async def bulk_direct_call(request: web.Request) -> web.Response:
+        now = emu.now()
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise VenueRefusal("REQUEST_VALIDATION_ERROR", "body is not JSON") from exc
+        datas = body.get("datas") if isinstance(body, dict) else None
+        if not isinstance(datas, list) or not datas:
+            raise VenueRefusal("BULK_ORDERS_EMPTY", "datas must be a non-empty list of AgentExecuteDto")
+        answers: list[dict[str, Any]] = []
+        for index, data in enumerate(datas):  # each call tried on its own, as the router's tryAggregate does
+            try:
+                answers.append({**venue.execute(data, now), "index": index})
+            except VenueRefusal as exc:
+                answers.append({"error": exc.code})
+        return answer(answers)
+
     app.router.add_post("/send-txs-bot/v2/agent/direct-call", direct_call)
+    app.router.add_post("/send-txs-bot/v2/agent/bulk-direct-call", bulk_direct_call)
     return app
 
 

@@ -171,6 +171,13 @@ async def test_a_wrong_signer_or_a_tampered_order_is_refused(rig: Rig) -> None:
         assert resp.status == 400
         assert (await resp.json())["error"]["code"] == "AuthInvalidConnectionId"
     assert (await rig.fuse.rate_account("BTC")).positions == ()
+    # the SDK's bulk relay tries each call on its own: the good one trades, the tampered one is refused
+    good = rig.fuse._sign(place_order_calldata(2, 1, 10**18, 0, 2, Decimal(0)))
+    tampered = {**rig.fuse._sign(place_order_calldata(2, 1, 10**18, 0, 2, Decimal(0))).body, "calldata": tampered["calldata"]}
+    async with aiohttp.ClientSession() as http, http.post(rig.server.url + "/send-txs-bot/v2/agent/bulk-direct-call", json={"datas": [good.body, tampered]}) as resp:
+        answers = await resp.json()
+    assert answers[0]["status"] == "success" and answers[1] == {"error": "AuthInvalidConnectionId"}
+    assert (await rig.fuse.rate_account("BTC")).positions[0].size == Decimal(-1)
 
 
 async def test_an_expired_agent_is_refused_and_faults_surface_as_transient(rig: Rig) -> None:
