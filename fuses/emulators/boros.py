@@ -563,40 +563,19 @@ def _agent_call(body: Any) -> tuple[str, bytes, bytes, int, bytes, bytes]:
 # ---- the wire -----------------------------------------------------------------------------
 
 
-class _Exact(float):
-    """A Decimal written into JSON as its own digits (``json`` prints floats with ``repr``)."""
-
-    def __new__(cls, value: Decimal) -> _Exact:
-        obj = super().__new__(cls, float(value))
-        obj.text = format(value, "f")  # type: ignore[attr-defined]
-        return obj
-
-    def __repr__(self) -> str:
-        return self.text  # type: ignore[attr-defined,no-any-return]
-
-
-def _jsonable(value: Any) -> Any:
+def encode_json(value: Any) -> str:
+    """JSON with every ``Decimal`` written as a number of its own exact digits (the venue's APRs are JSON numbers)."""
     if isinstance(value, Decimal):
-        return _Exact(value)
+        return format(value, "f")
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return "{" + ",".join(f"{json.dumps(str(k))}:{encode_json(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def _encode(value: Any) -> str:
-    if isinstance(value, _Exact):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(k)}:{_encode(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_encode(v) for v in value) + "]"
+        return "[" + ",".join(encode_json(v) for v in value) + "]"
     return json.dumps(value)
 
 
 def answer(value: Any, status: int = 200) -> web.Response:
-    return web.Response(text=_encode(_jsonable(value)), status=status, content_type="application/json")
+    return web.Response(text=encode_json(value), status=status, content_type="application/json")
 
 
 def refusal(exc: VenueRefusal) -> web.Response:

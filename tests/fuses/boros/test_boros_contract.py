@@ -36,7 +36,15 @@ from fuses.boros import parse
 from fuses.boros.fuse import BOOK_TICK, BorosFuse, as_rate_venue
 from fuses.boros.signing import place_order_calldata
 from fuses.ccxt.parse import BadPayload
-from fuses.emulators.boros import BorosMarket, BorosVenue, create_app, emulator_of, market_json, rate_at_tick
+from fuses.emulators.boros import (
+    BorosMarket,
+    BorosVenue,
+    create_app,
+    emulator_of,
+    encode_json,
+    market_json,
+    rate_at_tick,
+)
 from fuses.emulators.common import EmulatorServer
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
@@ -221,6 +229,15 @@ async def test_a_retried_swap_with_the_same_client_id_trades_once(rig: Rig) -> N
     assert account.positions[0].size == Decimal(-3)
 
 
+async def test_a_matured_market_is_not_offered_and_refuses_orders(rig: Rig) -> None:
+    await rig.fuse.rate_markets()
+    rig.clock.set(MATURITY + timedelta(hours=1))
+    assert await rig.fuse.rate_markets() == []
+    with pytest.raises(RejectedError) as refused:
+        await rig.fuse.swap(SYMBOL, Side.SELL, Decimal(1), Decimal("0.01"), client_id="late")
+    assert refused.value.code == "MarketMatured"
+
+
 async def test_a_garbled_book_over_http_is_refused_and_nothing_trades(rig: Rig) -> None:
     rig.venue.markets[2].depth = Decimal(-1)  # the venue now publishes negative sizes
     with pytest.raises(BadPayload, match=r"book.long.sz\[0\]: negative"):
@@ -233,7 +250,7 @@ async def test_a_garbled_book_over_http_is_refused_and_nothing_trades(rig: Rig) 
 def _market_row() -> dict[str, object]:
     venue = BorosVenue(tokens={1: "BTC"})
     market = venue.add_market(BorosMarket(2, 1, SYMBOL, "Binance", "BTCUSDT", MATURITY, MID), START)
-    return json.loads(json.dumps(market_json(venue, market, START), default=str), parse_float=Decimal)  # type: ignore[no-any-return]
+    return json.loads(encode_json(market_json(venue, market, START)), parse_float=Decimal)  # type: ignore[no-any-return]
 
 
 async def test_garbled_answers_are_refused_naming_the_field() -> None:
