@@ -37,12 +37,11 @@ def field_of(raw: Any, key: str, where: str) -> Any:
 
 
 def integer(value: Any, where: str, *, low: int | None = None, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, Decimal) and value == value.to_integral_value() and value.is_finite():
-            value = int(value)
-        else:
-            raise refuse(where, value, "type", "not an integer")
-    if (low is not None and value < low) or (high is not None and value > high):
+    """A whole number (a JSON integer, or a number with no fraction), within ``[low, high]`` and at most 1e30."""
+    whole = isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value())
+    if isinstance(value, bool) or not whole:
+        raise refuse(where, value, "type", "not an integer")
+    if abs(value) > 10**30 or (low is not None and value < low) or (high is not None and value > high):
         raise refuse(where, value, "range", "out of range")
     return int(value)
 
@@ -169,7 +168,7 @@ def _metadata(raw: Mapping[str, Any], symbol: str, where: str) -> tuple[str, str
             raise refuse(f"{where}.imData.symbol", symbol, "shape", "not PLATFORM-SYMBOL-MATURITY, and no metadata")
         return parts[0], parts[1], Decimal(1)
     leverage = field_of(meta, "maxLeverage", f"{where}.metadata")
-    if isinstance(leverage, bool) or not isinstance(leverage, int | Decimal) or not 0 < leverage <= 1000:
+    if isinstance(leverage, bool) or not isinstance(leverage, int | Decimal) or not Decimal(leverage).is_finite() or not 0 < leverage <= 1000:
         raise refuse(f"{where}.metadata.maxLeverage", leverage, "range", "not a leverage in (0, 1000]")
     return (
         text(field_of(meta, "platformName", f"{where}.metadata"), f"{where}.metadata.platformName"),
