@@ -18,6 +18,7 @@ from typing import Any
 
 from alpha.domain.money import ZERO
 from alpha.domain.rates import RateAccount, RateLevel, RateMarket, RateQuote, YuPosition
+from alpha.domain.redact import redact_secrets
 from fuses.boros.signing import CROSS_MARKET_ID, LONG, ONE_E18, SHORT, WEI, rate_at_tick
 from fuses.ccxt.parse import refuse
 
@@ -364,8 +365,13 @@ def error_of(raw: Any) -> tuple[str, str] | None:
     """The ``{"error": {"code", "message"}}`` of a refusal, if the body is one."""
     if isinstance(raw, Mapping) and isinstance(raw.get("error"), Mapping):
         err = raw["error"]
-        return str(err.get("code", "")), str(err.get("message", ""))
+        return _said(err.get("code", "")), _said(err.get("message", ""))
     if isinstance(raw, Mapping) and isinstance(raw.get("error"), str):
-        return raw["error"], raw["error"]
+        return _said(raw["error"]), _said(raw["error"])
     return None
+
+
+def _said(value: Any) -> str:
+    """A venue's words for a message: short and secret-redacted."""
+    return redact_secrets(str(value))[:200]
 
