@@ -19,6 +19,11 @@ size, at or after the call's nonce time, not claimed by another fill): found, th
 fill; absent, the first call never executed and the order is signed afresh. A new process
 keeps no such memory: a retry after a restart must be reconciled from ``rate_account``.
 
+Nonces are the injected clock's milliseconds, strictly increasing per fuse: one agent key per
+process (two processes signing with one agent could refuse each other's calls). The order's
+``desiredMatchRate`` is set to the limit rate; what the real router does with it beyond the tick
+limit is not documented.
+
 Deposits and withdrawals are on-chain transactions of the root wallet (the SDK's
 ``deposit``/``requestVaultWithdrawal``), not agent calls: this fuse refuses them.
 """
