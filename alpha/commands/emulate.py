@@ -2,7 +2,7 @@
 
 It binds 127.0.0.1, prints the URL to put in a fuse's ``api_url`` and a test API key and
 secret (Binance, Bybit, OKX: ``--key``/``--secret``, OKX also ``--passphrase``; random by
-default) or wallet (Hyperliquid),
+default) or wallet (Hyperliquid; Boros: a root wallet and the agent key approved for it),
 funds that account, and serves until interrupted.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from alpha.domain.clock import LiveClock
 
-help = "run a local venue emulator (binance, bybit, okx, hyperliquid) over the simulated engine"
+help = "run a local venue emulator (binance, bybit, okx, hyperliquid, boros) over the simulated engine"
 
-VENUES = ("binance", "bybit", "okx", "hyperliquid")
+VENUES = ("binance", "bybit", "okx", "hyperliquid", "boros")
 PRICES = {"BTC": "60000", "ETH": "3000", "SOL": "150"}
 QUOTE = {"binance": "USDT", "bybit": "USDT", "okx": "USDT", "hyperliquid": "USDC"}
 INTERVAL = {"binance": "8h", "bybit": "8h", "okx": "8h", "hyperliquid": "1h"}
@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     from fuses.emulators.common import EmulatorServer, EngineBackend, emulator_world
 
+    if args.venue == "boros":
+        return await _serve_boros(args)
     clock = LiveClock()
     quote = QUOTE[args.venue]
     world = emulator_world(args.venue, PRICES, quote=quote, start=clock.now(), funding_interval=INTERVAL[args.venue], seed=args.seed)
@@ -77,6 +79,39 @@ async def _serve(args: argparse.Namespace) -> int:
     for line in lines:
         print(line)
     print(f"test account funded with {args.deposit} {quote}; these credentials are for this local emulator only", flush=True)
+    try:
+        if args.duration is not None:
+            await asyncio.sleep(args.duration)
+        else:
+            await asyncio.Event().wait()
+    finally:
+        await server.stop()
+    return 0
+
+
+async def _serve_boros(args: argparse.Namespace) -> int:
+    """Boros: the core API and the agent relay over its own rate-swap engine (``fuses.emulators.boros``)."""
+    from datetime import timedelta
+
+    from eth_account import Account
+
+    from fuses.emulators.boros import create_app, demo_venue
+    from fuses.emulators.common import EmulatorServer
+
+    clock = LiveClock()
+    now = clock.now()
+    venue = demo_venue(now)
+    root, agent = Account.create(), Account.create()
+    for token_id in venue.tokens:
+        venue.fund(root.address, token_id, Decimal(args.deposit))
+    venue.approve_agent(root.address, agent.address, now + timedelta(days=365))
+    server = EmulatorServer(create_app(venue, clock=clock), port=args.port)
+    await server.start()
+    names = ", ".join(m.symbol for m in venue.markets.values())
+    print(f"boros emulator listening on {server.url}  (core API {server.url}/core, relay {server.url}/send-txs-bot; markets: {names})")
+    print(f"root address: {root.address}")
+    print(f"agent key:    {agent.key.hex()}")
+    print(f"test account funded with {args.deposit} of each collateral ({', '.join(venue.tokens.values())}); these keys are for this local emulator only", flush=True)
     try:
         if args.duration is not None:
             await asyncio.sleep(args.duration)
