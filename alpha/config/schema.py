@@ -206,6 +206,9 @@ class RateSim(Model):
     implied_apr_file: FilePath | None = None
 
 
+RATE_VENUES = ("sim", "boros")
+
+
 class RateFuseConfig(Model):
     """A rate-swap fuse (Pendle Boros): short YU on a perp's funding to lock it at the implied APR.
 
@@ -224,6 +227,15 @@ class RateFuseConfig(Model):
     markets: tuple[RateMarketConfig, ...] = Field(min_length=1)
     sim: RateSim = RateSim()
     api_url: Url | None = None  # the Boros API (or a local emulator) for a venue other than sim
+    credentials: Credentials | None = None  # venue boros: the root account (wallet_address) and the agent key approved for it (wallet_key)
+
+    @model_validator(mode="after")
+    def _venue(self) -> RateFuseConfig:
+        if self.venue not in RATE_VENUES:
+            raise ValueError(f"rate fuse {self.name}: venue {self.venue!r} is not a rate venue; known: {', '.join(RATE_VENUES)}")
+        if self.venue != "sim" and self.api_url is None:
+            raise ValueError(f"rate fuse {self.name} on {self.venue} needs api_url (the venue's API, or a local emulator's)")
+        return self
 
     @field_validator("markets")
     @classmethod

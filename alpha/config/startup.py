@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from alpha.config.schema import FuseConfig, FuseKind, StrategyConfig
+from alpha.config.schema import FuseConfig, FuseKind, RateFuseConfig, StrategyConfig
 
 MODES = ("demo", "paper", "live", "backtest")
 DAEMON_MODES = ("demo", "paper", "live")
@@ -50,11 +50,30 @@ def startup_problems(
     for i, f in enumerate(config.fuses):
         if f.enabled:
             problems.extend(_fuse_problems(f, i, mode))
+    for i, r in enumerate(config.rates):
+        if r.enabled:
+            problems.extend(_rate_problems(r, i, mode))
     if mode == "paper" and not any(f.kind in (FuseKind.CEX, FuseKind.PERP_DEX) for f in config.enabled_fuses):
         problems.append(StartupProblem(("fuses",), "paper mode needs at least one cex or perp_dex fuse to read market data from"))
     if mode in DAEMON_MODES:
         problems.extend(_address_problems(config, control_address, metrics_address))
     return problems
+
+
+def _rate_problems(r: RateFuseConfig, i: int, mode: str) -> list[StartupProblem]:
+    """A rate fuse fits the mode: simulated outside live mode, a real venue with its credentials in live mode."""
+    where = ("rates", i)
+    if mode in ("demo", "backtest", "paper") and r.venue != "sim":
+        return [StartupProblem((*where, "venue"), f"{mode} mode simulates every rate fuse, but {r.name!r} is on {r.venue}: use venue: sim, or mode: live")]
+    if mode == "live" and r.venue == "sim":
+        return [StartupProblem((*where, "venue"), f"live mode trades real venues only, but rate fuse {r.name!r} is simulated: disable it or use mode: demo")]
+    if mode == "live":
+        creds = r.credentials
+        missing = [n for n in ("wallet_address", "wallet_key") if creds is None or getattr(creds, n) is None]
+        if missing:
+            return [StartupProblem((*where, "credentials"), f"rate fuse {r.name!r} on {r.venue} needs credentials {', '.join(missing)}"
+                                   " (the root account's address, and the agent key approved for it: {env: VARIABLE} or {file: /path})")]
+    return []
 
 
 def _fuse_problems(f: FuseConfig, i: int, mode: str) -> list[StartupProblem]:

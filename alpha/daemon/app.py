@@ -140,7 +140,7 @@ def _world_service(
 
 
 def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wiring:
-    """Build real connectors: ccxt for CEX and perp DEX fuses, Aave for lending fuses.
+    """Build real connectors: ccxt for CEX and perp DEX fuses, Aave for lending fuses, Boros for rate fuses.
 
     * The vault is a ``LiveVault``: idle capital stays in each venue's free balance and is
       allocated to the vault in the journal; a transfer between the vault and a fuse with no
@@ -156,6 +156,7 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
       sleeps on it (``tests/live``).
     """
     from alpha.daemon.funding import FundingCollector
+    from alpha.daemon.rates_live import live_rate_fuses
     from alpha.daemon.vault import LiveVault
 
     builders: dict[FuseKind, Callable[..., Any]] = {}
@@ -194,9 +195,15 @@ def live_wiring(config: StrategyConfig, clock: Clock, metrics: Metrics) -> Wirin
     services: list[tuple[str, Callable[[Daemon], ServiceFn]]] = [("funding", funding_service)]
     for name in fuses.streaming():  # the feed reads the ccxt fuse itself, not its vault view
         services.append((f"streams-{name}", _streams_service(name, raw[name], config, clock, metrics)))
+    rates = live_rate_fuses(config.enabled_rates, clock) if config.enabled_rates else {}
+
+    async def close_rates() -> None:
+        for venue in rates.values():
+            await venue.close()
+
     return Wiring(
         mode="live", fuses=fuses, vault_cash=vault.cash, services=services, attach=attach,
-        poll_every=timedelta(seconds=10),
+        poll_every=timedelta(seconds=10), rates=rates, close=close_rates if rates else None,
     )
 
 
