@@ -3,8 +3,10 @@
 A carry short the perp receives the floating funding; shorting the same size of YU on a Boros
 market of that perp pays the floating and receives a fixed APR, realised upfront: the leg then
 earns a known rate to maturity. It pays when the fixed APR the size gets on the book
-(``RateQuote.fill_apr``), less the fee (``taker_fee_apr``), beats the strategy's forecast
-funding of the perp (``Signals.forecast``) by ``thresholds.lock_min_edge_apr``.
+(``RateQuote.fill_apr``), less the fee (``taker_fee_apr``), beats the strategy's forecast of
+the perp's average funding over the same term, to the market's maturity
+(``Signals.term_forecast``; never below the forecast over the signals' own horizon, since a
+short history shrinks the long-run mean toward zero), by ``thresholds.lock_min_edge_apr``.
 
 * **Lock**: for each short perp leg of the target book whose market is a rate market's
   underlying, the part not locked yet (rounded down to the market's ``size_step``, at least its
@@ -142,13 +144,13 @@ def _lock(
     """
     if open_size <= 0 or not view.rates.on_underlying(underlying):
         return None, ""
-    forecast = signals.forecast(underlying)
-    if forecast is None:
+    near = signals.forecast(underlying)
+    if near is None:
         return None, f"no rate lock on {underlying}: no funding forecast yet"
     threshold = config.thresholds.lock_min_edge_apr
     assert threshold is not None
     enabled = {r.name for r in config.enabled_rates}
-    best: tuple[Decimal, RateMarket, Decimal, Decimal] | None = None
+    best: tuple[Decimal, RateMarket, Decimal, Decimal, Decimal] | None = None
     why = f"no rate lock on {underlying}: no open market with a book deep enough"
     for m in view.rates.on_underlying(underlying):
         quote = view.rates.quotes.get(rate_key(m))
@@ -156,17 +158,21 @@ def _lock(
         if m.fuse not in enabled or m.fuse in busy or quote is None or m.matured(now) or m.years_left(now) * 365 < 1 or size < m.min_size:
             continue
         fill = quote.fill_apr(Side.SELL, size)
-        if fill is None:
+        term = signals.term_forecast(underlying, m.maturity - now)
+        if fill is None or term is None:
             continue
-        edge = fill - m.taker_fee_apr - forecast
+        # The higher of the forecasts to maturity and over the next horizon: on a short history the
+        # long-run mean is shrunk toward zero, which would make any fixed rate look worth locking.
+        term = max(term, near)
+        edge = fill - m.taker_fee_apr - term
         if best is None or edge > best[0]:
-            best = (edge, m, size, fill)
+            best = (edge, m, size, fill, term)
     if best is None:
         return None, why
-    edge, m, size, fill = best
+    edge, m, size, fill, forecast = best
     if edge < threshold:
         return None, (
-            f"no rate lock on {underlying}: fixed {fill:.4%} - fee {m.taker_fee_apr:.4%} vs forecast {forecast:.4%}"
+            f"no rate lock on {underlying}: fixed {fill:.4%} - fee {m.taker_fee_apr:.4%} vs forecast to maturity {forecast:.4%}"
             f" is an edge of {edge:.4%}, under lock_min_edge_apr {threshold:.4%}"
         )
     quote = view.rates.quotes[rate_key(m)]
@@ -175,7 +181,7 @@ def _lock(
     cost = max(collateral - have, ZERO) * view.price(m.asset)
     reason = (
         f"lock {underlying} funding to {m.maturity.date().isoformat()}: fixed {fill:.4%} - fee {m.taker_fee_apr:.4%}"
-        f" beats the forecast {forecast:.4%} by {edge:.4%} (lock_min_edge_apr {threshold:.4%}); short {size} YU of {m.market}"
+        f" beats the forecast to maturity {forecast:.4%} by {edge:.4%} (lock_min_edge_apr {threshold:.4%}); short {size} YU of {m.market}"
     )
     return LockRate(m.fuse, m.market, m.asset, underlying, size, _worst_level(quote, Side.SELL, size), collateral, cost, reason), ""
 

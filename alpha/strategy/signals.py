@@ -255,11 +255,26 @@ class Signals:
     spreads: Mapping[str, tuple[Spread, ...]] = field(default_factory=dict)
     # Persistence of the spread (short - long) of two perps of one asset, by (long key, short key).
     pairs: Mapping[tuple[str, str], Persistence] = field(default_factory=dict)
+    reversion: timedelta = timedelta(days=3)  # the mean-reversion time the forecasts were made with (SignalParams.reversion)
 
     def forecast(self, key: str) -> Decimal | None:
         """Return the forecast funding APR of a market key, if known."""
         sig = self.markets.get(key)
         return sig.forecast_apr if sig is not None else None
+
+    def term_forecast(self, key: str, term: timedelta) -> Decimal | None:
+        """The expected average funding APR of a market key over the next ``term`` (e.g. to a rate market's maturity).
+
+        The same mean-reverting model as ``forecast`` (whose term is ``SignalParams.horizon``):
+        the long-run mean plus today's departure from it, weighted by how much of it an
+        Ornstein-Uhlenbeck process keeps on average over ``term``; a long term tends to the
+        long-run mean.
+        """
+        sig = self.markets.get(key)
+        if sig is None:
+            return None
+        w = _ou_average_weight(max(term, timedelta(0)), self.reversion)
+        return sig.long_run_apr + (sig.recent_apr - sig.long_run_apr) * w
 
     def regime(self, asset: str) -> Regime:
         sig = self.assets.get(asset)
@@ -400,7 +415,7 @@ def compute_signals_reference(
             for high, high_obs in entries[i + 1 :]:
                 pairs[(low, high)] = _spread_persistence(low_obs, high_obs, now, p.persistence_window)
                 pairs[(high, low)] = pairs[(low, high)].flipped()
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs, reversion=p.reversion)
 
 
 def compute_signals(
@@ -473,7 +488,7 @@ def compute_signals(
                     measured = history.pair(low, high).measure(max(low_from, high_from), start_us, now_us)
                 pairs[(low, high)] = spread = _persistence_of(measured)
                 pairs[(high, low)] = _flipped(spread)
-    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs)
+    return Signals(ts=now, markets=markets, assets=assets, spreads=spreads, pairs=pairs, reversion=p.reversion)
 
 
 def _micros_of(d: timedelta) -> int:

@@ -61,7 +61,7 @@ def test_a_lock_is_decided_when_the_fixed_rate_after_the_fee_beats_the_forecast(
     market = view.rates.markets[f"boros:{MARKET}"]
     want = market.initial_margin(-lock.size, quote.mark_apr, T0) * D("1.5") + market.fee(lock.size, T0)
     assert want <= lock.collateral < want + D("0.00000001")
-    assert "beats the forecast 5.0000%" in lock.reason and "lock_min_edge_apr 1.0000%" in lock.reason
+    assert "beats the forecast to maturity 5.0000%" in lock.reason and "lock_min_edge_apr 1.0000%" in lock.reason
 
 
 def test_no_lock_when_the_edge_is_under_the_threshold_and_the_note_says_why() -> None:
@@ -202,3 +202,20 @@ def test_the_operator_flatten_buys_back_the_yu_with_the_legs_it_locked() -> None
     unlocks = [a for a in step.approved if isinstance(a, UnlockRate)]
     assert [(u.market, u.size) for u in unlocks] == [(MARKET, D("2"))]
     assert step.approved[0] == unlocks[0]  # bought back first: the YU is never left without its leg
+
+
+def test_the_fixed_rate_is_judged_against_funding_expected_to_maturity_not_just_this_week() -> None:
+    _, view, config = _held()
+    quote = view.rates.quotes[f"boros:{MARKET}"]
+    fill = quote.fill_apr(Side.SELL, D("2.00"))
+    assert fill is not None
+    # Funding is low today (2%) but its long-run mean is far above the fixed rate: it is expected to
+    # revert up, so over the term to maturity the floating leg is worth more than the fixed one.
+    long_run = fill + D("0.05")
+    sig = MarketSignal(KEY, "perp-cex", PERP, "BTC", D("0.02"), D("0.02"), long_run, D("0.02"), 10)
+    signals = Signals(T0, markets={KEY: sig}, reversion=timedelta(hours=1))
+    term = signals.term_forecast(KEY, view.rates.markets[f"boros:{MARKET}"].maturity - T0)
+    assert term is not None and term > fill  # the near forecast (2%) alone would have locked
+    plan = plan_rates(view, signals, config, _target("2.003"), T0)
+    assert not plan.actions
+    assert any("forecast to maturity" in n and "under lock_min_edge_apr" in n for n in plan.notes), plan.notes

@@ -106,3 +106,19 @@ def test_spreads_list_profitable_pairs_best_first() -> None:
     assert spreads[0].short_key == KEY and spreads[0].long_key == "perp-dex:BTC/USDC:USDC"
     assert spreads[0].apr == signals.markets[KEY].forecast_apr - signals.markets[spreads[0].long_key].forecast_apr
     assert all(s.apr > 0 for s in spreads)
+
+
+def test_term_forecast_is_the_forecast_at_its_horizon_and_tends_to_the_long_run_mean() -> None:
+    from alpha.strategy.signals import MarketSignal, SignalParams, Signals
+
+    p = SignalParams()  # horizon 7d, reversion 3d: the forecast keeps (1 - e^-x) / x of today's departure, x = 7/3
+    x = D(7) / D(3)
+    forecast = D("0.10") + (D("0.30") - D("0.10")) * (1 - (-x).exp()) / x
+    sig = MarketSignal("perp:BTC", "perp", "BTC", "BTC", D("0.30"), D("0.30"), D("0.10"), forecast, 100)
+    signals = Signals(ts=NOW, markets={"perp:BTC": sig}, reversion=p.reversion)
+    assert signals.term_forecast("perp:BTC", p.horizon) == sig.forecast_apr  # the forecast's own term
+    near, far = signals.term_forecast("perp:BTC", timedelta(hours=1)), signals.term_forecast("perp:BTC", timedelta(days=365))
+    assert near is not None and far is not None
+    assert abs(near - D("0.30")) < D("0.002")  # an hour ahead: today's level
+    assert abs(far - D("0.10")) < D("0.002")  # a year ahead: the long-run mean
+    assert signals.term_forecast("perp:ETH", p.horizon) is None
