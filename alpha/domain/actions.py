@@ -234,12 +234,16 @@ class Repay:
 
 @dataclass(frozen=True, slots=True)
 class LockRate:
-    """Lock the funding of a short perp leg: post collateral on rate fuse ``fuse``, then short ``size`` YU of ``market``.
+    """Lock the funding of a perp leg: post collateral on rate fuse ``fuse``, then trade ``size`` YU of ``market``.
 
-    ``underlying`` is the perp leg's market key; ``limit_apr`` the least fixed APR the swap may
-    fill at (below it the lock no longer pays); ``collateral`` the zone's collateral (in
-    ``asset``) wanted before the swap: what is missing is deposited from the vault, bought at
-    the asset's price (``collateral_cost``, in the base asset, is what the decision expects to pay).
+    ``side`` SELL (the default): a short perp leg, which receives funding, shorts YU (receives
+    the fixed rate, pays the floating); BUY: a long perp leg, which pays funding (the long leg of
+    a spread), goes long YU (pays the fixed rate, receives the floating).
+    ``underlying`` is the perp leg's market key; ``limit_apr`` the worst fixed APR the swap may
+    fill at (SELL: the least it may receive; BUY: the most it may pay); ``collateral`` the zone's
+    collateral (in ``asset``) wanted before the swap: what is missing is deposited from the
+    vault, bought at the asset's price (``collateral_cost``, in the base asset, is what the
+    decision expects to pay).
     """
 
     fuse: str
@@ -251,13 +255,16 @@ class LockRate:
     collateral: Decimal
     collateral_cost: Decimal
     reason: str
+    side: Side = Side.SELL
 
 
 @dataclass(frozen=True, slots=True)
 class UnlockRate:
-    """Buy back ``size`` YU of ``market`` (0: nothing left to trade, e.g. matured) and return ``withdraw`` collateral to the vault.
+    """Trade back ``size`` YU of ``market`` (0: nothing left to trade, e.g. matured) and return ``withdraw`` collateral to the vault.
 
-    ``limit_apr`` is the most fixed APR the buy-back may pay.
+    ``side`` is the closing trade's: BUY (the default) buys back a short YU, SELL sells a long one;
+    ``limit_apr`` is the worst fixed APR it may trade at (BUY: the most it pays; SELL: the least
+    it receives).
     """
 
     fuse: str
@@ -268,6 +275,7 @@ class UnlockRate:
     limit_apr: Decimal
     withdraw: Decimal
     reason: str
+    side: Side = Side.BUY
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,13 +363,12 @@ def action_rows(action: Action) -> list[dict[str, Any]]:
             }
         ]
     if isinstance(action, LockRate | UnlockRate):
-        lock = isinstance(action, LockRate)
         return [
             {
                 "type": kind,
                 "fuse": action.fuse,
                 "market": action.market,
-                "side": Side.SELL.value if lock else Side.BUY.value,
+                "side": action.side.value,
                 "quantity": str(action.size),
                 "reason": action.reason,
                 "asset": action.asset,

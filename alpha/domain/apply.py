@@ -42,7 +42,7 @@ from alpha.domain.actions import (
     UnlockRate,
     Withdraw,
 )
-from alpha.domain.instruments import InstrumentKind
+from alpha.domain.instruments import InstrumentKind, Side
 from alpha.domain.money import ZERO
 from alpha.domain.portfolio import PortfolioView
 from alpha.domain.rates import RateAccount, RateBook, YuPosition, unrealised, upfront
@@ -176,7 +176,7 @@ def apply(view: PortfolioView, actions: Iterable[Action]) -> PortfolioView:
 
 
 def _rate(rates: RateBook, view: PortfolioView, action: LockRate | UnlockRate, vault: Decimal) -> tuple[RateBook, Decimal]:
-    """The rate book and vault cash after a lock (collateral bought and posted, YU shorted at the limit) or an unlock.
+    """The rate book and vault cash after a lock (collateral bought and posted, YU traded at the limit) or an unlock.
 
     The swap is taken at its limit APR less the fee: the fixed leg is realised upfront into
     collateral and the position is then worth nothing at a mark equal to its fixed rate.
@@ -195,9 +195,11 @@ def _rate(rates: RateBook, view: PortfolioView, action: LockRate | UnlockRate, v
         deposit = max(action.collateral - collateral, ZERO)
         vault -= deposit * view.price(market.asset)
         collateral += deposit
-        trade = -action.size
+        trade = action.size if action.side is Side.BUY else -action.size
+    elif action.side is Side.BUY:
+        trade = min(action.size, -size) if size < 0 else ZERO  # buys back a short
     else:
-        trade = min(action.size, -size) if size < 0 else ZERO
+        trade = -min(action.size, size) if size > 0 else ZERO  # sells back a long
     collateral += upfront(trade, action.limit_apr, years) - market.fee(trade, now)
     if isinstance(action, UnlockRate):
         if action.withdraw > collateral:

@@ -81,6 +81,7 @@ from alpha.domain.actions import (
     Withdraw,
 )
 from alpha.domain.apply import CannotApply, apply
+from alpha.domain.instruments import Side
 from alpha.domain.market import BadMarketData
 from alpha.domain.money import ONE, ZERO
 from alpha.domain.portfolio import PortfolioView, market_key
@@ -408,11 +409,14 @@ def _lock_refusal(action: LockRate, view: PortfolioView, config: StrategyConfig,
     if market.matured(now):
         return RefusalCode.BAD_MARKET_DATA, f"bad market data: {key} matured at {market.maturity.isoformat()}"
     fuse, _, symbol = action.underlying.partition(":")
-    short = -min(holdings(view).get((fuse, symbol), ZERO), ZERO)
-    locked = sum((-min(p.size, ZERO) for m in view.rates.on_underlying(action.underlying) if (p := view.rates.position(f"{m.fuse}:{m.market}")) is not None), ZERO)
-    if locked + action.size > short:
+    sign = ONE if action.side is Side.BUY else -ONE  # a long perp leg is locked long, a short one short
+    leg = max(sign * holdings(view).get((fuse, symbol), ZERO), ZERO)
+    positions = (view.rates.position(f"{m.fuse}:{m.market}") for m in view.rates.on_underlying(action.underlying))
+    locked = sum((max(sign * p.size, ZERO) for p in positions if p is not None), ZERO)
+    if locked + action.size > leg:
+        which = "long" if action.side is Side.BUY else "short"
         return RefusalCode.CANNOT_APPLY, (
-            f"a lock of {action.size} {action.asset} on {key} with {locked} locked already is more than the short perp leg {short} on {action.underlying}"
+            f"a lock of {action.size} {action.asset} on {key} with {locked} locked already is more than the {which} perp leg {leg} on {action.underlying}"
         )
     return None
 
@@ -428,9 +432,12 @@ def _lock_caps(action: LockRate, after: PortfolioView, config: StrategyConfig, n
     exposure = sum(
         (abs(p.size) * after.rates.markets[f"{action.fuse}:{p.market}"].years_left(after.ts) * abs(p.mark_apr) for p in acct.positions), ZERO
     )
-    if exposure > rate_fuse.max_leverage * acct.collateral * (ONE + EPSILON):
+    # Against the zone's equity (collateral and positions at mark), not its collateral alone: the
+    # fixed leg is realised upfront, crediting a short's collateral and debiting a long's (below
+    # zero, the lite paper's example), and the position's value at mark takes it back.
+    if exposure > rate_fuse.max_leverage * acct.equity * (ONE + EPSILON):
         return RefusalCode.LEVERAGE, (
-            f"rate exposure on {action.fuse} would be {exposure:.6f} {acct.asset}, over its max_leverage {rate_fuse.max_leverage} x collateral {acct.collateral:.6f}"
+            f"rate exposure on {action.fuse} would be {exposure:.6f} {acct.asset}, over its max_leverage {rate_fuse.max_leverage} x equity {acct.equity:.6f}"
         )
     if acct.equity < acct.initial_margin:
         return RefusalCode.LEVERAGE, (

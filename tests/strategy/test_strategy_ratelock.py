@@ -219,3 +219,68 @@ def test_the_fixed_rate_is_judged_against_funding_expected_to_maturity_not_just_
     plan = plan_rates(view, signals, config, _target("2.003"), T0)
     assert not plan.actions
     assert any("forecast to maturity" in n and "under lock_min_edge_apr" in n for n in plan.notes), plan.notes
+
+
+def _held_long(quantity: str = "2.003") -> tuple[SimWorld, PortfolioView, StrategyConfig]:
+    """The long leg of a spread: perp-cex long ``quantity`` BTC (it pays the funding)."""
+    from tests.sim.helpers import market_order
+
+    world, _, _ = boros_world()
+    world.transfer("USDC", D("50000"), "vault", "perp-cex")
+    world.venues["perp-cex"].submit("perp-cex", market_order(PERP, Side.BUY, quantity), world.now)
+    world.flush()
+    return world, world.portfolio_view(T0), boros_config()
+
+
+def _long_target(quantity: str) -> TargetBook:
+    ref = HedgeRef.named("spread")
+    return TargetBook(D("1000000"), (TargetPosition("perp-cex", PERP, "BTC", D(quantity), ref),), ())
+
+
+def test_a_long_perp_leg_locks_the_funding_it_pays_by_going_long_yu_when_the_fixed_rate_is_cheaper() -> None:
+    _, view, config = _held_long()
+    quote = view.rates.quotes[f"boros:{MARKET}"]
+    pay = quote.fill_apr(Side.BUY, D("2.00"))
+    assert pay is not None
+    forecast = pay + D("0.001") + D("0.02")  # funding expected to cost 2% more than the fixed rate and fee
+
+    plan = plan_rates(view, _signals(str(forecast)), config, _long_target("2.003"), T0)
+
+    (lock,) = plan.actions
+    assert isinstance(lock, LockRate) and lock.side is Side.BUY and lock.size == D("2.00")
+    assert lock.limit_apr == quote.asks[1].apr  # the worst ask 2.00 takes: the most it may pay
+    assert "long 2.00 YU" in lock.reason and "the long leg pays" in lock.reason
+    assert gate([lock], view, config, RiskState()).approved == (lock,)
+    # a long lock is refused on a leg that is not long, and a short lock on a long leg
+    _, short_view, _ = _held()
+    refused = gate([lock], short_view, config, RiskState()).refused
+    assert refused and refused[0].code is RefusalCode.CANNOT_APPLY and "long perp leg 0" in refused[0].reason
+    short_lock = replace(lock, side=Side.SELL)
+    assert gate([short_lock], view, config, RiskState()).refused[0].code is RefusalCode.CANNOT_APPLY
+    # the fixed rate no cheaper than the forecast: no lock, and the note says what was compared
+    dear = plan_rates(view, _signals(str(pay)), config, _long_target("2.003"), T0)
+    assert dear.actions == () and any("paid vs forecast to maturity" in n for n in dear.notes)
+
+
+def test_a_long_lock_applies_as_a_long_yu_and_is_sold_back_when_the_leg_goes() -> None:
+    world, view, config = _held_long()
+    quote = view.rates.quotes[f"boros:{MARKET}"]
+    pay = quote.fill_apr(Side.BUY, D("2.00"))
+    assert pay is not None
+    (lock,) = plan_rates(view, _signals(str(pay + D("0.05"))), config, _long_target("2.003"), T0).actions
+    assert isinstance(lock, LockRate)
+    after = apply(view, [lock])
+    position = after.rates.position(f"boros:{MARKET}")
+    assert position is not None and position.size == D("2.00")
+    # executed on the simulated market: the zone holds the long YU
+    world.rate_deposit("boros", lock.collateral)
+    world.rates["boros"].swap(MARKET, Side.BUY, lock.size, lock.limit_apr, "long-1", T0)
+    held = world.portfolio_view(T0)
+    assert held.rates.position(f"boros:{MARKET}") is not None
+    # the spread closes: the long YU is sold back (SELL), at least the worst bid less a tick
+    (unlock,) = [a for a in plan_rates(held, _signals("0.05"), config, _long_target("0"), T0).actions if isinstance(a, UnlockRate)]
+    assert unlock.side is Side.SELL and unlock.size == D("2.00")
+    q = held.rates.quotes[f"boros:{MARKET}"]
+    assert unlock.limit_apr == q.bids[1].apr - held.rates.markets[f"boros:{MARKET}"].tick_apr
+    closed = apply(held, [unlock]).rates.position(f"boros:{MARKET}")
+    assert closed is None

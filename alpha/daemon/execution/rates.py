@@ -24,7 +24,7 @@ from decimal import Decimal
 from alpha.daemon.execution.context import ActionResult, ExecutionContext
 from alpha.domain.actions import VAULT, LockRate, TopUpRate, UnlockRate
 from alpha.domain.instruments import Side
-from alpha.domain.money import ZERO
+from alpha.domain.money import ONE, ZERO
 from alpha.domain.rates import RateFill, RateVenue
 from fuses.base import RejectedError, UnknownOutcomeError
 
@@ -57,18 +57,19 @@ class RateSwaps:
         if done is not None:  # executed before (a restart, a repeated action): the venue has it already
             return self._result(action, done)
         acct = await venue.rate_account(action.asset)
-        short = await self._short_held(action.underlying)
+        leg = await self._leg_held(action.underlying, action.side)
         locked = await self._locked(venue, action)
-        if short < locked + action.size:
+        if leg < locked + action.size:
+            which = "long" if action.side is Side.BUY else "short"
             return ActionResult(
                 action, False,
-                error=f"the short perp leg on {action.underlying} is {short}, less than the lock of {action.size} with {locked} locked already: not locking",
+                error=f"the {which} perp leg on {action.underlying} is {leg}, less than the lock of {action.size} with {locked} locked already: not locking",
             )
         missing = action.collateral - acct.collateral
         if missing > 0:
             await venue.deposit(action.asset, missing)
             self.ctx.journal.transfer(self.ctx.clock.now(), VAULT, action.fuse, action.asset, missing, action.reason, decision_id=decision_id, rate_collateral=True)
-        fill = await self._swap(venue, action, Side.SELL, decision_id)
+        fill = await self._swap(venue, action, action.side, decision_id)
         return self._result(action, fill)
 
     async def top_up(self, action: TopUpRate, decision_id: str) -> ActionResult:
@@ -80,7 +81,7 @@ class RateSwaps:
     async def unlock(self, action: UnlockRate, decision_id: str) -> ActionResult:
         """Buy the YU back, then return the collateral asked."""
         venue = self._venue(action.fuse)
-        fill = await self._swap(venue, action, Side.BUY, decision_id) if action.size > 0 else None
+        fill = await self._swap(venue, action, action.side, decision_id) if action.size > 0 else None
         if action.withdraw > 0:
             await venue.withdraw(action.asset, action.withdraw)
             self.ctx.journal.transfer(self.ctx.clock.now(), action.fuse, VAULT, action.asset, action.withdraw, action.reason, decision_id=decision_id, rate_collateral=True)
@@ -115,19 +116,22 @@ class RateSwaps:
         return None
 
     async def _locked(self, venue: RateVenue, action: LockRate) -> Decimal:
-        """The YU short the venue holds against ``action.underlying`` (on any of its markets)."""
+        """The YU the venue holds against ``action.underlying`` on the lock's side (on any of its markets), as a positive size."""
         on = {m.market for m in await venue.rate_markets() if m.underlying == action.underlying}
         acct = await venue.rate_account(action.asset)
-        return sum((-p.size for p in acct.positions if p.market in on and p.size < 0), ZERO)
+        sign = ONE if action.side is Side.BUY else -ONE
+        return sum((sign * p.size for p in acct.positions if p.market in on and sign * p.size > 0), ZERO)
 
     def _result(self, action: LockRate | UnlockRate, fill: RateFill) -> ActionResult:
         if abs(fill.size) == action.size:
             return ActionResult(action, True)
         return ActionResult(action, False, error=f"swap filled {abs(fill.size)} of {action.size} within the limit APR {action.limit_apr}")
 
-    async def _short_held(self, underlying: str) -> Decimal:
+    async def _leg_held(self, underlying: str, side: Side) -> Decimal:
+        """The perp leg ``underlying`` holds on the side a lock of ``side`` hedges (SELL: its short, BUY: its long), as a positive size."""
         fuse, _, market = underlying.partition(":")
         if fuse not in self.ctx.fuses:
             return ZERO
         pos = (await self.ctx.fuses[fuse].account()).position(market)
-        return -pos.size if pos is not None and pos.size < 0 else ZERO
+        sign = ONE if side is Side.BUY else -ONE
+        return sign * pos.size if pos is not None and sign * pos.size > 0 else ZERO
