@@ -1,4 +1,4 @@
-"""Withdrawals from a CEX fuse as state machines in the journal: ``requested -> sent -> confirmed [-> credited]``.
+"""Moves as state machines in the journal (a venue's withdrawal, or a wallet's transfer): ``requested -> sent -> confirmed [-> credited]``.
 
 Every step is a ``move`` record keyed by the move's id (``client_id``), chosen and journalled as
 ``requested`` *before* the venue is asked; the id goes with the request (Binance's
