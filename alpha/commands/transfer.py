@@ -14,13 +14,26 @@ whitelist alone (said in the output).
 ``--dry-run`` prints what would be sent (the destination's name, address, network, memo, and
 for a CEX fuse the venue's fee and minimum, read only) and sends nothing.
 
-Otherwise, from a CEX fuse, the move is a withdrawal (``alpha.daemon.moves``): the fuse's
-unfinished moves are first resolved from the venue's withdrawal history (never re-sent); then
-the move is journalled ``requested`` with its id, sent through ccxt ``withdraw`` with that id,
-journalled ``sent`` and followed up to ``--wait`` seconds to ``confirmed``. Exit 0 sent or
-confirmed, 1 refused by the venue or failed, 3 of unknown outcome (run again to resolve). The
-venue withdraws from its spot wallet (Binance): the amount must be there. From other fuses
-the request is journalled (``requested``, then ``not_sent``) and the operator sends it.
+Otherwise the move is sent and journalled as a state machine (``alpha.daemon.moves``): the
+fuse's unfinished moves are first carried on (never sent twice); then the move is journalled
+``requested`` with its id (``--move-id``, or a new one), sent, journalled ``sent`` and followed
+up to ``--wait`` seconds to ``confirmed`` on chain and, when the destination is a fuse this
+process can build (a CEX or Hyperliquid fuse with its credentials here), to ``credited`` in that
+venue's deposit history. From a CEX fuse it is a withdrawal (ccxt ``withdraw`` with the move's
+id; the venue withdraws from its spot wallet, Binance: the amount must be there); from
+Hyperliquid a ``withdraw3`` whose nonce carries the id and is journalled with ``requested``
+(confirmed when the bridge pays it on chain, with ``options.bridge_address`` and
+``bridge_rpc_url``); from a lending fuse an ERC-20 transfer signed by its wallet (its
+``credentials.wallet_key``, ``rpc_url``, ``chain_id``; the token from ``options.token.<ASSET>``
+or ``reserve.<ASSET>``), journalled ``sent`` with its hash before it is broadcast. A move to a
+Hyperliquid bridge destination naming the Hyperliquid fuse is credited there to the sender.
+
+Run again with ``--move-id ID`` after a crash (or a ``--wait`` that ran out) to carry that
+move on: it is resolved from the venue's history and the chain, never requested again. Exit 0
+credited, confirmed or sent (in flight); 1 refused, not sent or failed; 3 of unknown outcome
+(run again to resolve); 4 overdue (not arrived within the destination's ``arrives_within``,
+default an hour; still followed). Simulated fuses' moves are journalled (``requested``, then
+``not_sent``) for the operator to send.
 ``--json`` prints one JSON object on stdout.
 """
 
@@ -38,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 from alpha.config import ConfigError, load_config
 from alpha.config.schema import FuseKind, StrategyConfig
-from alpha.config.whitelist import Destination, same_address
+from alpha.config.whitelist import Destination, DestinationKind, same_address
 from alpha.domain.actions import RefusalCode
 from alpha.domain.clock import Clock, LiveClock
 from alpha.domain.money import to_decimal
@@ -51,7 +64,7 @@ if TYPE_CHECKING:
 
 help = "move money out of a fuse to a destination its withdrawal whitelist names (--dry-run: show what would be sent)"
 
-NOT_SENT = "alpha sends withdrawals only from CEX fuses yet: send it from the venue, to this address and network"
+NOT_SENT = "alpha sends moves only from CEX, Hyperliquid and on-chain lending fuses: send it from the venue, to this address and network"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="show what would be sent and the venue's fee and minimum; send and journal nothing")
     parser.add_argument("--wait", type=float, default=60.0, metavar="SECONDS", help="how long to follow a sent withdrawal until it is confirmed on chain")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--move-id", metavar="ID", help="the move's id (default: a new one); run again with it to carry the same move on after a crash")
 
 
 def _amount(text: str) -> Decimal | str:
@@ -128,7 +142,7 @@ async def _verify(config: StrategyConfig, found: Destination, asset: str, clock:
     """
     from fuses.ccxt import CcxtFuse, build
 
-    if found.fuse is None or config.fuse(found.fuse).kind is not FuseKind.CEX:
+    if found.fuse is None or found.kind is not DestinationKind.VENUE or config.fuse(found.fuse).kind is not FuseKind.CEX:
         return None, "not a CEX fuse's deposit address"
     try:
         fuse = build(config.fuse(found.fuse), clock=clock)
@@ -149,28 +163,87 @@ async def _verify(config: StrategyConfig, found: Destination, asset: str, clock:
     return True, f"the address is fuse {found.fuse}'s deposit address for {asset} on {found.network}, as its venue gives it"
 
 
+def _sends(config: StrategyConfig, name: str) -> bool:
+    """Whether alpha itself sends moves out of fuse ``name``: a venue's withdrawal (CEX, Hyperliquid) or its own wallet (lending)."""
+    fuse = config.fuse(name)
+    return fuse.kind in (FuseKind.CEX, FuseKind.PERP_DEX) or (fuse.kind is FuseKind.LENDING and fuse.venue != "sim")
+
+
+def _source(config: StrategyConfig, name: str, clock: Clock) -> Any:
+    """The fuse to send from: the venue's ccxt fuse, or the lending fuse's wallet (``fuses.evm.wallet``)."""
+    if config.fuse(name).kind is FuseKind.LENDING:
+        from fuses.evm.wallet import WalletSender
+
+        return WalletSender.from_fuse_config(config.fuse(name), clock=clock)
+    from fuses.ccxt import build
+
+    return build(config.fuse(name), clock=clock)
+
+
+async def _receivers(config: StrategyConfig, names: set[str], clock: Clock, started: list[Any]) -> dict[str, Any]:
+    """The destination fuses this process can ask for their deposit history (ccxt fuses), started; others are left out."""
+    from fuses.ccxt import build
+
+    found: dict[str, Any] = {}
+    for name in sorted(names):
+        try:
+            if config.fuse(name).kind not in (FuseKind.CEX, FuseKind.PERP_DEX):
+                continue
+            fuse = build(config.fuse(name), clock=clock)
+        except (KeyError, FuseError):
+            continue  # not in this strategy, or no credentials here: its own process follows it
+        started.append(fuse)
+        await fuse.start()
+        found[name] = fuse
+    return found
+
+
+def _existing(journal: Any, move_id: str) -> Move | None:
+    from alpha.daemon.moves import journal_moves
+
+    return journal_moves(journal).get(move_id)
+
+
 async def _send(config: StrategyConfig, args: argparse.Namespace, found: Destination, amount: Decimal, move_id: str, clock: Clock) -> Move | str:
-    """Resolve the fuse's unfinished moves, then request and send this one; the move, or why nothing new was sent."""
+    """Carry on the fuse's unfinished moves, then request and send this one; the move, or why nothing new was sent.
+
+    A ``--move-id`` the journal already has is this move run again: it is carried on (never
+    requested a second time), or its final state reported.
+    """
     from alpha.daemon.journal import Journal
-    from alpha.daemon.moves import REQUESTED, MoveRunner, unfinished
-    from fuses.ccxt import CcxtFuse, build
+    from alpha.daemon.moves import ARRIVE_WITHIN, REQUESTED, MoveRunner, unfinished
 
     journal = Journal(config.journal.path)
-    fuse = build(config.fuse(args.source), clock=clock)
+    started: list[Any] = []
     try:
-        assert isinstance(fuse, CcxtFuse)
+        fuse = _source(config, args.source, clock)
+        started.append(fuse)
         await fuse.start()
-        runner = MoveRunner(journal, clock, follow_for=timedelta(seconds=args.wait))
-        for move in unfinished(journal, args.source):
-            await runner.resolve(fuse, move)
+        pending = unfinished(journal, args.source)
+        wanted = {m.credit_to for m in pending if m.credit_to} | ({found.fuse} if found.fuse else set())
+        receivers = await _receivers(config, {n for n in wanted if n}, clock, started)
+        arrive = found.arrives_within or ARRIVE_WITHIN
+        runner = MoveRunner(journal, clock, follow_for=timedelta(seconds=args.wait), receivers=receivers, arrive_within=arrive)
+        mine = _existing(journal, move_id)
+        for move in pending:
+            if move.id != move_id:
+                await runner.resume(fuse, move)
+        if mine is not None:
+            if (mine.fuse, mine.asset, mine.amount, mine.destination.get("name")) != (args.source, args.asset, amount, found.name):
+                return (f"move {move_id} is journalled as {mine.amount} {mine.asset} from {mine.fuse} to {mine.destination.get('name')}:"
+                        " run it again with the same arguments, or give a new --move-id")
+            return mine if mine.final else await runner.resume(fuse, mine)
         open_moves = [m for m in unfinished(journal, args.source) if m.state == REQUESTED]  # sent ones are in flight, known
         if open_moves:
             ids = ", ".join(f"{m.id} ({m.state})" for m in open_moves)
             return f"fuse {args.source} has moves of unknown outcome: {ids}; nothing new is sent from it until the venue shows them (run again later)"
-        move = runner.request(move_id, args.source, args.asset, amount, destination_json(found), operator=True)
+        planned = fuse.plan_withdrawal(move_id) if hasattr(fuse, "plan_withdrawal") else None
+        extra = {"venue_id": planned} if planned else {}
+        move = runner.request(move_id, args.source, args.asset, amount, destination_json(found), operator=True, **extra)
         return await runner.send(fuse, move)
     finally:
-        await fuse.close()
+        for fuse in reversed(started):
+            await fuse.close()
         journal.close()
 
 
@@ -187,7 +260,7 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
         _say(args, {"error": amount}, f"error: {amount}", error=True)
         return 2
     wanted = args.to if args.to is not None else args.to_address
-    move_id = f"mv-{secrets.token_hex(8)}"  # chosen before anything is asked of a venue: the move's journal key
+    move_id = args.move_id or f"mv-{secrets.token_hex(8)}"  # chosen before anything is asked of a venue: the move's journal key
     found = check_move(config, args.source, wanted, args.asset, args.network, by="any" if args.to is not None else "address")
     if isinstance(found, str):
         if any(f.name == args.source for f in config.fuses):
@@ -219,7 +292,7 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
             _say(args, {"dry_run": True, "sent": False, **plan, **extra},
                  f"would send {what}; {terms}{' (below the minimum: the venue would refuse it)' if low else ''}; {why}; nothing was sent")
             return 0
-        if config.fuse(args.source).kind is not FuseKind.CEX:
+        if not _sends(config, args.source):
             _journal(config, clock, move_id, args, amount, "requested", destination=destination_json(found))
             _journal(config, clock, move_id, args, amount, "not_sent", reason=NOT_SENT)
             _say(args, {"move": move_id, "state": "not_sent", "sent": False, "reason": NOT_SENT, **plan},
@@ -233,14 +306,26 @@ def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
         _say(args, {"error": result, "sent": False}, f"error: {result}", error=True)
         return 3
     answer = {**plan, "move": result.id, "state": result.state, "venue_id": result.venue_id, "tx_id": result.tx_id,
-              "sent": result.state in ("sent", "confirmed"), "reason": result.reason or None}
+              "sent": result.state in IN_FLIGHT or result.state == "credited", "credit_to": result.credit_to, "reason": result.reason or None}
+    if result.state == "credited":
+        answer["credited"] = str(result.data.get("credited"))
+    where = f"venue withdrawal {result.venue_id}" if result.raw is None else f"transaction {result.tx_id} (nonce {result.venue_id})"
     said = {
-        "confirmed": f"sent {what}: move {result.id}, venue withdrawal {result.venue_id}, confirmed on chain ({result.tx_id})",
-        "sent": f"sent {what}: move {result.id}, venue withdrawal {result.venue_id}, not yet confirmed on chain",
-        "requested": f"move {result.id} ({what}) is of unknown outcome: the venue does not show it yet; run again later to resolve it",
+        "credited": f"sent {what}: move {result.id}, {where}, on chain ({result.tx_id}), credited by {result.credit_to}"
+                    f" ({result.data.get('credited')} {args.asset})",
+        "confirmed": f"sent {what}: move {result.id}, {where}, confirmed on chain ({result.tx_id})"
+                     + (f"; not yet credited by {result.credit_to} (run again with --move-id {result.id} to follow it)" if result.credit_to else ""),
+        "sent": f"sent {what}: move {result.id}, {where}, not yet confirmed on chain (run again with --move-id {result.id} to follow it)",
+        "overdue": f"move {result.id} ({what}) is overdue: {result.reason}",
+        "requested": f"move {result.id} ({what}) is of unknown outcome: the venue does not show it yet; run again with --move-id {result.id}"
+                     " later to resolve it",
     }.get(result.state, f"move {result.id} ({what}) {result.state}: {result.reason}")
-    _say(args, answer, said, error=result.state not in ("sent", "confirmed"))
-    return {"confirmed": 0, "sent": 0, "requested": 3}.get(result.state, 1)
+    _say(args, answer, said, error=result.state not in (*IN_FLIGHT, "credited"))
+    return EXIT_CODES.get(result.state, 1)
+
+
+IN_FLIGHT = ("sent", "confirmed")  # known to the venue or the chain, on its way
+EXIT_CODES = {"credited": 0, "confirmed": 0, "sent": 0, "requested": 3, "overdue": 4}  # refused, not sent, failed: 1
 
 
 def _text(value: Decimal | None) -> str | None:

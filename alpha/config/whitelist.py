@@ -5,7 +5,9 @@ as ccxt names networks: ``ERC20``, ``ARBITRUM``, ``BEP20``, ``TRC20``, ...), of 
 
 * ``venue``: another fuse's deposit address on its venue (``fuse`` names the destination fuse);
 * ``vault``: the vault's own wallet;
-* ``bridge``: a bridge contract (e.g. Hyperliquid's USDC bridge on Arbitrum).
+* ``bridge``: a bridge contract (e.g. Hyperliquid's USDC bridge on Arbitrum); ``fuse`` may name
+  the fuse the bridge credits (Hyperliquid credits the sender's account), so a move there is
+  followed until that fuse's venue shows the deposit.
 
 Nothing else can ever be a destination: a move to anything not listed is refused by the risk
 gate (``alpha.risk.gate.check_move``) before any request leaves the process. A fuse without
@@ -98,7 +100,7 @@ class Destination(BaseModel):
     kind: DestinationKind
     address: str = Field(min_length=1, max_length=128)  # EVM: EIP-55 checksummed
     network: str = Field(pattern=r"^[A-Z0-9_]{1,20}$")  # as ccxt names it: ERC20, ARBITRUM, BEP20, TRC20, ...
-    fuse: str | None = None  # kind venue: the fuse whose deposit address this is
+    fuse: str | None = None  # kind venue: the fuse whose deposit address this is; kind bridge: the fuse it credits (optional)
     assets: Assets = ()  # the assets it may receive; empty: any
     memo: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[ -~]+$")  # memo/tag, where the network needs one
     # How long a move takes from the request until the destination has credited it (the venue's
@@ -141,8 +143,8 @@ class Destination(BaseModel):
             raise ValueError(f"{self.address!r} is not a {self.network} address")
         if self.memo is not None and not spec.memo:
             raise ValueError(f"network {self.network} takes no memo: remove 'memo'")
-        if (self.kind is DestinationKind.VENUE) != (self.fuse is not None):
-            raise ValueError("'fuse' names the destination fuse of a venue destination, and only of one")
+        if (self.kind is DestinationKind.VENUE and self.fuse is None) or (self.kind is DestinationKind.VAULT and self.fuse is not None):
+            raise ValueError("'fuse' names the destination fuse of a venue destination (or the fuse a bridge credits), and only of those")
         return self
 
     def allows(self, asset: str) -> bool:
@@ -177,7 +179,7 @@ def whitelist_problems(source: str, withdrawals: Iterable[Destination], kinds: M
             problems.append(f"{where} names fuse {d.fuse}, which is not in the strategy")
         elif d.fuse == source:
             problems.append(f"{where} names the fuse itself")
-        elif d.fuse is not None and kinds[d.fuse] == "perp_dex":
+        elif d.kind is DestinationKind.VENUE and d.fuse is not None and kinds[d.fuse] == "perp_dex":
             problems.append(f"{where}: fuse {d.fuse} is a perp DEX, which takes deposits only through its bridge from its own wallet")
         if d.kind is DestinationKind.BRIDGE and kinds.get(source) == "cex":
             problems.append(f"{where}: a bridge credits the sender, and a CEX withdrawal is sent from the exchange's wallet")

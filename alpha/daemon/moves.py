@@ -1,4 +1,4 @@
-"""Withdrawals from a CEX fuse as state machines in the journal: ``requested -> sent -> confirmed [-> credited]``.
+"""Moves as state machines in the journal (a venue's withdrawal, or a wallet's transfer): ``requested -> sent -> confirmed [-> credited]``.
 
 Every step is a ``move`` record keyed by the move's id (``client_id``), chosen and journalled as
 ``requested`` *before* the venue is asked; the id goes with the request (Binance's
@@ -30,26 +30,59 @@ move is followed on from it like from the state before (``confirmed`` or ``credi
 
 Recovery works from every state and never sends: ``resolve`` only reads the source's
 withdrawal history and the destination's deposit history.
+
+Per venue (read from the source fuse, ``withdrawal_horizon``): how long a requested move the
+venue does not show may still arrive, after which it is ``not_sent`` (Binance: ``NOT_FOUND_AFTER``,
+past its ``recvWindow``; Hyperliquid: its nonce window, two days). A fuse whose venue refuses a
+repeated id (``replays_by_id``: Hyperliquid refuses a nonce used once, and the nonce is chosen
+and journalled with ``requested``, as ``venue_id``) is asked again with the same id by ``resume``
+instead of waiting out that horizon: either the first request arrived and this one is refused,
+or this one is the only one.
+
+**On-chain moves from a wallet** (a ``ChainSender``: the vault wallet's ``fuses.evm.wallet``):
+an ERC-20 transfer signed by the transaction manager, journalled ``sent`` with its hash, nonce
+and signed bytes *before* it is broadcast, then ``confirmed`` when its receipt has the chain's
+confirmations. A restart resolves it by that hash (``TxManager.check``: found; or broadcast the
+same bytes again, which cannot execute twice; or its nonce taken by another transaction:
+``failed``), never signing a second one. A ``requested`` wallet move has no hash, so nothing was
+broadcast: ``resume`` signs it then, once.
+
+Test hook (environment only): ``ALPHA_TEST_MOVE_KILL_AT=STATE`` makes the process SIGKILL
+itself right after it journals a move in ``STATE`` (``requested``, ``sent``, ``confirmed``), so a
+test can crash ``alpha transfer`` at a named step instead of racing it. Unset, it does nothing.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from alpha.daemon.journal import Journal
 from alpha.domain.clock import Clock
-from fuses.base import FuseError, RejectedError
+from fuses.base import FatalError, FuseError, RejectedError
 from fuses.ccxt.withdrawals import VenueDeposit, VenueWithdrawal
+from fuses.evm.signed import SignedTx
+
+if TYPE_CHECKING:
+    from fuses.evm.txmanager import TxResult
 
 REQUESTED, SENT, CONFIRMED, NOT_SENT, FAILED, REFUSED = "requested", "sent", "confirmed", "not_sent", "failed", "refused"
 CREDITED, OVERDUE = "credited", "overdue"
 FINAL = frozenset({CREDITED, NOT_SENT, FAILED, REFUSED})  # final for every move; CONFIRMED too for one not followed to credited
 NOT_FOUND_AFTER = timedelta(seconds=120)  # a requested move the venue still does not know this long after is not_sent
 ARRIVE_WITHIN = timedelta(hours=1)  # a move not final this long after it was requested is overdue (default)
+KILL_ENV = "ALPHA_TEST_MOVE_KILL_AT"  # test hook: SIGKILL this process right after journalling a move in this state
+
+
+def _test_kill(state: str) -> None:
+    """The test hook: die here, as a kill -9 would, when ``ALPHA_TEST_MOVE_KILL_AT`` names ``state``."""
+    if os.environ.get(KILL_ENV) == state:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Withdrawer(Protocol):
@@ -60,6 +93,23 @@ class Withdrawer(Protocol):
     async def withdraw(self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None) -> str: ...
 
     async def withdrawal(self, asset: str, client_id: str) -> VenueWithdrawal | None: ...
+
+
+class ChainSender(Protocol):
+    """A wallet that moves tokens itself, by transactions it signs (``fuses.evm.wallet.WalletSender``)."""
+
+    name: str
+
+    async def sign_transfer(self, asset: str, amount: Decimal, address: str) -> SignedTx: ...
+
+    async def broadcast(self, signed: SignedTx) -> None: ...
+
+    async def check(self, signed: SignedTx) -> TxResult | None: ...
+
+
+def is_chain_sender(fuse: object) -> bool:
+    """Whether ``fuse`` sends on chain itself (a wallet) rather than asking a venue to withdraw."""
+    return hasattr(fuse, "sign_transfer")
 
 
 class Receiver(Protocol):
@@ -87,11 +137,20 @@ class Move:
     data: Mapping[str, Any] = field(default_factory=dict)
     credit_to: str | None = None  # the receiving fuse whose deposit history credits it (None: the move ends at confirmed)
     overdue: bool = False  # journalled overdue at some point (only once)
+    raw: str | None = None  # a wallet move: its signed transaction (hex), journalled before it was broadcast
+    on_chain: bool = False  # journalled confirmed at some point (a later overdue or credited keeps it)
 
     @property
     def final(self) -> bool:
         """Whether nothing more happens to this move: a final state, or confirmed when it is not followed to credited."""
         return self.state in FINAL or (self.state == CONFIRMED and self.credit_to is None)
+
+    @property
+    def signed(self) -> SignedTx | None:
+        """A wallet move's signed transaction, as journalled with ``sent``."""
+        if self.raw is None or self.tx_id is None or self.venue_id is None:
+            return None
+        return SignedTx(self.tx_id, int(self.venue_id), bytes.fromhex(self.raw.removeprefix("0x")), f"move:{self.id}")
 
 
 def journal_moves(journal: Journal) -> dict[str, Move]:
@@ -105,14 +164,15 @@ def journal_moves(journal: Journal) -> dict[str, Move]:
         if before is None:
             found[rec.client_id] = Move(
                 rec.client_id, rec.fuse or "", rec.asset or "", rec.amount or Decimal(0), rec.data.get("destination") or {},
-                state, datetime.fromisoformat(rec.ts), reason=str(rec.data.get("reason") or ""), data=rec.data,
-                credit_to=rec.data.get("credit_to") or None, overdue=state == OVERDUE,
+                state, datetime.fromisoformat(rec.ts), venue_id=rec.data.get("venue_id") or None, reason=str(rec.data.get("reason") or ""),
+                data=rec.data, credit_to=rec.data.get("credit_to") or None, overdue=state == OVERDUE,
             )
             continue
         found[rec.client_id] = Move(
             before.id, before.fuse, before.asset, before.amount, before.destination, state, before.requested_at,
             venue_id=rec.data.get("venue_id") or before.venue_id, tx_id=rec.data.get("tx_id") or before.tx_id,
             reason=str(rec.data.get("reason") or ""), data=rec.data, credit_to=before.credit_to, overdue=before.overdue or state == OVERDUE,
+            raw=rec.data.get("raw") or before.raw, on_chain=before.on_chain or state == CONFIRMED,
         )
     return found
 
@@ -142,10 +202,12 @@ class MoveRunner:
 
     def _record(self, move: Move, state: str, **data: Any) -> Move:
         self.journal.append("move", self.clock.now(), client_id=move.id, fuse=move.fuse, asset=move.asset, amount=move.amount, state=state, **data)
+        _test_kill(state)
         return Move(
             move.id, move.fuse, move.asset, move.amount, move.destination, state, move.requested_at,
             venue_id=data.get("venue_id") or move.venue_id, tx_id=data.get("tx_id") or move.tx_id, reason=str(data.get("reason") or ""),
-            data=data, credit_to=move.credit_to, overdue=move.overdue or state == OVERDUE,
+            data=data, credit_to=move.credit_to, overdue=move.overdue or state == OVERDUE, raw=data.get("raw") or move.raw,
+            on_chain=move.on_chain or state == CONFIRMED,
         )
 
     def request(self, move_id: str, fuse: str, asset: str, amount: Decimal, destination: Mapping[str, Any], **data: Any) -> Move:
@@ -162,30 +224,86 @@ class MoveRunner:
         self.journal.append(
             "move", now, client_id=move_id, fuse=fuse, asset=asset, amount=amount, state=REQUESTED, destination=dict(destination), **data
         )
-        return Move(move_id, fuse, asset, amount, destination, REQUESTED, now, data=data, credit_to=credit_to)
+        _test_kill(REQUESTED)
+        return Move(move_id, fuse, asset, amount, destination, REQUESTED, now, venue_id=data.get("venue_id") or None, data=data,
+                    credit_to=credit_to)
 
-    async def send(self, fuse: Withdrawer, move: Move) -> Move:
-        """Ask the venue to carry out a ``requested`` move, then follow it until it is final (bounded by ``follow_for``)."""
+    async def send(self, fuse: Withdrawer | ChainSender, move: Move) -> Move:
+        """Carry out a ``requested`` move (a venue's withdrawal, or a wallet's transfer), then follow it until it is final (bounded by ``follow_for``)."""
+        if is_chain_sender(fuse):
+            return await self._send_chain(fuse, move)  # type: ignore[arg-type]
+        return await self._ask(fuse, move)  # type: ignore[arg-type]
+
+    async def _ask(self, fuse: Withdrawer, move: Move, *, again: bool = False) -> Move:
+        """Ask the venue to withdraw (with the journalled ``venue_id`` when one was chosen with ``requested``)."""
         d = move.destination
+        extra: dict[str, Any] = {"venue_id": move.venue_id} if move.venue_id else {}
         try:
-            venue_id = await fuse.withdraw(move.asset, move.amount, str(d["address"]), str(d["network"]), client_id=move.id, tag=d.get("memo"))
+            venue_id = await fuse.withdraw(
+                move.asset, move.amount, str(d["address"]), str(d["network"]), client_id=move.id, tag=d.get("memo"), **extra
+            )
         except RejectedError as exc:
+            if again:  # refused the second time: perhaps because the first arrived (its id is used); the history says
+                return await self.resolve(fuse, move)
             return self._record(move, NOT_SENT, reason=f"the venue refused it: {exc}")
         except FuseError:
             return await self.resolve(fuse, move)  # an answer lost or unreadable: the venue's history says what happened
-        move = self._record(move, SENT, venue_id=venue_id)
+        move = self._record(move, SENT, venue_id=venue_id, **({"replayed": True} if again else {}))
         return await self.follow(fuse, move)
 
-    async def resolve(self, fuse: Withdrawer, move: Move) -> Move:
-        """Bring ``move`` to what the venues' histories say (never sending it again), then mark it overdue if it is late."""
-        if move.tx_id is None and move.state in (REQUESTED, SENT, OVERDUE):
-            move = await self._withdrawn(fuse, move)
-        if move.tx_id is not None and move.state in (CONFIRMED, OVERDUE) and move.credit_to is not None:
+    async def _send_chain(self, sender: ChainSender, move: Move) -> Move:
+        """Sign the transfer, journal it ``sent`` (hash, nonce, bytes) before it can be on chain, broadcast it, follow it."""
+        try:
+            signed = await sender.sign_transfer(move.asset, move.amount, str(move.destination["address"]))
+        except RejectedError as exc:
+            return self._record(move, NOT_SENT, reason=f"the transfer would fail on chain: {exc}")
+        move = self._record(move, SENT, tx_id=signed.tx_hash, venue_id=str(signed.nonce), raw=signed.raw.hex())
+        await sender.broadcast(signed)
+        return await self.follow(sender, move)
+
+    async def resume(self, fuse: Withdrawer | ChainSender, move: Move) -> Move:
+        """Carry an unfinished move on after a crash, never sending it twice, then follow it (bounded by ``follow_for``).
+
+        A ``requested`` wallet move was never broadcast (its hash would be journalled): it is
+        signed and sent now, once. A ``requested`` move to a venue that refuses a repeated id
+        (``replays_by_id``), not in its history, is asked again with its journalled id. Any other
+        is resolved from the histories and the chain.
+        """
+        if move.state == REQUESTED and is_chain_sender(fuse):
+            return await self._send_chain(fuse, move)  # type: ignore[arg-type]
+        replays = move.state == REQUESTED and move.venue_id and getattr(fuse, "replays_by_id", False)
+        if replays and await fuse.withdrawal(move.asset, move.id) is None:  # type: ignore[union-attr]
+            return await self._ask(fuse, move, again=True)  # type: ignore[arg-type]
+        return await self.follow(fuse, move)
+
+    async def resolve(self, fuse: Withdrawer | ChainSender, move: Move) -> Move:
+        """Bring ``move`` to what the venues' histories and the chain say (never sending it again), then mark it overdue if it is late."""
+        if is_chain_sender(fuse):
+            if not move.on_chain and move.state in (SENT, OVERDUE):
+                move = await self._mined(fuse, move)  # type: ignore[arg-type]
+        elif move.tx_id is None and move.state in (REQUESTED, SENT, OVERDUE):
+            move = await self._withdrawn(fuse, move)  # type: ignore[arg-type]
+        if move.tx_id is not None and move.state in (CONFIRMED, OVERDUE) and (move.on_chain or move.state == CONFIRMED) and move.credit_to:
             move = await self._credited(move)
         if not move.final and not move.overdue and move.state != REQUESTED and self.clock.now() - move.requested_at >= self.arrive_within:
-            late = "on chain, not credited by its destination yet" if move.tx_id else "not on chain yet"
+            late = "on chain, not credited by its destination yet" if move.on_chain else "not on chain yet"
             move = self._record(move, OVERDUE, reason=f"not arrived within {self.arrive_within}: {late}; still followed")
         return move
+
+    async def _mined(self, sender: ChainSender, move: Move) -> Move:
+        """A wallet move's transaction, looked up by its journalled hash: ``confirmed`` with its confirmations, or ``failed``."""
+        signed = move.signed
+        if signed is None:
+            return move
+        try:
+            result = await sender.check(signed)
+        except RejectedError as exc:
+            return self._record(move, FAILED, reason=f"the transfer reverted on chain: {exc}")
+        except FatalError as exc:  # its nonce was taken by another transaction: this one can never execute
+            return self._record(move, FAILED, reason=str(exc))
+        if result is None:
+            return move
+        return self._record(move, CONFIRMED, tx_id=result.tx_hash, gas=result.fee_native, block=result.block_number)
 
     async def _credited(self, move: Move) -> Move:
         """Journal ``credited`` (or ``failed``) once the destination venue's deposit history shows the transaction."""
@@ -203,7 +321,7 @@ class MoveRunner:
         """The source venue's withdrawal history: ``sent``, ``confirmed`` (with the transaction id), ``failed`` or ``not_sent``."""
         found = await fuse.withdrawal(move.asset, move.id)
         if found is None:
-            if move.state == REQUESTED and self.clock.now() - move.requested_at >= NOT_FOUND_AFTER:
+            if move.state == REQUESTED and self.clock.now() - move.requested_at >= (getattr(fuse, "withdrawal_horizon", None) or NOT_FOUND_AFTER):
                 return self._record(move, NOT_SENT, reason="the venue has no withdrawal under this id: it never received it; it is not sent again")
             return move  # too soon to tell (the request may still arrive) or sent and not listed yet: unknown for now
         if move.state == REQUESTED:
@@ -214,7 +332,7 @@ class MoveRunner:
             return self._record(move, FAILED, reason="the venue's history says the withdrawal failed or was cancelled")
         return move
 
-    async def follow(self, fuse: Withdrawer, move: Move) -> Move:
+    async def follow(self, fuse: Withdrawer | ChainSender, move: Move) -> Move:
         """Resolve ``move`` every ``poll`` until it is final or ``follow_for`` has passed."""
         end = self.clock.now() + self.follow_for
         while True:

@@ -44,6 +44,7 @@ from fuses.base import (
     FuseError,
     OrderNotFoundError,
     RejectedError,
+    TransientError,
     UnknownOutcomeError,
     error_kind,
 )
@@ -53,6 +54,7 @@ from fuses.ccxt.config import CcxtSettings
 from fuses.ccxt.errors import NoChange, translate
 from fuses.ccxt.venues import IntervalSource, VenueSpec
 from fuses.ccxt.withdrawals import (
+    NONCE_BUCKET,
     VenueDeposit,
     VenueWithdrawal,
     WithdrawalTerms,
@@ -84,6 +86,7 @@ def _cloid(client_id: str) -> str:
 
 
 HYPERLIQUID_NETWORKS = frozenset({"ARBITRUM", "ARB", "ARBONE"})  # withdraw3 pays out on Arbitrum One, nowhere else
+HYPERLIQUID_HORIZON = timedelta(days=2, milliseconds=NONCE_BUCKET, minutes=1)  # the nonce window, a bucket ahead, a margin
 
 ALNUM32 = re.compile(r"^[A-Za-z0-9]{1,32}$")
 
@@ -154,6 +157,12 @@ class CcxtFuse:
         self.foreign_positions: tuple[parse.ForeignPosition, ...] = ()
         self.halt_on_foreign = halt_on_foreign  # risk.foreign_positions: halt (else flag)
         self.refusals: list[BadPayloadError] = []  # the latest refusals (bounded), for inspection
+        hyperliquid = spec.withdrawal_id == "nonce_tag"
+        # How long a requested withdrawal the venue does not show may still arrive (alpha.daemon.moves):
+        # a signed withdraw3 is valid within the nonce window (two days), one nonce bucket ahead at most.
+        # None: the mover's default (Binance: past its recvWindow).
+        self.withdrawal_horizon: timedelta | None = HYPERLIQUID_HORIZON if hyperliquid else None
+        self.replays_by_id = hyperliquid  # the venue refuses a nonce used once: a withdraw3 re-sent with its nonce cannot pay twice
 
     def __repr__(self) -> str:
         return f"CcxtFuse(name={self.name!r}, venue={self.spec.ccxt_id!r}, url={self.settings.api_url!r})"
@@ -773,12 +782,15 @@ class CcxtFuse:
             self.client.set_markets(self.client.markets, found)
 
     async def withdraw(
-        self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None
+        self, asset: str, amount: Decimal, address: str, network: str, *, client_id: str, tag: str | None = None,
+        venue_id: str | None = None,
     ) -> str:
         """Ask the venue to send ``amount`` of ``asset`` to ``address`` on ``network`` (ccxt's name); return its withdrawal id.
 
         ``client_id`` goes with the request (Binance's ``withdrawOrderId``): a withdrawal whose
-        answer is lost is found again by it (``withdrawal``), never sent twice.
+        answer is lost is found again by it (``withdrawal``), never sent twice. ``venue_id``
+        (Hyperliquid): the nonce chosen beforehand (``plan_withdrawal``) and journalled, so the
+        request can be sent again with it after a crash and the venue pays it once.
         """
         if amount <= 0:
             raise RejectedError(f"{self.name}: withdrawal amount {amount} must be positive", venue=self.name)
@@ -789,7 +801,8 @@ class CcxtFuse:
                     f"network {network!r}{' with a memo' if tag is not None else ''} is refused",
                     venue=self.name,
                 )
-            return await self._call(self._withdraw3, asset, amount, address, client_id, sends_state=True, client_id=client_id)
+            nonce = int(venue_id) if venue_id is not None else None
+            return await self._call(self._withdraw3, asset, amount, address, client_id, nonce, sends_state=True, client_id=client_id)
         params: dict[str, Any] = {"network": network, "withdrawOrderId": client_id}
         await self._wallet_asset(asset)
         sent = self.client.currency_to_precision(asset, str(amount), network)  # what ccxt would send: the venue's step
@@ -803,30 +816,80 @@ class CcxtFuse:
         answer = await self._call(self.client.withdraw, asset, str(amount), address, params, sends_state=True, client_id=client_id)
         return str(answer["id"])
 
-    async def _withdraw3(self, asset: str, amount: Decimal, address: str, client_id: str) -> str:
+    def plan_withdrawal(self, client_id: str) -> str | None:
+        """Hyperliquid: the nonce ``client_id``'s withdraw3 will be signed with, chosen now to be journalled first; None elsewhere.
+
+        The first number with ``client_id``'s tag above both the clock (and a second's margin)
+        and the client's last nonce: above every nonce the signer used, at most one bucket ahead.
+        """
+        if self.spec.withdrawal_id != "nonce_tag":
+            return None
+        last = int(self.client.safe_integer(self.client.options, "lastNonce", 0))
+        now_ms = max(int(self.clock.now().timestamp() * 1000), int(self.client.nonce()))
+        return str(withdraw3_nonce(client_id, max(now_ms + 1000, last)))
+
+    async def _withdraw3(self, asset: str, amount: Decimal, address: str, client_id: str, nonce: int | None = None) -> str:
         """Hyperliquid: send ccxt's withdraw3 signed with the nonce that carries ``client_id``; return that nonce.
 
-        ccxt takes the nonce from ``incrementing_nonce`` (the larger of now and the last one + 1):
-        the last one is set just below ours with no await in between, so the request carries it.
+        ccxt takes the nonce from ``incrementing_nonce``; for this one request it answers ours (a
+        one-shot replacement, removed when ccxt reads it, with no await in between), which may be
+        below the clock when the request is sent again after a crash.
         """
         if self.client.markets is None:
             await self.client.load_markets()
+        chosen = nonce if nonce is not None else int(self.plan_withdrawal(client_id) or 0)
         last = int(self.client.safe_integer(self.client.options, "lastNonce", 0))
-        now_ms = max(int(self.clock.now().timestamp() * 1000), int(self.client.nonce()))
-        nonce = withdraw3_nonce(client_id, max(now_ms + 1000, last))  # a second's margin: ccxt reads its clock again
-        self.client.options["lastNonce"] = nonce - 1
-        await self.client.withdraw(asset, str(amount), address)
-        return str(nonce)
+        client = self.client
+
+        def ours() -> int:
+            del client.incrementing_nonce  # back to ccxt's own for every other request
+            client.options["lastNonce"] = max(last, chosen)
+            return chosen
+
+        client.incrementing_nonce = ours
+        try:
+            await client.withdraw(asset, str(amount), address)
+        finally:
+            if "incrementing_nonce" in vars(client):
+                del client.incrementing_nonce
+        return str(chosen)
 
     async def withdrawal(self, asset: str, client_id: str) -> VenueWithdrawal | None:
         """The withdrawal the venue holds under ``client_id``, or None when it has none."""
         if self.spec.withdrawal_id == "nonce_tag":
             rows = await self._call(self.client.fetch_withdrawals, asset, 0, None)
-            return ledger_withdrawal(rows, client_id)
+            return await self._paid_out(ledger_withdrawal(rows, client_id))
         await self._wallet_asset(asset)
         found = await self._call(self.client.fetch_withdrawals, asset, None, None, {"withdrawOrderId": client_id})
         mine = [w for w in found if (w.get("info") or {}).get("withdrawOrderId") == client_id]
         return parse_withdrawal(mine[0], client_id) if mine else None
+
+    async def _paid_out(self, found: VenueWithdrawal | None) -> VenueWithdrawal | None:
+        """Hyperliquid with its bridge configured (``options``: ``bridge_address``, ``bridge_rpc_url``): completed only once paid on chain.
+
+        The ledger lists a withdrawal under the venue's own hash as soon as it is debited; the
+        payout is the bridge's ``FinalizedWithdrawal`` for the signer and nonce (``release_on``),
+        whose transaction is then the withdrawal's ``tx_id``. Without the bridge configured, the
+        ledger's row is all that is known (``tx_id`` the venue's hash).
+        """
+        bridge, rpc_url = self.settings.options.get("bridge_address"), self.settings.options.get("bridge_rpc_url")
+        if found is None or not bridge or not rpc_url:
+            return found
+        from web3 import AsyncHTTPProvider, AsyncWeb3
+
+        from fuses.evm.bridge import release_on
+
+        user = self.settings.wallet_address or self.settings.signer or ""
+        w3 = AsyncWeb3(AsyncHTTPProvider(str(rpc_url)))
+        try:
+            paid = await release_on(w3, str(bridge), user, int(found.id))
+        except Exception as exc:  # the chain's node down or answering nonsense: not known yet
+            raise TransientError(f"{self.name}: the bridge's payouts could not be read ({type(exc).__name__})", venue=self.name) from exc
+        finally:
+            await w3.provider.disconnect()
+        if paid is None:
+            return replace(found, status="processing", tx_id=None)
+        return replace(found, tx_id=paid)
 
     async def deposit(self, asset: str, tx_id: str) -> VenueDeposit | None:
         """The deposit of ``asset`` the venue shows for on-chain transaction ``tx_id``, or None when it has not seen it.

@@ -146,7 +146,12 @@ async def release_of(tx: TxManager, bridge: str, user: str, nonce: int, *, from_
     Hyperliquid's ledger shows a withdrawal under the venue's own transaction hash; the Arbitrum
     side is read here, from the bridge's ``FinalizedWithdrawal`` event.
     """
-    contract = tx.contract(bridge, bridge_abi())
+    return await release_on(tx.w3, bridge, user, nonce, from_block=from_block)
+
+
+async def release_on(w3: Any, bridge: str, user: str, nonce: int, *, from_block: int = 0) -> str | None:
+    """``release_of`` over any ``AsyncWeb3`` connection (a reader that signs nothing)."""
+    contract = w3.eth.contract(address=w3.to_checksum_address(bridge), abi=bridge_abi())
     wid = withdrawal_id(user, nonce)
     logs = await contract.events.FinalizedWithdrawal.get_logs(from_block=from_block, argument_filters={"id": wid})
     if not logs:

@@ -57,6 +57,7 @@ from alpha.observability.metrics import Metrics
 from fuses.base import FatalError, FuseError, RejectedError, TransientError, UnknownOutcomeError
 from fuses.evm.erc20 import ERC20_ABI
 from fuses.evm.revert import RevertCode, decode_revert
+from fuses.evm.signed import SignedTx
 
 log = structlog.get_logger(__name__)
 
@@ -329,6 +330,63 @@ class TxManager:
         finally:
             if self._metrics is not None:
                 self._metrics.request_latency.labels(self.fuse, f"tx:{label}").observe(time.perf_counter() - started)
+
+    async def sign_call(self, contract: AsyncContract, function: str, args: list[Any], *, label: str) -> SignedTx:
+        """Estimate, price and sign ``contract.function(*args)`` with the next nonce, without broadcasting it.
+
+        For a caller that must record the hash before the transaction can exist on chain (a move
+        journalled ``sent`` with its hash): it then broadcasts with ``broadcast``, and after a
+        crash settles it with ``check`` from what it recorded, never signing another.
+        """
+        if not self._started:
+            raise FatalError("the transaction manager is not started", venue=self.venue)
+        await self._settle_in_doubt()
+        tx: dict[str, Any] = {"from": self.address, "to": contract.address, "data": contract.encode_abi(function, args=args), "value": 0,
+                              "chainId": self.settings.chain_id}
+        try:
+            estimate = await self._timed(self.w3.eth.estimate_gas(tx), "eth_estimateGas")  # type: ignore[arg-type]
+        except ContractLogicError as exc:
+            raise self._revert(exc, label) from exc
+        tx["gas"] = int((Decimal(estimate) * self.settings.gas_limit_margin).to_integral_value(ROUND_CEILING))
+        max_fee, tip = await self._fees(label)
+        tx.update({"maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip, "type": 2})
+        async with self._lock:
+            if self._nonce is None:
+                await self._sync_nonce()
+            assert self._nonce is not None
+            nonce = self._nonce
+            signed = self.account.sign_transaction({**tx, "nonce": nonce})
+            self._nonce = nonce + 1  # spent: the signed bytes are the only transaction that may use it
+        return SignedTx("0x" + bytes(signed.hash).hex(), nonce, bytes(signed.raw_transaction), label)
+
+    async def broadcast(self, signed: SignedTx) -> None:
+        """Broadcast ``signed``; a lost answer is not an error (``check`` finds it by hash, or re-broadcasts the same bytes)."""
+        self._count_request()
+        self.sent_hashes.append(signed.tx_hash)
+        try:
+            await self.w3.eth.send_raw_transaction(signed.raw)
+        except TRANSPORT_OR_RPC_ERRORS as exc:
+            log.warning("txmanager.broadcast_in_doubt", fuse=self.fuse, label=signed.label, tx=signed.tx_hash, error=type(exc).__name__)
+
+    async def check(self, signed: SignedTx) -> TxResult | None:
+        """One look at ``signed`` on chain: its result once it has ``confirmations`` blocks, else None.
+
+        Not on chain and its nonce not used: the same signed bytes are broadcast again (they
+        cannot execute twice). Its nonce used by another transaction: ``FatalError``
+        (``nonce-conflict``). Mined and reverted: ``RejectedError``.
+        """
+        entry = _InDoubt(signed.raw, signed.tx_hash, signed.nonce, signed.label, 0)
+        receipt = await self._receipt(signed.tx_hash)
+        if receipt is None:
+            await self._recover(entry)
+            return None
+        head = await self._head()
+        if head is None or head - receipt["blockNumber"] + 1 < self.settings.confirmations:
+            return None
+        fee = Decimal(int(receipt["gasUsed"]) * int(receipt.get("effectiveGasPrice", 0))) / WEI_PER_NATIVE
+        if receipt["status"] != 1:
+            raise await self._mined_revert(entry, receipt)
+        return TxResult(signed.tx_hash, signed.nonce, int(receipt["blockNumber"]), int(receipt["gasUsed"]), fee, signed.label)
 
     async def resolve(self, tx_hash: str) -> TxResult:
         """Settle an in-doubt transaction by hash: its result, or UnknownOutcomeError if still unknown."""
