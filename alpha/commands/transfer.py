@@ -82,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--move-id", metavar="ID", help="the move's id (default: a new one); run again with it to carry the same move on after a crash")
 
 
+MAX_AMOUNT = Decimal(10) ** 12  # no single move is larger: a bigger --amount is a typo, refused before anything is read
+
+
 def _amount(text: str) -> Decimal | str:
     """The amount, or why it is not one."""
     try:
@@ -90,6 +93,8 @@ def _amount(text: str) -> Decimal | str:
         return f"--amount {text!r} is not an exact decimal ({exc})"
     if not value.is_finite() or value <= 0:
         return f"--amount must be a positive amount, got {text}"
+    if value > MAX_AMOUNT:
+        return f"--amount {text} is more than any account holds (at most {MAX_AMOUNT:,}): a typo?"
     return value
 
 

@@ -306,3 +306,16 @@ async def test_a_venue_destination_is_checked_against_its_venues_deposit_address
     assert f"its venue gives {deposit_address('them', 'USDT', 'ETH')}" in refused["reason"]
     assert f"POST {APPLY}" not in binance.seen and binance.withdrawals == [] and binance.spot() == SPOT
     assert [state for _, state in _moves(tmp_path)] == ["refused"]
+
+
+@pytest.mark.parametrize(
+    ("amount", "words"),
+    [("abc", "is not an exact decimal"), ("-5", "must be a positive amount"), ("0", "must be a positive amount"), ("1e400", "more than any account holds")],
+)
+async def test_a_bad_amount_is_refused_before_anything_is_read_or_sent(tmp_path: Path, binance: Counted, amount: str, words: str) -> None:
+    strategy = _strategy(tmp_path, binance.server.url)
+
+    code, out, err = await alpha("transfer", "--config", str(strategy), "--from", "binance", "--to", "okx", "--asset", "USDT", "--amount", amount, cwd=tmp_path)
+
+    assert code == 2 and out == "" and words in err and "Traceback" not in err
+    assert binance.seen == []
