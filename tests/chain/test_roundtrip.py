@@ -209,7 +209,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             journal=journal, binance=binance.url, hyperliquid=hyperliquid.url, wallet=wallet, bridge=bridge, rpc=node.rpc_url,
             chain_id=ANVIL_CHAIN_ID, usdc=usdc, deposit=deposit,
         ))
-        yield World(node, Web3(HTTPProvider(node.rpc_url)), usdc, bridge, wallet, link.hot_wallet, deposit, binance, b_backend,
+        yield World(node, Web3(HTTPProvider(node.rpc_url, request_kwargs={"timeout": 10})), usdc, bridge, wallet, link.hot_wallet, deposit, binance, b_backend,
                     hyperliquid, h_backend, strategy, journal)
     finally:
         for server in reversed(servers):
