@@ -10,17 +10,15 @@ deploys from those artifacts.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from fuses.aave.market import ARTIFACTS, V3_0, Artifacts, Release
 from fuses.evm.anvil import CHAIN_DIR
+from fuses.evm.solcjs import CompileError as CompileError  # re-exported: callers catch it from here
+from fuses.evm.solcjs import cache_dir as solc_cache_dir
+from fuses.evm.solcjs import compile_into, inputs_hash
 
 ORIGIN_PACKAGE = CHAIN_DIR / "node_modules" / "@aave-dao" / "aave-v3-origin"
 COMPILE_SCRIPT = CHAIN_DIR / "compile-origin.mjs"
@@ -30,10 +28,6 @@ _PACKAGES = ("@aave-dao/aave-v3-origin", "solc", "@openzeppelin/contracts", "@op
 ORIGIN_LIBRARIES = ("SupplyLogic", "BorrowLogic", "LiquidationLogic", "PoolLogic", "ConfiguratorLogic", "FlashLoanLogic")
 
 
-class CompileError(RuntimeError):
-    """The origin sources could not be compiled (packages missing or solc failed)."""
-
-
 def origin_version() -> str:
     """Return the installed ``@aave-dao/aave-v3-origin`` version."""
     version: str = json.loads((ORIGIN_PACKAGE / "package.json").read_text())["version"]
@@ -41,48 +35,17 @@ def origin_version() -> str:
 
 
 def _inputs_hash() -> str:
-    digest = hashlib.sha256()
-    for package in _PACKAGES:
-        manifest = CHAIN_DIR / "node_modules" / package / "package.json"
-        if not manifest.is_file():
-            raise CompileError(f"npm package {package} is not installed under {CHAIN_DIR}: run `make node-deps`")
-        digest.update(f"{package}@{json.loads(manifest.read_text())['version']}\n".encode())
-    digest.update(COMPILE_SCRIPT.read_bytes())
-    digest.update(TOKEN_SOURCE.read_bytes())
-    return digest.hexdigest()[:16]
+    return inputs_hash(_PACKAGES, (COMPILE_SCRIPT, TOKEN_SOURCE))
 
 
 def cache_dir() -> Path:
     """Where the compiled artifacts for the installed inputs live (created by ``compile_origin``)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "alpha" / f"aave-origin-{_inputs_hash()}"
+    return solc_cache_dir(CACHE_ENV, "aave-origin", _inputs_hash())
 
 
 def compile_origin(target: Path | None = None, *, node: str = "node", timeout: float = 600) -> Path:
     """Return a folder of compiled origin artifacts, compiling into it only if it is not complete."""
-    target = target or cache_dir()
-    if (target / "versions.json").is_file():
-        return target
-    if shutil.which(node) is None:
-        raise CompileError(f"{node} not found: Node.js is needed to compile the Aave sources")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        done = subprocess.run(
-            [node, str(COMPILE_SCRIPT), str(work)], cwd=CHAIN_DIR, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if done.returncode != 0:
-            raise CompileError(f"compiling aave-v3-origin failed:\n{done.stderr.strip()[-4000:]}")
-        try:
-            work.rename(target)  # atomic: a concurrent compile that finished first wins
-        except OSError:
-            if not (target / "versions.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    return compile_into(target or cache_dir(), COMPILE_SCRIPT, "aave-v3-origin", node=node, timeout=timeout)
 
 
 def current_release(compiled: Path | None = None) -> Release:

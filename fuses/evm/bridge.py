@@ -15,12 +15,7 @@ and returns the transaction hash, which is what the venue's ledger shows for the
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +24,9 @@ from eth_hash.auto import keccak
 
 from fuses.base import RejectedError
 from fuses.evm.anvil import CHAIN_DIR
+from fuses.evm.solcjs import CompileError as CompileError  # re-exported: callers catch it from here
+from fuses.evm.solcjs import cache_dir as solc_cache_dir
+from fuses.evm.solcjs import compile_into, inputs_hash
 from fuses.evm.txmanager import TxManager
 
 BRIDGE_SOURCE = CHAIN_DIR / "contracts" / "HyperliquidBridge.sol"
@@ -39,51 +37,18 @@ MINIMUM_DEPOSIT = Decimal(5)  # Hyperliquid's documented minimum: less is never 
 TRANSFER_TOPIC = "0x" + keccak(b"Transfer(address,address,uint256)").hex()
 
 
-class CompileError(RuntimeError):
-    """The bridge could not be compiled (solc-js missing or the compile failed)."""
-
-
 def _inputs_hash() -> str:
-    manifest = CHAIN_DIR / "node_modules" / "solc" / "package.json"
-    if not manifest.is_file():
-        raise CompileError(f"npm package solc is not installed under {CHAIN_DIR}: run `make node-deps`")
-    digest = hashlib.sha256(f"solc@{json.loads(manifest.read_text())['version']}\n".encode())
-    digest.update(COMPILE_SCRIPT.read_bytes())
-    digest.update(BRIDGE_SOURCE.read_bytes())
-    return digest.hexdigest()[:16]
+    return inputs_hash(("solc",), (COMPILE_SCRIPT, BRIDGE_SOURCE))
 
 
 def cache_dir() -> Path:
     """Where the compiled bridge for the installed inputs lives (created by ``compile_bridge``)."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path.home() / ".cache" / "alpha" / f"hl-bridge-{_inputs_hash()}"
+    return solc_cache_dir(CACHE_ENV, "hl-bridge", _inputs_hash())
 
 
 def compile_bridge(target: Path | None = None, *, node: str = "node", timeout: float = 300) -> Path:
     """Return a folder holding ``HyperliquidBridge.json``, compiling into it only if it is not complete."""
-    target = target or cache_dir()
-    if (target / "versions.json").is_file():
-        return target
-    if shutil.which(node) is None:
-        raise CompileError(f"{node} not found: Node.js is needed to compile the bridge")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        done = subprocess.run(
-            [node, str(COMPILE_SCRIPT), str(work)], cwd=CHAIN_DIR, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        if done.returncode != 0:
-            raise CompileError(f"compiling the bridge failed:\n{done.stderr.strip()[-4000:]}")
-        try:
-            work.rename(target)  # atomic: a concurrent compile that finished first wins
-        except OSError:
-            if not (target / "versions.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+    return compile_into(target or cache_dir(), COMPILE_SCRIPT, "the bridge", node=node, timeout=timeout)
 
 
 def bridge_artifact(compiled: Path | None = None) -> dict[str, Any]:
